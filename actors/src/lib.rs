@@ -1,0 +1,41 @@
+//! Parlor's core actors: the [`Router`](router::Router) that delivers messages, keeps the
+//! online registry and the offline queues, and one [`Tenant`](tenant::Tenant) per APP_ID
+//! holding that tenant's policy. Nothing here knows about HTTP or WebSockets: sessions are
+//! reached only as `Recipient<Deliver>`.
+//!
+//! All message types between actors are in [`messages`]; the JSON shapes pushed to clients
+//! are built once per message in [`wire`].
+
+pub mod error;
+pub mod messages;
+pub mod policy;
+pub mod router;
+pub mod tenant;
+pub mod wire;
+
+pub use error::SendError;
+pub use messages::*;
+pub use policy::Policy;
+pub use router::Router;
+pub use tenant::Tenant;
+
+/// Milliseconds since the Unix epoch, by the server's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The conversation key of a direct pair: the same whichever side sends.
+pub fn direct_conv(a: u64, b: u64) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("d:{lo}:{hi}")
+}
+
+/// The two users of a direct conversation key, or `None` for another kind of key.
+pub fn direct_pair(conv: &str) -> Option<(u64, u64)> {
+    let rest = conv.strip_prefix("d:")?;
+    let (a, b) = rest.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}

@@ -1,0 +1,166 @@
+//! Every message type that travels between the actors of this crate and the sessions.
+//!
+//! Direction session → router: [`Connect`], [`Disconnect`], [`SendMessage`], [`Advance`],
+//! [`ReplayOffline`], [`Logout`]. Direction router → session: [`Deliver`], one enum.
+//! Tenant: [`GetPolicy`], [`SetPolicy`]; tenant → router: [`PolicyChanged`].
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use parlor_storage::{ChatType, MessageRecord};
+
+use crate::{Policy, SendError};
+
+/// A user of a tenant: the unit of the online registry and of the offline queues.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub tenant: Arc<str>,
+    pub id: u64,
+}
+
+impl UserKey {
+    pub fn new(tenant: &str, id: u64) -> Self {
+        UserKey {
+            tenant: Arc::from(tenant),
+            id,
+        }
+    }
+}
+
+/// Identifies one WebSocket session (one device) for the life of the process.
+pub type SessionId = u64;
+
+/// One frame for a session, serialized once and shared by every recipient, with the
+/// timeline position it carries (if any) so the session can report what it wrote.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub frame: Arc<str>,
+    /// `(conversation, seq)` of a timeline message; `None` for notices.
+    pub at: Option<(Arc<str>, u64)>,
+}
+
+/// Router → session.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum Deliver {
+    /// One live frame.
+    Push(Pushed),
+    /// The messages that waited while the user was away, in seq order per conversation.
+    Replay(Vec<Pushed>),
+    /// The session must close (slow consumer, logout); its unwritten frames stay pending.
+    Close { reason: &'static str },
+}
+
+/// A session joined: register it and push what waited.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub user: UserKey,
+    pub session: SessionId,
+    /// The token id the session authenticated with (logout closes its sessions).
+    pub jti: Arc<str>,
+    pub addr: Recipient<Deliver>,
+}
+
+/// A session ended. `written` is the last report of what it wrote to its socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub user: UserKey,
+    pub session: SessionId,
+    pub written: Vec<(Arc<str>, u64)>,
+}
+
+/// Where a send comes from; its reply goes back the way it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A WebSocket session: it gets an `ack`, the user's other sessions get the push.
+    Session(SessionId),
+    /// A REST call: every session of the sender gets the push.
+    Rest,
+}
+
+/// The sender's or recipient's name and picture as messages carry them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Party {
+    pub id: u64,
+    pub name: String,
+    pub avatar: String,
+}
+
+/// Send a message. The reply is the stored message after its commit.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Arc<MessageRecord>, SendError>")]
+pub struct SendMessage {
+    pub tenant: Arc<str>,
+    pub from: Party,
+    pub to: Party,
+    pub chat_type: ChatType,
+    /// Message type as the client named it.
+    pub kind: String,
+    /// Content as JSON text, kept as given.
+    pub data: String,
+    /// Options as JSON text, kept as given.
+    pub options: String,
+    pub cid: Option<String>,
+    pub origin: Origin,
+}
+
+/// Move cursors forward: a session's report of what it wrote (or a client's `ack`), or a
+/// read receipt.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Advance {
+    pub user: UserKey,
+    /// The reporting session, when it is one (its written positions stop being pending).
+    pub session: Option<SessionId>,
+    pub positions: Vec<(Arc<str>, u64)>,
+    /// `true` moves the read cursor (and the delivered one with it where behind).
+    pub read: bool,
+}
+
+/// Push what waits for a user to the user's online sessions now
+/// (`chatGetmessageOffLine`).
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct ReplayOffline {
+    pub user: UserKey,
+}
+
+/// A token was revoked: close the sessions that authenticated with it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Logout {
+    pub user: UserKey,
+    pub jti: Arc<str>,
+}
+
+/// How many sessions a user has online (for status routes and tests).
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct OnlineCount {
+    pub user: UserKey,
+}
+
+/// Ask a Tenant for its policy.
+#[derive(Message, Debug)]
+#[rtype(result = "Policy")]
+pub struct GetPolicy;
+
+/// Replace a Tenant's policy; it takes effect for the next message.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SetPolicy(pub Policy);
+
+/// Tenant → Router: the policy changed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PolicyChanged {
+    pub tenant: Arc<str>,
+    pub policy: Arc<Policy>,
+}
+
+/// Ask the Router for the Tenant actor of an APP_ID (started on first use).
+#[derive(Message, Debug)]
+#[rtype(result = "Addr<crate::Tenant>")]
+pub struct TenantOf(pub Arc<str>);

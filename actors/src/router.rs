@@ -1,0 +1,735 @@
+//! The Router: delivers messages, keeps the registry of online sessions (several devices
+//! per user), and the offline queues.
+//!
+//! A send is validated against the tenant's [`Policy`], handed to the Writer (which stamps
+//! its `seq` inside the commit, so the timeline has no gaps and the same `cid` stores one
+//! message), and only after the commit is the sender answered and the frame, serialized
+//! once, offered to every online session of the recipient and to the sender's other
+//! devices with `try_send`. A session whose mailbox is full is cut; what it had not written
+//! stays pending for its next connect.
+//!
+//! Offline queues follow the cursor model: a user's queue is the set of conversations
+//! whose head is past the user's `delivered` cursor. The Router keeps that set in memory
+//! for users who are away, rebuilt from the cursors at start, and pushes those
+//! conversations' messages in `seq` order when a session connects. Sessions report what
+//! they wrote; the Router coalesces those reports and commits them every `cursor_flush`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use parlor_storage::{ChatType, MessageRecord, StartupState, Store, Tx};
+
+use crate::messages::*;
+use crate::{direct_conv, wire, Policy, SendError, Tenant};
+
+/// Sizes and periods of the Router.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// How often reported cursor positions are committed.
+    pub cursor_flush: Duration,
+    /// The Router's own mailbox.
+    pub mailbox: usize,
+    /// Most live frames held for a session while its offline replay is read.
+    pub hold_max: usize,
+    /// The policy every tenant starts with.
+    pub default_policy: Policy,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            cursor_flush: Duration::from_millis(200),
+            mailbox: 65_536,
+            hold_max: 4096,
+            default_policy: Policy::default(),
+        }
+    }
+}
+
+/// Counters of the Router (relaxed atomics, read by the metrics endpoint).
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    pub sessions_online: AtomicU64,
+    pub messages_accepted: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub deferred: AtomicU64,
+    pub sessions_cut: AtomicU64,
+    pub replayed: AtomicU64,
+}
+
+struct SessionEntry {
+    id: SessionId,
+    addr: Recipient<Deliver>,
+    jti: Arc<str>,
+    /// While the session's offline replay is being read, live frames wait here.
+    held: Option<Vec<Pushed>>,
+    /// Highest seq pushed per conversation that the session has not reported written.
+    unreported: HashMap<Arc<str>, u64>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct TenantEntry {
+    addr: Addr<Tenant>,
+    policy: Arc<Policy>,
+}
+
+/// Which conversations a replay reads.
+enum ReplaySource {
+    /// The conversations of the in-memory offline queue.
+    Convs(Vec<Arc<str>>),
+    /// Every conversation of the user whose head is past the delivered cursor.
+    All,
+}
+
+/// The Router actor; see the module doc.
+pub struct Router {
+    store: Store,
+    config: RouterConfig,
+    sessions: HashMap<UserKey, Vec<SessionEntry>>,
+    /// Sessions cut by the Router, waiting for their final report.
+    closing: HashMap<SessionId, HashMap<Arc<str>, u64>>,
+    pending: HashMap<UserKey, HashSet<Arc<str>>>,
+    cursor_buf: HashMap<(UserKey, Arc<str>), (u64, u64)>,
+    tenants: HashMap<Arc<str>, TenantEntry>,
+    rates: HashMap<UserKey, Bucket>,
+    stats: Arc<RouterStats>,
+}
+
+impl Router {
+    /// A Router over `store`, with the offline queues of `startup`.
+    pub fn new(store: Store, config: RouterConfig, startup: &StartupState) -> Self {
+        let mut pending: HashMap<UserKey, HashSet<Arc<str>>> = HashMap::new();
+        for (tenant, user, conv, _) in &startup.pending {
+            pending
+                .entry(UserKey::new(tenant, *user))
+                .or_default()
+                .insert(Arc::from(conv.as_str()));
+        }
+        Router {
+            store,
+            config,
+            sessions: HashMap::new(),
+            closing: HashMap::new(),
+            pending,
+            cursor_buf: HashMap::new(),
+            tenants: HashMap::new(),
+            rates: HashMap::new(),
+            stats: Arc::new(RouterStats::default()),
+        }
+    }
+
+    /// The counters, shared with whoever reports them.
+    pub fn stats(&self) -> Arc<RouterStats> {
+        self.stats.clone()
+    }
+
+    fn tenant(&mut self, name: &Arc<str>, ctx: &mut Context<Self>) -> &TenantEntry {
+        if !self.tenants.contains_key(name) {
+            let policy = self.config.default_policy.clone();
+            let addr = Tenant::new(name.clone(), policy.clone(), ctx.address()).start();
+            self.tenants.insert(
+                name.clone(),
+                TenantEntry {
+                    addr,
+                    policy: Arc::new(policy),
+                },
+            );
+        }
+        &self.tenants[name]
+    }
+
+    fn check_rate(&mut self, user: &UserKey, policy: &Policy) -> Result<(), SendError> {
+        if policy.rate_per_sec == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let burst = policy.rate_burst.max(1) as f64;
+        let bucket = self.rates.entry(user.clone()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * policy.rate_per_sec as f64;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return Err(SendError::RateLimited {
+                per_sec: policy.rate_per_sec,
+            });
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Offers a frame to every session of `user` but `exclude`. Returns whether at least
+    /// one session took it.
+    fn push_user(&mut self, user: &UserKey, pushed: &Pushed, exclude: Option<SessionId>) -> bool {
+        let Some(list) = self.sessions.get_mut(user) else {
+            return false;
+        };
+        let mut taken = false;
+        let mut cut = Vec::new();
+        for s in list.iter_mut().filter(|s| Some(s.id) != exclude) {
+            if let Some(held) = &mut s.held {
+                if held.len() >= self.config.hold_max {
+                    cut.push(s.id);
+                } else {
+                    held.push(pushed.clone());
+                    taken = true;
+                }
+                continue;
+            }
+            match s.addr.try_send(Deliver::Push(pushed.clone())) {
+                Ok(()) => {
+                    note(&mut s.unreported, pushed);
+                    taken = true;
+                    self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => cut.push(s.id),
+            }
+        }
+        for id in cut {
+            self.cut(user, id, "slow consumer");
+        }
+        taken
+    }
+
+    /// Removes a session from the registry and tells it to close.
+    fn cut(&mut self, user: &UserKey, id: SessionId, reason: &'static str) {
+        let Some(list) = self.sessions.get_mut(user) else {
+            return;
+        };
+        let Some(pos) = list.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let mut entry = list.swap_remove(pos);
+        if list.is_empty() {
+            self.sessions.remove(user);
+        }
+        let mut unreported = std::mem::take(&mut entry.unreported);
+        for p in entry.held.take().unwrap_or_default() {
+            note(&mut unreported, &p);
+        }
+        // The frames it had not written become pending again when its last report arrives.
+        self.closing.insert(id, unreported);
+        // One control message past the mailbox bound: the session must learn it is cut.
+        entry.addr.do_send(Deliver::Close { reason });
+        self.stats.sessions_cut.fetch_add(1, Ordering::Relaxed);
+        self.stats.sessions_online.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(user = user.id, tenant = %user.tenant, session = id, reason, "session cut");
+    }
+
+    fn advance(&mut self, user: &UserKey, conv: &Arc<str>, seq: u64, read: bool) {
+        let entry = self
+            .cursor_buf
+            .entry((user.clone(), conv.clone()))
+            .or_insert((0, 0));
+        entry.0 = entry.0.max(seq);
+        if read {
+            entry.1 = entry.1.max(seq);
+        }
+    }
+
+    fn flush_cursors(&mut self) -> Option<tokio::sync::oneshot::Receiver<parlor_storage::Result<()>>> {
+        if self.cursor_buf.is_empty() {
+            return None;
+        }
+        let updates: Vec<_> = self.cursor_buf.drain().collect();
+        let apply = updates.clone();
+        match self.store.writer().submit(move |tx: &Tx<'_>| {
+            for ((user, conv), (delivered, read)) in &apply {
+                tx.advance_cursor(&user.tenant, user.id, conv, *delivered, *read)?;
+            }
+            Ok(())
+        }) {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cursor flush deferred");
+                for (key, (d, r)) in updates {
+                    let entry = self.cursor_buf.entry(key).or_insert((0, 0));
+                    entry.0 = entry.0.max(d);
+                    entry.1 = entry.1.max(r);
+                }
+                None
+            }
+        }
+    }
+
+    fn start_replay(
+        &mut self,
+        user: UserKey,
+        session: SessionId,
+        source: ReplaySource,
+        ctx: &mut Context<Self>,
+    ) {
+        let limit = self.tenant(&user.tenant, ctx).policy.offline_replay_max.max(1);
+        let store = self.store.clone();
+        let (tenant, uid) = (user.tenant.clone(), user.id);
+        let read = tokio::task::spawn_blocking(
+            move || -> parlor_storage::Result<(Vec<MessageRecord>, Vec<Arc<str>>)> {
+                let snap = store.snapshot()?;
+                let convs: Vec<Arc<str>> = match source {
+                    ReplaySource::Convs(convs) => convs,
+                    ReplaySource::All => {
+                        let mut convs = Vec::new();
+                        for (conv, cursor) in snap.cursors_of(&tenant, uid)? {
+                            if snap.head(&tenant, &conv)? > cursor.delivered {
+                                convs.push(Arc::from(conv.as_str()));
+                            }
+                        }
+                        convs
+                    }
+                };
+                let mut out = Vec::new();
+                let mut unfinished = Vec::new();
+                for conv in convs {
+                    let room = limit.saturating_sub(out.len());
+                    if room == 0 {
+                        unfinished.push(conv);
+                        continue;
+                    }
+                    let delivered = snap.cursor(&tenant, uid, &conv)?.unwrap_or_default().delivered;
+                    let msgs = snap.messages_after(&tenant, &conv, delivered, room)?;
+                    if msgs.len() == room {
+                        unfinished.push(conv);
+                    }
+                    out.extend(msgs);
+                }
+                Ok((out, unfinished))
+            },
+        );
+        ctx.spawn(read.into_actor(self).map(move |res, act, _| {
+            let res = match res {
+                Ok(r) => r,
+                Err(e) => Err(parlor_storage::Error::Unavailable(if e.is_panic() {
+                    "replay read panicked"
+                } else {
+                    "replay read cancelled"
+                })),
+            };
+            act.finish_replay(user, session, res);
+        }));
+    }
+
+    fn finish_replay(
+        &mut self,
+        user: UserKey,
+        session: SessionId,
+        res: parlor_storage::Result<(Vec<MessageRecord>, Vec<Arc<str>>)>,
+    ) {
+        let (msgs, unfinished) = match res {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, user = user.id, "offline replay failed");
+                (Vec::new(), Vec::new())
+            }
+        };
+        if !unfinished.is_empty() {
+            self.pending.entry(user.clone()).or_default().extend(unfinished);
+        }
+        let Some(entry) = self
+            .sessions
+            .get_mut(&user)
+            .and_then(|l| l.iter_mut().find(|s| s.id == session))
+        else {
+            // Gone before the read finished: everything read stays pending.
+            for m in &msgs {
+                self.pending
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(Arc::from(m.conv.as_str()));
+            }
+            return;
+        };
+        let mut batch = Vec::with_capacity(msgs.len());
+        let mut replayed: HashMap<Arc<str>, u64> = HashMap::new();
+        for m in &msgs {
+            let conv: Arc<str> = Arc::from(m.conv.as_str());
+            let reported = self
+                .cursor_buf
+                .get(&(user.clone(), conv.clone()))
+                .map(|c| c.0)
+                .unwrap_or(0);
+            if m.seq <= reported {
+                continue;
+            }
+            replayed.insert(conv.clone(), m.seq);
+            batch.push(Pushed {
+                frame: wire::chat_frame(m),
+                at: Some((conv, m.seq)),
+            });
+        }
+        for p in entry.held.take().unwrap_or_default() {
+            let newer = match &p.at {
+                Some((conv, seq)) => replayed.get(conv).is_none_or(|max| seq > max),
+                None => true,
+            };
+            if newer {
+                batch.push(p);
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len() as u64;
+        for p in &batch {
+            note(&mut entry.unreported, p);
+        }
+        if entry.addr.try_send(Deliver::Replay(batch)).is_err() {
+            self.cut(&user, session, "slow consumer");
+        } else {
+            self.stats.replayed.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+}
+
+fn note(unreported: &mut HashMap<Arc<str>, u64>, p: &Pushed) {
+    if let Some((conv, seq)) = &p.at {
+        let e = unreported.entry(conv.clone()).or_insert(0);
+        *e = (*e).max(*seq);
+    }
+}
+
+/// The write of one direct message: deduplicate by `cid`, stamp the next seq, append,
+/// create the recipient's cursor, and move the sender's cursors over its own message.
+/// Returns the stored message and whether it is new.
+fn append_direct(
+    tx: &Tx<'_>,
+    tenant: &str,
+    mut m: MessageRecord,
+) -> parlor_storage::Result<(MessageRecord, bool)> {
+    if let Some(cid) = &m.cid {
+        if let Some(existing) = tx.dedup(tenant, m.from_id, cid)? {
+            return Ok((existing, false));
+        }
+    }
+    m.seq = tx.head(tenant, &m.conv)? + 1;
+    tx.append_message(tenant, &m)?;
+    tx.ensure_cursor(tenant, m.to_id, &m.conv)?;
+    let mine = tx.cursor(tenant, m.from_id, &m.conv)?.unwrap_or_default();
+    // Delivered moves over the sender's own message only when nothing before it waits.
+    let delivered = if mine.delivered + 1 == m.seq {
+        m.seq
+    } else {
+        mine.delivered
+    };
+    tx.advance_cursor(tenant, m.from_id, &m.conv, delivered, m.seq)?;
+    Ok((m, true))
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.config.mailbox);
+        ctx.run_interval(self.config.cursor_flush, |act, _| {
+            act.flush_cursors();
+        });
+        tracing::debug!(pending_users = self.pending.len(), "router started");
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.flush_cursors();
+        Running::Stop
+    }
+}
+
+impl Handler<Connect> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) {
+        let Connect {
+            user,
+            session,
+            jti,
+            addr,
+        } = msg;
+        let convs: Vec<Arc<str>> = self
+            .pending
+            .remove(&user)
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default();
+        let replay = !convs.is_empty();
+        self.sessions.entry(user.clone()).or_default().push(SessionEntry {
+            id: session,
+            addr,
+            jti,
+            held: replay.then(Vec::new),
+            unreported: HashMap::new(),
+        });
+        self.stats.sessions_online.fetch_add(1, Ordering::Relaxed);
+        self.tenant(&user.tenant, ctx);
+        if replay {
+            self.start_replay(user, session, ReplaySource::Convs(convs), ctx);
+        }
+    }
+}
+
+impl Handler<Disconnect> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
+        let Disconnect {
+            user,
+            session,
+            written,
+        } = msg;
+        for (conv, seq) in &written {
+            self.advance(&user, conv, *seq, false);
+        }
+        let mut unreported = match self.closing.remove(&session) {
+            Some(u) => u,
+            None => {
+                let Some(list) = self.sessions.get_mut(&user) else {
+                    return;
+                };
+                let Some(pos) = list.iter().position(|s| s.id == session) else {
+                    return;
+                };
+                let mut entry = list.swap_remove(pos);
+                if list.is_empty() {
+                    self.sessions.remove(&user);
+                }
+                self.stats.sessions_online.fetch_sub(1, Ordering::Relaxed);
+                for p in entry.held.take().unwrap_or_default() {
+                    note(&mut entry.unreported, &p);
+                }
+                entry.unreported
+            }
+        };
+        let written: HashMap<_, _> = written.into_iter().collect();
+        unreported.retain(|conv, seq| written.get(conv).is_none_or(|w| w < seq));
+        if !unreported.is_empty() {
+            self.pending
+                .entry(user)
+                .or_default()
+                .extend(unreported.into_keys());
+        }
+    }
+}
+
+impl Handler<SendMessage> for Router {
+    type Result = ResponseActFuture<Self, Result<Arc<MessageRecord>, SendError>>;
+
+    fn handle(&mut self, msg: SendMessage, ctx: &mut Self::Context) -> Self::Result {
+        let policy = self.tenant(&msg.tenant, ctx).policy.clone();
+        let sender = UserKey {
+            tenant: msg.tenant.clone(),
+            id: msg.from.id,
+        };
+        let checked = validate(&msg, &policy).and_then(|()| self.check_rate(&sender, &policy));
+        if let Err(e) = checked {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        let conv = direct_conv(msg.from.id, msg.to.id);
+        let record = MessageRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            seq: 0,
+            conv,
+            chat_type: msg.chat_type,
+            from_id: msg.from.id,
+            from_name: msg.from.name,
+            from_avatar: msg.from.avatar,
+            to_id: msg.to.id,
+            to_name: msg.to.name,
+            to_avatar: msg.to.avatar,
+            kind: msg.kind,
+            data: msg.data,
+            options: msg.options,
+            cid: msg.cid,
+            create_time: crate::now_ms(),
+            revoked: false,
+        };
+        let tenant = msg.tenant.clone();
+        let submitted = self
+            .store
+            .writer()
+            .submit(move |tx| append_direct(tx, &tenant, record));
+        let rx = match submitted {
+            Ok(rx) => rx,
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        let origin = msg.origin;
+        let tenant = msg.tenant;
+        Box::pin(
+            async move {
+                match rx.await {
+                    Ok(res) => res.map_err(SendError::from),
+                    Err(_) => Err(SendError::Overloaded),
+                }
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                let (stored, fresh) = res?;
+                let stored = Arc::new(stored);
+                if fresh {
+                    act.stats.messages_accepted.fetch_add(1, Ordering::Relaxed);
+                    act.fan_out(&tenant, &stored, origin);
+                }
+                Ok(stored)
+            }),
+        )
+    }
+}
+
+impl Router {
+    fn fan_out(&mut self, tenant: &Arc<str>, msg: &MessageRecord, origin: Origin) {
+        let conv: Arc<str> = Arc::from(msg.conv.as_str());
+        let pushed = Pushed {
+            frame: wire::chat_frame(msg),
+            at: Some((conv.clone(), msg.seq)),
+        };
+        let recipient = UserKey {
+            tenant: tenant.clone(),
+            id: msg.to_id,
+        };
+        if !self.push_user(&recipient, &pushed, None) {
+            self.pending.entry(recipient).or_default().insert(conv);
+            self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+        }
+        let exclude = match origin {
+            Origin::Session(id) => Some(id),
+            Origin::Rest => None,
+        };
+        let sender = UserKey {
+            tenant: tenant.clone(),
+            id: msg.from_id,
+        };
+        self.push_user(&sender, &pushed, exclude);
+    }
+}
+
+fn validate(msg: &SendMessage, policy: &Policy) -> Result<(), SendError> {
+    if msg.chat_type == ChatType::Group {
+        return Err(SendError::NotFound(format!("group {} does not exist", msg.to.id)));
+    }
+    if msg.to.id == msg.from.id {
+        return Err(SendError::Invalid("cannot send a message to yourself".into()));
+    }
+    if msg.kind.is_empty() || msg.kind.len() > 32 {
+        return Err(SendError::Invalid("type must be 1 to 32 characters".into()));
+    }
+    if let Some(cid) = &msg.cid {
+        if cid.is_empty() || cid.len() > 64 {
+            return Err(SendError::Invalid("cid must be 1 to 64 characters".into()));
+        }
+    }
+    let size = msg.data.len() + msg.options.len();
+    if size > policy.max_message_bytes {
+        return Err(SendError::TooLarge {
+            size,
+            limit: policy.max_message_bytes,
+        });
+    }
+    Ok(())
+}
+
+impl Handler<Advance> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Advance, _: &mut Self::Context) {
+        for (conv, seq) in &msg.positions {
+            self.advance(&msg.user, conv, *seq, msg.read);
+        }
+        let Some(id) = msg.session else { return };
+        if let Some(entry) = self
+            .sessions
+            .get_mut(&msg.user)
+            .and_then(|l| l.iter_mut().find(|s| s.id == id))
+        {
+            for (conv, seq) in &msg.positions {
+                if entry.unreported.get(conv).is_some_and(|pushed| pushed <= seq) {
+                    entry.unreported.remove(conv);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<ReplayOffline> for Router {
+    type Result = usize;
+
+    fn handle(&mut self, msg: ReplayOffline, ctx: &mut Self::Context) -> usize {
+        self.pending.remove(&msg.user);
+        let ids: Vec<SessionId> = match self.sessions.get_mut(&msg.user) {
+            Some(list) => list
+                .iter_mut()
+                .filter(|s| s.held.is_none())
+                .map(|s| {
+                    s.held = Some(Vec::new());
+                    s.id
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        for &id in &ids {
+            self.start_replay(msg.user.clone(), id, ReplaySource::All, ctx);
+        }
+        ids.len()
+    }
+}
+
+impl Handler<Logout> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Logout, _: &mut Self::Context) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .get(&msg.user)
+            .map(|l| l.iter().filter(|s| s.jti == msg.jti).map(|s| s.id).collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.cut(&msg.user, id, "logged out");
+        }
+    }
+}
+
+impl Handler<OnlineCount> for Router {
+    type Result = usize;
+
+    fn handle(&mut self, msg: OnlineCount, _: &mut Self::Context) -> usize {
+        self.sessions.get(&msg.user).map_or(0, Vec::len)
+    }
+}
+
+impl Handler<PolicyChanged> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: PolicyChanged, _: &mut Self::Context) {
+        if let Some(entry) = self.tenants.get_mut(&msg.tenant) {
+            entry.policy = msg.policy;
+        }
+    }
+}
+
+impl Handler<TenantOf> for Router {
+    type Result = MessageResult<TenantOf>;
+
+    fn handle(&mut self, TenantOf(name): TenantOf, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.tenant(&name, ctx).addr.clone())
+    }
+}
+
+/// Commit every reported cursor position now; answers after the commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushCursors;
+
+impl Handler<FlushCursors> for Router {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushCursors, _: &mut Self::Context) -> Self::Result {
+        let rx = self.flush_cursors();
+        Box::pin(async move {
+            if let Some(rx) = rx {
+                let _ = rx.await;
+            }
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! The JSON the core pushes to clients, built once per message and shared by every
+//! recipient. The message object is the uni-app document's (`id`, `from_*`, `to_*`,
+//! `chatType`, `type`, `data`, `options`, `create_time`, `isremove`) plus the timeline
+//! position (`conversation`, `seq`) and the `revoked` flag.
+
+use std::sync::Arc;
+
+use parlor_storage::MessageRecord;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// The stored message in the uni-app message shape.
+#[derive(Serialize)]
+pub struct MessageJson<'a> {
+    pub id: &'a str,
+    pub from_avatar: &'a str,
+    pub from_name: &'a str,
+    pub from_id: u64,
+    pub to_id: u64,
+    pub to_name: &'a str,
+    pub to_avatar: &'a str,
+    #[serde(rename = "chatType")]
+    pub chat_type: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub data: &'a RawValue,
+    pub options: &'a RawValue,
+    pub create_time: u64,
+    pub isremove: u8,
+    pub conversation: &'a str,
+    pub seq: u64,
+    pub revoked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<&'a str>,
+}
+
+fn raw(text: &str) -> &RawValue {
+    // Stored JSON text was validated when it was accepted; fall back to null otherwise.
+    serde_json::from_str::<&RawValue>(text)
+        .unwrap_or_else(|_| serde_json::from_str::<&RawValue>("null").expect("null is JSON"))
+}
+
+impl<'a> MessageJson<'a> {
+    pub fn new(m: &'a MessageRecord) -> Self {
+        MessageJson {
+            id: &m.id,
+            from_avatar: &m.from_avatar,
+            from_name: &m.from_name,
+            from_id: m.from_id,
+            to_id: m.to_id,
+            to_name: &m.to_name,
+            to_avatar: &m.to_avatar,
+            chat_type: m.chat_type.as_str(),
+            kind: &m.kind,
+            data: raw(&m.data),
+            options: raw(&m.options),
+            create_time: m.create_time,
+            isremove: 0,
+            conversation: &m.conv,
+            seq: m.seq,
+            revoked: m.revoked,
+            cid: m.cid.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: T,
+    timestamp: u64,
+}
+
+/// A server frame `{"type": kind, "data": data, "timestamp": ms}`.
+pub fn frame<T: Serialize>(kind: &str, data: T) -> Arc<str> {
+    let env = Envelope {
+        kind,
+        data,
+        timestamp: crate::now_ms(),
+    };
+    Arc::from(serde_json::to_string(&env).expect("frames serialize"))
+}
+
+/// The `singleChat` push of a stored message.
+pub fn chat_frame(m: &MessageRecord) -> Arc<str> {
+    frame("singleChat", MessageJson::new(m))
+}
+
+/// The `ack` answering a WebSocket `send`.
+pub fn ack_frame(cid: Option<&str>, m: &MessageRecord) -> Arc<str> {
+    #[derive(Serialize)]
+    struct Ack<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        cid: Option<&'a str>,
+        data: MessageJson<'a>,
+        timestamp: u64,
+    }
+    let ack = Ack {
+        kind: "ack",
+        cid,
+        data: MessageJson::new(m),
+        timestamp: crate::now_ms(),
+    };
+    Arc::from(serde_json::to_string(&ack).expect("frames serialize"))
+}
+
+/// An `error` frame; `cid` names the client frame it answers, when it had one.
+pub fn error_frame(cid: Option<&str>, code: &str, msg: &str) -> Arc<str> {
+    #[derive(Serialize)]
+    struct Error<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        cid: Option<&'a str>,
+        code: &'a str,
+        msg: &'a str,
+        timestamp: u64,
+    }
+    let e = Error {
+        kind: "error",
+        cid,
+        code,
+        msg,
+        timestamp: crate::now_ms(),
+    };
+    Arc::from(serde_json::to_string(&e).expect("frames serialize"))
+}

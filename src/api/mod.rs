@@ -1,0 +1,292 @@
+//! The HTTP faces. Each face is a module with its routes; they share the extractors here:
+//! [`Fields`] (a form or JSON body with typed, checked accessors), [`Caller`] (the token's
+//! user), and [`FaceError`], which renders an [`ApiError`] in the face's own envelope.
+
+pub mod uniapp;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use parlor_actors::UserKey;
+use parlor_storage::Role;
+use serde_json::{Map, Value};
+
+use crate::auth::Claims;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// An API face: how it renders errors.
+pub trait Face: 'static {
+    fn render(err: &ApiError) -> HttpResponse;
+}
+
+/// An [`ApiError`] rendered by face `F`.
+pub struct FaceError<F: Face> {
+    pub err: ApiError,
+    face: PhantomData<F>,
+}
+
+impl<F: Face> std::fmt::Debug for FaceError<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.err, f)
+    }
+}
+
+impl<F: Face> std::fmt::Display for FaceError<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.err, f)
+    }
+}
+
+impl<F: Face, E: Into<ApiError>> From<E> for FaceError<F> {
+    fn from(e: E) -> Self {
+        FaceError {
+            err: e.into(),
+            face: PhantomData,
+        }
+    }
+}
+
+impl<F: Face> ResponseError for FaceError<F> {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.err.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        F::render(&self.err)
+    }
+}
+
+/// The token of a request: the `token` header, `Authorization` (with or without
+/// `Bearer `), or the `token`/`jwt` query parameter.
+pub fn token_of(req: &HttpRequest) -> Option<String> {
+    let headers = req.headers();
+    if let Some(t) = headers.get("token").and_then(|v| v.to_str().ok()) {
+        return Some(t.trim().to_owned());
+    }
+    if let Some(a) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let a = a.trim();
+        let t = a
+            .strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("JWT "))
+            .unwrap_or(a);
+        return Some(t.trim().to_owned());
+    }
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| {
+            q.0.into_iter()
+                .find(|(k, _)| k == "token" || k == "jwt")
+                .map(|(_, v)| v)
+        })
+}
+
+/// The authenticated caller of a request.
+pub struct Caller<F: Face> {
+    pub claims: Claims,
+    face: PhantomData<F>,
+}
+
+impl<F: Face> Caller<F> {
+    pub fn id(&self) -> u64 {
+        self.claims.id
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.claims.app_id
+    }
+
+    pub fn key(&self) -> UserKey {
+        UserKey::new(&self.claims.app_id, self.claims.id)
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        Role::parse(&self.claims.role)
+    }
+
+    /// Refuses visitors: `what` names the action in the error.
+    pub fn not_visitor(&self, what: &str) -> Result<(), ApiError> {
+        if self.role() == Some(Role::Visitor) {
+            return Err(ApiError::Forbidden(format!("visitors cannot {what}")));
+        }
+        Ok(())
+    }
+}
+
+impl<F: Face> FromRequest for Caller<F> {
+    type Error = FaceError<F>;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            caller(req)
+                .map(|claims| Caller {
+                    claims,
+                    face: PhantomData,
+                })
+                .map_err(Into::into),
+        )
+    }
+}
+
+fn caller(req: &HttpRequest) -> Result<Claims, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("state missing".into()))?;
+    let token = token_of(req)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
+    state.auth.verify(&token)
+}
+
+/// The fields of a request body, `application/x-www-form-urlencoded` or JSON (an object),
+/// with accessors that name the field in their errors.
+pub struct Fields<F: Face> {
+    map: Map<String, Value>,
+    face: PhantomData<F>,
+}
+
+impl<F: Face> Fields<F> {
+    /// Fields from a map (for tests and internal callers).
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Fields {
+            map,
+            face: PhantomData,
+        }
+    }
+
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    /// A string field (numbers are taken as their text); `None` when absent.
+    pub fn opt_str(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.value(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(ApiError::invalid(format!("{name} must be a string"))),
+        }
+    }
+
+    /// A required string field.
+    pub fn str(&self, name: &str) -> Result<String, ApiError> {
+        self.opt_str(name)?
+            .ok_or_else(|| ApiError::invalid(format!("{name} is required")))
+    }
+
+    /// A non-negative integer field (a number or a string of digits); `None` when absent.
+    pub fn opt_u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        let wrong = || ApiError::invalid(format!("{name} must be an integer"));
+        match self.value(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(wrong),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| wrong()),
+            Some(_) => Err(wrong()),
+        }
+    }
+
+    /// A required non-negative integer field.
+    pub fn u64(&self, name: &str) -> Result<u64, ApiError> {
+        self.opt_u64(name)?
+            .ok_or_else(|| ApiError::invalid(format!("{name} is required")))
+    }
+}
+
+impl<F: Face> FromRequest for Fields<F> {
+    type Error = FaceError<F>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.config.limits.max_body_bytes)
+            .unwrap_or(1024 * 1024);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::TooLarge(format!("body is over {limit} bytes")).into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let map = parse_body(&content_type, &body)?;
+            Ok(Fields {
+                map,
+                face: PhantomData,
+            })
+        })
+    }
+}
+
+fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Map::new());
+    }
+    if content_type.starts_with("application/json") {
+        return match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(ApiError::invalid("the JSON body must be an object")),
+            Err(e) => Err(ApiError::invalid(format!("the body is not valid JSON: {e}"))),
+        };
+    }
+    if content_type.is_empty() || content_type.starts_with("application/x-www-form-urlencoded") {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::invalid(format!("the form body is malformed: {e}")))?;
+        let mut map = Map::new();
+        for (k, v) in pairs {
+            let k = k.strip_suffix("[]").map(str::to_owned).unwrap_or(k);
+            match map.get_mut(&k) {
+                Some(Value::Array(items)) => items.push(Value::String(v)),
+                Some(existing) => {
+                    let first = existing.take();
+                    *existing = Value::Array(vec![first, Value::String(v)]);
+                }
+                None => {
+                    map.insert(k, Value::String(v));
+                }
+            }
+        }
+        return Ok(map);
+    }
+    Err(ApiError::invalid(format!(
+        "unsupported content type {content_type}: send application/x-www-form-urlencoded or application/json"
+    )))
+}
+
+/// The tenant named by a request without a token: the `X-App-Id` header or the `app_id`
+/// field, `default` when neither.
+pub fn tenant_of<F: Face>(req: &HttpRequest, fields: &Fields<F>) -> Result<String, ApiError> {
+    let named = req
+        .headers()
+        .get("x-app-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(fields.opt_str("app_id")?);
+    let tenant = named.unwrap_or_else(|| "default".into());
+    if tenant.is_empty()
+        || tenant.len() > 64
+        || !tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ApiError::invalid(
+            "app_id must be 1 to 64 letters, digits, _ or -",
+        ));
+    }
+    Ok(tenant)
+}

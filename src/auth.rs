@@ -1,0 +1,239 @@
+//! Tokens, passwords and the visitor signature.
+//!
+//! - Tokens are HS256 JWTs carrying the user id (`id`, and as a string in `sub`), `uuid`,
+//!   the tenant (`app_id`), the `role`, `iat`, `exp` and a `jti`. Logout revokes the `jti`.
+//! - Passwords are argon2id PHC strings; hashing and checking run on blocking threads.
+//! - Visitors sign their requests: `X-Security-Sign` = sha256 hex of
+//!   `deviceId=<id>&salt=<salt>&timestamp=<ms>` followed by the app secret.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use dashmap::DashMap;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use parlor_storage::UserRecord;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::AuthConfig;
+use crate::error::ApiError;
+
+/// The claims of a Parlor token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id as a string (the Chat21 face reads `sub`).
+    pub sub: String,
+    pub id: u64,
+    pub uuid: String,
+    pub username: String,
+    /// The tenant (APP_ID).
+    pub app_id: String,
+    pub role: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+}
+
+/// Issues and checks tokens and passwords.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+    argon2: Argon2<'static>,
+    /// Revoked token ids → expiry (seconds); loaded at start, persisted by the caller.
+    revoked: DashMap<String, u64>,
+}
+
+impl Auth {
+    pub fn new(secret: &[u8], config: &AuthConfig) -> Result<Self, String> {
+        let params = Params::new(config.argon2_memory_kib, config.argon2_iterations, 1, None)
+            .map_err(|e| format!("auth.argon2_*: {e}"))?;
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Ok(Auth {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl: Duration::from_secs(config.token_ttl_secs),
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            revoked: DashMap::new(),
+        })
+    }
+
+    /// A fresh token for `user`.
+    pub fn issue(&self, user: &UserRecord) -> (String, Claims) {
+        let iat = now_secs();
+        let claims = Claims {
+            sub: user.id.to_string(),
+            id: user.id,
+            uuid: user.uuid.clone(),
+            username: user.username.clone(),
+            app_id: user.tenant.clone(),
+            role: user.role.as_str().to_owned(),
+            iat,
+            exp: iat + self.ttl.as_secs(),
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
+            .expect("HS256 encoding does not fail");
+        (token, claims)
+    }
+
+    /// Checks signature, expiry and revocation.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            ApiError::Unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => "token expired".into(),
+                ErrorKind::InvalidSignature => "token signature is invalid".into(),
+                _ => "token is invalid".into(),
+            })
+        })?;
+        if self.revoked.contains_key(&data.claims.jti) {
+            return Err(ApiError::Unauthorized("token was logged out".into()));
+        }
+        Ok(data.claims)
+    }
+
+    /// Remembers a revoked token id until `exp`.
+    pub fn revoke(&self, jti: &str, exp: u64) {
+        self.revoked.insert(jti.to_owned(), exp);
+    }
+
+    /// argon2id hash of a password (slow: call it on a blocking thread).
+    pub fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        self.argon2
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+    }
+
+    /// Whether `password` matches the stored hash (slow: call it on a blocking thread).
+    pub fn check_password(&self, hash: &str, password: &str) -> bool {
+        PasswordHash::new(hash)
+            .map(|parsed| self.argon2.verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    parlor_actors::now_ms() / 1000
+}
+
+/// The configured secret, or the one kept in the data directory, created (mode 0600) at
+/// first start.
+pub fn load_or_create_secret(configured: &str, data_dir: &Path) -> std::io::Result<Vec<u8>> {
+    if !configured.is_empty() {
+        return Ok(configured.as_bytes().to_vec());
+    }
+    let path = data_dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret: [u8; 32] = rand::random();
+    let text = hex::encode(secret);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "generated a token secret");
+    Ok(text.into_bytes())
+}
+
+/// The visitor signature of a request.
+pub fn visitor_sign(device_id: &str, salt: &str, timestamp: &str, app_secret: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "deviceId={device_id}&salt={salt}&timestamp={timestamp}{app_secret}"
+    ));
+    hex::encode(h.finalize())
+}
+
+/// Whether a device id has the required shape: 36 characters, hex groups 8-4-4-4-12.
+pub fn valid_device_id(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    id.len() == 36
+        && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Counts visitor requests per device in a sliding hour.
+pub struct DeviceLimiter {
+    hits: DashMap<String, VecDeque<Instant>>,
+    max: u32,
+    window: Duration,
+}
+
+impl DeviceLimiter {
+    pub fn new(max_per_hour: u32) -> Self {
+        DeviceLimiter {
+            hits: DashMap::new(),
+            max: max_per_hour,
+            window: Duration::from_secs(3600),
+        }
+    }
+
+    /// Counts one request; `false` when the device is over its limit.
+    pub fn allow(&self, device: &str) -> bool {
+        let now = Instant::now();
+        let mut hits = self.hits.entry(device.to_owned()).or_default();
+        while hits
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            hits.pop_front();
+        }
+        if hits.len() >= self.max as usize {
+            return false;
+        }
+        hits.push_back(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids() {
+        assert!(valid_device_id("8d1a344c-bf16-5425-adbc-d12f49cfa332"));
+        assert!(!valid_device_id("8d1a344c-bf16-5425-adbc-d12f49cfa33"));
+        assert!(!valid_device_id("8d1a344cxbf16-5425-adbc-d12f49cfa332"));
+        assert!(!valid_device_id("zd1a344c-bf16-5425-adbc-d12f49cfa332"));
+    }
+
+    #[test]
+    fn limiter_counts_per_device() {
+        let l = DeviceLimiter::new(2);
+        assert!(l.allow("a") && l.allow("a"));
+        assert!(!l.allow("a"));
+        assert!(l.allow("b"));
+    }
+
+    #[test]
+    fn sign_is_sha256_of_sorted_string_and_secret() {
+        let s = visitor_sign("d", "s", "1", "k");
+        let mut h = Sha256::new();
+        h.update("deviceId=d&salt=s&timestamp=1k");
+        assert_eq!(s, hex::encode(h.finalize()));
+    }
+}

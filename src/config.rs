@@ -1,0 +1,364 @@
+//! Configuration: the TOML file (the shipped `config.toml` by default) merged with
+//! `PARLOR_`-prefixed environment variables whose sections are split on `__`
+//! (`PARLOR_SERVER__BIND=0.0.0.0:7001`). An unknown key or a bad value stops start-up
+//! with a message naming the key. Every field's default is the value documented here and
+//! in `config.toml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub ws: WsConfig,
+    pub limits: LimitsConfig,
+    pub router: RouterSettings,
+}
+
+/// The client listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the client listener (HTTP and WebSocket). Default `127.0.0.1:7001`.
+    pub bind: String,
+    /// HTTP worker threads; 0 means one per core. Default 0.
+    pub workers: usize,
+    /// Seconds to let open connections finish on shutdown. Default 5.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:7001".into(),
+            workers: 0,
+            shutdown_timeout_secs: 5,
+        }
+    }
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener. Default `127.0.0.1:18080`.
+    pub bind: String,
+    /// Secret of the admin signature; empty disables the admin listener. Default empty.
+    pub secret: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: "127.0.0.1:18080".into(),
+            secret: String::new(),
+        }
+    }
+}
+
+/// The database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The redb file; its directory is the data directory. Default `data/parlor.redb`.
+    pub path: PathBuf,
+    /// Most writes in one commit. Default 4096.
+    pub max_batch: usize,
+    /// Most writes waiting for the Writer before sends are refused as busy. Default 65536.
+    pub write_queue: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: "data/parlor.redb".into(),
+            max_batch: 4096,
+            write_queue: 65_536,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The directory holding the database and the generated secrets.
+    pub fn data_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// Tokens, passwords and visitors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret of the tokens; empty: generated at first start and kept in the data
+    /// directory as `jwt_secret` (mode 0600). Default empty.
+    pub jwt_secret: String,
+    /// Lifetime of a token in seconds. Default 604800 (7 days).
+    pub token_ttl_secs: u64,
+    /// argon2id memory cost in KiB. Default 19456.
+    pub argon2_memory_kib: u32,
+    /// argon2id passes. Default 2.
+    pub argon2_iterations: u32,
+    /// Salt of the visitor signature (`X-Security-Sign`). Default `parlor-visitor-salt`.
+    pub visitor_salt: String,
+    /// App secret appended to the visitor signature string. Default `parlor-visitor-secret`.
+    pub visitor_app_secret: String,
+    /// How far a visitor request's timestamp may be from the server's clock, seconds.
+    /// Default 300.
+    pub visitor_window_secs: u64,
+    /// Visitor requests allowed per device per hour. Default 5.
+    pub visitor_requests_per_hour: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            token_ttl_secs: 7 * 24 * 3600,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            visitor_salt: "parlor-visitor-salt".into(),
+            visitor_app_secret: "parlor-visitor-secret".into(),
+            visitor_window_secs: 300,
+            visitor_requests_per_hour: 5,
+        }
+    }
+}
+
+/// WebSocket sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// How often the server pings a client, milliseconds. Default 5000.
+    pub heartbeat_interval_ms: u64,
+    /// A client silent for this long is disconnected, milliseconds. Default 30000.
+    pub client_timeout_ms: u64,
+    /// Largest client frame in bytes. Default 65536.
+    pub max_frame_bytes: usize,
+    /// Frames waiting for one session before it counts as slow and is cut. Default 1024.
+    pub mailbox: usize,
+    /// How often a session reports what it wrote (its delivered cursor), ms. Default 200.
+    pub report_interval_ms: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            heartbeat_interval_ms: 5000,
+            client_timeout_ms: 30_000,
+            max_frame_bytes: 64 * 1024,
+            mailbox: 1024,
+            report_interval_ms: 200,
+        }
+    }
+}
+
+/// Limits every tenant starts with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest HTTP request body in bytes. Default 1048576.
+    pub max_body_bytes: usize,
+    /// Largest message content (`data` plus `options`) in bytes. Default 16384.
+    pub max_message_bytes: usize,
+    /// Messages per second one user may send; 0 turns the limit off. Default 500.
+    pub rate_per_sec: u32,
+    /// Burst above that rate. Default 1000.
+    pub rate_burst: u32,
+    /// Seconds within which a sender may revoke a message. Default 300.
+    pub revoke_window_secs: u64,
+    /// Most offline messages pushed on connect. Default 10000.
+    pub offline_replay_max: usize,
+    /// Most results of a user search. Default 50.
+    pub search_max: usize,
+    /// Largest history page. Default 200.
+    pub history_max: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1024 * 1024,
+            max_message_bytes: 16 * 1024,
+            rate_per_sec: 500,
+            rate_burst: 1000,
+            revoke_window_secs: 300,
+            offline_replay_max: 10_000,
+            search_max: 50,
+            history_max: 200,
+        }
+    }
+}
+
+/// The Router.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterSettings {
+    /// How often reported delivered/read positions are committed, ms. Default 200.
+    pub cursor_flush_ms: u64,
+    /// The Router's mailbox. Default 65536.
+    pub mailbox: usize,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            cursor_flush_ms: 200,
+            mailbox: 65_536,
+        }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("config: {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given and present), then `PARLOR_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("PARLOR_").split("__"));
+        Self::from_figment(figment)
+    }
+
+    /// Parses a TOML text over the defaults (no environment): for tests and `check-config`.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        }
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("server.bind", "must be an address like 127.0.0.1:7001");
+        }
+        if self.admin.bind.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("admin.bind", "must be an address like 127.0.0.1:18080");
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return invalid("storage.path", "must not be empty");
+        }
+        if self.storage.max_batch == 0 {
+            return invalid("storage.max_batch", "must be at least 1");
+        }
+        if self.storage.write_queue == 0 {
+            return invalid("storage.write_queue", "must be at least 1");
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return invalid("auth.token_ttl_secs", "must be at least 1");
+        }
+        if !(8..=4_194_304).contains(&self.auth.argon2_memory_kib) {
+            return invalid("auth.argon2_memory_kib", "must be between 8 and 4194304");
+        }
+        if self.auth.argon2_iterations == 0 {
+            return invalid("auth.argon2_iterations", "must be at least 1");
+        }
+        if self.ws.heartbeat_interval_ms == 0 || self.ws.client_timeout_ms <= self.ws.heartbeat_interval_ms {
+            return invalid(
+                "ws.client_timeout_ms",
+                "must be larger than ws.heartbeat_interval_ms (> 0)",
+            );
+        }
+        if self.ws.max_frame_bytes < 256 {
+            return invalid("ws.max_frame_bytes", "must be at least 256");
+        }
+        if self.ws.mailbox == 0 || self.router.mailbox == 0 {
+            return invalid("ws.mailbox", "mailboxes must hold at least 1 message");
+        }
+        if self.ws.report_interval_ms == 0 || self.router.cursor_flush_ms == 0 {
+            return invalid("ws.report_interval_ms", "intervals must be at least 1 ms");
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return invalid("limits.max_body_bytes", "must be at least 1024");
+        }
+        if self.limits.max_message_bytes == 0 {
+            return invalid("limits.max_message_bytes", "must be at least 1");
+        }
+        if self.limits.history_max == 0 || self.limits.search_max == 0 {
+            return invalid("limits.history_max", "page limits must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The policy every tenant starts with.
+    pub fn policy(&self) -> parlor_actors::Policy {
+        parlor_actors::Policy {
+            revoke_window_secs: self.limits.revoke_window_secs,
+            max_message_bytes: self.limits.max_message_bytes,
+            rate_per_sec: self.limits.rate_per_sec,
+            rate_burst: self.limits.rate_burst,
+            offline_replay_max: self.limits.offline_replay_max,
+        }
+    }
+
+    pub(crate) fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[server]\nbindd = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bindd"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::from_toml("[ws]\nmailbox = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mailbox"), "{err}");
+        let err = Config::from_toml("[server]\nbind = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.bind"), "{err}");
+    }
+
+    #[test]
+    fn shipped_file_is_valid_and_matches_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        let shipped = Config::from_toml(&text).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&shipped).unwrap(),
+            serde_json::to_value(&defaults).unwrap(),
+            "config.toml documents the defaults"
+        );
+    }
+}

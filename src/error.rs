@@ -1,0 +1,114 @@
+//! The server's errors and their HTTP statuses, in one place. Each API face renders an
+//! [`ApiError`] in its own envelope (see [`crate::api::Face`]); the status is decided here.
+
+use actix_web::http::StatusCode;
+use parlor_actors::SendError;
+
+/// A refusal or failure of a request, independent of the face that renders it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed input: a missing field, a wrong type, a value out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// No token, or a token that is wrong, expired or revoked; or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing named does not exist (for this tenant).
+    #[error("{0}")]
+    NotFound(String),
+    /// It exists already (a taken username).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request or the content is over a size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Over a rate limit.
+    #[error("{0}")]
+    TooMany(String),
+    /// The server is busy; retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure of the server; the text says what, never a secret.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error, the same on every face.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The snake_case kind, for envelopes that carry one.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Invalid(_) => "invalid",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::TooMany(_) => "too_many",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ApiError::Invalid(msg.into())
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        let text = e.to_string();
+        match e {
+            SendError::Invalid(_) => ApiError::Invalid(text),
+            SendError::TooLarge { .. } => ApiError::TooLarge(text),
+            SendError::RateLimited { .. } => ApiError::TooMany(text),
+            SendError::Forbidden(_) => ApiError::Forbidden(text),
+            SendError::NotFound(_) => ApiError::NotFound(text),
+            SendError::Overloaded => ApiError::Unavailable(text),
+            SendError::Storage(_) => ApiError::Internal(text),
+        }
+    }
+}
+
+impl From<parlor_storage::Error> for ApiError {
+    fn from(e: parlor_storage::Error) -> Self {
+        match e {
+            parlor_storage::Error::Conflict(m) => ApiError::Conflict(m),
+            parlor_storage::Error::NotFound(m) => ApiError::NotFound(m),
+            parlor_storage::Error::Unavailable(m) => ApiError::Unavailable(m.into()),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                ApiError::Internal("storage failure".into())
+            }
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(_: actix_web::error::BlockingError) -> Self {
+        ApiError::Unavailable("server is shutting down".into())
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::Unavailable("server is busy".into())
+    }
+}

@@ -1,0 +1,191 @@
+//! Parlor: a real-time messaging server. One process, one redb file, WebSocket first,
+//! REST as the fallback, and the routes of four existing chat APIs over one core.
+//!
+//! [`run`] starts everything on a listener the caller bound (tests bind port 0) and returns
+//! a [`Running`] server; [`Running::wait`] serves until the server is stopped (a signal or
+//! [`Running::handle`]), then lets the Router commit its cursors and the Writer commit what
+//! it holds, and returns.
+//!
+//! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
+//! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
+//! WebSocket session actor), [`state`] (what handlers share).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod state;
+pub mod ws;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use parlor_actors::router::{FlushCursors, RouterConfig};
+use parlor_actors::Router;
+use parlor_storage::{Store, WriterConfig};
+
+use crate::api::uniapp::UniApp;
+use crate::api::Face;
+use crate::auth::{load_or_create_secret, Auth, DeviceLimiter};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] parlor_storage::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A started server.
+pub struct Running {
+    addr: SocketAddr,
+    server: Server,
+    router: Addr<Router>,
+    store: Store,
+    arbiter: Arbiter,
+    state: web::Data<AppState>,
+}
+
+impl Running {
+    /// The address the client listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the server (`handle.stop(true)` lets connections finish).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The shared state (for tests and tools that need the store or the Router).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until stopped, then commits the Router's cursors and everything the Writer
+    /// holds, and stops the Router's thread.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let _ = self.router.send(FlushCursors).await;
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        self.arbiter.stop();
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Starts Parlor on `listener` with `config`.
+pub async fn run(listener: TcpListener, config: Config) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let addr = listener.local_addr()?;
+    let storage = &config.storage;
+    let store = Store::open(
+        &storage.path,
+        WriterConfig {
+            max_batch: storage.max_batch,
+            queue: storage.write_queue,
+        },
+    )?;
+    let secret = load_or_create_secret(&config.auth.jwt_secret, &storage.data_dir())?;
+    let auth = Arc::new(Auth::new(&secret, &config.auth).map_err(StartError::Config)?);
+
+    // What the core keeps in memory: offline queues and revoked tokens.
+    let startup = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.snapshot()?.startup_state())
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))??
+    };
+    let now = auth::now_secs();
+    for (jti, exp) in &startup.revoked_tokens {
+        if *exp >= now {
+            auth.revoke(jti, *exp);
+        }
+    }
+    let pruned = store
+        .writer()
+        .write(move |tx| tx.prune_revoked_tokens(now))
+        .await?;
+
+    let router_config = RouterConfig {
+        cursor_flush: Config::ms(config.router.cursor_flush_ms),
+        mailbox: config.router.mailbox,
+        hold_max: config.ws.mailbox.max(1024),
+        default_policy: config.policy(),
+    };
+    let router = Router::new(store.clone(), router_config, &startup);
+    let router_stats = router.stats();
+    // The Router lives on its own thread, started once, outside the HTTP workers.
+    let arbiter = Arbiter::new();
+    let router = Router::start_in_arbiter(&arbiter.handle(), move |_| router);
+
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        store: store.clone(),
+        router: router.clone(),
+        router_stats,
+        auth,
+        devices: DeviceLimiter::new(config.auth.visitor_requests_per_hour),
+        next_session: AtomicU64::new(1),
+    });
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .route("/healthz", web::get().to(healthz))
+            .route("/ws", web::get().to(ws::connect))
+            .configure(api::uniapp::routes)
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(config.server.shutdown_timeout_secs);
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    let server = server.run();
+
+    let admin = if config.admin.secret.is_empty() {
+        format!("{} (disabled: admin.secret is empty)", config.admin.bind)
+    } else {
+        config.admin.bind.clone()
+    };
+    tracing::info!(
+        listen = %addr,
+        admin = %admin,
+        data = %storage.path.display(),
+        pending_users = startup.pending.len(),
+        pruned_tokens = pruned,
+        "parlor started"
+    );
+    Ok(Running {
+        addr,
+        server,
+        router,
+        store,
+        arbiter,
+        state,
+    })
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    match state.read(|s| Ok(s.head("", "")?)).await {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+    }
+}
+
+async fn not_found() -> HttpResponse {
+    UniApp::render(&ApiError::NotFound("no such route".into()))
+}

@@ -1,0 +1,42 @@
+//! What every handler shares: the configuration, the store, the Router and the auth
+//! services. Built once in [`crate::run`], outside the HTTP workers.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use actix::Addr;
+use parlor_actors::router::RouterStats;
+use parlor_actors::Router;
+use parlor_storage::{Snapshot, Store};
+
+use crate::auth::{Auth, DeviceLimiter};
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// Shared state of the HTTP and WebSocket handlers.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub router: Addr<Router>,
+    pub router_stats: Arc<RouterStats>,
+    pub auth: Arc<Auth>,
+    pub devices: DeviceLimiter,
+    /// Source of WebSocket session ids.
+    pub next_session: AtomicU64,
+}
+
+impl AppState {
+    /// Runs `f` on a read snapshot on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Snapshot) -> Result<T, ApiError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        actix_web::web::block(move || {
+            let snap = store.snapshot()?;
+            f(&snap)
+        })
+        .await?
+    }
+}

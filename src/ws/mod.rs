@@ -1,0 +1,359 @@
+//! The WebSocket session: one actor per connection.
+//!
+//! The token is checked before the upgrade (`/ws?token=`, the `token` header or
+//! `Authorization`). The session registers with the Router, writes what the Router
+//! delivers, turns client frames into typed messages, answers a bad frame with an `error`
+//! frame without closing, pings every `heartbeat_interval_ms` and closes a client silent for
+//! `client_timeout_ms`. Every `report_interval_ms`, and when it stops, it tells the Router
+//! the last `(conversation, seq)` it wrote, which moves the user's delivered cursor; with
+//! `?ack=manual` only the client's own `ack` frames do.
+
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use parlor_actors::{
+    wire, Advance, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
+};
+use parlor_storage::{ChatType, Store};
+
+use crate::api::uniapp::{content_json, options_json, party, UniApp};
+use crate::api::{token_of, Face};
+use crate::config::{Config, WsConfig};
+use crate::error::ApiError;
+use crate::state::AppState;
+use protocol::{ClientFrame, FrameError, SendFrame};
+
+/// How many peer profiles a session keeps for naming its messages.
+const PEER_CACHE: usize = 1024;
+
+/// `GET /ws`: authenticate, then upgrade.
+pub async fn connect(req: HttpRequest, stream: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    match upgrade(req, stream, state).await {
+        Ok(resp) => resp,
+        Err(e) => UniApp::render(&e),
+    }
+}
+
+async fn upgrade(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let token = token_of(&req)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
+    let claims = state.auth.verify(&token)?;
+    let (tenant, id) = (claims.app_id.clone(), claims.id);
+    let user = state
+        .read(move |s| Ok(s.user(&tenant, id)?))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    let manual = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.iter().any(|(k, v)| k == "ack" && v == "manual"))
+        .unwrap_or(false);
+    let session = Session {
+        id: state.next_session.fetch_add(1, Ordering::Relaxed),
+        user: UserKey::new(&claims.app_id, claims.id),
+        me: party(&user),
+        jti: Arc::from(claims.jti.as_str()),
+        router: state.router.clone(),
+        store: state.store.clone(),
+        config: state.config.ws.clone(),
+        manual_ack: manual,
+        last_heard: Instant::now(),
+        written: HashMap::new(),
+        peers: HashMap::new(),
+    };
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(state.config.ws.max_frame_bytes)
+        .start()
+        .map_err(|e| ApiError::invalid(format!("not a WebSocket upgrade: {e}")))
+}
+
+/// One WebSocket connection; see the module doc.
+pub struct Session {
+    id: u64,
+    user: UserKey,
+    me: Party,
+    jti: Arc<str>,
+    router: Addr<Router>,
+    store: Store,
+    config: WsConfig,
+    manual_ack: bool,
+    last_heard: Instant,
+    /// Highest seq written per conversation since the last report.
+    written: HashMap<Arc<str>, u64>,
+    peers: HashMap<u64, Party>,
+}
+
+impl Session {
+    fn write(&mut self, p: &Pushed, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.text(p.frame.as_ref());
+        if let Some((conv, seq)) = &p.at {
+            self.note_written(conv, *seq);
+        }
+    }
+
+    fn note_written(&mut self, conv: &Arc<str>, seq: u64) {
+        if self.manual_ack {
+            return;
+        }
+        let e = self.written.entry(conv.clone()).or_insert(0);
+        *e = (*e).max(seq);
+    }
+
+    fn report(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let positions = self.written.drain().collect();
+        self.router.do_send(Advance {
+            user: self.user.clone(),
+            session: Some(self.id),
+            positions,
+            read: false,
+        });
+    }
+
+    fn error(&self, e: FrameError, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.text(wire::error_frame(e.cid.as_deref(), e.code, &e.msg).as_ref());
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        match protocol::decode(text) {
+            Ok(ClientFrame::Ping) => ctx.text(wire::frame("pong", serde_json::Value::Null).as_ref()),
+            Ok(ClientFrame::Send(frame)) => self.on_send(frame, ctx),
+            Ok(ClientFrame::Ack { conversation, seq }) => self.advance(conversation, seq, false),
+            Ok(ClientFrame::Read { conversation, seq }) => self.advance(conversation, seq, true),
+            Err(e) => self.error(e, ctx),
+        }
+    }
+
+    fn advance(&mut self, conversation: String, seq: u64, read: bool) {
+        self.router.do_send(Advance {
+            user: self.user.clone(),
+            session: Some(self.id),
+            positions: vec![(Arc::from(conversation.as_str()), seq)],
+            read,
+        });
+    }
+
+    fn on_send(&mut self, frame: SendFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        let cid = frame.cid.clone();
+        let chat_type = match frame.chat_type.as_str() {
+            "single" => ChatType::Single,
+            "group" => ChatType::Group,
+            _ => {
+                return self.error(
+                    FrameError {
+                        cid,
+                        code: "invalid",
+                        msg: "chatType must be single or group".into(),
+                    },
+                    ctx,
+                )
+            }
+        };
+        let options = match options_json(frame.options.as_ref()) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.error(
+                    FrameError {
+                        cid,
+                        code: "invalid",
+                        msg: e.to_string(),
+                    },
+                    ctx,
+                )
+            }
+        };
+        if chat_type == ChatType::Group || self.peers.contains_key(&frame.to) {
+            return self.dispatch(frame, chat_type, options, ctx);
+        }
+        // Look the peer up once; later frames wait so that sends keep their order.
+        let (store, tenant, to) = (self.store.clone(), self.user.tenant.clone(), frame.to);
+        let lookup = tokio::task::spawn_blocking(move || store.snapshot().and_then(|s| s.user(&tenant, to)));
+        ctx.wait(lookup.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(Some(peer))) => {
+                if act.peers.len() >= PEER_CACHE {
+                    act.peers.clear();
+                }
+                act.peers.insert(peer.id, party(&peer));
+                act.dispatch(frame, chat_type, options, ctx);
+            }
+            Ok(Ok(None)) => act.error(
+                FrameError {
+                    cid,
+                    code: "not_found",
+                    msg: format!("user {to} does not exist"),
+                },
+                ctx,
+            ),
+            _ => act.error(
+                FrameError {
+                    cid,
+                    code: "storage",
+                    msg: "cannot look the recipient up".into(),
+                },
+                ctx,
+            ),
+        }));
+    }
+
+    fn dispatch(
+        &mut self,
+        frame: SendFrame,
+        chat_type: ChatType,
+        options: String,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let to = self.peers.get(&frame.to).cloned().unwrap_or(Party {
+            id: frame.to,
+            ..Party::default()
+        });
+        let cid = frame.cid.clone();
+        let send = self.router.send(SendMessage {
+            tenant: self.user.tenant.clone(),
+            from: self.me.clone(),
+            to,
+            chat_type,
+            kind: frame.msg_type,
+            data: content_json(&frame.data),
+            options,
+            cid: frame.cid,
+            origin: Origin::Session(self.id),
+        });
+        ctx.spawn(send.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(stored)) => {
+                ctx.text(wire::ack_frame(cid.as_deref(), &stored).as_ref());
+                let conv: Arc<str> = Arc::from(stored.conv.as_str());
+                act.note_written(&conv, stored.seq);
+            }
+            Ok(Err(e)) => act.error(
+                FrameError {
+                    cid,
+                    code: e.code(),
+                    msg: e.to_string(),
+                },
+                ctx,
+            ),
+            Err(_) => act.error(
+                FrameError {
+                    cid,
+                    code: "unavailable",
+                    msg: "server is busy".into(),
+                },
+                ctx,
+            ),
+        }));
+    }
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.config.mailbox);
+        let heartbeat = Config::ms(self.config.heartbeat_interval_ms);
+        let timeout = Config::ms(self.config.client_timeout_ms);
+        ctx.run_interval(heartbeat, move |act, ctx| {
+            if act.last_heard.elapsed() > timeout {
+                tracing::debug!(session = act.id, "client timed out");
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+        ctx.run_interval(Config::ms(self.config.report_interval_ms), |act, _| act.report());
+        let connect = Connect {
+            user: self.user.clone(),
+            session: self.id,
+            jti: self.jti.clone(),
+            addr: ctx.address().recipient(),
+        };
+        // Nothing else is handled until the Router knows this session.
+        ctx.wait(self.router.send(connect).into_actor(self).map(|res, act, ctx| {
+            if res.is_err() {
+                ctx.stop();
+                return;
+            }
+            let hello =
+                serde_json::json!({"id": act.user.id, "app_id": act.user.tenant.as_ref(), "session": act.id});
+            ctx.text(wire::frame("connected", hello).as_ref());
+        }));
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        let written = self.written.drain().collect();
+        self.router.do_send(Disconnect {
+            user: self.user.clone(),
+            session: self.id,
+            written,
+        });
+        Running::Stop
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        match msg {
+            Deliver::Push(p) => self.write(&p, ctx),
+            Deliver::Replay(batch) => {
+                for p in &batch {
+                    self.write(p, ctx);
+                }
+            }
+            Deliver::Close { reason } => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some(reason.into()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Binary(_)) => self.error(
+                FrameError {
+                    cid: None,
+                    code: "bad_frame",
+                    msg: "binary frames are not supported; send JSON text".into(),
+                },
+                ctx,
+            ),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Err(ws::ProtocolError::Overflow) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some(format!("frame is over {} bytes", self.config.max_frame_bytes)),
+                }));
+                ctx.stop();
+            }
+            Err(e) => {
+                tracing::debug!(session = self.id, error = %e, "protocol error");
+                ctx.stop();
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Parlor's storage layer: one redb file holding every tenant's state.
+//!
+//! - [`tables`] names the redb tables and their native tuple keys (keys are never
+//!   bincode-encoded, so redb orders them and ranges over them).
+//! - [`codec`] turns records into versioned bincode values and back.
+//! - [`records`] are the values: users, messages, cursors.
+//! - [`Tx`] is the typed view of one write transaction; only the [`Writer`] makes one.
+//! - [`Snapshot`] is the typed view of one read transaction, for readers off the actor threads.
+//! - [`Writer`] is the group-commit writer: its own thread, one redb write transaction per
+//!   batch, every waiter answered after the commit that holds its write.
+
+pub mod codec;
+mod error;
+pub mod records;
+mod snapshot;
+pub mod tables;
+mod tx;
+mod writer;
+
+use std::path::Path;
+
+use redb::ReadableDatabase;
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use records::{ChatType, Cursor, MessageRecord, Role, UserRecord};
+pub use snapshot::{HistoryPage, Snapshot, StartupState};
+pub use tx::Tx;
+pub use writer::{Writer, WriterConfig, WriterStats};
+
+/// The opened database: a cheap-to-clone handle for readers plus the one [`Writer`].
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<redb::Database>,
+    writer: Writer,
+}
+
+impl Store {
+    /// Opens (or creates) the database file at `path`, creates missing tables and starts the
+    /// Writer thread.
+    pub fn open(path: impl AsRef<Path>, config: WriterConfig) -> Result<Store> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let db = Arc::new(redb::Database::create(path)?);
+        tables::create_all(&db)?;
+        let writer = Writer::start(db.clone(), config)?;
+        Ok(Store { db, writer })
+    }
+
+    /// The group-commit writer (a clone of the one handle).
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Opens a read transaction. Call it from a blocking context, never an actor thread.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::new(self.db.begin_read()?))
+    }
+
+    /// Size of the database file in bytes, as redb reports its allocated storage.
+    pub fn file_size(&self, path: impl AsRef<Path>) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Stops the Writer after it has committed everything already submitted.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}

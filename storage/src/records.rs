@@ -1,0 +1,136 @@
+//! The records stored as values. Each implements [`Record`](crate::codec::Record) with its
+//! encoding version; a change of shape bumps the version.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Record;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// A registered user.
+    User,
+    /// A visitor identified by a device, with the reduced rights of the uni-app document.
+    Visitor,
+    /// A robot account created through the admin face.
+    Robot,
+}
+
+impl Role {
+    /// The name the faces use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Visitor => "visitor",
+            Role::Robot => "robot",
+        }
+    }
+
+    /// Parses the name the faces use.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "user" => Some(Role::User),
+            "visitor" => Some(Role::Visitor),
+            "robot" => Some(Role::Robot),
+            _ => None,
+        }
+    }
+}
+
+/// A user of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: u64,
+    pub uuid: String,
+    pub tenant: String,
+    pub username: String,
+    /// argon2 PHC string; empty for accounts that cannot log in with a password.
+    pub password_hash: String,
+    pub nickname: String,
+    pub avatar: String,
+    pub role: Role,
+    pub status: u8,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+    pub gender: String,
+    pub birthday: Option<String>,
+    pub bio: Option<String>,
+    pub location: Option<String>,
+    pub website: Option<String>,
+    /// The user's settings as the JSON text the uni-app face exchanges.
+    pub userset: String,
+    /// 1: friend requests need my approval; 0: anyone may add me directly.
+    pub invite_confirm: u8,
+    pub device_id: Option<String>,
+    pub uniplatform: String,
+    pub devicemodel: String,
+    pub deviceos: String,
+    pub devicebrand: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub last_login_ms: Option<u64>,
+}
+
+impl Record for UserRecord {
+    const VERSION: u8 = 1;
+}
+
+/// Whether a message belongs to a direct pair or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatType {
+    Single,
+    Group,
+}
+
+impl ChatType {
+    /// The name the faces use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatType::Single => "single",
+            ChatType::Group => "group",
+        }
+    }
+}
+
+/// One message of a conversation's timeline, stored once whatever the number of recipients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Globally unique message id (a UUID).
+    pub id: String,
+    /// Position in the conversation's timeline, from 1, without gaps in normal operation.
+    pub seq: u64,
+    /// Conversation key (`d:<low id>:<high id>` or `g:<group id>`).
+    pub conv: String,
+    pub chat_type: ChatType,
+    pub from_id: u64,
+    pub from_name: String,
+    pub from_avatar: String,
+    /// The recipient user, or the group.
+    pub to_id: u64,
+    pub to_name: String,
+    pub to_avatar: String,
+    /// Message type as the client named it: text, image, audio, video, file, or any string.
+    pub kind: String,
+    /// The content as JSON text, kept exactly as given.
+    pub data: String,
+    /// Extra options as JSON text, kept exactly as given.
+    pub options: String,
+    /// The client's id for this send, if it gave one (deduplication).
+    pub cid: Option<String>,
+    /// Server clock, milliseconds since the Unix epoch.
+    pub create_time: u64,
+    pub revoked: bool,
+}
+
+impl Record for MessageRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A member's position in one conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Highest seq written to one of the user's sessions (or acknowledged by a client).
+    pub delivered: u64,
+    /// Highest seq the user has read.
+    pub read: u64,
+}

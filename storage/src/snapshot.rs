@@ -1,0 +1,240 @@
+//! [`Snapshot`]: the typed view of one read transaction. Readers run it off the actor
+//! threads (`spawn_blocking`); it sees one consistent state while the Writer goes on.
+
+use std::collections::HashMap;
+
+use redb::{ReadTransaction, ReadableTable};
+
+use crate::codec::decode;
+use crate::records::{Cursor, MessageRecord, UserRecord};
+use crate::tables::*;
+use crate::Result;
+
+/// One read transaction; see the module doc.
+pub struct Snapshot {
+    txn: ReadTransaction,
+}
+
+/// A page of a conversation's history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub messages: Vec<MessageRecord>,
+    /// Pass as `before` to get the next (older) page; `None` when this page reaches seq 1.
+    pub next_before: Option<u64>,
+    /// The conversation's head when the page was read.
+    pub head: u64,
+}
+
+/// What the core needs in memory at start: every conversation head, every cursor that is
+/// behind its head (the offline queues) and the revoked tokens still valid.
+#[derive(Debug, Default)]
+pub struct StartupState {
+    /// `(tenant, conversation)` → head seq.
+    pub heads: HashMap<(String, String), u64>,
+    /// `(tenant, user, conversation, delivered)` for each cursor behind its head.
+    pub pending: Vec<(String, u64, String, u64)>,
+    /// `(jti, expiry seconds)`.
+    pub revoked_tokens: Vec<(String, u64)>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(txn: ReadTransaction) -> Self {
+        Snapshot { txn }
+    }
+
+    /// A user by id.
+    pub fn user(&self, tenant: &str, id: u64) -> Result<Option<UserRecord>> {
+        let table = self.txn.open_table(USERS)?;
+        let value = table.get((tenant, id))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// A user by username.
+    pub fn user_by_username(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
+        let id = self
+            .txn
+            .open_table(USERNAMES)?
+            .get((tenant, username))?
+            .map(|v| v.value());
+        id.map_or(Ok(None), |id| self.user(tenant, id))
+    }
+
+    /// A user by uuid.
+    pub fn user_by_uuid(&self, tenant: &str, uuid: &str) -> Result<Option<UserRecord>> {
+        let id = self
+            .txn
+            .open_table(USER_UUIDS)?
+            .get((tenant, uuid))?
+            .map(|v| v.value());
+        id.map_or(Ok(None), |id| self.user(tenant, id))
+    }
+
+    /// The visitor bound to a device.
+    pub fn user_by_device(&self, tenant: &str, device: &str) -> Result<Option<UserRecord>> {
+        let id = self
+            .txn
+            .open_table(DEVICES)?
+            .get((tenant, device))?
+            .map(|v| v.value());
+        id.map_or(Ok(None), |id| self.user(tenant, id))
+    }
+
+    /// Users of a tenant whose username or nickname contains `keyword` (case-insensitive),
+    /// at most `limit`, in id order.
+    pub fn search_users(&self, tenant: &str, keyword: &str, limit: usize) -> Result<Vec<UserRecord>> {
+        let needle = keyword.to_lowercase();
+        let table = self.txn.open_table(USERS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, 0)..=(tenant, u64::MAX))? {
+            let user: UserRecord = decode(entry?.1.value())?;
+            if user.username.to_lowercase().contains(&needle)
+                || user.nickname.to_lowercase().contains(&needle)
+            {
+                out.push(user);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A message by its position.
+    pub fn message(&self, tenant: &str, conv: &str, seq: u64) -> Result<Option<MessageRecord>> {
+        let table = self.txn.open_table(MESSAGES)?;
+        let value = table.get((tenant, conv, seq))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// A message by its id.
+    pub fn message_by_id(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>> {
+        let at = self.txn.open_table(MESSAGE_IDS)?.get((tenant, id))?.map(|v| {
+            let (conv, seq) = v.value();
+            (conv.to_owned(), seq)
+        });
+        at.map_or(Ok(None), |(conv, seq)| self.message(tenant, &conv, seq))
+    }
+
+    /// The head seq of a conversation (0 when it has no message).
+    pub fn head(&self, tenant: &str, conv: &str) -> Result<u64> {
+        Ok(self
+            .txn
+            .open_table(HEADS)?
+            .get((tenant, conv))?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    }
+
+    /// Messages with `seq > after`, oldest first, at most `limit`.
+    pub fn messages_after(
+        &self,
+        tenant: &str,
+        conv: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let table = self.txn.open_table(MESSAGES)?;
+        for entry in table.range((tenant, conv, after.saturating_add(1))..=(tenant, conv, u64::MAX))? {
+            out.push(decode(entry?.1.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of history, newest first: messages with `after < seq < before`, at most `limit`.
+    pub fn history(
+        &self,
+        tenant: &str,
+        conv: &str,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<HistoryPage> {
+        let head = self.head(tenant, conv)?;
+        let low = after.unwrap_or(0).saturating_add(1);
+        let high = before.unwrap_or(u64::MAX).saturating_sub(1);
+        let mut messages = Vec::new();
+        if low <= high && limit > 0 {
+            let table = self.txn.open_table(MESSAGES)?;
+            for entry in table.range((tenant, conv, low)..=(tenant, conv, high))?.rev() {
+                messages.push(decode::<MessageRecord>(entry?.1.value())?);
+                if messages.len() >= limit {
+                    break;
+                }
+            }
+        }
+        let next_before = match messages.last() {
+            Some(oldest) if oldest.seq > low && messages.len() >= limit => Some(oldest.seq),
+            _ => None,
+        };
+        Ok(HistoryPage {
+            messages,
+            next_before,
+            head,
+        })
+    }
+
+    /// A member's cursor in a conversation.
+    pub fn cursor(&self, tenant: &str, user: u64, conv: &str) -> Result<Option<Cursor>> {
+        Ok(self.txn.open_table(CURSORS)?.get((tenant, user, conv))?.map(|v| {
+            let (delivered, read) = v.value();
+            Cursor { delivered, read }
+        }))
+    }
+
+    /// Every cursor of a user: the conversations the user takes part in.
+    pub fn cursors_of(&self, tenant: &str, user: u64) -> Result<Vec<(String, Cursor)>> {
+        let table = self.txn.open_table(CURSORS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, user, "")..(tenant, user.saturating_add(1), ""))? {
+            let (k, v) = entry?;
+            let (_, _, conv) = k.value();
+            let (delivered, read) = v.value();
+            out.push((conv.to_owned(), Cursor { delivered, read }));
+        }
+        Ok(out)
+    }
+
+    /// Whether a token id was revoked.
+    pub fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        Ok(self.txn.open_table(REVOKED_TOKENS)?.get(jti)?.is_some())
+    }
+
+    /// The state the core rebuilds in memory at start; see [`StartupState`].
+    pub fn startup_state(&self) -> Result<StartupState> {
+        let mut state = StartupState::default();
+        for entry in self.txn.open_table(HEADS)?.iter()? {
+            let (k, v) = entry?;
+            let (tenant, conv) = k.value();
+            state
+                .heads
+                .insert((tenant.to_owned(), conv.to_owned()), v.value());
+        }
+        for entry in self.txn.open_table(CURSORS)?.iter()? {
+            let (k, v) = entry?;
+            let (tenant, user, conv) = k.value();
+            let (delivered, _) = v.value();
+            let head = state
+                .heads
+                .get(&(tenant.to_owned(), conv.to_owned()))
+                .copied()
+                .unwrap_or(0);
+            if head > delivered {
+                state
+                    .pending
+                    .push((tenant.to_owned(), user, conv.to_owned(), delivered));
+            }
+        }
+        for entry in self.txn.open_table(REVOKED_TOKENS)?.iter()? {
+            let (k, v) = entry?;
+            state.revoked_tokens.push((k.value().to_owned(), v.value()));
+        }
+        Ok(state)
+    }
+}

@@ -1,0 +1,47 @@
+//! The redb tables. Keys are native tuples whose first element is the tenant, so one
+//! tenant's rows are contiguous and a range never crosses into another tenant.
+
+use redb::{Database, TableDefinition};
+
+use crate::Result;
+
+/// Counters (`next_user_id`, ...).
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `(tenant, user id)` → [`UserRecord`](crate::UserRecord).
+pub const USERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("users");
+/// `(tenant, username)` → user id.
+pub const USERNAMES: TableDefinition<(&str, &str), u64> = TableDefinition::new("usernames");
+/// `(tenant, uuid)` → user id.
+pub const USER_UUIDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("user_uuids");
+/// `(tenant, device id)` → the visitor user bound to that device.
+pub const DEVICES: TableDefinition<(&str, &str), u64> = TableDefinition::new("devices");
+/// `(tenant, conversation, seq)` → [`MessageRecord`](crate::MessageRecord).
+pub const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
+/// `(tenant, message id)` → `(conversation, seq)`.
+pub const MESSAGE_IDS: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("message_ids");
+/// `(tenant, sender, client id)` → `(conversation, seq)`: the same `cid` stores one message.
+pub const DEDUP: TableDefinition<(&str, u64, &str), (&str, u64)> = TableDefinition::new("dedup");
+/// `(tenant, conversation)` → head seq.
+pub const HEADS: TableDefinition<(&str, &str), u64> = TableDefinition::new("heads");
+/// `(tenant, user, conversation)` → `(delivered, read)`.
+pub const CURSORS: TableDefinition<(&str, u64, &str), (u64, u64)> = TableDefinition::new("cursors");
+/// Revoked token ids → their expiry (seconds since the epoch).
+pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
+
+/// Creates every table so that read transactions never meet a missing one.
+pub(crate) fn create_all(db: &Database) -> Result<()> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?;
+    txn.open_table(USERS)?;
+    txn.open_table(USERNAMES)?;
+    txn.open_table(USER_UUIDS)?;
+    txn.open_table(DEVICES)?;
+    txn.open_table(MESSAGES)?;
+    txn.open_table(MESSAGE_IDS)?;
+    txn.open_table(DEDUP)?;
+    txn.open_table(HEADS)?;
+    txn.open_table(CURSORS)?;
+    txn.open_table(REVOKED_TOKENS)?;
+    txn.commit()?;
+    Ok(())
+}

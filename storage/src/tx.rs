@@ -1,0 +1,266 @@
+//! [`Tx`]: the typed view of one write transaction, used only inside the Writer thread.
+//!
+//! Every table is opened at most once per batch and kept open for all the writes of that
+//! batch. A method that refuses a write (a conflict, a missing row) checks before it writes,
+//! so a refused write leaves nothing behind in the shared transaction.
+
+use std::cell::{OnceCell, RefCell, RefMut};
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::codec::{decode, encode};
+use crate::records::{Cursor, MessageRecord, UserRecord};
+use crate::tables::*;
+use crate::{Error, Result};
+
+type Lazy<'t, K, V> = OnceCell<RefCell<Table<'t, K, V>>>;
+
+macro_rules! lazy_tables {
+    ($($field:ident: $def:ident => $k:ty, $v:ty;)*) => {
+        /// One write transaction of a batch; see the module doc.
+        pub struct Tx<'t> {
+            txn: &'t WriteTransaction,
+            $($field: Lazy<'t, $k, $v>,)*
+        }
+
+        impl<'t> Tx<'t> {
+            pub(crate) fn new(txn: &'t WriteTransaction) -> Self {
+                Tx { txn, $($field: OnceCell::new(),)* }
+            }
+
+            $(
+                fn $field(&self) -> Result<RefMut<'_, Table<'t, $k, $v>>> {
+                    if self.$field.get().is_none() {
+                        let table = self.txn.open_table($def)?;
+                        let _ = self.$field.set(RefCell::new(table));
+                    }
+                    Ok(self.$field.get().expect("table opened above").borrow_mut())
+                }
+            )*
+        }
+    };
+}
+
+lazy_tables! {
+    meta: META => &'static str, u64;
+    users: USERS => (&'static str, u64), &'static [u8];
+    usernames: USERNAMES => (&'static str, &'static str), u64;
+    uuids: USER_UUIDS => (&'static str, &'static str), u64;
+    devices: DEVICES => (&'static str, &'static str), u64;
+    messages: MESSAGES => (&'static str, &'static str, u64), &'static [u8];
+    message_ids: MESSAGE_IDS => (&'static str, &'static str), (&'static str, u64);
+    dedup_table: DEDUP => (&'static str, u64, &'static str), (&'static str, u64);
+    heads: HEADS => (&'static str, &'static str), u64;
+    cursors: CURSORS => (&'static str, u64, &'static str), (u64, u64);
+    revoked: REVOKED_TOKENS => &'static str, u64;
+}
+
+impl Tx<'_> {
+    /// Increments the named counter and returns its new value (the first is 1).
+    pub fn next_counter(&self, name: &str) -> Result<u64> {
+        let mut meta = self.meta()?;
+        let next = meta.get(name)?.map(|v| v.value()).unwrap_or(0) + 1;
+        meta.insert(name, next)?;
+        Ok(next)
+    }
+
+    /// A user by id.
+    pub fn user(&self, tenant: &str, id: u64) -> Result<Option<UserRecord>> {
+        self.users()?
+            .get((tenant, id))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// A user id by username.
+    pub fn user_id_by_username(&self, tenant: &str, username: &str) -> Result<Option<u64>> {
+        Ok(self.usernames()?.get((tenant, username))?.map(|v| v.value()))
+    }
+
+    /// The visitor bound to a device.
+    pub fn user_id_by_device(&self, tenant: &str, device: &str) -> Result<Option<u64>> {
+        Ok(self.devices()?.get((tenant, device))?.map(|v| v.value()))
+    }
+
+    /// Stores a new user. Gives it the next user id when `user.id` is 0. Refuses a taken
+    /// username or uuid with [`Error::Conflict`], writing nothing.
+    pub fn insert_user(&self, user: &mut UserRecord) -> Result<()> {
+        let tenant = user.tenant.as_str();
+        if self.usernames()?.get((tenant, user.username.as_str()))?.is_some() {
+            return Err(Error::Conflict(format!("username {} is taken", user.username)));
+        }
+        if self.uuids()?.get((tenant, user.uuid.as_str()))?.is_some() {
+            return Err(Error::Conflict(format!("uuid {} is taken", user.uuid)));
+        }
+        if user.id == 0 {
+            user.id = self.next_counter("next_user_id")?;
+        } else if self.users()?.get((tenant, user.id))?.is_some() {
+            return Err(Error::Conflict(format!("user id {} is taken", user.id)));
+        }
+        self.users()?.insert((tenant, user.id), encode(user).as_slice())?;
+        self.usernames()?
+            .insert((tenant, user.username.as_str()), user.id)?;
+        self.uuids()?.insert((tenant, user.uuid.as_str()), user.id)?;
+        Ok(())
+    }
+
+    /// Replaces an existing user. A changed username must be free ([`Error::Conflict`]
+    /// otherwise); the old one is released.
+    pub fn put_user(&self, user: &UserRecord) -> Result<()> {
+        let tenant = user.tenant.as_str();
+        let old = self
+            .user(tenant, user.id)?
+            .ok_or_else(|| Error::NotFound(format!("user {}", user.id)))?;
+        if old.username != user.username {
+            if self.usernames()?.get((tenant, user.username.as_str()))?.is_some() {
+                return Err(Error::Conflict(format!("username {} is taken", user.username)));
+            }
+            self.usernames()?.remove((tenant, old.username.as_str()))?;
+            self.usernames()?
+                .insert((tenant, user.username.as_str()), user.id)?;
+        }
+        self.users()?.insert((tenant, user.id), encode(user).as_slice())?;
+        Ok(())
+    }
+
+    /// Binds a device to a (visitor) user.
+    pub fn bind_device(&self, tenant: &str, device: &str, user: u64) -> Result<()> {
+        self.devices()?.insert((tenant, device), user)?;
+        Ok(())
+    }
+
+    /// The message a sender already stored under this client id, if any.
+    pub fn dedup(&self, tenant: &str, sender: u64, cid: &str) -> Result<Option<MessageRecord>> {
+        let hit = self.dedup_table()?.get((tenant, sender, cid))?.map(|v| {
+            let (conv, seq) = v.value();
+            (conv.to_owned(), seq)
+        });
+        match hit {
+            Some((conv, seq)) => self.message(tenant, &conv, seq),
+            None => Ok(None),
+        }
+    }
+
+    /// A message by its position.
+    pub fn message(&self, tenant: &str, conv: &str, seq: u64) -> Result<Option<MessageRecord>> {
+        self.messages()?
+            .get((tenant, conv, seq))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// A message by its id.
+    pub fn message_by_id(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>> {
+        let at = self.message_ids()?.get((tenant, id))?.map(|v| {
+            let (conv, seq) = v.value();
+            (conv.to_owned(), seq)
+        });
+        match at {
+            Some((conv, seq)) => self.message(tenant, &conv, seq),
+            None => Ok(None),
+        }
+    }
+
+    /// Appends a message to its conversation's timeline: the message, its id index, its
+    /// client id (when given) and the conversation head. Refuses a position already taken.
+    pub fn append_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
+        let key = (tenant, msg.conv.as_str(), msg.seq);
+        if self.messages()?.get(key)?.is_some() {
+            return Err(Error::Conflict(format!("{}#{} exists", msg.conv, msg.seq)));
+        }
+        self.messages()?.insert(key, encode(msg).as_slice())?;
+        self.message_ids()?
+            .insert((tenant, msg.id.as_str()), (msg.conv.as_str(), msg.seq))?;
+        if let Some(cid) = &msg.cid {
+            self.dedup_table()?
+                .insert((tenant, msg.from_id, cid.as_str()), (msg.conv.as_str(), msg.seq))?;
+        }
+        let mut heads = self.heads()?;
+        let head = heads
+            .get((tenant, msg.conv.as_str()))?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        if msg.seq > head {
+            heads.insert((tenant, msg.conv.as_str()), msg.seq)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a stored message in place (same conversation and seq), e.g. to revoke it.
+    pub fn put_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
+        let key = (tenant, msg.conv.as_str(), msg.seq);
+        if self.messages()?.get(key)?.is_none() {
+            return Err(Error::NotFound(format!("{}#{}", msg.conv, msg.seq)));
+        }
+        self.messages()?.insert(key, encode(msg).as_slice())?;
+        Ok(())
+    }
+
+    /// A member's cursor in a conversation, if the member has one.
+    pub fn cursor(&self, tenant: &str, user: u64, conv: &str) -> Result<Option<Cursor>> {
+        Ok(self.cursors()?.get((tenant, user, conv))?.map(|v| {
+            let (delivered, read) = v.value();
+            Cursor { delivered, read }
+        }))
+    }
+
+    /// Creates a zero cursor for a member who has none.
+    pub fn ensure_cursor(&self, tenant: &str, user: u64, conv: &str) -> Result<()> {
+        let mut cursors = self.cursors()?;
+        if cursors.get((tenant, user, conv))?.is_none() {
+            cursors.insert((tenant, user, conv), (0, 0))?;
+        }
+        Ok(())
+    }
+
+    /// The head seq of a conversation (0 when it has no message).
+    pub fn head(&self, tenant: &str, conv: &str) -> Result<u64> {
+        Ok(self.heads()?.get((tenant, conv))?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Moves a cursor forward (never back) and returns it. The two positions move
+    /// independently: a read receipt does not mark unseen messages delivered.
+    pub fn advance_cursor(
+        &self,
+        tenant: &str,
+        user: u64,
+        conv: &str,
+        delivered: u64,
+        read: u64,
+    ) -> Result<Cursor> {
+        let mut cursors = self.cursors()?;
+        let (d, r) = cursors
+            .get((tenant, user, conv))?
+            .map(|v| v.value())
+            .unwrap_or((0, 0));
+        let next = (d.max(delivered), r.max(read));
+        if next != (d, r) {
+            cursors.insert((tenant, user, conv), next)?;
+        }
+        Ok(Cursor {
+            delivered: next.0,
+            read: next.1,
+        })
+    }
+
+    /// Records a revoked token id until its expiry.
+    pub fn revoke_token(&self, jti: &str, exp: u64) -> Result<()> {
+        self.revoked()?.insert(jti, exp)?;
+        Ok(())
+    }
+
+    /// Forgets revoked tokens that have expired anyway; returns how many.
+    pub fn prune_revoked_tokens(&self, now_secs: u64) -> Result<usize> {
+        let mut table = self.revoked()?;
+        let expired: Vec<String> = table
+            .iter()?
+            .filter_map(|e| e.ok())
+            .filter(|(_, exp)| exp.value() < now_secs)
+            .map(|(k, _)| k.value().to_owned())
+            .collect();
+        for jti in &expired {
+            table.remove(jti.as_str())?;
+        }
+        Ok(expired.len())
+    }
+}

@@ -1,0 +1,252 @@
+//! The group-commit Writer: the only code that opens redb write transactions.
+//!
+//! It runs on its own thread. It takes the first waiting write, then every write that
+//! queued up behind it (up to `max_batch`), applies them all to one transaction and commits
+//! once. Each waiter is answered only after the commit that holds its write has returned,
+//! so an acknowledged write survives a crash. The queue is bounded: a full queue is
+//! reported to the caller ([`Error::Unavailable`]) instead of growing without limit.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Error, Result, Tx};
+
+/// Sizes of the Writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most writes in one transaction.
+    pub max_batch: usize,
+    /// Most writes waiting for the Writer; past that, submissions are refused.
+    pub queue: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_batch: 4096,
+            queue: 65_536,
+        }
+    }
+}
+
+/// Counters of the Writer since start (read them with `Ordering::Relaxed`).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Writes applied.
+    pub writes: AtomicU64,
+    /// Total commit time in microseconds.
+    pub commit_micros: AtomicU64,
+    /// Largest batch seen.
+    pub max_batch: AtomicU64,
+}
+
+type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+/// Applies one write to the batch's transaction, or (given `None`) gives up on it because
+/// the transaction could not be opened.
+type Apply = Box<dyn FnOnce(Option<&Tx<'_>>) -> Finish + Send>;
+
+enum Job {
+    Apply(Apply),
+    Stop,
+}
+
+struct Shared {
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stats: WriterStats,
+}
+
+/// Handle to the Writer thread; clones share it.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    pub(crate) fn start(db: Arc<redb::Database>, config: WriterConfig) -> Result<Writer> {
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let shared = Arc::new(Shared {
+            thread: Mutex::new(None),
+            stats: WriterStats::default(),
+        });
+        let thread_shared = shared.clone();
+        let max_batch = config.max_batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name("parlor-writer".into())
+            .spawn(move || run(db, rx, max_batch, &thread_shared.stats))?;
+        *shared.thread.lock().expect("writer thread lock") = Some(handle);
+        Ok(Writer { queue, shared })
+    }
+
+    fn job<T, F>(f: F) -> (Job, oneshot::Receiver<Result<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let apply: Apply = Box::new(move |tx| {
+            let outcome = match tx {
+                Some(tx) => f(tx),
+                None => Err(Error::Unavailable("cannot open a write transaction")),
+            };
+            Box::new(move |commit: Result<()>| {
+                let _ = reply.send(commit.and(outcome));
+            })
+        });
+        (Job::Apply(apply), rx)
+    }
+
+    /// Queues a write without waiting; the receiver answers after its commit. Refuses at
+    /// once when the queue is full, so an actor can call it on its own thread.
+    ///
+    /// `f` runs on the Writer thread inside the batch's transaction. When it returns an
+    /// error it must not have written anything (check first, then write).
+    pub fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (job, rx) = Self::job(f);
+        self.queue.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Unavailable("write queue is full"),
+            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("writer stopped"),
+        })?;
+        Ok(rx)
+    }
+
+    /// Writes and waits for the commit, waiting for room in the queue if it is full.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (job, rx) = Self::job(f);
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| Error::Unavailable("writer stopped"))?;
+        rx.await.map_err(|_| Error::Unavailable("writer stopped"))?
+    }
+
+    /// [`write`](Self::write) for code that is not async (start-up, tests, tools).
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (job, rx) = Self::job(f);
+        self.queue
+            .blocking_send(job)
+            .map_err(|_| Error::Unavailable("writer stopped"))?;
+        rx.blocking_recv()
+            .map_err(|_| Error::Unavailable("writer stopped"))?
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// Commits everything queued so far, then stops the thread and waits for it.
+    /// Later submissions are refused. Calling it twice is harmless.
+    pub fn shutdown(&self) {
+        let handle = self.shared.thread.lock().expect("writer thread lock").take();
+        if let Some(handle) = handle {
+            let queue = self.queue.clone();
+            // The queue may be full: wait for room from a plain thread, never an async one.
+            let _ = std::thread::spawn(move || queue.blocking_send(Job::Stop)).join();
+            let _ = handle.join();
+        }
+    }
+}
+
+fn run(db: Arc<redb::Database>, mut rx: mpsc::Receiver<Job>, max_batch: usize, stats: &WriterStats) {
+    let mut batch: Vec<Apply> = Vec::with_capacity(max_batch);
+    let mut stop = false;
+    while !stop {
+        match rx.blocking_recv() {
+            Some(Job::Apply(apply)) => batch.push(apply),
+            Some(Job::Stop) | None => stop = true,
+        }
+        while !stop && batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Job::Apply(apply)) => batch.push(apply),
+                Ok(Job::Stop) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        commit_batch(&db, &mut batch, stats);
+    }
+    rx.close();
+    // Anything queued after Stop is answered with an error rather than dropped silently.
+    while let Ok(job) = rx.try_recv() {
+        if let Job::Apply(apply) = job {
+            batch.push(apply);
+        }
+    }
+    if !batch.is_empty() {
+        commit_batch(&db, &mut batch, stats);
+    }
+    tracing::debug!("writer stopped");
+}
+
+fn commit_batch(db: &redb::Database, batch: &mut Vec<Apply>, stats: &WriterStats) {
+    let started = Instant::now();
+    let size = batch.len() as u64;
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            let err = Error::from(e);
+            tracing::error!(error = %err, "cannot begin a write transaction");
+            fail_all(batch, &err);
+            return;
+        }
+    };
+    let applied = catch_unwind(AssertUnwindSafe(|| {
+        let tx = Tx::new(&txn);
+        batch
+            .drain(..)
+            .map(|apply| apply(Some(&tx)))
+            .collect::<Vec<Finish>>()
+    }));
+    let finishers = match applied {
+        Ok(finishers) => finishers,
+        Err(_) => {
+            // The batch is lost as a whole; its waiters were dropped with it and see
+            // `Unavailable`. The transaction is aborted by dropping it.
+            tracing::error!("a write panicked; its batch of {size} was aborted");
+            batch.clear();
+            return;
+        }
+    };
+    let outcome = txn.commit().map_err(Error::from);
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, "commit failed");
+    }
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.writes.fetch_add(size, Ordering::Relaxed);
+    stats
+        .commit_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    stats.max_batch.fetch_max(size, Ordering::Relaxed);
+    for finish in finishers {
+        finish(outcome.clone());
+    }
+}
+
+fn fail_all(batch: &mut Vec<Apply>, err: &Error) {
+    // Nothing was applied: answer each waiter with the error.
+    for apply in batch.drain(..) {
+        apply(None)(Err(err.clone()));
+    }
+}

@@ -1,0 +1,483 @@
+//! Durability and Writer behaviour: what was committed is read back after the Store is shut
+//! down and the file reopened; concurrent writes share commits; one write's error or panic
+//! does not take the Writer down; a stopped or full Writer refuses new work.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use parlor_storage::{ChatType, Cursor, Error, MessageRecord, Role, Store, UserRecord, WriterConfig};
+
+fn user(tenant: &str, username: &str) -> UserRecord {
+    UserRecord {
+        id: 0,
+        uuid: format!("{tenant}-{username}-uuid"),
+        tenant: tenant.to_owned(),
+        username: username.to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        nickname: username.to_uppercase(),
+        avatar: format!("/avatars/{username}.png"),
+        role: Role::User,
+        status: 1,
+        mobile: Some("13800000000".to_owned()),
+        email: None,
+        gender: "female".to_owned(),
+        birthday: Some("1990-01-01".to_owned()),
+        bio: Some("hello".to_owned()),
+        location: None,
+        website: None,
+        userset: "{\"lang\":\"en\"}".to_owned(),
+        invite_confirm: 0,
+        device_id: None,
+        uniplatform: "app".to_owned(),
+        devicemodel: "phone".to_owned(),
+        deviceos: "android".to_owned(),
+        devicebrand: "acme".to_owned(),
+        created_ms: 1_700_000_000_000,
+        updated_ms: 1_700_000_000_001,
+        last_login_ms: Some(1_700_000_000_002),
+    }
+}
+
+fn message(conv: &str, seq: u64, from: u64, cid: Option<&str>) -> MessageRecord {
+    MessageRecord {
+        id: format!("{conv}/{seq}"),
+        seq,
+        conv: conv.to_owned(),
+        chat_type: if conv.starts_with("g:") {
+            ChatType::Group
+        } else {
+            ChatType::Single
+        },
+        from_id: from,
+        from_name: format!("user{from}"),
+        from_avatar: String::new(),
+        to_id: 2,
+        to_name: "user2".to_owned(),
+        to_avatar: String::new(),
+        kind: "text".to_owned(),
+        data: format!("{{\"text\":\"message {seq} of {conv}, padded to look like a real one\"}}"),
+        options: "{}".to_owned(),
+        cid: cid.map(str::to_owned),
+        create_time: 1_700_000_000_000 + seq,
+        revoked: false,
+    }
+}
+
+fn open(path: &std::path::Path) -> Store {
+    Store::open(path, WriterConfig::default()).expect("open store")
+}
+
+#[test]
+fn committed_state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/parlor.redb");
+
+    let store = open(&path);
+    let (alice, bob) = store
+        .writer()
+        .write_blocking(|tx| {
+            let mut alice = user("acme", "alice");
+            let mut bob = user("acme", "bob");
+            tx.insert_user(&mut alice)?;
+            tx.insert_user(&mut bob)?;
+            let mut other = user("other", "alice");
+            tx.insert_user(&mut other)?;
+            Ok((alice, bob))
+        })
+        .unwrap();
+    for seq in 1..=5 {
+        store
+            .writer()
+            .write_blocking(move |tx| {
+                tx.append_message(
+                    "acme",
+                    &message("d:1:2", seq, 1 + seq % 2, Some(&format!("c{seq}"))),
+                )
+            })
+            .unwrap();
+    }
+    store
+        .writer()
+        .write_blocking(|tx| {
+            tx.append_message("acme", &message("g:7", 1, 1, None))?;
+            tx.append_message("other", &message("d:1:2", 1, 3, None))?;
+            let mut revoked = message("d:1:2", 3, 2, Some("c3"));
+            revoked.data.clear();
+            revoked.revoked = true;
+            tx.put_message("acme", &revoked)?;
+            tx.ensure_cursor("acme", 1, "d:1:2")?;
+            tx.ensure_cursor("acme", 2, "g:7")?;
+            tx.advance_cursor("acme", 1, "d:1:2", 5, 4)?;
+            tx.advance_cursor("acme", 2, "d:1:2", 2, 1)?;
+            tx.revoke_token("jti-1", u64::MAX)?;
+            Ok(())
+        })
+        .unwrap();
+    store.shutdown();
+    drop(store);
+
+    let store = open(&path);
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.user("acme", alice.id).unwrap(), Some(alice.clone()));
+    assert_eq!(snap.user_by_username("acme", "bob").unwrap(), Some(bob.clone()));
+    assert_eq!(
+        snap.user_by_uuid("acme", &alice.uuid).unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(snap.user_by_username("other", "bob").unwrap(), None);
+    assert_eq!(
+        snap.user_by_username("other", "alice").unwrap().unwrap().tenant,
+        "other"
+    );
+
+    assert_eq!(snap.head("acme", "d:1:2").unwrap(), 5);
+    assert_eq!(snap.head("acme", "g:7").unwrap(), 1);
+    assert_eq!(snap.head("other", "d:1:2").unwrap(), 1);
+    assert_eq!(snap.head("other", "g:7").unwrap(), 0);
+    let history = snap.history("acme", "d:1:2", None, None, 100).unwrap();
+    let seqs: Vec<u64> = history.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [5, 4, 3, 2, 1]);
+    assert_eq!(history.next_before, None);
+    assert!(history.messages[2].revoked && history.messages[2].data.is_empty());
+    assert_eq!(history.messages[0], message("d:1:2", 5, 2, Some("c5")));
+    assert_eq!(
+        snap.message_by_id("acme", "d:1:2/4").unwrap(),
+        Some(message("d:1:2", 4, 1, Some("c4")))
+    );
+    assert_eq!(
+        snap.messages_after("other", "d:1:2", 0, 10).unwrap(),
+        [message("d:1:2", 1, 3, None)]
+    );
+
+    assert_eq!(
+        snap.cursor("acme", 1, "d:1:2").unwrap(),
+        Some(Cursor {
+            delivered: 5,
+            read: 4
+        })
+    );
+    assert_eq!(
+        snap.cursors_of("acme", 2).unwrap(),
+        [
+            (
+                "d:1:2".to_owned(),
+                Cursor {
+                    delivered: 2,
+                    read: 1
+                }
+            ),
+            (
+                "g:7".to_owned(),
+                Cursor {
+                    delivered: 0,
+                    read: 0
+                }
+            ),
+        ]
+    );
+    assert!(snap.is_token_revoked("jti-1").unwrap());
+
+    let state = snap.startup_state().unwrap();
+    assert_eq!(state.heads.len(), 3);
+    assert_eq!(state.heads[&("acme".to_owned(), "d:1:2".to_owned())], 5);
+    let mut pending = state.pending;
+    pending.sort();
+    assert_eq!(
+        pending,
+        [
+            ("acme".to_owned(), 2, "d:1:2".to_owned(), 2),
+            ("acme".to_owned(), 2, "g:7".to_owned(), 0)
+        ]
+    );
+    assert_eq!(state.revoked_tokens, [("jti-1".to_owned(), u64::MAX)]);
+    drop(snap);
+
+    // The reopened store keeps writing where the old one stopped: dedup entries, the user
+    // id counter and the taken positions all survived.
+    let after = store
+        .writer()
+        .write_blocking(|tx| {
+            let dup = tx.dedup("acme", 2, "c1")?.map(|m| m.seq);
+            let other_sender = tx.dedup("acme", 1, "c1")?;
+            let taken = tx.append_message("acme", &message("d:1:2", 5, 1, None));
+            let mut carol = user("acme", "carol");
+            tx.insert_user(&mut carol)?;
+            let mut alice_again = user("acme", "alice");
+            alice_again.uuid = "fresh".to_owned();
+            let clash = tx.insert_user(&mut alice_again);
+            Ok((dup, taken, carol.id, clash, other_sender))
+        })
+        .unwrap();
+    assert_eq!(after.0, Some(1));
+    assert!(matches!(after.1, Err(Error::Conflict(_))));
+    assert!(
+        after.2 > alice.id.max(bob.id),
+        "user ids are not reused after a restart"
+    );
+    assert!(matches!(after.3, Err(Error::Conflict(_))));
+    assert_eq!(after.4, None, "a cid is per sender");
+    store.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits() {
+    const TASKS: u64 = 8;
+    const PER_TASK: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("parlor.redb"));
+
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let writer = store.writer().clone();
+        tasks.push(tokio::spawn(async move {
+            let conv = format!("g:{task}");
+            for seq in 1..=PER_TASK {
+                let msg = message(&conv, seq, task + 1, Some(&format!("{task}-{seq}")));
+                writer
+                    .write(move |tx| tx.append_message("acme", &msg))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let stats = store.writer().stats();
+    let (commits, writes) = (
+        stats.commits.load(Ordering::Relaxed),
+        stats.writes.load(Ordering::Relaxed),
+    );
+    assert_eq!(writes, TASKS * PER_TASK);
+    assert!(
+        commits < writes,
+        "{commits} commits for {writes} writes: no group commit"
+    );
+    assert!(stats.max_batch.load(Ordering::Relaxed) > 1);
+
+    let snap = store.snapshot().unwrap();
+    for task in 0..TASKS {
+        let conv = format!("g:{task}");
+        assert_eq!(snap.head("acme", &conv).unwrap(), PER_TASK);
+        let all = snap.messages_after("acme", &conv, 0, usize::MAX).unwrap();
+        assert!(all.iter().map(|m| m.seq).eq(1..=PER_TASK));
+    }
+    store.shutdown();
+}
+
+/// Holds the Writer thread inside a write until `release` is sent, so that everything
+/// submitted meanwhile lands in the next batch together.
+fn block_writer(
+    store: &Store,
+) -> (
+    std_mpsc::Sender<()>,
+    tokio::sync::oneshot::Receiver<parlor_storage::Result<()>>,
+) {
+    let (started_tx, started) = std_mpsc::channel();
+    let (release, released) = std_mpsc::channel::<()>();
+    let rx = store
+        .writer()
+        .submit(move |_| {
+            started_tx.send(()).unwrap();
+            released.recv_timeout(Duration::from_secs(30)).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    started.recv_timeout(Duration::from_secs(30)).unwrap();
+    (release, rx)
+}
+
+#[test]
+fn failing_write_gets_its_error_and_the_rest_of_the_batch_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("parlor.redb"));
+    store
+        .writer()
+        .write_blocking(|tx| tx.insert_user(&mut user("acme", "alice")))
+        .unwrap();
+    let commits_before = store.writer().stats().commits.load(Ordering::Relaxed);
+
+    let (release, blocker) = block_writer(&store);
+    let writer = store.writer();
+    let first = writer
+        .submit(|tx| tx.append_message("acme", &message("d:1:2", 1, 1, None)))
+        .unwrap();
+    let custom = writer
+        .submit(|_| -> parlor_storage::Result<()> { Err(Error::NotFound("the friend request".to_owned())) })
+        .unwrap();
+    let clash = writer
+        .submit(|tx| tx.insert_user(&mut user("acme", "alice")))
+        .unwrap();
+    let taken = writer
+        .submit(|tx| tx.append_message("acme", &message("d:1:2", 1, 2, None)))
+        .unwrap();
+    let second = writer
+        .submit(|tx| tx.append_message("acme", &message("d:1:2", 2, 2, None)))
+        .unwrap();
+    let bob = writer
+        .submit(|tx| {
+            let mut bob = user("acme", "bob");
+            tx.insert_user(&mut bob)?;
+            Ok(bob.id)
+        })
+        .unwrap();
+    release.send(()).unwrap();
+
+    blocker.blocking_recv().unwrap().unwrap();
+    first.blocking_recv().unwrap().unwrap();
+    assert!(matches!(custom.blocking_recv().unwrap(), Err(Error::NotFound(m)) if m == "the friend request"));
+    assert!(matches!(clash.blocking_recv().unwrap(), Err(Error::Conflict(_))));
+    assert!(matches!(taken.blocking_recv().unwrap(), Err(Error::Conflict(_))));
+    second.blocking_recv().unwrap().unwrap();
+    let bob_id = bob.blocking_recv().unwrap().unwrap();
+
+    let stats = writer.stats();
+    assert_eq!(
+        stats.commits.load(Ordering::Relaxed) - commits_before,
+        2,
+        "blocker, then one batch"
+    );
+    assert_eq!(stats.max_batch.load(Ordering::Relaxed), 6);
+
+    let snap = store.snapshot().unwrap();
+    let timeline = snap.messages_after("acme", "d:1:2", 0, 10).unwrap();
+    assert_eq!(
+        timeline,
+        [message("d:1:2", 1, 1, None), message("d:1:2", 2, 2, None)]
+    );
+    assert_eq!(snap.user_by_username("acme", "bob").unwrap().unwrap().id, bob_id);
+    assert_eq!(
+        snap.user_by_username("acme", "alice").unwrap().unwrap().uuid,
+        "acme-alice-uuid"
+    );
+    store.shutdown();
+}
+
+#[test]
+fn panicking_write_does_not_kill_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("parlor.redb"));
+    let writer = store.writer();
+
+    // Alone in its batch: the waiter hears that the write was lost.
+    let lost = writer.write_blocking(|tx| -> parlor_storage::Result<()> {
+        tx.append_message("acme", &message("d:1:2", 1, 1, None))?;
+        panic!("a bug in a write closure");
+    });
+    assert!(matches!(lost, Err(Error::Unavailable(_))), "{lost:?}");
+
+    // Sharing a batch with a panic: the transaction is aborted as a whole, every waiter of
+    // that batch is told, and nothing of it is stored.
+    let (release, blocker) = block_writer(&store);
+    let innocent = writer
+        .submit(|tx| tx.insert_user(&mut user("acme", "bob")))
+        .unwrap();
+    let bad = writer
+        .submit(|_| -> parlor_storage::Result<()> { panic!("another bug") })
+        .unwrap();
+    release.send(()).unwrap();
+    blocker.blocking_recv().unwrap().unwrap();
+    // A `submit` caller sees its answer dropped (a `write` caller gets `Unavailable`).
+    assert!(innocent.blocking_recv().is_err());
+    assert!(bad.blocking_recv().is_err());
+
+    // The Writer goes on, and the aborted writes left no trace.
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.head("acme", "d:1:2").unwrap(), 0);
+    assert_eq!(snap.user_by_username("acme", "bob").unwrap(), None);
+    drop(snap);
+    writer
+        .write_blocking(|tx| tx.append_message("acme", &message("d:1:2", 1, 1, None)))
+        .unwrap();
+    let id = writer
+        .write_blocking(|tx| {
+            let mut bob = user("acme", "bob");
+            tx.insert_user(&mut bob)?;
+            Ok(bob.id)
+        })
+        .unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.head("acme", "d:1:2").unwrap(), 1);
+    assert_eq!(snap.user("acme", id).unwrap().unwrap().username, "bob");
+    store.shutdown();
+}
+
+#[test]
+fn stopped_writer_refuses_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parlor.redb");
+    let store = open(&path);
+    let queued = store
+        .writer()
+        .submit(|tx| tx.append_message("acme", &message("d:1:2", 1, 1, None)))
+        .unwrap();
+    store.shutdown();
+    // Shutdown commits what was already submitted.
+    queued.blocking_recv().unwrap().unwrap();
+    store.shutdown(); // harmless twice
+
+    let refused = store.writer().submit(|_| Ok(()));
+    assert!(matches!(refused, Err(Error::Unavailable(_))));
+    assert!(matches!(
+        store.writer().write_blocking(|_| Ok(())),
+        Err(Error::Unavailable(_))
+    ));
+    // A clone of the handle is stopped too.
+    let writer = store.writer().clone();
+    assert!(matches!(writer.submit(|_| Ok(())), Err(Error::Unavailable(_))));
+    // Reads still work on the stopped store.
+    assert_eq!(store.snapshot().unwrap().head("acme", "d:1:2").unwrap(), 1);
+    drop((store, writer));
+    assert_eq!(open(&path).snapshot().unwrap().head("acme", "d:1:2").unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_writer_refuses_async_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("parlor.redb"));
+    store
+        .writer()
+        .write(|tx| tx.ensure_cursor("acme", 1, "g:1"))
+        .await
+        .unwrap();
+    let stopping = store.clone();
+    tokio::task::spawn_blocking(move || stopping.shutdown())
+        .await
+        .unwrap();
+    let refused = store
+        .writer()
+        .write(|tx| tx.ensure_cursor("acme", 2, "g:1"))
+        .await;
+    assert!(matches!(refused, Err(Error::Unavailable(_))));
+}
+
+#[test]
+fn full_queue_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path().join("parlor.redb"),
+        WriterConfig {
+            max_batch: 16,
+            queue: 2,
+        },
+    )
+    .unwrap();
+    let (release, blocker) = block_writer(&store);
+    let writer = store.writer();
+    let a = writer.submit(|tx| tx.ensure_cursor("acme", 1, "g:1")).unwrap();
+    let b = writer.submit(|tx| tx.ensure_cursor("acme", 2, "g:1")).unwrap();
+    let full = writer.submit(|tx| tx.ensure_cursor("acme", 3, "g:1"));
+    assert!(matches!(full, Err(Error::Unavailable(_))));
+    release.send(()).unwrap();
+    blocker.blocking_recv().unwrap().unwrap();
+    a.blocking_recv().unwrap().unwrap();
+    b.blocking_recv().unwrap().unwrap();
+    // Once drained, the queue takes work again.
+    writer
+        .write_blocking(|tx| tx.ensure_cursor("acme", 3, "g:1"))
+        .unwrap();
+    assert_eq!(store.snapshot().unwrap().cursors_of("acme", 3).unwrap().len(), 1);
+    store.shutdown();
+}
