@@ -1,0 +1,255 @@
+//! Test harness: a real Parlor on an ephemeral port with a temporary data directory, and
+//! real HTTP (reqwest) and WebSocket (tokio-tungstenite) clients.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use futures_util::{SinkExt, StreamExt};
+use parlor::config::Config;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long a test waits for a frame before it fails.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A configuration for tests: fast password hashing, short intervals, data in `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.bind = "127.0.0.1:0".into();
+    c.server.workers = 2;
+    c.server.shutdown_timeout_secs = 1;
+    c.storage.path = dir.join("parlor.redb");
+    c.auth.argon2_memory_kib = 64;
+    c.auth.argon2_iterations = 1;
+    c.ws.report_interval_ms = 20;
+    c.router.cursor_flush_ms = 20;
+    c
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub dir: PathBuf,
+    pub config: Config,
+    handle: ServerHandle,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub http: reqwest::Client,
+}
+
+/// A registered user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: u64,
+    pub uuid: String,
+    pub username: String,
+    pub token: String,
+}
+
+impl TestServer {
+    /// A server on a fresh temporary directory (kept for the test's life by `_dir`).
+    pub async fn start() -> (TestServer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_in(dir.path(), |_| {}).await;
+        (server, dir)
+    }
+
+    /// A server on `dir`, with `tweak` applied to the test configuration.
+    pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config(dir);
+        tweak(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let running = parlor::run(listener, config.clone()).await.expect("server starts");
+        let addr = running.addr();
+        let handle = running.handle();
+        let served = actix_web::rt::spawn(running.wait());
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            dir: dir.to_path_buf(),
+            config,
+            handle,
+            served,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server gracefully and waits until its Writer has committed everything.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.served.await.unwrap().unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn finish(resp: reqwest::Response) -> (StatusCode, Value) {
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        (status, body)
+    }
+
+    /// POST a form body.
+    pub async fn post_form(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url(path)).form(form);
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        Self::finish(req.send().await.unwrap()).await
+    }
+
+    /// POST a JSON body.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        Self::finish(req.send().await.unwrap()).await
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        Self::finish(req.send().await.unwrap()).await
+    }
+
+    /// Registers `username` (password `secret1`) and returns it with its token.
+    pub async fn register(&self, username: &str) -> User {
+        let (status, body) =
+            self.post_form("/api/regChat", None, &[("username", username), ("password", "secret1")]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        user_of(&body)
+    }
+
+    /// Sends a direct text message over REST and returns the stored message.
+    pub async fn send_rest(&self, from: &User, to: &User, text: &str) -> Value {
+        let to_id = to.id.to_string();
+        let (status, body) = self
+            .post_form(
+                "/api/chat/socket/sendmessage",
+                Some(&from.token),
+                &[("sendto_id", &to_id), ("chatType", "single"), ("type", "text"), ("data", text)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"].clone()
+    }
+
+    /// Opens a WebSocket for `token` and waits for its `connected` frame.
+    pub async fn ws(&self, token: &str) -> Ws {
+        self.ws_at(&format!("/ws?token={token}")).await
+    }
+
+    /// Opens a WebSocket on a path (with its query) and waits for `connected`.
+    pub async fn ws_at(&self, path_and_query: &str) -> Ws {
+        let url = format!("ws://{}{}", self.addr, path_and_query);
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let mut ws = Ws { stream };
+        let hello = ws.next_of_type("connected").await;
+        assert!(hello["data"]["session"].as_u64().is_some(), "{hello}");
+        ws
+    }
+}
+
+/// The user in a login/register response.
+pub fn user_of(body: &Value) -> User {
+    let d = &body["data"];
+    User {
+        id: d["id"].as_u64().unwrap_or_else(|| panic!("no id in {body}")),
+        uuid: d["uuid"].as_str().unwrap().to_owned(),
+        username: d["username"].as_str().unwrap().to_owned(),
+        token: d["token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Asserts the uni-app failure envelope with `status`, returning the reason.
+#[track_caller]
+pub fn assert_fail(got: &(StatusCode, Value), status: StatusCode) -> String {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["msg"], "fail", "{}", got.1);
+    got.1["data"].as_str().expect("reason is a string").to_owned()
+}
+
+/// A WebSocket client.
+pub struct Ws {
+    pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Ws {
+    pub async fn send_json(&mut self, v: &Value) {
+        self.stream.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.stream.send(Message::text(s.to_owned())).await.unwrap();
+    }
+
+    /// The next text frame as JSON, skipping pings; fails after [`FRAME_TIMEOUT`].
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(FRAME_TIMEOUT, self.stream.next())
+                .await
+                .expect("a frame before the timeout")
+                .expect("stream open")
+                .expect("frame ok");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Close(c) => panic!("closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame whose `type` is `kind`, skipping others.
+    pub async fn next_of_type(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Asserts that no text frame arrives within `ms` milliseconds.
+    pub async fn assert_quiet(&mut self, ms: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(t)))) => panic!("unexpected frame: {t}"),
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("stream ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a `send` frame.
+    pub async fn send_msg(&mut self, cid: &str, to: u64, text: &str) {
+        self.send_json(&json!({"type": "send", "cid": cid, "to": to, "msgType": "text", "data": text})).await;
+    }
+
+    /// Waits for the close frame (or the end of the stream) and returns its code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.stream.next()).await.expect("closes in time") {
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
