@@ -1,0 +1,655 @@
+//! Direct messages end to end: WebSocket and REST sends, acks, pushes to every device,
+//! offline queues (reconnect, `chatGetmessageOffLine`, restart, `kill -9`), duplicate
+//! `cid`s, history paging and every refusal of the send paths.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{assert_fail, user_of, TestServer, User};
+use futures_util::SinkExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+fn conv(a: &User, b: &User) -> String {
+    let (lo, hi) = if a.id < b.id { (a.id, b.id) } else { (b.id, a.id) };
+    format!("d:{lo}:{hi}")
+}
+
+#[actix_web::test]
+async fn websocket_send_is_acked_and_pushed_both_ways() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let mut wa = server.ws(&alice.token).await;
+    let mut wb = server.ws(&bob.token).await;
+
+    wa.send_msg("c1", bob.id, "hello bob").await;
+    let ack = wa.next_of_type("ack").await;
+    assert_eq!(ack["cid"], "c1");
+    assert_eq!(ack["data"]["seq"], 1);
+    assert_eq!(ack["data"]["conversation"], conv(&alice, &bob));
+    let push = wb.next_of_type("singleChat").await;
+    assert_eq!(push["data"]["data"], "hello bob");
+    assert_eq!(push["data"]["from_id"], alice.id);
+    assert_eq!(push["data"]["to_id"], bob.id);
+    assert_eq!(push["data"]["chatType"], "single");
+    assert_eq!(push["data"]["type"], "text");
+    assert_eq!(push["data"]["from_name"], "alice");
+    assert_eq!(push["data"]["id"], ack["data"]["id"]);
+    assert!(push["timestamp"].as_u64().is_some());
+
+    wb.send_msg("r1", alice.id, "hi alice").await;
+    assert_eq!(wb.next_of_type("ack").await["data"]["seq"], 2);
+    let back = wa.next_of_type("singleChat").await;
+    assert_eq!(back["data"]["data"], "hi alice");
+    assert_eq!(back["data"]["seq"], 2);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn rest_send_returns_the_stored_message_and_pushes_to_every_device() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let mut bob_phone = server.ws(&bob.token).await;
+    let mut bob_laptop = server.ws(&bob.token).await;
+    let mut alice_tablet = server.ws(&alice.token).await;
+
+    let (status, body) = server
+        .post_form(
+            "/api/chat/socket/sendmessage",
+            Some(&alice.token),
+            &[
+                ("sendto_id", &bob.id.to_string()),
+                ("chatType", "single"),
+                ("type", "text"),
+                ("data", r#"{"data":"你好","dataType":false,"otherData":null}"#),
+                ("options", r#"{"k":1}"#),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["msg"], "ok");
+    let m = &body["data"];
+    assert_eq!(m["data"], r#"{"data":"你好","dataType":false,"otherData":null}"#);
+    assert_eq!(m["options"], json!({"k": 1}));
+    assert_eq!(m["isremove"], 0);
+    assert_eq!(m["to_name"], "bob_1");
+    assert!(m["create_time"].as_u64().unwrap() > 1_700_000_000_000);
+
+    for ws in [&mut bob_phone, &mut bob_laptop, &mut alice_tablet] {
+        let push = ws.next_of_type("singleChat").await;
+        assert_eq!(push["data"]["id"], m["id"]);
+    }
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn sender_other_devices_get_the_copy_but_not_the_sending_one() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let mut a1 = server.ws(&alice.token).await;
+    let mut a2 = server.ws(&alice.token).await;
+    a1.send_msg("m1", bob.id, "from device one").await;
+    let ack = a1.next_of_type("ack").await;
+    let copy = a2.next_of_type("singleChat").await;
+    assert_eq!(copy["data"]["id"], ack["data"]["id"]);
+    a1.assert_quiet(300).await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn offline_messages_arrive_in_order_on_connect_and_only_once() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    for i in 1..=5 {
+        server.send_rest(&alice, &bob, &format!("m{i}")).await;
+    }
+    let mut wb = server.ws(&bob.token).await;
+    for i in 1..=5u64 {
+        let push = wb.next_of_type("singleChat").await;
+        assert_eq!(push["data"]["seq"], i);
+        assert_eq!(push["data"]["data"], format!("m{i}"));
+    }
+    wb.assert_quiet(300).await;
+    wb.close().await;
+    // What was written to a session counts as delivered: a new connect gets nothing again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = server.ws(&bob.token).await;
+    again.assert_quiet(400).await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn get_offline_pushes_what_a_manual_ack_client_has_not_acked() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let mut wb = server.ws_at(&format!("/ws?token={}&ack=manual", bob.token)).await;
+    server.send_rest(&alice, &bob, "one").await;
+    server.send_rest(&alice, &bob, "two").await;
+    assert_eq!(wb.next_of_type("singleChat").await["data"]["seq"], 1);
+    assert_eq!(wb.next_of_type("singleChat").await["data"]["seq"], 2);
+
+    let (status, body) = server
+        .post_form("/api/chat/chatGetmessageOffLine", Some(&bob.token), &[])
+        .await;
+    assert_eq!((status, body["data"].clone()), (StatusCode::OK, json!("ok")));
+    assert_eq!(wb.next_of_type("singleChat").await["data"]["data"], "one");
+    assert_eq!(wb.next_of_type("singleChat").await["data"]["data"], "two");
+
+    wb.send_json(&json!({"type": "ack", "conversation": conv(&alice, &bob), "seq": 2}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .post_form("/api/chat/chatGetmessageOffLine", Some(&bob.token), &[])
+        .await;
+    wb.assert_quiet(400).await;
+
+    let no_token = server
+        .post_form("/api/chat/chatGetmessageOffLine", None, &[])
+        .await;
+    assert_fail(&no_token, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn the_same_cid_stores_one_message() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let mut wa = server.ws(&alice.token).await;
+    let mut wb = server.ws(&bob.token).await;
+    wa.send_msg("same", bob.id, "once").await;
+    wa.send_msg("same", bob.id, "once").await;
+    let first = wa.next_of_type("ack").await;
+    let second = wa.next_of_type("ack").await;
+    assert_eq!(first["data"]["id"], second["data"]["id"]);
+    assert_eq!(first["data"]["seq"], second["data"]["seq"]);
+    wb.next_of_type("singleChat").await;
+    wb.assert_quiet(300).await;
+
+    // Over REST too, and across the two paths for the same sender.
+    let to = bob.id.to_string();
+    let form = [
+        ("sendto_id", to.as_str()),
+        ("type", "text"),
+        ("data", "once"),
+        ("cid", "same"),
+    ];
+    let (_, rest) = server
+        .post_form("/api/chat/socket/sendmessage", Some(&alice.token), &form)
+        .await;
+    assert_eq!(rest["data"]["id"], first["data"]["id"]);
+
+    let (_, page) = server
+        .get(
+            &format!("/api/chat/history/single/{}", bob.id),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(page["data"]["list"].as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn history_pages_newest_first_and_only_for_participants() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let carol = server.register("carol").await;
+    for i in 1..=25 {
+        server.send_rest(&alice, &bob, &format!("m{i}")).await;
+    }
+    let path = format!("/api/chat/history/single/{}", alice.id);
+    let mut seen = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let url = match before {
+            Some(b) => format!("{path}?limit=10&before={b}"),
+            None => format!("{path}?limit=10"),
+        };
+        let (status, body) = server.get(&url, Some(&bob.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let list = body["data"]["list"].as_array().unwrap();
+        assert!(list.len() <= 10);
+        seen.extend(list.iter().map(|m| m["seq"].as_u64().unwrap()));
+        match body["data"]["next_before"].as_u64() {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<u64>>());
+
+    let (_, newer) = server.get(&format!("{path}?after=20"), Some(&bob.token)).await;
+    let seqs: Vec<u64> = newer["data"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![25, 24, 23, 22, 21]);
+    assert_eq!(newer["data"]["head"], 25);
+
+    // By conversation key: participants only.
+    let key = conv(&alice, &bob);
+    let (status, _) = server
+        .get(
+            &format!("/api/chat/history/conversation/{key}"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = server
+        .get(
+            &format!("/api/chat/history/conversation/{key}"),
+            Some(&carol.token),
+        )
+        .await;
+    assert_fail(&refused, StatusCode::FORBIDDEN);
+    // Carol's own conversation with Alice is empty: nothing of Alice and Bob leaks.
+    let (_, own) = server
+        .get(
+            &format!("/api/chat/history/single/{}", alice.id),
+            Some(&carol.token),
+        )
+        .await;
+    assert_eq!(own["data"]["list"], json!([]));
+
+    assert_fail(&server.get(&path, None).await, StatusCode::UNAUTHORIZED);
+    assert_fail(
+        &server.get("/api/chat/history/single/999", Some(&bob.token)).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_fail(
+        &server.get("/api/chat/history/single/abc", Some(&bob.token)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_fail(
+        &server.get(&format!("{path}?limit=x"), Some(&bob.token)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_fail(
+        &server.get("/api/chat/history/weird/1", Some(&bob.token)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_fail(
+        &server.get("/api/chat/history/group/1", Some(&bob.token)).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_fail(
+        &server
+            .get("/api/chat/history/conversation/nonsense", Some(&bob.token))
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn rest_send_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.limits.max_message_bytes = 64;
+        c.limits.rate_per_sec = 1;
+        c.limits.rate_burst = 12;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let to = bob.id.to_string();
+    let send = |form: Vec<(&'static str, String)>, token: Option<String>| {
+        let server = &server;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            server
+                .post_form("/api/chat/socket/sendmessage", token.as_deref(), &form)
+                .await
+        }
+    };
+    let t = Some(alice.token.clone());
+    let base = |extra: &[(&'static str, &str)]| {
+        let mut f: Vec<(&'static str, String)> = vec![
+            ("sendto_id", to.clone()),
+            ("type", "text".into()),
+            ("data", "x".into()),
+        ];
+        for (k, v) in extra {
+            f.retain(|(key, _)| key != k);
+            f.push((k, v.to_string()));
+        }
+        f
+    };
+    assert_fail(&send(base(&[]), None).await, StatusCode::UNAUTHORIZED);
+    assert_fail(
+        &send(base(&[]), Some("garbage".into())).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let missing: Vec<_> = base(&[]).into_iter().filter(|(k, _)| *k != "sendto_id").collect();
+    assert!(assert_fail(&send(missing, t.clone()).await, StatusCode::BAD_REQUEST).contains("sendto_id"));
+    let no_data: Vec<_> = base(&[]).into_iter().filter(|(k, _)| *k != "data").collect();
+    assert!(assert_fail(&send(no_data, t.clone()).await, StatusCode::BAD_REQUEST).contains("data"));
+    let no_type: Vec<_> = base(&[]).into_iter().filter(|(k, _)| *k != "type").collect();
+    assert!(assert_fail(&send(no_type, t.clone()).await, StatusCode::BAD_REQUEST).contains("type"));
+    let wrong = assert_fail(
+        &send(base(&[("sendto_id", "bob")]), t.clone()).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(wrong.contains("integer"), "{wrong}");
+    assert_fail(
+        &send(base(&[("chatType", "triple")]), t.clone()).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_fail(
+        &send(base(&[("options", "{oops")]), t.clone()).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_fail(
+        &send(base(&[("sendto_id", "424242")]), t.clone()).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_fail(
+        &send(base(&[("chatType", "group")]), t.clone()).await,
+        StatusCode::NOT_FOUND,
+    );
+    let me = alice.id.to_string();
+    assert_fail(
+        &send(base(&[("sendto_id", me.as_str())]), t.clone()).await,
+        StatusCode::BAD_REQUEST,
+    );
+    let big = "x".repeat(100);
+    assert_fail(
+        &send(base(&[("data", big.as_str())]), t.clone()).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    // Wrong type in a JSON body.
+    let (status, body) = server
+        .post_json(
+            "/api/chat/socket/sendmessage",
+            Some(&alice.token),
+            &json!({"sendto_id": [1], "type": "text", "data": "x"}),
+        )
+        .await;
+    assert_fail(&(status, body), StatusCode::BAD_REQUEST);
+    // Over the rate: the burst is spent, the next send is refused.
+    let mut limited = false;
+    for _ in 0..20 {
+        let got = send(base(&[]), t.clone()).await;
+        if got.0 == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    }
+    assert!(limited, "the rate limit refuses sends past the burst");
+    // Refused sends stored nothing: only the accepted ones are in history.
+    let (_, page) = server
+        .get(
+            &format!("/api/chat/history/single/{}", bob.id),
+            Some(&alice.token),
+        )
+        .await;
+    let stored = page["data"]["list"].as_array().unwrap();
+    assert!(stored.iter().all(|m| m["data"] == "x"));
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.limits.max_message_bytes = 64).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let mut ws = server.ws(&alice.token).await;
+
+    let cases: Vec<(String, &str)> = vec![
+        ("not json".into(), "bad_json"),
+        ("[1,2]".into(), "bad_frame"),
+        (r#"{"cid":"a"}"#.into(), "missing_field"),
+        (r#"{"type":"dance","cid":"b"}"#.into(), "unknown_type"),
+        (
+            r#"{"type":"send","cid":"c","to":"x","data":"hi"}"#.into(),
+            "wrong_type",
+        ),
+        (r#"{"type":"send","cid":"d","to":2}"#.into(), "missing_field"),
+        (
+            json!({"type":"send","cid":"e","to":424242,"data":"hi"}).to_string(),
+            "not_found",
+        ),
+        (
+            json!({"type":"send","cid":"f","to":alice.id,"data":"hi"}).to_string(),
+            "invalid",
+        ),
+        (
+            json!({"type":"send","cid":"g","to":bob.id,"data":"x".repeat(100)}).to_string(),
+            "too_large",
+        ),
+        (
+            json!({"type":"send","cid":"h","to":bob.id,"data":"x","chatType":"group"}).to_string(),
+            "not_found",
+        ),
+        (
+            json!({"type":"send","cid":"i","to":bob.id,"data":"x","chatType":"nope"}).to_string(),
+            "invalid",
+        ),
+        (
+            json!({"type":"send","cid":"j","to":bob.id,"data":"x","options":"{bad"}).to_string(),
+            "invalid",
+        ),
+        (r#"{"type":"ack","conversation":"d:1:2"}"#.into(), "missing_field"),
+    ];
+    for (frame, code) in &cases {
+        ws.send_text(frame).await;
+        let e = ws.next_of_type("error").await;
+        assert_eq!(e["code"], *code, "frame {frame} gave {e}");
+        assert!(e["msg"].as_str().is_some_and(|m| !m.is_empty()));
+        if let Ok(v) = serde_json::from_str::<Value>(frame) {
+            if let Some(cid) = v.get("cid") {
+                assert_eq!(&e["cid"], cid);
+            }
+        }
+    }
+    ws.stream.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(ws.next_of_type("error").await["code"], "bad_frame");
+    // Still open and working.
+    ws.send_json(&json!({"type": "ping"})).await;
+    ws.next_of_type("pong").await;
+    ws.send_msg("ok", bob.id, "still here").await;
+    assert_eq!(ws.next_of_type("ack").await["cid"], "ok");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.ws.max_frame_bytes = 1024).await;
+    let alice = server.register("alice").await;
+    let mut ws = server.ws(&alice.token).await;
+    ws.send_text(&"x".repeat(4096)).await;
+    assert_eq!(ws.closed().await, Some(1009));
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn websocket_needs_a_valid_token() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    for path in [
+        "/ws".to_string(),
+        "/ws?token=garbage".to_string(),
+        format!("/ws?token={}x", alice.token),
+    ] {
+        let url = format!("ws://{}{}", server.addr, path);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+            other => panic!("{path}: expected 401, got {other:?}"),
+        }
+    }
+    // The token header works as well as the query.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}/ws",
+        server.addr
+    ))
+    .unwrap();
+    req.headers_mut().insert("token", alice.token.parse().unwrap());
+    let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let hello = futures_util::StreamExt::next(&mut stream).await.unwrap().unwrap();
+    assert!(hello.to_text().unwrap().contains("connected"));
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_silent_client_is_disconnected_by_the_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.ws.heartbeat_interval_ms = 50;
+        c.ws.client_timeout_ms = 150;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let mut ws = server.ws(&alice.token).await;
+    // Not reading means not answering pings.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ws.closed().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn pending_messages_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            server
+                .send_rest(&alice, &bob, &format!("before restart {i}"))
+                .await["id"]
+                .clone(),
+        );
+    }
+    server.stop().await;
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    // Tokens survive too: the secret was kept in the data directory.
+    let mut wb = server.ws(&bob.token).await;
+    for id in &ids {
+        assert_eq!(&wb.next_of_type("singleChat").await["data"]["id"], id);
+    }
+    server.stop().await;
+}
+
+/// A `parlor` process with its data in `dir`.
+struct Process {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Process {
+    async fn start(dir: &std::path::Path) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+            .env("PARLOR_SERVER__BIND", format!("127.0.0.1:{port}"))
+            .env("PARLOR_STORAGE__PATH", dir.join("parlor.redb"))
+            .env("PARLOR_AUTH__ARGON2_MEMORY_KIB", "64")
+            .env("PARLOR_AUTH__ARGON2_ITERATIONS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Process { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("parlor did not start");
+    }
+}
+
+#[actix_web::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Process::start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let mut users = Vec::new();
+    for name in ["alice", "bob_1"] {
+        let body: Value = http
+            .post(format!("{}/api/regChat", p.base))
+            .form(&[("username", name), ("password", "secret1")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        users.push(user_of(&body));
+    }
+    let (alice, bob) = (&users[0], &users[1]);
+    let mut acked = HashSet::new();
+    for i in 0..20 {
+        let body: Value = http
+            .post(format!("{}/api/chat/socket/sendmessage", p.base))
+            .header("token", &alice.token)
+            .form(&[
+                ("sendto_id", bob.id.to_string()),
+                ("type", "text".into()),
+                ("data", format!("m{i}")),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["msg"], "ok", "{body}");
+        acked.insert(body["data"]["id"].as_str().unwrap().to_owned());
+    }
+    p.child.kill().unwrap(); // SIGKILL: no shutdown path runs.
+    p.child.wait().unwrap();
+
+    let mut p = Process::start(dir.path()).await;
+    let url = format!("{}/ws?token={}", p.base.replace("http", "ws"), bob.token);
+    let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = common::Ws { stream };
+    let mut got = HashSet::new();
+    while got.len() < acked.len() {
+        let push = ws.next_of_type("singleChat").await;
+        got.insert(push["data"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got, acked);
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
+
+#[actix_web::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Process::start(dir.path()).await;
+    let pid = p.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = p.child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(dir.path().join("jwt_secret").exists());
+}
