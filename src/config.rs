@@ -22,6 +22,7 @@ pub struct Config {
     pub ws: WsConfig,
     pub limits: LimitsConfig,
     pub router: RouterSettings,
+    pub users: UsersConfig,
 }
 
 /// The client listener.
@@ -201,6 +202,31 @@ impl Default for LimitsConfig {
     }
 }
 
+/// What new users start with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersConfig {
+    /// The `userset` of a new user. Its `chatset` says who may message the user without
+    /// being a friend, for visitors and for users: 0 friends only, 1 one message, 2 anyone.
+    /// Default `{"chatset":{"visitor":0,"user":0}}` (friends only, as the uni-app document).
+    pub default_userset: String,
+    /// 1: friend requests to a new user need approval; 0: anyone may add them at once.
+    /// Default 1.
+    pub default_invite_confirm: u8,
+    /// Avatar URL of a new user. Default empty.
+    pub default_avatar: String,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        UsersConfig {
+            default_userset: r#"{"chatset":{"visitor":0,"user":0}}"#.into(),
+            default_invite_confirm: 1,
+            default_avatar: String::new(),
+        }
+    }
+}
+
 /// The Router.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -303,6 +329,13 @@ impl Config {
         }
         if self.limits.max_message_bytes == 0 {
             return invalid("limits.max_message_bytes", "must be at least 1");
+        }
+        match serde_json::from_str::<serde_json::Value>(&self.users.default_userset) {
+            Ok(v) if v.is_object() => {}
+            _ => return invalid("users.default_userset", "must be a JSON object"),
+        }
+        if self.users.default_invite_confirm > 1 {
+            return invalid("users.default_invite_confirm", "must be 0 or 1");
         }
         if self.limits.history_max == 0 || self.limits.search_max == 0 {
             return invalid("limits.history_max", "page limits must be at least 1");

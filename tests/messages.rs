@@ -21,8 +21,8 @@ fn conv(a: &User, b: &User) -> String {
 #[actix_web::test]
 async fn websocket_send_is_acked_and_pushed_both_ways() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut wa = server.ws(&alice.token).await;
     let mut wb = server.ws(&bob.token).await;
 
@@ -52,8 +52,8 @@ async fn websocket_send_is_acked_and_pushed_both_ways() {
 #[actix_web::test]
 async fn rest_send_returns_the_stored_message_and_pushes_to_every_device() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut bob_phone = server.ws(&bob.token).await;
     let mut bob_laptop = server.ws(&bob.token).await;
     let mut alice_tablet = server.ws(&alice.token).await;
@@ -90,8 +90,8 @@ async fn rest_send_returns_the_stored_message_and_pushes_to_every_device() {
 #[actix_web::test]
 async fn sender_other_devices_get_the_copy_but_not_the_sending_one() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut a1 = server.ws(&alice.token).await;
     let mut a2 = server.ws(&alice.token).await;
     a1.send_msg("m1", bob.id, "from device one").await;
@@ -105,8 +105,8 @@ async fn sender_other_devices_get_the_copy_but_not_the_sending_one() {
 #[actix_web::test]
 async fn offline_messages_arrive_in_order_on_connect_and_only_once() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     for i in 1..=5 {
         server.send_rest(&alice, &bob, &format!("m{i}")).await;
     }
@@ -128,8 +128,8 @@ async fn offline_messages_arrive_in_order_on_connect_and_only_once() {
 #[actix_web::test]
 async fn get_offline_pushes_what_a_manual_ack_client_has_not_acked() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut wb = server.ws_at(&format!("/ws?token={}&ack=manual", bob.token)).await;
     server.send_rest(&alice, &bob, "one").await;
     server.send_rest(&alice, &bob, "two").await;
@@ -161,8 +161,8 @@ async fn get_offline_pushes_what_a_manual_ack_client_has_not_acked() {
 #[actix_web::test]
 async fn the_same_cid_stores_one_message() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut wa = server.ws(&alice.token).await;
     let mut wb = server.ws(&bob.token).await;
     wa.send_msg("same", bob.id, "once").await;
@@ -200,9 +200,9 @@ async fn the_same_cid_stores_one_message() {
 #[actix_web::test]
 async fn history_pages_newest_first_and_only_for_participants() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
-    let carol = server.register("carol").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let carol = server.register_open("carol").await;
     for i in 1..=25 {
         server.send_rest(&alice, &bob, &format!("m{i}")).await;
     }
@@ -300,8 +300,8 @@ async fn rest_send_refusals() {
         c.limits.rate_burst = 12;
     })
     .await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let to = bob.id.to_string();
     let send = |form: Vec<(&'static str, String)>, token: Option<String>| {
         let server = &server;
@@ -403,8 +403,8 @@ async fn rest_send_refusals() {
 async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |c| c.limits.max_message_bytes = 64).await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut ws = server.ws(&alice.token).await;
 
     let cases: Vec<(String, &str)> = vec![
@@ -468,7 +468,7 @@ async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
 async fn an_oversized_frame_closes_with_1009() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |c| c.ws.max_frame_bytes = 1024).await;
-    let alice = server.register("alice").await;
+    let alice = server.register_open("alice").await;
     let mut ws = server.ws(&alice.token).await;
     ws.send_text(&"x".repeat(4096)).await;
     assert_eq!(ws.closed().await, Some(1009));
@@ -478,7 +478,7 @@ async fn an_oversized_frame_closes_with_1009() {
 #[actix_web::test]
 async fn websocket_needs_a_valid_token() {
     let (server, _dir) = TestServer::start().await;
-    let alice = server.register("alice").await;
+    let alice = server.register_open("alice").await;
     for path in [
         "/ws".to_string(),
         "/ws?token=garbage".to_string(),
@@ -511,7 +511,7 @@ async fn a_silent_client_is_disconnected_by_the_heartbeat() {
         c.ws.client_timeout_ms = 150;
     })
     .await;
-    let alice = server.register("alice").await;
+    let alice = server.register_open("alice").await;
     let mut ws = server.ws(&alice.token).await;
     // Not reading means not answering pings.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -523,8 +523,8 @@ async fn a_silent_client_is_disconnected_by_the_heartbeat() {
 async fn pending_messages_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |_| {}).await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob_1").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
@@ -563,6 +563,10 @@ impl Process {
             .env("PARLOR_STORAGE__PATH", dir.join("parlor.redb"))
             .env("PARLOR_AUTH__ARGON2_MEMORY_KIB", "64")
             .env("PARLOR_AUTH__ARGON2_ITERATIONS", "1")
+            .env(
+                "PARLOR_USERS__DEFAULT_USERSET",
+                r#"{"chatset":{"visitor":2,"user":2}}"#,
+            )
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()

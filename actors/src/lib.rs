@@ -10,6 +10,7 @@ pub mod error;
 pub mod messages;
 pub mod policy;
 pub mod router;
+pub mod rules;
 pub mod tenant;
 pub mod wire;
 

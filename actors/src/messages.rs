@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use parlor_storage::{ChatType, MessageRecord};
+use parlor_storage::{ChatType, MessageRecord, Role};
 
 use crate::{Policy, SendError};
 
@@ -94,6 +94,8 @@ pub struct Party {
 pub struct SendMessage {
     pub tenant: Arc<str>,
     pub from: Party,
+    /// The sender's role, for the recipient's rules about non-friends.
+    pub from_role: Role,
     pub to: Party,
     pub chat_type: ChatType,
     /// Message type as the client named it.

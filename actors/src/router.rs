@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use parlor_storage::{ChatType, MessageRecord, StartupState, Store, Tx};
+use parlor_storage::{ChatType, MessageRecord, Role, StartupState, Store, Tx};
 
 use crate::messages::*;
-use crate::{direct_conv, wire, Policy, SendError, Tenant};
+use crate::{direct_conv, rules, wire, Policy, SendError, Tenant};
 
 /// Sizes and periods of the Router.
 #[derive(Debug, Clone)]
@@ -396,18 +396,23 @@ fn note(unreported: &mut HashMap<Arc<str>, u64>, p: &Pushed) {
     }
 }
 
-/// The write of one direct message: deduplicate by `cid`, stamp the next seq, append,
-/// create the recipient's cursor, and move the sender's cursors over its own message.
-/// Returns the stored message and whether it is new.
+/// The write of one direct message: deduplicate by `cid`, check the sender may send
+/// ([`rules::check_direct`]), stamp the next seq, append, create the recipient's cursor,
+/// and move the sender's cursors over its own message. Returns the stored message and
+/// whether it is new, or the refusal.
 fn append_direct(
     tx: &Tx<'_>,
     tenant: &str,
     mut m: MessageRecord,
-) -> parlor_storage::Result<(MessageRecord, bool)> {
+    role: Role,
+) -> parlor_storage::Result<Result<(MessageRecord, bool), SendError>> {
     if let Some(cid) = &m.cid {
         if let Some(existing) = tx.dedup(tenant, m.from_id, cid)? {
-            return Ok((existing, false));
+            return Ok(Ok((existing, false)));
         }
+    }
+    if let Err(refused) = rules::check_direct(tx, tenant, &m, role)? {
+        return Ok(Err(refused));
     }
     m.seq = tx.head(tenant, &m.conv)? + 1;
     tx.append_message(tenant, &m)?;
@@ -420,7 +425,7 @@ fn append_direct(
         mine.delivered
     };
     tx.advance_cursor(tenant, m.from_id, &m.conv, delivered, m.seq)?;
-    Ok((m, true))
+    Ok(Ok((m, true)))
 }
 
 impl Actor for Router {
@@ -547,10 +552,11 @@ impl Handler<SendMessage> for Router {
             revoked: false,
         };
         let tenant = msg.tenant.clone();
+        let role = msg.from_role;
         let submitted = self
             .store
             .writer()
-            .submit(move |tx| append_direct(tx, &tenant, record));
+            .submit(move |tx| append_direct(tx, &tenant, record, role));
         let rx = match submitted {
             Ok(rx) => rx,
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
@@ -560,7 +566,7 @@ impl Handler<SendMessage> for Router {
         Box::pin(
             async move {
                 match rx.await {
-                    Ok(res) => res.map_err(SendError::from),
+                    Ok(res) => res.map_err(SendError::from).and_then(|r| r),
                     Err(_) => Err(SendError::Overloaded),
                 }
             }

@@ -185,7 +185,8 @@ pub fn options_json(v: Option<&Value>) -> std::result::Result<String, ApiError> 
     }
 }
 
-fn new_user(tenant: &str, username: &str, role: Role) -> UserRecord {
+fn new_user(state: &AppState, tenant: &str, username: &str, role: Role) -> UserRecord {
+    let defaults = &state.config.users;
     let now = parlor_actors::now_ms();
     UserRecord {
         id: 0,
@@ -194,7 +195,7 @@ fn new_user(tenant: &str, username: &str, role: Role) -> UserRecord {
         username: username.to_owned(),
         password_hash: String::new(),
         nickname: String::new(),
-        avatar: String::new(),
+        avatar: defaults.default_avatar.clone(),
         role,
         status: 1,
         mobile: None,
@@ -204,8 +205,8 @@ fn new_user(tenant: &str, username: &str, role: Role) -> UserRecord {
         bio: None,
         location: None,
         website: None,
-        userset: r#"{"chatset":{"visitor":0,"user":0}}"#.into(),
-        invite_confirm: 1,
+        userset: defaults.default_userset.clone(),
+        invite_confirm: defaults.default_invite_confirm,
         device_id: None,
         uniplatform: String::new(),
         devicemodel: String::new(),
@@ -285,7 +286,7 @@ async fn reg_chat(req: HttpRequest, state: State, form: Form) -> Result {
     let password = form.str("password")?;
     check_username(&username)?;
     check_password(&password)?;
-    let mut user = new_user(&tenant, &username, Role::User);
+    let mut user = new_user(&state, &tenant, &username, Role::User);
     user.password_hash = hash(&state, password).await?;
     let user = insert_user(&state, user).await?;
     let (token, _) = state.auth.issue(&user);
@@ -552,8 +553,8 @@ fn visitor_check(req: &HttpRequest, state: &State, form: &Form) -> std::result::
             auth.visitor_requests_per_hour
         )));
     }
-    let skew = (parlor_actors::now_ms() as i64 - ts).unsigned_abs() / 1000;
-    if skew > auth.visitor_window_secs {
+    let skew_ms = (parlor_actors::now_ms() as i64).saturating_sub(ts).unsigned_abs();
+    if skew_ms > auth.visitor_window_secs.saturating_mul(1000) {
         return Err(ApiError::Unauthorized(format!(
             "signature expired: timestamp is more than {} s from the server's clock",
             auth.visitor_window_secs
@@ -576,7 +577,12 @@ async fn visitor_register(req: HttpRequest, state: State, form: Form) -> Result 
     let tenant = tenant_of(&req, &form)?;
     let info = DeviceInfo::read(&form, device.clone())?;
     let (t, d) = (tenant.clone(), device.clone());
-    let known = state.read(move |s| Ok(s.user_by_device(&t, &d)?)).await?;
+    // Only a visitor is handed out by device: once upgraded (visitorregChat) the account
+    // has a password, and the device gets a new visitor.
+    let known = state
+        .read(move |s| Ok(s.user_by_device(&t, &d)?))
+        .await?
+        .filter(|u| u.role == Role::Visitor);
     let user = match known {
         Some(u) => touch_login(&state, &tenant, u.id, Some(info)).await?,
         None => {
@@ -584,17 +590,15 @@ async fn visitor_register(req: HttpRequest, state: State, form: Form) -> Result 
             let short = format!("VIS{}", &compact[..8]);
             let long = format!("VIS{compact}");
             let tenant2 = tenant.clone();
+            let mut u = new_user(&state, &tenant, &short, Role::Visitor);
             state
                 .store
                 .writer()
                 .write(move |tx| {
                     // A second visitor whose device starts alike gets the longer name.
-                    let name = if tx.user_id_by_username(&tenant2, &short)?.is_some() {
-                        long
-                    } else {
-                        short
-                    };
-                    let mut u = new_user(&tenant2, &name, Role::Visitor);
+                    if tx.user_id_by_username(&tenant2, &short)?.is_some() {
+                        u.username = long;
+                    }
                     u.last_login_ms = Some(u.created_ms);
                     info.apply(&mut u);
                     tx.insert_user(&mut u)?;
@@ -651,7 +655,7 @@ async fn visitor_reg_chat(req: HttpRequest, state: State, form: Form) -> Result 
                 })?
         }
         None => {
-            let mut u = new_user(&tenant, &username, Role::User);
+            let mut u = new_user(&state, &tenant, &username, Role::User);
             u.password_hash = password_hash;
             u.last_login_ms = Some(u.created_ms);
             info.apply(&mut u);
@@ -723,6 +727,7 @@ async fn send_message(state: State, me: Me, form: Form) -> Result {
         .send(SendMessage {
             tenant: Arc::from(tenant.as_str()),
             from,
+            from_role: me.role().unwrap_or(Role::User),
             to: to_user,
             chat_type,
             kind,

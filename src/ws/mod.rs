@@ -21,7 +21,7 @@ use actix_web_actors::ws;
 use parlor_actors::{
     wire, Advance, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
 };
-use parlor_storage::{ChatType, Store};
+use parlor_storage::{ChatType, Role, Store};
 
 use crate::api::uniapp::{content_json, options_json, party, UniApp};
 use crate::api::{token_of, Face};
@@ -62,6 +62,7 @@ async fn upgrade(
         id: state.next_session.fetch_add(1, Ordering::Relaxed),
         user: UserKey::new(&claims.app_id, claims.id),
         me: party(&user),
+        role: user.role,
         jti: Arc::from(claims.jti.as_str()),
         router: state.router.clone(),
         store: state.store.clone(),
@@ -82,6 +83,7 @@ pub struct Session {
     id: u64,
     user: UserKey,
     me: Party,
+    role: Role,
     jti: Arc<str>,
     router: Addr<Router>,
     store: Store,
@@ -222,6 +224,7 @@ impl Session {
         let send = self.router.send(SendMessage {
             tenant: self.user.tenant.clone(),
             from: self.me.clone(),
+            from_role: self.role,
             to,
             chat_type,
             kind: frame.msg_type,

@@ -23,7 +23,9 @@ use redb::ReadableDatabase;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
-pub use records::{ChatType, Cursor, MessageRecord, Role, UserRecord};
+pub use records::{
+    ApplyRecord, ApplyStatus, ChatType, Cursor, FriendRecord, MessageRecord, Role, UserRecord,
+};
 pub use snapshot::{HistoryPage, Snapshot, StartupState};
 pub use tx::Tx;
 pub use writer::{Writer, WriterConfig, WriterStats};

@@ -134,3 +134,73 @@ pub struct Cursor {
     /// Highest seq the user has read.
     pub read: u64,
 }
+
+/// My side of a friendship: what I call the friend and how I see them. A friendship is
+/// mutual: both sides have a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendRecord {
+    /// Row id, unique in the tenant (the document's friend-table `id`).
+    pub row_id: u64,
+    /// My remark for the friend (the document's `nickname`).
+    pub remark: String,
+    /// 1: the friend may see my posts.
+    pub friendlookme: u8,
+    /// 1: I see the friend's posts.
+    pub melookfriend: u8,
+    pub star: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl Record for FriendRecord {
+    const VERSION: u8 = 1;
+}
+
+/// State of a friend application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyStatus {
+    Pending,
+    Refuse,
+    Agree,
+    Ignore,
+}
+
+impl ApplyStatus {
+    /// The name the faces use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyStatus::Pending => "pending",
+            ApplyStatus::Refuse => "refuse",
+            ApplyStatus::Agree => "agree",
+            ApplyStatus::Ignore => "ignore",
+        }
+    }
+
+    /// Parses the name the faces use.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(ApplyStatus::Pending),
+            "refuse" => Some(ApplyStatus::Refuse),
+            "agree" => Some(ApplyStatus::Agree),
+            "ignore" => Some(ApplyStatus::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// A request from `applicant` to become friends with `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRecord {
+    pub id: u64,
+    pub applicant: u64,
+    pub target: u64,
+    /// The applicant's note (the document's `nickname`).
+    pub note: String,
+    pub status: ApplyStatus,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl Record for ApplyRecord {
+    const VERSION: u8 = 1;
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redb::{ReadTransaction, ReadableTable};
 
 use crate::codec::decode;
-use crate::records::{Cursor, MessageRecord, UserRecord};
+use crate::records::{ApplyRecord, ApplyStatus, Cursor, FriendRecord, MessageRecord, UserRecord};
 use crate::tables::*;
 use crate::Result;
 
@@ -236,5 +236,79 @@ impl Snapshot {
             state.revoked_tokens.push((k.value().to_owned(), v.value()));
         }
         Ok(state)
+    }
+
+    /// My side of a friendship with `friend`.
+    pub fn friend(&self, tenant: &str, user: u64, friend: u64) -> Result<Option<FriendRecord>> {
+        let table = self.txn.open_table(FRIENDS)?;
+        let value = table.get((tenant, user, friend))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// All my friends, by friend id.
+    pub fn friends_of(&self, tenant: &str, user: u64) -> Result<Vec<(u64, FriendRecord)>> {
+        let table = self.txn.open_table(FRIENDS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, user, 0)..=(tenant, user, u64::MAX))? {
+            let (k, v) = entry?;
+            out.push((k.value().2, decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// An application by id.
+    pub fn apply(&self, tenant: &str, id: u64) -> Result<Option<ApplyRecord>> {
+        let table = self.txn.open_table(APPLIES)?;
+        let value = table.get((tenant, id))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// The latest application from `applicant` to `target`.
+    pub fn apply_between(&self, tenant: &str, applicant: u64, target: u64) -> Result<Option<ApplyRecord>> {
+        let id = self
+            .txn
+            .open_table(APPLY_PAIRS)?
+            .get((tenant, applicant, target))?
+            .map(|v| v.value());
+        id.map_or(Ok(None), |id| self.apply(tenant, id))
+    }
+
+    /// Applications sent to `target`, newest first: `(page, total pending)`.
+    pub fn applies_to(
+        &self,
+        tenant: &str,
+        target: u64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<ApplyRecord>, usize)> {
+        let index = self.txn.open_table(APPLIES_TO)?;
+        let mut page = Vec::new();
+        let mut pending = 0;
+        for (i, entry) in index
+            .range((tenant, target, 0)..=(tenant, target, u64::MAX))?
+            .rev()
+            .enumerate()
+        {
+            let id = entry?.0.value().2;
+            let apply = self
+                .apply(tenant, id)?
+                .ok_or_else(|| crate::Error::Codec(format!("application {id} is indexed but missing")))?;
+            if apply.status == ApplyStatus::Pending {
+                pending += 1;
+            }
+            if i >= offset && page.len() < limit {
+                page.push(apply);
+            }
+        }
+        Ok((page, pending))
+    }
+
+    /// Whether `blocker` blocks `blocked`.
+    pub fn blocked(&self, tenant: &str, blocker: u64, blocked: u64) -> Result<bool> {
+        Ok(self
+            .txn
+            .open_table(BLOCKS)?
+            .get((tenant, blocker, blocked))?
+            .is_some())
     }
 }

@@ -25,6 +25,18 @@ pub const DEDUP: TableDefinition<(&str, u64, &str), (&str, u64)> = TableDefiniti
 pub const HEADS: TableDefinition<(&str, &str), u64> = TableDefinition::new("heads");
 /// `(tenant, user, conversation)` → `(delivered, read)`.
 pub const CURSORS: TableDefinition<(&str, u64, &str), (u64, u64)> = TableDefinition::new("cursors");
+/// `(tenant, user, friend)` → [`FriendRecord`](crate::FriendRecord): my side of a friendship.
+pub const FRIENDS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("friends");
+/// `(tenant, application id)` → [`ApplyRecord`](crate::ApplyRecord).
+pub const APPLIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("applies");
+/// `(tenant, target, application id)`: the applications sent to a user.
+pub const APPLIES_TO: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("applies_to");
+/// `(tenant, applicant, target)` → the latest application between them.
+pub const APPLY_PAIRS: TableDefinition<(&str, u64, u64), u64> = TableDefinition::new("apply_pairs");
+/// `(tenant, blocker, blocked)` → when: the blocked user's messages to the blocker are refused.
+pub const BLOCKS: TableDefinition<(&str, u64, u64), u64> = TableDefinition::new("blocks");
+/// `(tenant, sender, recipient)` → messages sent while not friends (the `chatset` quota).
+pub const STRANGER_SENDS: TableDefinition<(&str, u64, u64), u64> = TableDefinition::new("stranger_sends");
 /// Revoked token ids → their expiry (seconds since the epoch).
 pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
 
@@ -42,6 +54,12 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(HEADS)?;
     txn.open_table(CURSORS)?;
     txn.open_table(REVOKED_TOKENS)?;
+    txn.open_table(FRIENDS)?;
+    txn.open_table(APPLIES)?;
+    txn.open_table(APPLIES_TO)?;
+    txn.open_table(APPLY_PAIRS)?;
+    txn.open_table(BLOCKS)?;
+    txn.open_table(STRANGER_SENDS)?;
     txn.commit()?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::cell::{OnceCell, RefCell, RefMut};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::codec::{decode, encode};
-use crate::records::{Cursor, MessageRecord, UserRecord};
+use crate::records::{ApplyRecord, Cursor, FriendRecord, MessageRecord, UserRecord};
 use crate::tables::*;
 use crate::{Error, Result};
 
@@ -53,6 +53,12 @@ lazy_tables! {
     heads: HEADS => (&'static str, &'static str), u64;
     cursors: CURSORS => (&'static str, u64, &'static str), (u64, u64);
     revoked: REVOKED_TOKENS => &'static str, u64;
+    friends: FRIENDS => (&'static str, u64, u64), &'static [u8];
+    applies: APPLIES => (&'static str, u64), &'static [u8];
+    applies_to: APPLIES_TO => (&'static str, u64, u64), ();
+    apply_pairs: APPLY_PAIRS => (&'static str, u64, u64), u64;
+    blocks: BLOCKS => (&'static str, u64, u64), u64;
+    stranger_table: STRANGER_SENDS => (&'static str, u64, u64), u64;
 }
 
 impl Tx<'_> {
@@ -262,5 +268,95 @@ impl Tx<'_> {
             table.remove(jti.as_str())?;
         }
         Ok(expired.len())
+    }
+
+    /// My side of a friendship with `friend`.
+    pub fn friend(&self, tenant: &str, user: u64, friend: u64) -> Result<Option<FriendRecord>> {
+        self.friends()?
+            .get((tenant, user, friend))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Stores my side of a friendship (a new row gets the next row id when `row_id` is 0).
+    pub fn put_friend(&self, tenant: &str, user: u64, friend: u64, record: &mut FriendRecord) -> Result<()> {
+        if record.row_id == 0 {
+            record.row_id = self.next_counter("next_friend_row")?;
+        }
+        self.friends()?
+            .insert((tenant, user, friend), encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes my side of a friendship; returns whether there was one.
+    pub fn remove_friend(&self, tenant: &str, user: u64, friend: u64) -> Result<bool> {
+        Ok(self.friends()?.remove((tenant, user, friend))?.is_some())
+    }
+
+    /// An application by id.
+    pub fn apply(&self, tenant: &str, id: u64) -> Result<Option<ApplyRecord>> {
+        self.applies()?
+            .get((tenant, id))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// The latest application from `applicant` to `target`.
+    pub fn apply_between(&self, tenant: &str, applicant: u64, target: u64) -> Result<Option<ApplyRecord>> {
+        let id = self
+            .apply_pairs()?
+            .get((tenant, applicant, target))?
+            .map(|v| v.value());
+        id.map_or(Ok(None), |id| self.apply(tenant, id))
+    }
+
+    /// Stores an application; a new one (id 0) gets the next id and is indexed.
+    pub fn put_apply(&self, tenant: &str, record: &mut ApplyRecord) -> Result<()> {
+        if record.id == 0 {
+            record.id = self.next_counter("next_apply_id")?;
+            self.applies_to()?
+                .insert((tenant, record.target, record.id), ())?;
+            self.apply_pairs()?
+                .insert((tenant, record.applicant, record.target), record.id)?;
+        }
+        self.applies()?
+            .insert((tenant, record.id), encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Whether `blocker` blocks `blocked`.
+    pub fn blocked(&self, tenant: &str, blocker: u64, blocked: u64) -> Result<bool> {
+        Ok(self.blocks()?.get((tenant, blocker, blocked))?.is_some())
+    }
+
+    /// Blocks or unblocks; returns whether the block existed before.
+    pub fn set_block(&self, tenant: &str, blocker: u64, blocked: u64, on: bool, now_ms: u64) -> Result<bool> {
+        let mut blocks = self.blocks()?;
+        let existed = if on {
+            blocks.insert((tenant, blocker, blocked), now_ms)?.is_some()
+        } else {
+            blocks.remove((tenant, blocker, blocked))?.is_some()
+        };
+        Ok(existed)
+    }
+
+    /// Messages `sender` sent `recipient` while they were not friends.
+    pub fn stranger_sends(&self, tenant: &str, sender: u64, recipient: u64) -> Result<u64> {
+        Ok(self
+            .stranger_table()?
+            .get((tenant, sender, recipient))?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    }
+
+    /// Counts one more such message.
+    pub fn count_stranger_send(&self, tenant: &str, sender: u64, recipient: u64) -> Result<()> {
+        let mut table = self.stranger_table()?;
+        let n = table
+            .get((tenant, sender, recipient))?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        table.insert((tenant, sender, recipient), n + 1)?;
+        Ok(())
     }
 }

@@ -64,7 +64,9 @@ impl TestServer {
         let mut config = test_config(dir);
         tweak(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let running = parlor::run(listener, config.clone()).await.expect("server starts");
+        let running = parlor::run(listener, config.clone())
+            .await
+            .expect("server starts");
         let addr = running.addr();
         let handle = running.handle();
         let served = actix_web::rt::spawn(running.wait());
@@ -97,7 +99,12 @@ impl TestServer {
     }
 
     /// POST a form body.
-    pub async fn post_form(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut req = self.http.post(self.url(path)).form(form);
         if let Some(t) = token {
             req = req.header("token", t);
@@ -125,10 +132,31 @@ impl TestServer {
 
     /// Registers `username` (password `secret1`) and returns it with its token.
     pub async fn register(&self, username: &str) -> User {
-        let (status, body) =
-            self.post_form("/api/regChat", None, &[("username", username), ("password", "secret1")]).await;
+        let (status, body) = self
+            .post_form(
+                "/api/regChat",
+                None,
+                &[("username", username), ("password", "secret1")],
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         user_of(&body)
+    }
+
+    /// Registers `username` and lets anyone message it (`chatset` 2 for users and visitors).
+    pub async fn register_open(&self, username: &str) -> User {
+        let user = self.register(username).await;
+        self.open_inbox(&user).await;
+        user
+    }
+
+    /// Sets the user's `chatset` so that non-friends may message it.
+    pub async fn open_inbox(&self, user: &User) {
+        let set = r#"{"chatset":{"visitor":2,"user":2}}"#;
+        let (status, body) = self
+            .post_form("/api/chat/userset", Some(&user.token), &[("userset", set)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     /// Sends a direct text message over REST and returns the stored message.
@@ -138,7 +166,12 @@ impl TestServer {
             .post_form(
                 "/api/chat/socket/sendmessage",
                 Some(&from.token),
-                &[("sendto_id", &to_id), ("chatType", "single"), ("type", "text"), ("data", text)],
+                &[
+                    ("sendto_id", &to_id),
+                    ("chatType", "single"),
+                    ("type", "text"),
+                    ("data", text),
+                ],
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -153,7 +186,9 @@ impl TestServer {
     /// Opens a WebSocket on a path (with its query) and waits for `connected`.
     pub async fn ws_at(&self, path_and_query: &str) -> Ws {
         let url = format!("ws://{}{}", self.addr, path_and_query);
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
         let mut ws = Ws { stream };
         let hello = ws.next_of_type("connected").await;
         assert!(hello["data"]["session"].as_u64().is_some(), "{hello}");
@@ -235,13 +270,17 @@ impl Ws {
 
     /// Sends a `send` frame.
     pub async fn send_msg(&mut self, cid: &str, to: u64, text: &str) {
-        self.send_json(&json!({"type": "send", "cid": cid, "to": to, "msgType": "text", "data": text})).await;
+        self.send_json(&json!({"type": "send", "cid": cid, "to": to, "msgType": "text", "data": text}))
+            .await;
     }
 
     /// Waits for the close frame (or the end of the stream) and returns its code.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(FRAME_TIMEOUT, self.stream.next()).await.expect("closes in time") {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.stream.next())
+                .await
+                .expect("closes in time")
+            {
                 Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
