@@ -185,6 +185,9 @@ pub struct LimitsConfig {
     pub search_max: usize,
     /// Largest history page. Default 200.
     pub history_max: usize,
+    /// Largest page of a list route (friends, applications, groups); a larger `limit` is
+    /// clamped. Default 2000.
+    pub page_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -198,6 +201,7 @@ impl Default for LimitsConfig {
             offline_replay_max: 10_000,
             search_max: 50,
             history_max: 200,
+            page_max: 2000,
         }
     }
 }
@@ -337,7 +341,7 @@ impl Config {
         if self.users.default_invite_confirm > 1 {
             return invalid("users.default_invite_confirm", "must be 0 or 1");
         }
-        if self.limits.history_max == 0 || self.limits.search_max == 0 {
+        if self.limits.history_max == 0 || self.limits.search_max == 0 || self.limits.page_max == 0 {
             return invalid("limits.history_max", "page limits must be at least 1");
         }
         Ok(())

@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod social;
 pub mod state;
 pub mod ws;
 
@@ -146,6 +147,8 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .route("/healthz", web::get().to(healthz))
             .route("/ws", web::get().to(ws::connect))
             .configure(api::uniapp::routes)
+            .configure(api::social::routes)
+            .configure(api::chatroom::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

@@ -1,7 +1,7 @@
 //! Every message type that travels between the actors of this crate and the sessions.
 //!
 //! Direction session → router: [`Connect`], [`Disconnect`], [`SendMessage`], [`Advance`],
-//! [`ReplayOffline`], [`Logout`]. Direction router → session: [`Deliver`], one enum.
+//! [`ReplayOffline`], [`Logout`], [`Notify`]. Direction router → session: [`Deliver`], one enum.
 //! Tenant: [`GetPolicy`], [`SetPolicy`]; tenant → router: [`PolicyChanged`].
 
 use std::sync::Arc;
@@ -135,6 +135,15 @@ pub struct ReplayOffline {
 pub struct Logout {
     pub user: UserKey,
     pub jti: Arc<str>,
+}
+
+/// Push a notice (not a timeline message) to every online session of a user; a user who
+/// is away does not get it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Notify {
+    pub user: UserKey,
+    pub frame: Arc<str>,
 }
 
 /// How many sessions a user has online (for status routes and tests).

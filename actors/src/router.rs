@@ -696,6 +696,21 @@ impl Handler<Logout> for Router {
     }
 }
 
+impl Handler<Notify> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notify, _: &mut Self::Context) {
+        self.push_user(
+            &msg.user,
+            &Pushed {
+                frame: msg.frame,
+                at: None,
+            },
+            None,
+        );
+    }
+}
+
 impl Handler<OnlineCount> for Router {
     type Result = usize;
 

@@ -2,6 +2,8 @@
 //! [`Fields`] (a form or JSON body with typed, checked accessors), [`Caller`] (the token's
 //! user), and [`FaceError`], which renders an [`ApiError`] in the face's own envelope.
 
+pub mod chatroom;
+pub mod social;
 pub mod uniapp;
 
 use std::future::Future;

@@ -32,7 +32,7 @@ type Me = Caller<UniApp>;
 type Form = Fields<UniApp>;
 type State = web::Data<AppState>;
 
-fn ok<T: Serialize>(data: T) -> HttpResponse {
+pub(crate) fn ok<T: Serialize>(data: T) -> HttpResponse {
     HttpResponse::Ok().json(json!({"msg": "ok", "data": data}))
 }
 
@@ -59,13 +59,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 // ---------------------------------------------------------------------------------------
 // Rendering
 
-fn local_time(ms: u64) -> String {
+pub(crate) fn local_time(ms: u64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms as i64)
         .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
 }
 
-fn iso_time(ms: u64) -> String {
+pub(crate) fn iso_time(ms: u64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms as i64)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default()
@@ -158,7 +158,12 @@ fn check_password(pw: &str) -> std::result::Result<(), ApiError> {
     }
 }
 
-fn check_len(name: &str, value: &str, min: usize, max: usize) -> std::result::Result<(), ApiError> {
+pub(crate) fn check_len(
+    name: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> std::result::Result<(), ApiError> {
     let n = value.chars().count();
     if n < min || n > max {
         return Err(ApiError::invalid(format!(
@@ -185,7 +190,7 @@ pub fn options_json(v: Option<&Value>) -> std::result::Result<String, ApiError> 
     }
 }
 
-fn new_user(state: &AppState, tenant: &str, username: &str, role: Role) -> UserRecord {
+pub(crate) fn new_user(state: &AppState, tenant: &str, username: &str, role: Role) -> UserRecord {
     let defaults = &state.config.users;
     let now = parlor_actors::now_ms();
     UserRecord {
@@ -223,7 +228,10 @@ async fn hash(state: &State, password: String) -> std::result::Result<String, Ap
     web::block(move || auth.hash_password(&password)).await?
 }
 
-async fn insert_user(state: &State, mut user: UserRecord) -> std::result::Result<UserRecord, ApiError> {
+pub(crate) async fn insert_user(
+    state: &State,
+    mut user: UserRecord,
+) -> std::result::Result<UserRecord, ApiError> {
     let username = user.username.clone();
     state
         .store
@@ -242,7 +250,11 @@ async fn insert_user(state: &State, mut user: UserRecord) -> std::result::Result
 }
 
 /// Loads a user of the caller's tenant, refusing an unknown id.
-async fn load_user(state: &State, tenant: &str, id: u64) -> std::result::Result<UserRecord, ApiError> {
+pub(crate) async fn load_user(
+    state: &State,
+    tenant: &str,
+    id: u64,
+) -> std::result::Result<UserRecord, ApiError> {
     let tenant = tenant.to_owned();
     state
         .read(move |s| {
@@ -293,7 +305,7 @@ async fn reg_chat(req: HttpRequest, state: State, form: Form) -> Result {
     Ok(ok(user_json(&user, Some(&token))))
 }
 
-async fn password_login(
+pub(crate) async fn password_login(
     state: &State,
     tenant: &str,
     username: &str,
@@ -404,6 +416,14 @@ async fn update_userinfo(state: State, me: Me, form: Form) -> Result {
         "avatar" => {
             check_len("fieldValue", &value, 1, 1000)?;
             Box::new(move |u| u.avatar = value)
+        }
+        "invite_confirm" => {
+            let v: u8 = match value.as_str() {
+                "0" => 0,
+                "1" => 1,
+                _ => return Err(ApiError::invalid("invite_confirm must be 0 or 1").into()),
+            };
+            Box::new(move |u| u.invite_confirm = v)
         }
         "gender" => {
             if !["male", "female", "unknown"].contains(&value.as_str()) {
