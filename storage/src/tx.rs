@@ -99,7 +99,13 @@ impl Tx<'_> {
             return Err(Error::Conflict(format!("uuid {} is taken", user.uuid)));
         }
         if user.id == 0 {
-            user.id = self.next_counter("next_user_id")?;
+            // Skip ids taken by users inserted with an explicit id.
+            loop {
+                user.id = self.next_counter("next_user_id")?;
+                if self.users()?.get((tenant, user.id))?.is_none() {
+                    break;
+                }
+            }
         } else if self.users()?.get((tenant, user.id))?.is_some() {
             return Err(Error::Conflict(format!("user id {} is taken", user.id)));
         }
