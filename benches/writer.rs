@@ -61,6 +61,7 @@ impl Fixture {
             cid: Some(format!("c-{seq}")),
             create_time: 1_700_000_000_000 + seq,
             revoked: false,
+            action: None,
         }
     }
 

@@ -185,6 +185,8 @@ pub struct LimitsConfig {
     pub search_max: usize,
     /// Largest history page. Default 200.
     pub history_max: usize,
+    /// Most members of a group. Default 10000.
+    pub group_max_members: usize,
     /// Largest page of a list route (friends, applications, groups); a larger `limit` is
     /// clamped. Default 2000.
     pub page_max: usize,
@@ -202,6 +204,7 @@ impl Default for LimitsConfig {
             search_max: 50,
             history_max: 200,
             page_max: 2000,
+            group_max_members: 10_000,
         }
     }
 }
@@ -239,6 +242,9 @@ pub struct RouterSettings {
     pub cursor_flush_ms: u64,
     /// The Router's mailbox. Default 65536.
     pub mailbox: usize,
+    /// Seconds a group's actor lives without work before it stops (it restarts on demand).
+    /// Default 600.
+    pub group_idle_secs: u64,
 }
 
 impl Default for RouterSettings {
@@ -246,6 +252,7 @@ impl Default for RouterSettings {
         RouterSettings {
             cursor_flush_ms: 200,
             mailbox: 65_536,
+            group_idle_secs: 600,
         }
     }
 }
@@ -341,6 +348,12 @@ impl Config {
         if self.users.default_invite_confirm > 1 {
             return invalid("users.default_invite_confirm", "must be 0 or 1");
         }
+        if self.limits.group_max_members < 2 {
+            return invalid("limits.group_max_members", "must be at least 2");
+        }
+        if self.router.group_idle_secs == 0 {
+            return invalid("router.group_idle_secs", "must be at least 1");
+        }
         if self.limits.history_max == 0 || self.limits.search_max == 0 || self.limits.page_max == 0 {
             return invalid("limits.history_max", "page limits must be at least 1");
         }
@@ -355,6 +368,7 @@ impl Config {
             rate_per_sec: self.limits.rate_per_sec,
             rate_burst: self.limits.rate_burst,
             offline_replay_max: self.limits.offline_replay_max,
+            max_group_members: self.limits.group_max_members,
         }
     }
 

@@ -81,6 +81,8 @@ impl From<SendError> for ApiError {
             SendError::RateLimited { .. } => ApiError::TooMany(text),
             SendError::Forbidden(_) => ApiError::Forbidden(text),
             SendError::NotFound(_) => ApiError::NotFound(text),
+            SendError::Conflict(_) => ApiError::Conflict(text),
+            SendError::Full { .. } => ApiError::Invalid(text),
             SendError::Overloaded => ApiError::Unavailable(text),
             SendError::Storage(_) => ApiError::Internal(text),
         }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod groups;
 pub mod social;
 pub mod state;
 pub mod ws;
@@ -76,11 +77,25 @@ impl Running {
     /// Serves until stopped, then commits the Router's cursors and everything the Writer
     /// holds, and stops the Router's thread.
     pub async fn wait(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        let _ = self.router.send(FlushCursors).await;
-        let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
-        self.arbiter.stop();
+        let Running {
+            server,
+            router,
+            store,
+            arbiter,
+            state,
+            ..
+        } = self;
+        let served = server.await;
+        let _ = router.send(FlushCursors).await;
+        drop((router, state));
+        // The core's actors hold the store: wait until their thread has ended, so that the
+        // database is closed when this returns and can be opened again.
+        arbiter.stop();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = arbiter.join();
+            store.shutdown();
+        })
+        .await;
         tracing::info!("stopped");
         served
     }
@@ -124,6 +139,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         mailbox: config.router.mailbox,
         hold_max: config.ws.mailbox.max(1024),
         default_policy: config.policy(),
+        group_idle: std::time::Duration::from_secs(config.router.group_idle_secs),
     };
     let router = Router::new(store.clone(), router_config, &startup);
     let router_stats = router.stats();
@@ -148,6 +164,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .route("/ws", web::get().to(ws::connect))
             .configure(api::uniapp::routes)
             .configure(api::social::routes)
+            .configure(api::groups::routes)
             .configure(api::chatroom::routes)
             .default_service(web::to(not_found))
     })

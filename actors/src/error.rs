@@ -19,6 +19,12 @@ pub enum SendError {
     /// The target does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// It is so already (a member invited twice).
+    #[error("{0}")]
+    Conflict(String),
+    /// A group is at its member limit.
+    #[error("the group is full: at most {limit} members")]
+    Full { limit: usize },
     /// The write queue is full; retry with the same `cid`.
     #[error("server is busy, retry")]
     Overloaded,
@@ -36,6 +42,8 @@ impl SendError {
             SendError::RateLimited { .. } => "rate_limited",
             SendError::Forbidden(_) => "forbidden",
             SendError::NotFound(_) => "not_found",
+            SendError::Conflict(_) => "conflict",
+            SendError::Full { .. } => "group_full",
             SendError::Overloaded => "overloaded",
             SendError::Storage(_) => "storage",
         }
@@ -47,7 +55,7 @@ impl From<parlor_storage::Error> for SendError {
         match e {
             parlor_storage::Error::Unavailable(_) => SendError::Overloaded,
             parlor_storage::Error::NotFound(what) => SendError::NotFound(what),
-            parlor_storage::Error::Conflict(what) => SendError::Invalid(what),
+            parlor_storage::Error::Conflict(what) => SendError::Conflict(what),
             other => SendError::Storage(other.to_string()),
         }
     }

@@ -7,6 +7,7 @@
 //! are built once per message in [`wire`].
 
 pub mod error;
+pub mod group;
 pub mod messages;
 pub mod policy;
 pub mod router;
@@ -15,6 +16,7 @@ pub mod tenant;
 pub mod wire;
 
 pub use error::SendError;
+pub use group::Group;
 pub use messages::*;
 pub use policy::Policy;
 pub use router::Router;

@@ -2,12 +2,14 @@
 //!
 //! Direction session → router: [`Connect`], [`Disconnect`], [`SendMessage`], [`Advance`],
 //! [`ReplayOffline`], [`Logout`], [`Notify`]. Direction router → session: [`Deliver`], one enum.
-//! Tenant: [`GetPolicy`], [`SetPolicy`]; tenant → router: [`PolicyChanged`].
+//! Tenant: [`GetPolicy`], [`SetPolicy`], [`CreateGroup`], [`GroupOf`]; tenant → router:
+//! [`PolicyChanged`]. Group: [`SendMessage`], [`GroupCommand`]; group → router: [`FanOut`];
+//! group → tenant: [`GroupStopped`].
 
 use std::sync::Arc;
 
 use actix::prelude::*;
-use parlor_storage::{ChatType, MessageRecord, Role};
+use parlor_storage::{ChatType, GroupRecord, MessageRecord, Role};
 
 use crate::{Policy, SendError};
 
@@ -89,7 +91,7 @@ pub struct Party {
 }
 
 /// Send a message. The reply is the stored message after its commit.
-#[derive(Message, Debug)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Arc<MessageRecord>, SendError>")]
 pub struct SendMessage {
     pub tenant: Arc<str>,
@@ -175,3 +177,83 @@ pub struct PolicyChanged {
 #[derive(Message, Debug)]
 #[rtype(result = "Addr<crate::Tenant>")]
 pub struct TenantOf(pub Arc<str>);
+
+/// Group → Router: offer a committed group message to the members' sessions; members
+/// without a session keep it pending. The member list is shared, not copied.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct FanOut {
+    pub tenant: Arc<str>,
+    pub members: Arc<[u64]>,
+    pub pushed: Pushed,
+    /// The sending session, which gets an `ack` instead.
+    pub exclude: Option<SessionId>,
+}
+
+/// Create a group: `owner` and `members` join, a `groupCreate` notice opens its timeline.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<GroupRecord, SendError>")]
+pub struct CreateGroup {
+    pub owner: Party,
+    pub members: Vec<Party>,
+    /// The name; built from the members' names when absent.
+    pub name: Option<String>,
+    /// An outside id to find it by (Chat21 `group-<uuid>`).
+    pub ext_id: Option<String>,
+}
+
+/// Find (starting it when needed) the actor of a group.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Addr<crate::Group>, SendError>")]
+pub struct GroupOf(pub u64);
+
+/// Group → Tenant: the actor stopped (idle, or the group was dissolved).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct GroupStopped(pub u64);
+
+/// A change to a group, by `by`. The Group checks who may do it.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<GroupOutcome, SendError>")]
+pub struct GroupCommand {
+    pub by: Party,
+    pub op: GroupOp,
+}
+
+/// What a [`GroupCommand`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOp {
+    /// Owner: rename the group.
+    Rename(String),
+    /// Owner: set the group notice.
+    SetRemark(String),
+    /// Member: set my nickname in the group.
+    SetNickname(String),
+    /// Owner: 0 lets invited users (and users asking) join at once, 1 needs approval.
+    SetJoinRule(u8),
+    /// The owner adds at once; a member's invitation or a user's own request follows the
+    /// join rule.
+    Invite { user: Party, desc: String },
+    /// Owner: answer a pending request.
+    Approve { user: u64, agree: bool },
+    /// Owner: remove a member.
+    Remove(u64),
+    /// Owner: dissolve the group; member: quit it.
+    Leave,
+    /// Owner: make the members exactly these (the owner stays).
+    ReplaceMembers(Vec<Party>),
+}
+
+/// What a [`GroupCommand`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupOutcome {
+    Done,
+    /// The user is a member now.
+    Joined,
+    /// The request waits for the owner.
+    Requested,
+    /// The member left.
+    Quit,
+    /// The group no longer exists.
+    Dissolved,
+}

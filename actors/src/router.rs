@@ -17,12 +17,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use parlor_storage::{ChatType, MessageRecord, Role, StartupState, Store, Tx};
 
 use crate::messages::*;
+use crate::policy::RateLimiter;
 use crate::{direct_conv, rules, wire, Policy, SendError, Tenant};
 
 /// Sizes and periods of the Router.
@@ -36,6 +37,8 @@ pub struct RouterConfig {
     pub hold_max: usize,
     /// The policy every tenant starts with.
     pub default_policy: Policy,
+    /// How long a group actor lives without work.
+    pub group_idle: Duration,
 }
 
 impl Default for RouterConfig {
@@ -45,6 +48,7 @@ impl Default for RouterConfig {
             mailbox: 65_536,
             hold_max: 4096,
             default_policy: Policy::default(),
+            group_idle: Duration::from_secs(600),
         }
     }
 }
@@ -70,11 +74,6 @@ struct SessionEntry {
     unreported: HashMap<Arc<str>, u64>,
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 struct TenantEntry {
     addr: Addr<Tenant>,
     policy: Arc<Policy>,
@@ -98,7 +97,7 @@ pub struct Router {
     pending: HashMap<UserKey, HashSet<Arc<str>>>,
     cursor_buf: HashMap<(UserKey, Arc<str>), (u64, u64)>,
     tenants: HashMap<Arc<str>, TenantEntry>,
-    rates: HashMap<UserKey, Bucket>,
+    rates: RateLimiter,
     stats: Arc<RouterStats>,
 }
 
@@ -120,7 +119,7 @@ impl Router {
             pending,
             cursor_buf: HashMap::new(),
             tenants: HashMap::new(),
-            rates: HashMap::new(),
+            rates: RateLimiter::default(),
             stats: Arc::new(RouterStats::default()),
         }
     }
@@ -133,7 +132,14 @@ impl Router {
     fn tenant(&mut self, name: &Arc<str>, ctx: &mut Context<Self>) -> &TenantEntry {
         if !self.tenants.contains_key(name) {
             let policy = self.config.default_policy.clone();
-            let addr = Tenant::new(name.clone(), policy.clone(), ctx.address()).start();
+            let addr = Tenant::new(
+                name.clone(),
+                policy.clone(),
+                ctx.address(),
+                self.store.clone(),
+                self.config.group_idle,
+            )
+            .start();
             self.tenants.insert(
                 name.clone(),
                 TenantEntry {
@@ -143,28 +149,6 @@ impl Router {
             );
         }
         &self.tenants[name]
-    }
-
-    fn check_rate(&mut self, user: &UserKey, policy: &Policy) -> Result<(), SendError> {
-        if policy.rate_per_sec == 0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let burst = policy.rate_burst.max(1) as f64;
-        let bucket = self.rates.entry(user.clone()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * policy.rate_per_sec as f64;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.at = now;
-        if bucket.tokens < 1.0 {
-            return Err(SendError::RateLimited {
-                per_sec: policy.rate_per_sec,
-            });
-        }
-        bucket.tokens -= 1.0;
-        Ok(())
     }
 
     /// Offers a frame to every session of `user` but `exclude`. Returns whether at least
@@ -294,7 +278,11 @@ impl Router {
                         unfinished.push(conv);
                         continue;
                     }
-                    let delivered = snap.cursor(&tenant, uid, &conv)?.unwrap_or_default().delivered;
+                    // No cursor: the user left (a group); nothing of it is theirs any more.
+                    let Some(cursor) = snap.cursor(&tenant, uid, &conv)? else {
+                        continue;
+                    };
+                    let delivered = cursor.delivered;
                     let msgs = snap.messages_after(&tenant, &conv, delivered, room)?;
                     if msgs.len() == room {
                         unfinished.push(conv);
@@ -528,7 +516,7 @@ impl Handler<SendMessage> for Router {
             tenant: msg.tenant.clone(),
             id: msg.from.id,
         };
-        let checked = validate(&msg, &policy).and_then(|()| self.check_rate(&sender, &policy));
+        let checked = validate(&msg, &policy).and_then(|()| self.rates.check(&sender, &policy));
         if let Err(e) = checked {
             return Box::pin(fut::ready(Err(e)));
         }
@@ -550,6 +538,7 @@ impl Handler<SendMessage> for Router {
             cid: msg.cid,
             create_time: crate::now_ms(),
             revoked: false,
+            action: None,
         };
         let tenant = msg.tenant.clone();
         let role = msg.from_role;
@@ -613,27 +602,12 @@ impl Router {
 
 fn validate(msg: &SendMessage, policy: &Policy) -> Result<(), SendError> {
     if msg.chat_type == ChatType::Group {
-        return Err(SendError::NotFound(format!("group {} does not exist", msg.to.id)));
+        return Err(SendError::Invalid("group messages go to the group".into()));
     }
     if msg.to.id == msg.from.id {
         return Err(SendError::Invalid("cannot send a message to yourself".into()));
     }
-    if msg.kind.is_empty() || msg.kind.len() > 32 {
-        return Err(SendError::Invalid("type must be 1 to 32 characters".into()));
-    }
-    if let Some(cid) = &msg.cid {
-        if cid.is_empty() || cid.len() > 64 {
-            return Err(SendError::Invalid("cid must be 1 to 64 characters".into()));
-        }
-    }
-    let size = msg.data.len() + msg.options.len();
-    if size > policy.max_message_bytes {
-        return Err(SendError::TooLarge {
-            size,
-            limit: policy.max_message_bytes,
-        });
-    }
-    Ok(())
+    policy.check_content(msg)
 }
 
 impl Handler<Advance> for Router {
@@ -692,6 +666,26 @@ impl Handler<Logout> for Router {
             .unwrap_or_default();
         for id in ids {
             self.cut(&msg.user, id, "logged out");
+        }
+    }
+}
+
+impl Handler<FanOut> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: FanOut, _: &mut Self::Context) {
+        let conv = msg.pushed.at.as_ref().map(|(c, _)| c.clone());
+        for &member in msg.members.iter() {
+            let user = UserKey {
+                tenant: msg.tenant.clone(),
+                id: member,
+            };
+            if !self.push_user(&user, &msg.pushed, msg.exclude) {
+                if let Some(conv) = &conv {
+                    self.pending.entry(user).or_default().insert(conv.clone());
+                    self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 }

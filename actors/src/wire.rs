@@ -32,6 +32,8 @@ pub struct MessageJson<'a> {
     pub revoked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cid: Option<&'a str>,
+    #[serde(rename = "actionType", skip_serializing_if = "Option::is_none")]
+    pub action_type: Option<&'a str>,
 }
 
 fn raw(text: &str) -> &RawValue {
@@ -60,6 +62,7 @@ impl<'a> MessageJson<'a> {
             seq: m.seq,
             revoked: m.revoked,
             cid: m.cid.as_deref(),
+            action_type: m.action.as_deref(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! user), and [`FaceError`], which renders an [`ApiError`] in the face's own envelope.
 
 pub mod chatroom;
+pub mod groups;
 pub mod social;
 pub mod uniapp;
 

@@ -742,21 +742,22 @@ async fn send_message(state: State, me: Me, form: Form) -> Result {
             },
         )
     };
-    let stored = state
-        .router
-        .send(SendMessage {
-            tenant: Arc::from(tenant.as_str()),
-            from,
-            from_role: me.role().unwrap_or(Role::User),
-            to: to_user,
-            chat_type,
-            kind,
-            data,
-            options,
-            cid,
-            origin: Origin::Rest,
-        })
-        .await??;
+    let msg = SendMessage {
+        tenant: Arc::from(tenant.as_str()),
+        from,
+        from_role: me.role().unwrap_or(Role::User),
+        to: to_user,
+        chat_type,
+        kind,
+        data,
+        options,
+        cid,
+        origin: Origin::Rest,
+    };
+    let stored = match chat_type {
+        ChatType::Single => state.router.send(msg).await??,
+        ChatType::Group => crate::groups::send(&state, &tenant, to, msg).await?,
+    };
     Ok(ok(MessageJson::new(&stored)))
 }
 
@@ -786,6 +787,8 @@ async fn history(req: HttpRequest, state: State, me: Me, path: web::Path<(String
         .clamp(1, state.config.limits.history_max as u64) as usize;
     let tenant = me.tenant().to_owned();
     let my_id = me.id();
+    // A group member sees the history after the moment they joined.
+    let mut floor = 0;
     let conv = match chat_type.as_str() {
         "single" => {
             let peer: u64 = id
@@ -794,19 +797,32 @@ async fn history(req: HttpRequest, state: State, me: Me, path: web::Path<(String
             load_user(&state, &tenant, peer).await?;
             direct_conv(my_id, peer)
         }
-        "conversation" => match direct_pair(&id) {
-            Some((a, b)) if a == my_id || b == my_id => id,
-            Some(_) => {
+        "conversation" => match (direct_pair(&id), parlor_actors::group::group_of_conv(&id)) {
+            (Some((a, b)), _) if a == my_id || b == my_id => id,
+            (Some(_), _) => {
                 return Err(
                     ApiError::Forbidden("only a participant may read this conversation".into()).into(),
                 )
             }
-            None => return Err(ApiError::NotFound(format!("conversation {id} does not exist")).into()),
+            (None, Some(gid)) => {
+                floor = group_history_start(&state, &tenant, gid, my_id).await?;
+                id
+            }
+            (None, None) => {
+                return Err(ApiError::NotFound(format!("conversation {id} does not exist")).into())
+            }
         },
-        "group" => return Err(ApiError::NotFound(format!("group {id} does not exist")).into()),
+        "group" => {
+            let gid: u64 = id
+                .parse()
+                .map_err(|_| ApiError::invalid("id must be a group id"))?;
+            floor = group_history_start(&state, &tenant, gid, my_id).await?;
+            parlor_actors::group::group_conv(gid)
+        }
         _ => return Err(ApiError::invalid("chatType must be single, group or conversation").into()),
     };
     let c = conv.clone();
+    let after = Some(after.unwrap_or(0).max(floor));
     let page = state
         .read(move |s| Ok(s.history(&tenant, &c, before, after, limit)?))
         .await?;
@@ -843,4 +859,26 @@ mod tests {
         assert_eq!(options_json(Some(&json!({"b": 2}))).unwrap(), "{\"b\":2}");
         assert!(options_json(Some(&json!("{not json"))).is_err());
     }
+}
+
+/// Where a member's view of a group's history starts (the head when they joined);
+/// refuses a non-member and an unknown group.
+pub(crate) async fn group_history_start(
+    state: &State,
+    tenant: &str,
+    gid: u64,
+    me: u64,
+) -> std::result::Result<u64, ApiError> {
+    let tenant = tenant.to_owned();
+    state
+        .read(move |s| {
+            s.group(&tenant, gid)?
+                .filter(|g| g.status == 1)
+                .ok_or_else(|| ApiError::NotFound(format!("group {gid} does not exist")))?;
+            let m = s
+                .member(&tenant, gid, me)?
+                .ok_or_else(|| ApiError::Forbidden("you are not a member of this group".into()))?;
+            Ok(m.joined_seq)
+        })
+        .await
 }

@@ -15,13 +15,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::prelude::*;
+use actix::prelude::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, MailboxError, Running, StreamHandler,
+    WrapFuture,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use parlor_actors::{
-    wire, Advance, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
+    wire, Advance, Connect, Deliver, Disconnect, Group, GroupOf, Origin, Party, Pushed, Router, SendError,
+    SendMessage, TenantOf, UserKey,
 };
-use parlor_storage::{ChatType, Role, Store};
+use parlor_storage::{ChatType, MessageRecord, Role, Store};
 
 use crate::api::uniapp::{content_json, options_json, party, UniApp};
 use crate::api::{token_of, Face};
@@ -71,6 +75,7 @@ async fn upgrade(
         last_heard: Instant::now(),
         written: HashMap::new(),
         peers: HashMap::new(),
+        groups: HashMap::new(),
     };
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.config.ws.max_frame_bytes)
@@ -93,6 +98,7 @@ pub struct Session {
     /// Highest seq written per conversation since the last report.
     written: HashMap<Arc<str>, u64>,
     peers: HashMap<u64, Party>,
+    groups: HashMap<u64, Addr<Group>>,
 }
 
 impl Session {
@@ -176,7 +182,10 @@ impl Session {
                 )
             }
         };
-        if chat_type == ChatType::Group || self.peers.contains_key(&frame.to) {
+        if chat_type == ChatType::Group {
+            return self.on_group_send(frame, options, ctx);
+        }
+        if self.peers.contains_key(&frame.to) {
             return self.dispatch(frame, chat_type, options, ctx);
         }
         // Look the peer up once; later frames wait so that sends keep their order.
@@ -209,6 +218,76 @@ impl Session {
         }));
     }
 
+    /// Group sends go to the group's actor, looked up once (later frames wait, keeping
+    /// their order) and kept while it lives.
+    fn on_group_send(&mut self, frame: SendFrame, options: String, ctx: &mut ws::WebsocketContext<Self>) {
+        let gid = frame.to;
+        if let Some(addr) = self.groups.get(&gid).filter(|a| a.connected()).cloned() {
+            let msg = self.message(
+                &frame,
+                Party {
+                    id: gid,
+                    ..Party::default()
+                },
+                ChatType::Group,
+                options,
+            );
+            return self.finish(frame.cid, addr.send(msg), ctx);
+        }
+        let (router, tenant) = (self.router.clone(), self.user.tenant.clone());
+        let lookup = async move {
+            let tenant = router
+                .send(TenantOf(tenant))
+                .await
+                .map_err(|_| SendError::Overloaded)?;
+            tenant
+                .send(GroupOf(gid))
+                .await
+                .map_err(|_| SendError::Overloaded)?
+        };
+        ctx.wait(lookup.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(addr) => {
+                if act.groups.len() >= PEER_CACHE {
+                    act.groups.clear();
+                }
+                act.groups.insert(gid, addr.clone());
+                let msg = act.message(
+                    &frame,
+                    Party {
+                        id: gid,
+                        ..Party::default()
+                    },
+                    ChatType::Group,
+                    options,
+                );
+                act.finish(frame.cid, addr.send(msg), ctx);
+            }
+            Err(e) => act.error(
+                FrameError {
+                    cid: frame.cid,
+                    code: e.code(),
+                    msg: e.to_string(),
+                },
+                ctx,
+            ),
+        }));
+    }
+
+    fn message(&self, frame: &SendFrame, to: Party, chat_type: ChatType, options: String) -> SendMessage {
+        SendMessage {
+            tenant: self.user.tenant.clone(),
+            from: self.me.clone(),
+            from_role: self.role,
+            to,
+            chat_type,
+            kind: frame.msg_type.clone(),
+            data: content_json(&frame.data),
+            options,
+            cid: frame.cid.clone(),
+            origin: Origin::Session(self.id),
+        }
+    }
+
     fn dispatch(
         &mut self,
         frame: SendFrame,
@@ -220,19 +299,16 @@ impl Session {
             id: frame.to,
             ..Party::default()
         });
-        let cid = frame.cid.clone();
-        let send = self.router.send(SendMessage {
-            tenant: self.user.tenant.clone(),
-            from: self.me.clone(),
-            from_role: self.role,
-            to,
-            chat_type,
-            kind: frame.msg_type,
-            data: content_json(&frame.data),
-            options,
-            cid: frame.cid,
-            origin: Origin::Session(self.id),
-        });
+        let msg = self.message(&frame, to, chat_type, options);
+        self.finish(frame.cid, self.router.send(msg), ctx);
+    }
+
+    /// Answers a send with an `ack` after its commit, or an `error`.
+    fn finish<F>(&mut self, cid: Option<String>, send: F, ctx: &mut ws::WebsocketContext<Self>)
+    where
+        F: std::future::Future<Output = Result<Result<Arc<MessageRecord>, SendError>, MailboxError>>
+            + 'static,
+    {
         ctx.spawn(send.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(stored)) => {
                 ctx.text(wire::ack_frame(cid.as_deref(), &stored).as_ref());
@@ -251,7 +327,7 @@ impl Session {
                 FrameError {
                     cid,
                     code: "unavailable",
-                    msg: "server is busy".into(),
+                    msg: "the conversation is restarting; retry with the same cid".into(),
                 },
                 ctx,
             ),

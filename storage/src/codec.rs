@@ -65,6 +65,7 @@ mod tests {
             cid: Some("c1".into()),
             create_time: 1,
             revoked: false,
+            action: None,
         }
     }
 

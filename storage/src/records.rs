@@ -120,6 +120,8 @@ pub struct MessageRecord {
     /// Server clock, milliseconds since the Unix epoch.
     pub create_time: u64,
     pub revoked: bool,
+    /// For system notices: what happened (`revoke`, `groupCreate`, `groupJoin`, ...).
+    pub action: Option<String>,
 }
 
 impl Record for MessageRecord {
@@ -202,5 +204,60 @@ pub struct ApplyRecord {
 }
 
 impl Record for ApplyRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A group of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub id: u64,
+    pub uuid: String,
+    /// The id an outside API names the group by (Chat21's `group-<uuid>`), if any.
+    pub ext_id: Option<String>,
+    pub owner: u64,
+    pub name: String,
+    pub avatar: String,
+    /// The group notice (the document's `remark`).
+    pub remark: String,
+    /// 0: anyone invited (or asking) joins at once; 1: the owner approves.
+    pub invite_confirm: u8,
+    /// 1 active, 0 dissolved.
+    pub status: u8,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl Record for GroupRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// The row id of the membership (the document's group-user `id`).
+    pub row_id: u64,
+    /// My nickname in the group.
+    pub nickname: String,
+    /// The group's head when I joined: I see history after it.
+    pub joined_seq: u64,
+    pub joined_ms: u64,
+    /// Who brought me in (0 when I created the group).
+    pub inviter: u64,
+}
+
+impl Record for MemberRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A pending request to join a group that needs the owner's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub user: u64,
+    pub inviter: u64,
+    pub desc: String,
+    pub created_ms: u64,
+}
+
+impl Record for JoinRequest {
     const VERSION: u8 = 1;
 }

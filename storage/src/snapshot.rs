@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use redb::{ReadTransaction, ReadableTable};
 
 use crate::codec::decode;
-use crate::records::{ApplyRecord, ApplyStatus, Cursor, FriendRecord, MessageRecord, UserRecord};
+use crate::records::{
+    ApplyRecord, ApplyStatus, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
+    UserRecord,
+};
 use crate::tables::*;
 use crate::Result;
 
@@ -310,5 +313,59 @@ impl Snapshot {
             .open_table(BLOCKS)?
             .get((tenant, blocker, blocked))?
             .is_some())
+    }
+
+    /// A group by id.
+    pub fn group(&self, tenant: &str, id: u64) -> Result<Option<GroupRecord>> {
+        let table = self.txn.open_table(GROUPS)?;
+        let value = table.get((tenant, id))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// A group id by its outside id.
+    pub fn group_id_by_ext(&self, tenant: &str, ext: &str) -> Result<Option<u64>> {
+        Ok(self
+            .txn
+            .open_table(GROUP_EXT_IDS)?
+            .get((tenant, ext))?
+            .map(|v| v.value()))
+    }
+
+    /// The members of a group, by user id.
+    pub fn members_of(&self, tenant: &str, group: u64) -> Result<Vec<(u64, MemberRecord)>> {
+        let table = self.txn.open_table(MEMBERS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, group, 0)..=(tenant, group, u64::MAX))? {
+            let (k, v) = entry?;
+            out.push((k.value().2, decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// A membership.
+    pub fn member(&self, tenant: &str, group: u64, user: u64) -> Result<Option<MemberRecord>> {
+        let table = self.txn.open_table(MEMBERS)?;
+        let value = table.get((tenant, group, user))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// The ids of the groups a user belongs to, ascending.
+    pub fn groups_of(&self, tenant: &str, user: u64) -> Result<Vec<u64>> {
+        let table = self.txn.open_table(USER_GROUPS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, user, 0)..=(tenant, user, u64::MAX))? {
+            out.push(entry?.0.value().2);
+        }
+        Ok(out)
+    }
+
+    /// The pending join requests of a group.
+    pub fn join_requests_of(&self, tenant: &str, group: u64) -> Result<Vec<JoinRequest>> {
+        let table = self.txn.open_table(JOIN_REQUESTS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, group, 0)..=(tenant, group, u64::MAX))? {
+            out.push(decode(entry?.1.value())?);
+        }
+        Ok(out)
     }
 }

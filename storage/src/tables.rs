@@ -37,6 +37,16 @@ pub const APPLY_PAIRS: TableDefinition<(&str, u64, u64), u64> = TableDefinition:
 pub const BLOCKS: TableDefinition<(&str, u64, u64), u64> = TableDefinition::new("blocks");
 /// `(tenant, sender, recipient)` → messages sent while not friends (the `chatset` quota).
 pub const STRANGER_SENDS: TableDefinition<(&str, u64, u64), u64> = TableDefinition::new("stranger_sends");
+/// `(tenant, group)` → [`GroupRecord`](crate::GroupRecord).
+pub const GROUPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("groups");
+/// `(tenant, outside id)` → group id (Chat21's `group-<uuid>`).
+pub const GROUP_EXT_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("group_ext_ids");
+/// `(tenant, group, user)` → [`MemberRecord`](crate::MemberRecord).
+pub const MEMBERS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("members");
+/// `(tenant, user, group)`: the groups of a user.
+pub const USER_GROUPS: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("user_groups");
+/// `(tenant, group, user)` → [`JoinRequest`](crate::JoinRequest).
+pub const JOIN_REQUESTS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("join_requests");
 /// Revoked token ids → their expiry (seconds since the epoch).
 pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
 
@@ -60,6 +70,11 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(APPLY_PAIRS)?;
     txn.open_table(BLOCKS)?;
     txn.open_table(STRANGER_SENDS)?;
+    txn.open_table(GROUPS)?;
+    txn.open_table(GROUP_EXT_IDS)?;
+    txn.open_table(MEMBERS)?;
+    txn.open_table(USER_GROUPS)?;
+    txn.open_table(JOIN_REQUESTS)?;
     txn.commit()?;
     Ok(())
 }

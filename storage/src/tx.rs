@@ -9,7 +9,9 @@ use std::cell::{OnceCell, RefCell, RefMut};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::codec::{decode, encode};
-use crate::records::{ApplyRecord, Cursor, FriendRecord, MessageRecord, UserRecord};
+use crate::records::{
+    ApplyRecord, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord, UserRecord,
+};
 use crate::tables::*;
 use crate::{Error, Result};
 
@@ -58,6 +60,11 @@ lazy_tables! {
     applies_to: APPLIES_TO => (&'static str, u64, u64), ();
     apply_pairs: APPLY_PAIRS => (&'static str, u64, u64), u64;
     blocks: BLOCKS => (&'static str, u64, u64), u64;
+    groups: GROUPS => (&'static str, u64), &'static [u8];
+    group_ext: GROUP_EXT_IDS => (&'static str, &'static str), u64;
+    members: MEMBERS => (&'static str, u64, u64), &'static [u8];
+    user_groups: USER_GROUPS => (&'static str, u64, u64), ();
+    join_requests: JOIN_REQUESTS => (&'static str, u64, u64), &'static [u8];
     stranger_table: STRANGER_SENDS => (&'static str, u64, u64), u64;
 }
 
@@ -363,6 +370,93 @@ impl Tx<'_> {
             .map(|v| v.value())
             .unwrap_or(0);
         table.insert((tenant, sender, recipient), n + 1)?;
+        Ok(())
+    }
+
+    /// A group by id.
+    pub fn group(&self, tenant: &str, id: u64) -> Result<Option<GroupRecord>> {
+        self.groups()?
+            .get((tenant, id))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// A group id by its outside id.
+    pub fn group_id_by_ext(&self, tenant: &str, ext: &str) -> Result<Option<u64>> {
+        Ok(self.group_ext()?.get((tenant, ext))?.map(|v| v.value()))
+    }
+
+    /// Stores a group. A new one (id 0) gets the next group id; its outside id must be free
+    /// ([`Error::Conflict`] otherwise, writing nothing).
+    pub fn put_group(&self, tenant: &str, group: &mut GroupRecord) -> Result<()> {
+        if group.id == 0 {
+            if let Some(ext) = &group.ext_id {
+                if self.group_ext()?.get((tenant, ext.as_str()))?.is_some() {
+                    return Err(Error::Conflict(format!("group {ext} exists")));
+                }
+            }
+            group.id = self.next_counter("next_group_id")?;
+            if let Some(ext) = &group.ext_id {
+                self.group_ext()?.insert((tenant, ext.as_str()), group.id)?;
+            }
+        }
+        self.groups()?
+            .insert((tenant, group.id), encode(group).as_slice())?;
+        Ok(())
+    }
+
+    /// A membership.
+    pub fn member(&self, tenant: &str, group: u64, user: u64) -> Result<Option<MemberRecord>> {
+        self.members()?
+            .get((tenant, group, user))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Stores a membership (a new one gets a row id) and indexes it under the user.
+    pub fn put_member(&self, tenant: &str, group: u64, user: u64, member: &mut MemberRecord) -> Result<()> {
+        if member.row_id == 0 {
+            member.row_id = self.next_counter("next_member_row")?;
+        }
+        self.members()?
+            .insert((tenant, group, user), encode(member).as_slice())?;
+        self.user_groups()?.insert((tenant, user, group), ())?;
+        Ok(())
+    }
+
+    /// Ends a membership and forgets the member's cursor in the group's conversation.
+    /// Returns whether there was one.
+    pub fn remove_member(&self, tenant: &str, group: u64, user: u64, conv: &str) -> Result<bool> {
+        let existed = self.members()?.remove((tenant, group, user))?.is_some();
+        self.user_groups()?.remove((tenant, user, group))?;
+        self.cursors()?.remove((tenant, user, conv))?;
+        Ok(existed)
+    }
+
+    /// A pending join request.
+    pub fn join_request(&self, tenant: &str, group: u64, user: u64) -> Result<Option<JoinRequest>> {
+        self.join_requests()?
+            .get((tenant, group, user))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Stores a join request.
+    pub fn put_join_request(&self, tenant: &str, group: u64, request: &JoinRequest) -> Result<()> {
+        self.join_requests()?
+            .insert((tenant, group, request.user), encode(request).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a join request; returns whether there was one.
+    pub fn remove_join_request(&self, tenant: &str, group: u64, user: u64) -> Result<bool> {
+        Ok(self.join_requests()?.remove((tenant, group, user))?.is_some())
+    }
+
+    /// Sets a member's cursor to exactly these positions (a join starts it at the head).
+    pub fn set_cursor(&self, tenant: &str, user: u64, conv: &str, cursor: Cursor) -> Result<()> {
+        self.cursors()?
+            .insert((tenant, user, conv), (cursor.delivered, cursor.read))?;
         Ok(())
     }
 }

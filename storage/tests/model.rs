@@ -196,6 +196,7 @@ fn message_record(
         cid,
         create_time: 1_700_000_000_000 + seq,
         revoked: false,
+        action: None,
     }
 }
 

@@ -61,6 +61,7 @@ fn message(conv: &str, seq: u64, from: u64, cid: Option<&str>) -> MessageRecord 
         cid: cid.map(str::to_owned),
         create_time: 1_700_000_000_000 + seq,
         revoked: false,
+        action: None,
     }
 }
 

@@ -1,0 +1,394 @@
+//! The uni-app face's group routes (document sections 二十一, 二十三 to 二十九, 三十五 to
+//! 三十八): create from friends, list, info, name, notice, my nickname, dissolve or quit,
+//! remove, invite, join setting, approve, and the group's QR code. Changes go through the
+//! group's actor; reads come from redb.
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use parlor_actors::{CreateGroup, GroupOp, GroupOutcome, Party, TenantOf};
+use parlor_storage::{GroupRecord, MemberRecord, UserRecord};
+use serde_json::{json, Value};
+
+use super::social::paging;
+use super::uniapp::{check_len, iso_time, load_user, local_time, ok, party, UniApp};
+use super::{Caller, FaceError, Fields};
+use crate::error::ApiError;
+use crate::groups;
+use crate::state::AppState;
+
+type Result<T = HttpResponse> = std::result::Result<T, FaceError<UniApp>>;
+type Me = Caller<UniApp>;
+type Form = Fields<UniApp>;
+type State = web::Data<AppState>;
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/chat/group/create", web::post().to(create))
+        .route("/api/chat/grouplist", web::get().to(list))
+        .route("/api/chat/grouplist/{page}", web::get().to(list))
+        .route("/api/chat/groupinfo/{id}", web::get().to(info))
+        .route("/api/chat/groupUpdateName", web::post().to(rename))
+        .route("/api/chat/groupremark", web::post().to(remark))
+        .route("/api/chat/groupnickname", web::post().to(nickname))
+        .route("/api/chat/groupDeleteOrQuit", web::post().to(delete_or_quit))
+        .route("/api/chat/groupDeleteUser", web::post().to(delete_user))
+        .route("/api/chat/groupInviteUser", web::post().to(invite))
+        .route("/api/chat/groupAddUserSet", web::post().to(join_setting))
+        .route("/api/chat/groupAgreeOrNo", web::post().to(agree_or_no))
+        .route("/api/chat/groupQrcode/{id}", web::get().to(qrcode));
+}
+
+/// A group as the document shows it; `users` are the `group_users` rows to include.
+pub fn group_json(g: &GroupRecord, users: Vec<Value>) -> Value {
+    json!({
+        "create_time": local_time(g.created_ms),
+        "id": g.id,
+        "uuid": g.uuid,
+        "user_id": g.owner,
+        "name": g.name,
+        "avatar": g.avatar,
+        "remark": g.remark,
+        "invite_confirm": g.invite_confirm,
+        "status": g.status,
+        "order": 50,
+        "update_time": iso_time(g.updated_ms),
+        "group_users": users,
+    })
+}
+
+fn member_json(gid: u64, user: u64, m: &MemberRecord, u: Option<&UserRecord>) -> Value {
+    let mut v = json!({
+        "create_time": local_time(m.joined_ms),
+        "id": m.row_id,
+        "group_id": gid,
+        "user_id": user,
+        "nickname": m.nickname,
+        "avatar": "",
+        "status": 1,
+        "order": 50,
+        "groupId": gid,
+    });
+    if let Some(u) = u {
+        v["user"] = json!({
+            "id": u.id, "username": u.username, "avatar": u.avatar, "nickname": u.nickname,
+            "role": u.role.as_str(), "uuid": u.uuid,
+        });
+    }
+    v
+}
+
+/// The ids of a `userIds` field: a JSON array, repeated form fields, a comma list or a
+/// JSON array in a string.
+fn id_list(form: &Form, name: &str) -> std::result::Result<Vec<u64>, ApiError> {
+    let wrong = || ApiError::invalid(format!("{name} must be an array of user ids"));
+    let one = |v: &Value| -> std::result::Result<u64, ApiError> {
+        match v {
+            Value::Number(n) => n.as_u64().ok_or_else(wrong),
+            Value::String(s) => s.trim().parse().map_err(|_| wrong()),
+            _ => Err(wrong()),
+        }
+    };
+    match form.value(name) {
+        None => Err(ApiError::invalid(format!("{name} is required"))),
+        Some(Value::Array(items)) => items.iter().map(one).collect(),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.starts_with('[') {
+                let parsed: Value = serde_json::from_str(s).map_err(|_| wrong())?;
+                parsed.as_array().ok_or_else(wrong)?.iter().map(one).collect()
+            } else {
+                s.split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| p.trim().parse().map_err(|_| wrong()))
+                    .collect()
+            }
+        }
+        Some(v) => Ok(vec![one(v)?]),
+    }
+}
+
+async fn me_party(state: &State, me: &Me) -> std::result::Result<Party, ApiError> {
+    Ok(party(&load_user(state, me.tenant(), me.id()).await?))
+}
+
+async fn create(state: State, me: Me, form: Form) -> Result {
+    me.not_visitor("create groups")?;
+    let mut ids = id_list(&form, "userIds")?;
+    ids.retain(|id| *id != me.id());
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(ApiError::invalid("userIds must name at least one friend").into());
+    }
+    if ids.len() + 1 > state.config.limits.group_max_members {
+        let limit = state.config.limits.group_max_members;
+        return Err(ApiError::invalid(format!("the group is full: at most {limit} members")).into());
+    }
+    let (tenant, my_id) = (me.tenant().to_owned(), me.id());
+    let (owner, members) = state
+        .read(move |s| {
+            let owner = s
+                .user(&tenant, my_id)?
+                .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+            let mut members = Vec::with_capacity(ids.len());
+            for id in ids {
+                let user = s
+                    .user(&tenant, id)?
+                    .ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
+                if s.friend(&tenant, my_id, id)?.is_none() {
+                    return Err(ApiError::Forbidden(format!("user {id} is not your friend")));
+                }
+                members.push(party(&user));
+            }
+            Ok((owner, members))
+        })
+        .await?;
+    let tenant_addr = state.router.send(TenantOf(me.tenant().into())).await?;
+    tenant_addr
+        .send(CreateGroup {
+            owner: party(&owner),
+            members,
+            name: None,
+            ext_id: None,
+        })
+        .await??;
+    Ok(ok("ok"))
+}
+
+async fn list(req: HttpRequest, state: State, me: Me) -> Result {
+    let (page, limit) = paging(&req, &state, 30)?;
+    let (tenant, my_id) = (me.tenant().to_owned(), me.id());
+    let groups = state
+        .read(move |s| {
+            let mut ids = s.groups_of(&tenant, my_id)?;
+            ids.reverse();
+            let mut out = Vec::new();
+            for id in ids.into_iter().skip((page - 1) * limit).take(limit) {
+                if let (Some(g), Some(m)) = (s.group(&tenant, id)?, s.member(&tenant, id, my_id)?) {
+                    out.push((g, m));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    let list: Vec<Value> = groups
+        .iter()
+        .map(|(g, m)| {
+            group_json(
+                g,
+                vec![json!({"group_id": g.id, "user_id": my_id, "nickname": m.nickname, "avatar": ""})],
+            )
+        })
+        .collect();
+    Ok(ok(list))
+}
+
+fn group_id(form: &Form) -> std::result::Result<u64, ApiError> {
+    match form.opt_u64("group_id")? {
+        Some(id) => Ok(id),
+        None => form.u64("id"),
+    }
+}
+
+async fn info(req: HttpRequest, state: State, me: Me) -> Result {
+    let id: u64 = req
+        .match_info()
+        .get("id")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| ApiError::invalid("id must be a group id"))?;
+    let (tenant, my_id) = (me.tenant().to_owned(), me.id());
+    let (group, members, users) = state
+        .read(move |s| {
+            let group = s
+                .group(&tenant, id)?
+                .filter(|g| g.status == 1)
+                .ok_or_else(|| ApiError::NotFound(format!("group {id} does not exist")))?;
+            if s.member(&tenant, id, my_id)?.is_none() {
+                return Err(ApiError::Forbidden("you are not a member of this group".into()));
+            }
+            let members = s.members_of(&tenant, id)?;
+            let mut users = HashMap::with_capacity(members.len());
+            for (uid, _) in &members {
+                if let Some(u) = s.user(&tenant, *uid)? {
+                    users.insert(*uid, u);
+                }
+            }
+            Ok((group, members, users))
+        })
+        .await?;
+    let rows: Vec<Value> = members
+        .iter()
+        .map(|(uid, m)| member_json(group.id, *uid, m, users.get(uid)))
+        .collect();
+    Ok(ok(group_json(&group, rows)))
+}
+
+async fn rename(state: State, me: Me, form: Form) -> Result {
+    let id = group_id(&form)?;
+    let name = form.str("name")?;
+    check_len("name", name.trim(), 1, 20)?;
+    let by = me_party(&state, &me).await?;
+    groups::command(
+        &state,
+        me.tenant(),
+        id,
+        by,
+        GroupOp::Rename(name.trim().to_owned()),
+    )
+    .await?;
+    Ok(ok("ok"))
+}
+
+async fn remark(state: State, me: Me, form: Form) -> Result {
+    let id = group_id(&form)?;
+    let remark = form.str("remark")?;
+    check_len("remark", &remark, 1, 500)?;
+    let by = me_party(&state, &me).await?;
+    groups::command(&state, me.tenant(), id, by, GroupOp::SetRemark(remark)).await?;
+    Ok(ok("ok"))
+}
+
+async fn nickname(state: State, me: Me, form: Form) -> Result {
+    let id = group_id(&form)?;
+    let nickname = form.str("nickname")?;
+    check_len("nickname", &nickname, 1, 20)?;
+    let by = me_party(&state, &me).await?;
+    groups::command(&state, me.tenant(), id, by, GroupOp::SetNickname(nickname)).await?;
+    Ok(ok("ok"))
+}
+
+async fn delete_or_quit(state: State, me: Me, form: Form) -> Result {
+    let id = group_id(&form)?;
+    let by = me_party(&state, &me).await?;
+    groups::command(&state, me.tenant(), id, by, GroupOp::Leave).await?;
+    Ok(ok("ok"))
+}
+
+async fn delete_user(state: State, me: Me, form: Form) -> Result {
+    let id = form.u64("group_id")?;
+    let user = form.u64("user_id")?;
+    let by = me_party(&state, &me).await?;
+    groups::command(&state, me.tenant(), id, by, GroupOp::Remove(user)).await?;
+    Ok(ok("删除群成员成功"))
+}
+
+async fn invite(state: State, me: Me, form: Form) -> Result {
+    let id = form.u64("group_id")?;
+    let user_id = form.u64("user_id")?;
+    form.opt_u64("inviteuser_id")?;
+    let desc = form.opt_str("addGroupDesc")?.unwrap_or_default();
+    check_len("addGroupDesc", &desc, 0, 500)?;
+    let by = me_party(&state, &me).await?;
+    let user = party(&load_user(&state, me.tenant(), user_id).await?);
+    let outcome = groups::command(&state, me.tenant(), id, by, GroupOp::Invite { user, desc }).await?;
+    Ok(ok(match outcome {
+        GroupOutcome::Requested => "申请已提交，等待群主审核",
+        _ => "加群成功",
+    }))
+}
+
+async fn join_setting(state: State, me: Me, form: Form) -> Result {
+    let id = form.u64("group_id")?;
+    // 1 (or 0): join at once; 2: the owner approves.
+    let rule = match form.u64("addGroupSet")? {
+        0 | 1 => 0,
+        2 => 1,
+        _ => {
+            return Err(
+                ApiError::invalid("addGroupSet must be 1 (join at once) or 2 (owner approves)").into(),
+            )
+        }
+    };
+    let by = me_party(&state, &me).await?;
+    groups::command(&state, me.tenant(), id, by, GroupOp::SetJoinRule(rule)).await?;
+    Ok(ok("设置成功"))
+}
+
+async fn agree_or_no(state: State, me: Me, form: Form) -> Result {
+    let id = form.u64("group_id")?;
+    let user = form.u64("user_id")?;
+    let agree = match form.str("type")?.as_str() {
+        "agree" => true,
+        "no" => false,
+        _ => return Err(ApiError::invalid("type must be agree or no").into()),
+    };
+    let by = me_party(&state, &me).await?;
+    groups::command(&state, me.tenant(), id, by, GroupOp::Approve { user, agree }).await?;
+    Ok(ok("处理成功"))
+}
+
+async fn qrcode(req: HttpRequest, state: State, me: Me) -> Result {
+    let id: u64 = req
+        .match_info()
+        .get("id")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| ApiError::invalid("id must be a group id"))?;
+    let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|_| ApiError::invalid("malformed query string"))?
+        .into_inner();
+    let get = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let (tenant, my_id) = (me.tenant().to_owned(), me.id());
+    let group = state
+        .read(move |s| {
+            let g = s
+                .group(&tenant, id)?
+                .filter(|g| g.status == 1)
+                .ok_or_else(|| ApiError::NotFound(format!("group {id} does not exist")))?;
+            if s.member(&tenant, id, my_id)?.is_none() {
+                return Err(ApiError::Forbidden("you are not a member of this group".into()));
+            }
+            Ok(g)
+        })
+        .await?;
+    let text = if get("type").as_deref() == Some("H5") {
+        let base = get("http").unwrap_or_default();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() > 200 {
+            return Err(ApiError::invalid("http must be the http(s) address of the H5 front end").into());
+        }
+        let chat_type = get("chatType").unwrap_or_else(|| "group".into());
+        if chat_type != "group" && chat_type != "single" {
+            return Err(ApiError::invalid("chatType must be single or group").into());
+        }
+        format!(
+            "{}/#/pages/setpageInfo/setpageInfo?action=autoAddGroup&title=群介绍&id={}&chatType={}",
+            base.trim_end_matches('/'),
+            group.id,
+            chat_type
+        )
+    } else {
+        json!({"id": group.id, "name": group.name}).to_string()
+    };
+    let png = qr_png(&text).map_err(ApiError::Internal)?;
+    Ok(HttpResponse::Ok().content_type("image/png").body(png))
+}
+
+/// A QR code of `text` as a PNG: 8 pixels a module, a 4-module quiet zone.
+pub fn qr_png(text: &str) -> std::result::Result<Vec<u8>, String> {
+    let code =
+        ::qrcode::QrCode::new(text.as_bytes()).map_err(|e| format!("cannot encode the QR code: {e}"))?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let (scale, quiet) = (8usize, 4usize);
+    let side = (width + 2 * quiet) * scale;
+    let mut pixels = vec![255u8; side * side];
+    for (i, color) in colors.iter().enumerate() {
+        if *color == ::qrcode::Color::Dark {
+            let (x, y) = (i % width + quiet, i / width + quiet);
+            for dy in 0..scale {
+                let row = (y * scale + dy) * side;
+                pixels[row + x * scale..row + (x + 1) * scale].fill(0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(&pixels).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
