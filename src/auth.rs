@@ -38,6 +38,18 @@ pub struct Claims {
     pub jti: String,
 }
 
+/// The claims an outside identity provider's token must carry (the Chat21 face): the
+/// user in `sub`, the tenant in `app_id` (`default` when absent), an expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExternalClaims {
+    pub sub: String,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    pub exp: u64,
+    #[serde(default)]
+    pub jti: Option<String>,
+}
+
 /// Issues and checks tokens and passwords.
 pub struct Auth {
     encoding: EncodingKey,
@@ -87,15 +99,25 @@ impl Auth {
 
     /// Checks signature, expiry and revocation.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            ApiError::Unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "token expired".into(),
-                ErrorKind::InvalidSignature => "token signature is invalid".into(),
-                _ => "token is invalid".into(),
-            })
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(decode_error(&e)))?;
         if self.revoked.contains_key(&data.claims.jti) {
+            return Err(ApiError::Unauthorized("token was logged out".into()));
+        }
+        Ok(data.claims)
+    }
+
+    /// Checks a token that names its user only by `sub` (Parlor's own tokens pass too):
+    /// signature, expiry and, when it has a `jti`, revocation.
+    pub fn verify_external(&self, token: &str) -> Result<ExternalClaims, ApiError> {
+        let data = jsonwebtoken::decode::<ExternalClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(decode_error(&e)))?;
+        if data
+            .claims
+            .jti
+            .as_ref()
+            .is_some_and(|j| self.revoked.contains_key(j))
+        {
             return Err(ApiError::Unauthorized("token was logged out".into()));
         }
         Ok(data.claims)
@@ -120,6 +142,15 @@ impl Auth {
         PasswordHash::new(hash)
             .map(|parsed| self.argon2.verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
+    }
+}
+
+fn decode_error(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "token expired".into(),
+        ErrorKind::InvalidSignature => "token signature is invalid".into(),
+        _ => "token is invalid".into(),
     }
 }
 

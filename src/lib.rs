@@ -166,6 +166,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .configure(api::social::routes)
             .configure(api::groups::routes)
             .configure(api::chatroom::routes)
+            .configure(api::chat21::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

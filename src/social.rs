@@ -39,6 +39,28 @@ fn friend_row(remark: &str, now: u64) -> FriendRecord {
     }
 }
 
+/// Marks the pending applications between `a` and `b`, either way, as agreed: once they
+/// are friends, there is nothing left to answer.
+fn settle_pending(
+    tx: &parlor_storage::Tx<'_>,
+    tenant: &str,
+    a: u64,
+    b: u64,
+    now: u64,
+) -> parlor_storage::Result<()> {
+    for (from, to) in [(a, b), (b, a)] {
+        if let Some(mut p) = tx
+            .apply_between(tenant, from, to)?
+            .filter(|p| p.status == ApplyStatus::Pending)
+        {
+            p.status = ApplyStatus::Agree;
+            p.updated_ms = now;
+            tx.put_apply(tenant, &mut p)?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `target` exists and is not `me`.
 pub async fn other_user(
     state: &AppState,
@@ -142,6 +164,7 @@ pub async fn handle(
             }
             // Becoming friends lifts my block of the applicant.
             tx.set_block(&tenant, me, a.applicant, false, now)?;
+            settle_pending(tx, &tenant, me, a.applicant, now)?;
         }
         a.status = status;
         a.updated_ms = now;
@@ -187,6 +210,7 @@ pub async fn befriend(
             tx.put_friend(&tenant, target, me, &mut friend_row("", now))?;
         }
         tx.set_block(&tenant, me, target, false, now)?;
+        settle_pending(tx, &tenant, me, target, now)?;
         let mut a = ApplyRecord {
             id: 0,
             applicant: me,

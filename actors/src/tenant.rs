@@ -177,10 +177,13 @@ impl Handler<CreateGroup> for Tenant {
             .map(|p| p.avatar.as_str())
             .collect::<Vec<_>>()
             .join(",");
+        let uuid = uuid::Uuid::new_v4().to_string();
+        // Every group can be named the Chat21 way, `group-<uuid>`.
+        let ext_id = ext_id.unwrap_or_else(|| format!("group-{uuid}"));
         let record = GroupRecord {
             id: 0,
-            uuid: uuid::Uuid::new_v4().to_string(),
-            ext_id,
+            uuid,
+            ext_id: Some(ext_id),
             owner: owner.id,
             name,
             avatar,

@@ -2,6 +2,7 @@
 //! [`Fields`] (a form or JSON body with typed, checked accessors), [`Caller`] (the token's
 //! user), and [`FaceError`], which renders an [`ApiError`] in the face's own envelope.
 
+pub mod chat21;
 pub mod chatroom;
 pub mod groups;
 pub mod social;

@@ -74,7 +74,9 @@ pub fn paging(
     if limit == 0 {
         return Err(ApiError::invalid("limit must be a positive integer"));
     }
-    Ok((page, limit.min(state.config.limits.page_max)))
+    let limit = limit.min(state.config.limits.page_max);
+    // A page far past the end is empty; keep `(page - 1) * limit` from overflowing.
+    Ok((page.min(usize::MAX / limit), limit))
 }
 
 fn path_id(req: &HttpRequest, name: &str) -> std::result::Result<u64, ApiError> {

@@ -1,0 +1,365 @@
+//! The Chat21 face (`shared/seeds/000_*`): `/api/:app_id/...` routes for groups (and, with
+//! the conversations work, messages and conversations). The token comes in the raw
+//! `Authorization` header (or `?jwt=` / `?token=`) and names its user by `sub` and its
+//! tenant by `app_id`; the path's APP_ID must be the token's. A user named by a validly
+//! signed token that Parlor has not seen is created on first use (Chat21 users live in an
+//! outside identity provider), and so is a member named by id in a group.
+//!
+//! A Chat21 user id is the user's `uuid` (a numeric Parlor id is accepted too); a group id
+//! is its `group-<uuid>` (or the numeric id). Errors are Chat21's: a missing field is 405
+//! with a text naming it; other refusals are `{"success":false,"err":"..."}` with 401 for
+//! a token or tenant that does not fit or a group the caller is not in, 404 for an unknown
+//! group, and 405 for a change the caller may not make.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use parlor_actors::{CreateGroup, GroupOp, Party, TenantOf};
+use parlor_storage::{GroupRecord, Role, Snapshot, UserRecord};
+use serde_json::{json, Map, Value};
+
+use super::uniapp::{new_user, party};
+use super::{token_of, Face, FaceError};
+use crate::error::ApiError;
+use crate::groups;
+use crate::state::AppState;
+
+/// The Chat21 face's errors.
+pub struct Chat21;
+
+impl Face for Chat21 {
+    fn render(err: &ApiError) -> HttpResponse {
+        match err {
+            // Chat21 answers a missing field with 405 and a plain text.
+            ApiError::Invalid(text) => HttpResponse::build(StatusCode::METHOD_NOT_ALLOWED)
+                .content_type("text/plain; charset=utf-8")
+                .body(text.clone()),
+            ApiError::Forbidden(_) | ApiError::Conflict(_) => {
+                HttpResponse::build(StatusCode::METHOD_NOT_ALLOWED)
+                    .json(json!({"success": false, "err": err.to_string(), "http_status": 405}))
+            }
+            _ => HttpResponse::build(err.status()).json(json!({"success": false, "err": err.to_string()})),
+        }
+    }
+}
+
+type Result<T = HttpResponse> = std::result::Result<T, FaceError<Chat21>>;
+type State = web::Data<AppState>;
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/{app_id}/groups", web::post().to(create_group))
+        .route("/api/{app_id}/groups/{group_id}", web::get().to(get_group))
+        .route("/api/{app_id}/groups/{group_id}", web::put().to(update_group))
+        .route(
+            "/api/{app_id}/groups/{group_id}/members",
+            web::post().to(join_group),
+        )
+        .route(
+            "/api/{app_id}/groups/{group_id}/members",
+            web::put().to(set_members),
+        )
+        .route(
+            "/api/{app_id}/groups/{group_id}/members/{member_id}",
+            web::delete().to(leave_group),
+        );
+}
+
+/// The caller of a Chat21 route: the token's user, created on first use, in the path's
+/// tenant.
+pub struct Chat21User {
+    pub user: UserRecord,
+}
+
+impl Chat21User {
+    fn tenant(&self) -> &str {
+        &self.user.tenant
+    }
+}
+
+impl FromRequest for Chat21User {
+    type Error = FaceError<Chat21>;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<State>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal("state missing".into()))?;
+            let token = token_of(&req)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| ApiError::Unauthorized("Unauthorized.".into()))?;
+            let claims = state.auth.verify_external(&token)?;
+            let tenant = claims.app_id.unwrap_or_else(|| "default".into());
+            if req.match_info().get("app_id") != Some(tenant.as_str()) {
+                return Err(ApiError::Unauthorized("the token's app_id is not this APP_ID".into()).into());
+            }
+            let user = resolve_or_create(&state, &tenant, &claims.sub).await?;
+            Ok(Chat21User { user })
+        })
+    }
+}
+
+fn find(s: &Snapshot, tenant: &str, id: &str) -> parlor_storage::Result<Option<UserRecord>> {
+    if let Some(u) = s.user_by_uuid(tenant, id)? {
+        return Ok(Some(u));
+    }
+    match id.parse::<u64>() {
+        Ok(n) => s.user(tenant, n),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The user a Chat21 id names, created when Parlor has not seen it.
+pub async fn resolve_or_create(
+    state: &State,
+    tenant: &str,
+    id: &str,
+) -> std::result::Result<UserRecord, ApiError> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::invalid(
+            "a user id must be 1 to 128 characters without spaces",
+        ));
+    }
+    let lookup = || {
+        let (t, key) = (tenant.to_owned(), id.to_owned());
+        state.read(move |s| Ok(find(s, &t, &key)?))
+    };
+    if let Some(u) = lookup().await? {
+        return Ok(u);
+    }
+    let mut user = new_user(state, tenant, id, Role::User);
+    user.uuid = id.to_owned();
+    let t = tenant.to_owned();
+    let created = state
+        .store
+        .writer()
+        .write(move |tx| {
+            if tx.user_id_by_username(&t, &user.username)?.is_some() {
+                user.username = format!("c21-{}", uuid::Uuid::new_v4().simple());
+            }
+            match tx.insert_user(&mut user) {
+                Ok(()) => Ok(Some(user)),
+                // A concurrent first use created it: read that one.
+                Err(parlor_storage::Error::Conflict(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    match created {
+        Some(u) => Ok(u),
+        None => lookup()
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("user {id} could not be created"))),
+    }
+}
+
+/// The group a Chat21 group id names (`group-<uuid>` or the numeric id).
+async fn resolve_group(state: &State, tenant: &str, id: &str) -> std::result::Result<GroupRecord, ApiError> {
+    let (t, key) = (tenant.to_owned(), id.to_owned());
+    state
+        .read(move |s| {
+            let gid = match s.group_id_by_ext(&t, &key)? {
+                Some(gid) => Some(gid),
+                None => key.parse::<u64>().ok(),
+            };
+            let group = match gid {
+                Some(gid) => s.group(&t, gid)?,
+                None => None,
+            };
+            group
+                .filter(|g| g.status == 1)
+                .ok_or_else(|| ApiError::NotFound("Group doesn't exist".into()))
+        })
+        .await
+}
+
+/// A group in Chat21's shape: members as `{id: 1}` by Chat21 id.
+async fn group_json(state: &State, tenant: &str, g: &GroupRecord) -> std::result::Result<Value, ApiError> {
+    let (t, gid, owner) = (tenant.to_owned(), g.id, g.owner);
+    let (members, owner_id) = state
+        .read(move |s| {
+            let mut members = Map::new();
+            for (uid, _) in s.members_of(&t, gid)? {
+                if let Some(u) = s.user(&t, uid)? {
+                    members.insert(u.uuid, json!(1));
+                }
+            }
+            let owner_id = s
+                .user(&t, owner)?
+                .map(|u| u.uuid)
+                .unwrap_or_else(|| owner.to_string());
+            Ok((members, owner_id))
+        })
+        .await?;
+    Ok(json!({
+        "uid": g.ext_id.clone().unwrap_or_else(|| g.id.to_string()),
+        "id": g.id,
+        "name": g.name,
+        "owner": owner_id,
+        "members": members,
+        "createdOn": g.created_ms,
+        "updatedOn": g.updated_ms,
+    }))
+}
+
+/// The JSON body of a request (Chat21 sends JSON); an empty body is an empty object.
+async fn body(req: &HttpRequest, payload: web::Payload) -> std::result::Result<Map<String, Value>, ApiError> {
+    let limit = req
+        .app_data::<State>()
+        .map(|s| s.config.limits.max_body_bytes)
+        .unwrap_or(1 << 20);
+    let bytes = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(format!("body is over {limit} bytes")))?
+        .map_err(|e| ApiError::invalid(format!("cannot read the body: {e}")))?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid("the body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+fn text_field(map: &Map<String, Value>, name: &str) -> std::result::Result<String, ApiError> {
+    match map.get(name) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::Null) | None => Err(ApiError::invalid(format!("{name} is mandatory"))),
+        Some(Value::String(_)) => Err(ApiError::invalid(format!("{name} is mandatory"))),
+        Some(_) => Err(ApiError::invalid(format!("{name} must be a string"))),
+    }
+}
+
+/// The ids of a `{"<id>": 1}` members map (an array of ids is read too).
+fn member_ids(map: &Map<String, Value>, name: &str) -> std::result::Result<Vec<String>, ApiError> {
+    match map.get(name) {
+        Some(Value::Object(m)) => Ok(m.keys().cloned().collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                _ => Err(ApiError::invalid(format!("{name} must map member ids to 1"))),
+            })
+            .collect(),
+        None | Some(Value::Null) => Err(ApiError::invalid(format!("{name} is mandatory"))),
+        Some(_) => Err(ApiError::invalid(format!("{name} must map member ids to 1"))),
+    }
+}
+
+async fn parties(state: &State, tenant: &str, ids: &[String]) -> std::result::Result<Vec<Party>, ApiError> {
+    let mut seen = BTreeMap::new();
+    for id in ids {
+        let u = resolve_or_create(state, tenant, id).await?;
+        seen.insert(u.id, party(&u));
+    }
+    Ok(seen.into_values().collect())
+}
+
+async fn create_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
+    let map = body(&req, payload).await?;
+    let name = text_field(&map, "group_name")?;
+    if name.chars().count() > 100 {
+        return Err(ApiError::invalid("group_name must be at most 100 characters").into());
+    }
+    let ids = member_ids(&map, "group_members")?;
+    let ext_id = match map.get("group_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 && !s.contains('/') => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid("group_id must be a string of at most 128 characters").into())
+        }
+    };
+    let members = parties(&state, me.tenant(), &ids).await?;
+    let tenant_addr = state.router.send(TenantOf(me.tenant().into())).await?;
+    let record = tenant_addr
+        .send(CreateGroup {
+            owner: party(&me.user),
+            members,
+            name: Some(name),
+            ext_id,
+        })
+        .await?
+        .map_err(|e| match e {
+            parlor_actors::SendError::Conflict(_) => ApiError::Conflict("group_id exists".into()),
+            other => other.into(),
+        })?;
+    let group = group_json(&state, me.tenant(), &record).await?;
+    Ok(HttpResponse::Created().json(json!({"success": true, "group": group})))
+}
+
+async fn get_group(req: HttpRequest, state: State, me: Chat21User) -> Result {
+    let id = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    let group = resolve_group(&state, me.tenant(), &id).await?;
+    let (t, gid, uid) = (me.tenant().to_owned(), group.id, me.user.id);
+    if !state.read(move |s| Ok(s.member(&t, gid, uid)?.is_some())).await? {
+        return Err(ApiError::Unauthorized("Permission denied".into()).into());
+    }
+    Ok(HttpResponse::Ok()
+        .json(json!({"success": true, "result": group_json(&state, me.tenant(), &group).await?})))
+}
+
+async fn command(state: &State, me: &Chat21User, group: &str, op: GroupOp) -> Result {
+    let record = resolve_group(state, me.tenant(), group).await?;
+    groups::command(state, me.tenant(), record.id, party(&me.user), op).await?;
+    Ok(HttpResponse::Ok().json(json!({"success": true})))
+}
+
+async fn join_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
+    let map = body(&req, payload).await?;
+    let member = text_field(&map, "member_id")?;
+    let user = party(&resolve_or_create(&state, me.tenant(), &member).await?);
+    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    command(
+        &state,
+        &me,
+        &group,
+        GroupOp::Invite {
+            user,
+            desc: String::new(),
+        },
+    )
+    .await
+}
+
+async fn set_members(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
+    let map = body(&req, payload).await?;
+    let ids = member_ids(&map, "members")?;
+    let members = parties(&state, me.tenant(), &ids).await?;
+    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    command(&state, &me, &group, GroupOp::ReplaceMembers(members)).await
+}
+
+async fn leave_group(req: HttpRequest, state: State, me: Chat21User) -> Result {
+    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    let member = req.match_info().get("member_id").unwrap_or_default().to_owned();
+    let user = resolve_or_create(&state, me.tenant(), &member).await?;
+    // Leaving yourself is quitting (the owner's leaving dissolves the group); removing
+    // someone else is the owner's.
+    let op = if user.id == me.user.id {
+        GroupOp::Leave
+    } else {
+        GroupOp::Remove(user.id)
+    };
+    command(&state, &me, &group, op).await
+}
+
+async fn update_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
+    let map = body(&req, payload).await?;
+    let name = text_field(&map, "group_name")?;
+    if name.chars().count() > 100 {
+        return Err(ApiError::invalid("group_name must be at most 100 characters").into());
+    }
+    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    command(&state, &me, &group, GroupOp::Rename(name)).await
+}
