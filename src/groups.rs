@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use actix::{Addr, MailboxError};
-use parlor_actors::{Group, GroupCommand, GroupOf, GroupOp, GroupOutcome, Party, SendMessage, TenantOf};
+use parlor_actors::{
+    Group, GroupCommand, GroupOf, GroupOp, GroupOutcome, Party, Revoke, SendMessage, TenantOf,
+};
 use parlor_storage::MessageRecord;
 
 use crate::error::ApiError;
@@ -54,6 +56,24 @@ pub async fn send(
         let group = addr(state, tenant, id).await?;
         let attempt = msg.clone();
         match group.send(attempt).await {
+            Ok(res) => return Ok(res?),
+            Err(MailboxError::Closed) if !retried => retried = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Revokes a message of a group.
+pub async fn revoke(
+    state: &AppState,
+    tenant: &str,
+    id: u64,
+    msg: Revoke,
+) -> Result<Arc<MessageRecord>, ApiError> {
+    let mut retried = false;
+    loop {
+        let group = addr(state, tenant, id).await?;
+        match group.send(msg.clone()).await {
             Ok(res) => return Ok(res?),
             Err(MailboxError::Closed) if !retried => retried = true,
             Err(e) => return Err(e.into()),

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod conversations;
 pub mod error;
 pub mod groups;
 pub mod social;
@@ -165,8 +166,11 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .configure(api::uniapp::routes)
             .configure(api::social::routes)
             .configure(api::groups::routes)
+            .configure(api::conversations::routes)
             .configure(api::chatroom::routes)
+            .configure(api::chatroom::conversation_routes)
             .configure(api::chat21::routes)
+            .configure(api::chat21::conversation_routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

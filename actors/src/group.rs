@@ -10,7 +10,7 @@
 //! stops after `group_idle` without work and is started again by its Tenant on demand,
 //! from redb.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ use serde_json::json;
 use crate::messages::*;
 use crate::policy::RateLimiter;
 use crate::{wire, Policy, Router, SendError, Tenant};
+
+/// How many recent messages a group remembers the senders of, for read receipts.
+const RECENT: usize = 1024;
 
 /// The conversation key of a group.
 pub fn group_conv(id: u64) -> String {
@@ -37,6 +40,8 @@ pub struct GroupState {
     pub record: GroupRecord,
     pub members: Vec<(u64, MemberRecord)>,
     pub requests: Vec<JoinRequest>,
+    /// Each member's read position.
+    pub reads: Vec<(u64, u64)>,
 }
 
 /// The actor; see the module doc.
@@ -47,6 +52,10 @@ pub struct Group {
     members: HashMap<u64, MemberRecord>,
     member_ids: Arc<[u64]>,
     requests: HashSet<u64>,
+    /// Each member's read position, for the counts of group read receipts.
+    reads: HashMap<u64, u64>,
+    /// `(seq, sender)` of the latest messages, to know whom a read receipt concerns.
+    recent: VecDeque<(u64, u64)>,
     store: Store,
     router: Addr<Router>,
     tenant_addr: Addr<Tenant>,
@@ -87,6 +96,8 @@ impl Group {
             members,
             member_ids: Arc::from(Vec::new()),
             requests: state.requests.iter().map(|r| r.user).collect(),
+            reads: state.reads.into_iter().collect(),
+            recent: VecDeque::with_capacity(RECENT),
             store,
             router,
             tenant_addr,
@@ -114,7 +125,14 @@ impl Group {
         notice_record(&self.record, &self.conv, by, action, text)
     }
 
-    fn fan_out(&self, m: &MessageRecord, exclude: Option<SessionId>, extra: &[u64]) {
+    fn fan_out(&mut self, m: &MessageRecord, exclude: Option<SessionId>, extra: &[u64]) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((m.seq, m.from_id));
+        if let Some(r) = self.reads.get_mut(&m.from_id) {
+            *r = (*r).max(m.seq);
+        }
         let pushed = Pushed {
             frame: wire::chat_frame(m),
             at: Some((self.conv.clone(), m.seq)),
@@ -567,6 +585,9 @@ impl Handler<GroupCommand> for Group {
             .iter()
             .filter_map(|u| self.members.remove(u).map(|m| (*u, m)))
             .collect();
+        for user in &leavers {
+            self.reads.remove(user);
+        }
         self.refresh_ids();
         let joiners = change.joiners.clone();
         let new_record = change.record.clone();
@@ -610,6 +631,7 @@ impl Handler<GroupCommand> for Group {
                 }
                 let head = notice.as_ref().map(|n| n.seq.saturating_sub(1)).unwrap_or(0);
                 for (user, inviter) in joiners {
+                    act.reads.insert(user, head);
                     act.members.insert(
                         user,
                         MemberRecord { row_id: 0, nickname: String::new(), joined_seq: head, joined_ms: crate::now_ms(), inviter },
@@ -641,6 +663,84 @@ impl Handler<GroupCommand> for Group {
                     ctx.stop();
                 }
                 Ok(outcome)
+            }),
+        )
+    }
+}
+
+impl Handler<GroupRead> for Group {
+    type Result = ();
+
+    fn handle(&mut self, msg: GroupRead, _: &mut Self::Context) {
+        let Some(read) = self.reads.get_mut(&msg.user) else {
+            return;
+        };
+        let before = *read;
+        if msg.seq <= before {
+            return;
+        }
+        *read = msg.seq;
+        let count = self.reads.values().filter(|r| **r >= msg.seq).count();
+        let mut senders: Vec<u64> = self
+            .recent
+            .iter()
+            .filter(|(seq, from)| *seq > before && *seq <= msg.seq && *from != msg.user)
+            .map(|(_, from)| *from)
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let frame = wire::read_frame(&self.conv, msg.seq, msg.user, Some(count));
+        for sender in senders {
+            let user = UserKey {
+                tenant: self.tenant.clone(),
+                id: sender,
+            };
+            self.router.do_send(Notify {
+                user,
+                frame: frame.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<Revoke> for Group {
+    type Result = ResponseActFuture<Self, Result<Arc<MessageRecord>, SendError>>;
+
+    fn handle(&mut self, msg: Revoke, _: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        if !self.members.contains_key(&msg.by.id) {
+            return Box::pin(fut::ready(Err(SendError::Forbidden(
+                "you are not a member of this group".into(),
+            ))));
+        }
+        let window = self.policy.revoke_window_secs;
+        let (tenant, by, id, conv) = (self.tenant.clone(), msg.by, msg.id, self.conv.clone());
+        let rx = match self.store.writer().submit(move |tx| {
+            // Check before any write: only a message of this group is revoked here.
+            match tx.message_by_id(&tenant, &id)? {
+                Some(m) if m.conv == *conv => crate::revoke::revoke(tx, &tenant, &by, &id, window),
+                _ => Ok(Err(SendError::NotFound(format!(
+                    "message {id} is not in this group"
+                )))),
+            }
+        }) {
+            Ok(rx) => rx,
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        self.in_flight += 1;
+        Box::pin(
+            async move {
+                match rx.await {
+                    Ok(res) => res.map_err(SendError::from).and_then(|r| r),
+                    Err(_) => Err(SendError::Overloaded),
+                }
+            }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.in_flight -= 1;
+                let (revoked, notice) = res?;
+                act.fan_out(&notice, None, &[]);
+                Ok(Arc::new(revoked))
             }),
         )
     }

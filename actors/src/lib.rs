@@ -10,6 +10,7 @@ pub mod error;
 pub mod group;
 pub mod messages;
 pub mod policy;
+pub mod revoke;
 pub mod router;
 pub mod rules;
 pub mod tenant;

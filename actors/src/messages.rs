@@ -257,3 +257,22 @@ pub enum GroupOutcome {
     /// The group no longer exists.
     Dissolved,
 }
+
+/// Revoke a message (to the Router for a direct conversation, to the Group for a group's).
+/// The reply is the revoked message, now its placeholder.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Arc<MessageRecord>, SendError>")]
+pub struct Revoke {
+    pub tenant: Arc<str>,
+    pub by: Party,
+    pub id: String,
+}
+
+/// Router → Tenant → Group: a member read the group up to `seq` (for read receipts).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct GroupRead {
+    pub group: u64,
+    pub user: u64,
+    pub seq: u64,
+}

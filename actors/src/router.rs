@@ -405,6 +405,7 @@ fn append_direct(
     m.seq = tx.head(tenant, &m.conv)? + 1;
     tx.append_message(tenant, &m)?;
     tx.ensure_cursor(tenant, m.to_id, &m.conv)?;
+    tx.ensure_cursor(tenant, m.from_id, &m.conv)?;
     let mine = tx.cursor(tenant, m.from_id, &m.conv)?.unwrap_or_default();
     // Delivered moves over the sender's own message only when nothing before it waits.
     let delivered = if mine.delivered + 1 == m.seq {
@@ -616,6 +617,9 @@ impl Handler<Advance> for Router {
     fn handle(&mut self, msg: Advance, _: &mut Self::Context) {
         for (conv, seq) in &msg.positions {
             self.advance(&msg.user, conv, *seq, msg.read);
+            if msg.read {
+                self.read_receipt(&msg.user, conv, *seq);
+            }
         }
         let Some(id) = msg.session else { return };
         if let Some(entry) = self
@@ -667,6 +671,80 @@ impl Handler<Logout> for Router {
         for id in ids {
             self.cut(&msg.user, id, "logged out");
         }
+    }
+}
+
+impl Router {
+    /// Tells the other side of a direct conversation, or the group, that `user` read it.
+    fn read_receipt(&mut self, user: &UserKey, conv: &Arc<str>, seq: u64) {
+        if let Some((a, b)) = crate::direct_pair(conv) {
+            let peer = match user.id {
+                id if id == a => b,
+                id if id == b => a,
+                _ => return,
+            };
+            let frame = wire::read_frame(conv, seq, user.id, None);
+            let peer = UserKey {
+                tenant: user.tenant.clone(),
+                id: peer,
+            };
+            self.push_user(&peer, &Pushed { frame, at: None }, None);
+        } else if let Some(group) = crate::group::group_of_conv(conv) {
+            if let Some(t) = self.tenants.get(&user.tenant) {
+                t.addr.do_send(GroupRead {
+                    group,
+                    user: user.id,
+                    seq,
+                });
+            }
+        }
+    }
+}
+
+impl Handler<Revoke> for Router {
+    type Result = ResponseActFuture<Self, Result<Arc<MessageRecord>, SendError>>;
+
+    fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) -> Self::Result {
+        let window = self.tenant(&msg.tenant, ctx).policy.revoke_window_secs;
+        let (tenant, by, id) = (msg.tenant.clone(), msg.by, msg.id);
+        let submitted = self
+            .store
+            .writer()
+            .submit(move |tx| crate::revoke::revoke(tx, &tenant, &by, &id, window));
+        let rx = match submitted {
+            Ok(rx) => rx,
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        let tenant = msg.tenant;
+        Box::pin(
+            async move {
+                match rx.await {
+                    Ok(res) => res.map_err(SendError::from).and_then(|r| r),
+                    Err(_) => Err(SendError::Overloaded),
+                }
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                let (revoked, notice) = res?;
+                let (a, b) = crate::direct_pair(&notice.conv)
+                    .ok_or_else(|| SendError::Invalid("a group message is revoked in its group".into()))?;
+                let conv: Arc<str> = Arc::from(notice.conv.as_str());
+                let pushed = Pushed {
+                    frame: wire::chat_frame(&notice),
+                    at: Some((conv.clone(), notice.seq)),
+                };
+                for id in [a, b] {
+                    let user = UserKey {
+                        tenant: tenant.clone(),
+                        id,
+                    };
+                    if !act.push_user(&user, &pushed, None) {
+                        act.pending.entry(user).or_default().insert(conv.clone());
+                    }
+                }
+                Ok(Arc::new(revoked))
+            }),
+        )
     }
 }
 

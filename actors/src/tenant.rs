@@ -112,11 +112,21 @@ impl Handler<GroupOf> for Tenant {
             let read = tokio::task::spawn_blocking(move || -> parlor_storage::Result<Option<GroupState>> {
                 let snap = store.snapshot()?;
                 match snap.group(&tenant, id)? {
-                    Some(record) if record.status == 1 => Ok(Some(GroupState {
-                        members: snap.members_of(&tenant, id)?,
-                        requests: snap.join_requests_of(&tenant, id)?,
-                        record,
-                    })),
+                    Some(record) if record.status == 1 => {
+                        let members = snap.members_of(&tenant, id)?;
+                        let conv = group_conv(id);
+                        let mut reads = Vec::with_capacity(members.len());
+                        for (user, _) in &members {
+                            let read = snap.cursor(&tenant, *user, &conv)?.map_or(0, |c| c.read);
+                            reads.push((*user, read));
+                        }
+                        Ok(Some(GroupState {
+                            members,
+                            requests: snap.join_requests_of(&tenant, id)?,
+                            reads,
+                            record,
+                        }))
+                    }
                     _ => Ok(None),
                 }
             });
@@ -133,6 +143,17 @@ impl Handler<GroupOf> for Tenant {
             }));
         }
         Box::pin(async move { rx.await.unwrap_or(Err(SendError::Overloaded)) })
+    }
+}
+
+impl Handler<GroupRead> for Tenant {
+    type Result = ();
+
+    fn handle(&mut self, msg: GroupRead, _: &mut Self::Context) {
+        // Receipts go to an active group only; an idle group has no one waiting for them.
+        if let Some(group) = self.groups.get(&msg.group) {
+            group.do_send(msg);
+        }
     }
 }
 
@@ -240,11 +261,17 @@ impl Handler<CreateGroup> for Tenant {
             .map(|res, act, ctx| {
                 let (record, members, notice) = res?;
                 let ids: Arc<[u64]> = members.iter().map(|(id, _)| *id).collect();
+                // The owner has read the creation notice; the others have not.
+                let reads = ids
+                    .iter()
+                    .map(|id| (*id, u64::from(*id == record.owner)))
+                    .collect();
                 act.start_group(
                     GroupState {
                         record: record.clone(),
                         members,
                         requests: Vec::new(),
+                        reads,
                     },
                     ctx,
                 );

@@ -85,9 +85,24 @@ pub fn frame<T: Serialize>(kind: &str, data: T) -> Arc<str> {
     Arc::from(serde_json::to_string(&env).expect("frames serialize"))
 }
 
-/// The `singleChat` push of a stored message.
+/// The push of a stored message: `singleChat`, or `systemNotice` for a revoke notice.
 pub fn chat_frame(m: &MessageRecord) -> Arc<str> {
-    frame("singleChat", MessageJson::new(m))
+    let kind = if m.action.as_deref() == Some("revoke") {
+        "systemNotice"
+    } else {
+        "singleChat"
+    };
+    frame(kind, MessageJson::new(m))
+}
+
+/// A read receipt: `reader` has read `conversation` up to `seq`; for a group, `count`
+/// members have read up to it.
+pub fn read_frame(conversation: &str, seq: u64, reader: u64, count: Option<usize>) -> Arc<str> {
+    let mut data = serde_json::json!({"conversation": conversation, "seq": seq, "user_id": reader});
+    if let Some(count) = count {
+        data["count"] = count.into();
+    }
+    frame("read", data)
 }
 
 /// The `ack` answering a WebSocket `send`.

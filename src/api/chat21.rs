@@ -11,19 +11,20 @@
 //! a token or tenant that does not fit or a group the caller is not in, 404 for an unknown
 //! group, and 405 for a change the caller may not make.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use parlor_actors::{CreateGroup, GroupOp, Party, TenantOf};
-use parlor_storage::{GroupRecord, Role, Snapshot, UserRecord};
+use parlor_actors::{CreateGroup, GroupOp, Origin, Party, SendMessage, TenantOf};
+use parlor_storage::{ChatType, GroupRecord, MessageRecord, Role, Snapshot, UserRecord};
 use serde_json::{json, Map, Value};
 
 use super::uniapp::{new_user, party};
 use super::{token_of, Face, FaceError};
+use crate::conversations;
 use crate::error::ApiError;
 use crate::groups;
 use crate::state::AppState;
@@ -136,6 +137,8 @@ pub async fn resolve_or_create(
     }
     let mut user = new_user(state, tenant, id, Role::User);
     user.uuid = id.to_owned();
+    // Chat21 has no friendships: its users take messages from anyone.
+    user.userset = r#"{"chatset":{"visitor":2,"user":2}}"#.into();
     let t = tenant.to_owned();
     let created = state
         .store
@@ -362,4 +365,385 @@ async fn update_group(req: HttpRequest, state: State, me: Chat21User, payload: w
     }
     let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
     command(&state, &me, &group, GroupOp::Rename(name)).await
+}
+
+/// Registers the message and conversation routes (the archived list before the detail
+/// route, which would otherwise take `archived` for a recipient).
+pub fn conversation_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/{app_id}/messages", web::post().to(send_message))
+        .route(
+            "/api/{app_id}/conversations/{recipient_id}",
+            web::delete().to(archive_conversation),
+        )
+        .route(
+            "/api/{app_id}/conversations/{recipient_id}/",
+            web::delete().to(archive_conversation),
+        )
+        .route(
+            "/api/{app_id}/{user_id}/conversations",
+            web::get().to(conversations),
+        )
+        .route(
+            "/api/{app_id}/{user_id}/archived_conversations",
+            web::get().to(archived_conversations),
+        )
+        .route(
+            "/api/{app_id}/{user_id}/conversations/archived",
+            web::get().to(archived_conversations),
+        )
+        .route(
+            "/api/{app_id}/{user_id}/conversations/{with}/messages",
+            web::get().to(conversation_messages),
+        )
+        .route(
+            "/api/{app_id}/{user_id}/conversations/{with}",
+            web::get().to(conversation_detail),
+        );
+}
+
+fn chat21_id(users: &HashMap<u64, UserRecord>, id: u64) -> String {
+    users.get(&id).map_or_else(|| id.to_string(), |u| u.uuid.clone())
+}
+
+/// The users a set of messages names, by id, for their Chat21 ids.
+fn users_of(
+    s: &Snapshot,
+    tenant: &str,
+    ids: impl IntoIterator<Item = u64>,
+) -> parlor_storage::Result<HashMap<u64, UserRecord>> {
+    let mut out = HashMap::new();
+    for id in ids {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id) {
+            if let Some(u) = s.user(tenant, id)? {
+                e.insert(u);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A message in Chat21's shape.
+fn message_json(m: &MessageRecord, users: &HashMap<u64, UserRecord>, group_uid: Option<&str>) -> Value {
+    let options: Value = serde_json::from_str(&m.options).unwrap_or(Value::Null);
+    let data: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
+    let text = match &data {
+        Value::String(s) => s.clone(),
+        Value::Object(o) if m.action.is_some() => o
+            .get("data")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        other => other.to_string(),
+    };
+    let recipient = match (m.chat_type, group_uid) {
+        (ChatType::Group, Some(uid)) => uid.to_owned(),
+        _ => chat21_id(users, m.to_id),
+    };
+    json!({
+        "message_id": m.id,
+        "sender": chat21_id(users, m.from_id),
+        "sender_fullname": options.get("sender_fullname").and_then(Value::as_str).unwrap_or(&m.from_name),
+        "recipient": recipient,
+        "recipient_fullname": options.get("recipient_fullname").and_then(Value::as_str).unwrap_or(&m.to_name),
+        "text": text,
+        "type": m.kind,
+        "channel_type": if m.chat_type == ChatType::Group { "group" } else { "direct" },
+        "timestamp": m.create_time,
+        "attributes": options.get("attributes").cloned().unwrap_or(Value::Null),
+        "metadata": options.get("metadata").cloned().unwrap_or(Value::Null),
+        "conversation": m.conv,
+        "seq": m.seq,
+        "revoked": m.revoked,
+        "status": 100,
+    })
+}
+
+fn require_text(
+    map: &Map<String, Value>,
+    name: &str,
+    missing: &str,
+) -> std::result::Result<String, ApiError> {
+    match map.get(name) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(_)) | Some(Value::Null) | None => Err(ApiError::invalid(missing)),
+        Some(_) => Err(ApiError::invalid(format!("{name} must be a string"))),
+    }
+}
+
+async fn send_message(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
+    let map = body(&req, payload).await?;
+    let sender_fullname = require_text(&map, "sender_fullname", "Sender Fullname is mandatory")?;
+    let recipient_id = require_text(&map, "recipient_id", "Recipient id is mandatory")?;
+    let recipient_fullname = require_text(&map, "recipient_fullname", "Recipient Fullname is mandatory")?;
+    let text = match map.get("text") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::invalid("text must be a string").into()),
+    };
+    let kind = match map.get("type") {
+        None | Some(Value::Null) => "text".to_owned(),
+        Some(Value::String(t)) if !t.is_empty() => t.clone(),
+        Some(_) => return Err(ApiError::invalid("type must be a string").into()),
+    };
+    let metadata = map.get("metadata").cloned().filter(|v| !v.is_null());
+    if kind == "image" {
+        let ok = metadata.as_ref().is_some_and(|m| {
+            m.get("src").is_some_and(Value::is_string)
+                && m.get("width").is_some_and(Value::is_number)
+                && m.get("height").is_some_and(Value::is_number)
+        });
+        if !ok {
+            return Err(
+                ApiError::invalid("metadata with src, width and height is mandatory for an image").into(),
+            );
+        }
+    } else if kind == "text" && text.is_empty() {
+        return Err(ApiError::invalid("text is mandatory").into());
+    }
+    let attributes = map.get("attributes").cloned().filter(|v| !v.is_null());
+    if attributes.as_ref().is_some_and(|a| !a.is_object()) {
+        return Err(ApiError::invalid("attributes must be an object").into());
+    }
+    let channel = match map.get("channel_type") {
+        None | Some(Value::Null) => "direct".to_owned(),
+        Some(Value::String(c)) if c == "direct" || c == "group" => c.clone(),
+        Some(_) => return Err(ApiError::invalid("channel_type must be direct or group").into()),
+    };
+    let options = json!({
+        "attributes": attributes,
+        "metadata": metadata,
+        "sender_fullname": sender_fullname,
+        "recipient_fullname": recipient_fullname,
+    })
+    .to_string();
+    let mut from = party(&me.user);
+    from.name = sender_fullname;
+    let tenant = me.tenant().to_owned();
+    let base = SendMessage {
+        tenant: tenant.as_str().into(),
+        from,
+        from_role: me.user.role,
+        to: Party::default(),
+        chat_type: ChatType::Single,
+        kind,
+        data: Value::String(text).to_string(),
+        options,
+        cid: None,
+        origin: Origin::Rest,
+    };
+    let (stored, group_uid) = if channel == "group" {
+        let group = resolve_group(&state, &tenant, &recipient_id).await?;
+        let msg = SendMessage {
+            chat_type: ChatType::Group,
+            to: Party {
+                id: group.id,
+                name: recipient_fullname,
+                avatar: String::new(),
+            },
+            ..base
+        };
+        (
+            groups::send(&state, &tenant, group.id, msg).await?,
+            group.ext_id.clone(),
+        )
+    } else {
+        let recipient = resolve_or_create(&state, &tenant, &recipient_id).await?;
+        let msg = SendMessage {
+            to: Party {
+                id: recipient.id,
+                name: recipient_fullname,
+                avatar: recipient.avatar.clone(),
+            },
+            ..base
+        };
+        (state.router.send(msg).await??, None)
+    };
+    let (t, ids) = (tenant.clone(), [stored.from_id, stored.to_id]);
+    let users = state.read(move |s| Ok(users_of(s, &t, ids)?)).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"success": true, "message": message_json(&stored, &users, group_uid.as_deref())})))
+}
+
+/// The conversation key of `me` with a Chat21 recipient (a user or a group).
+async fn conversation_with(
+    state: &State,
+    me: &Chat21User,
+    with: &str,
+) -> std::result::Result<String, ApiError> {
+    let (t, key, my_id) = (me.tenant().to_owned(), with.to_owned(), me.user.id);
+    state
+        .read(move |s| {
+            if let Some(gid) = s.group_id_by_ext(&t, &key)? {
+                return Ok(parlor_actors::group::group_conv(gid));
+            }
+            match find(s, &t, &key)? {
+                Some(u) => Ok(parlor_actors::direct_conv(my_id, u.id)),
+                None => Err(ApiError::NotFound(format!("{key} is neither a user nor a group"))),
+            }
+        })
+        .await
+}
+
+fn truthy(req: &HttpRequest, name: &str) -> std::result::Result<bool, ApiError> {
+    let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|_| ApiError::invalid("malformed query string"))?;
+    match q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()) {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(_) => Err(ApiError::invalid(format!("{name} must be true or false"))),
+    }
+}
+
+async fn archive_conversation(req: HttpRequest, state: State, me: Chat21User) -> Result {
+    let with = req
+        .match_info()
+        .get("recipient_id")
+        .unwrap_or_default()
+        .to_owned();
+    let delete = truthy(&req, "delete")?;
+    let conv = conversation_with(&state, &me, &with).await?;
+    let change = if delete {
+        conversations::Change::Delete
+    } else {
+        conversations::Change::Archive
+    };
+    conversations::change(&state, me.tenant(), me.user.id, &conv, change).await?;
+    Ok(HttpResponse::Created().json(json!({"success": true})))
+}
+
+/// Refuses a caller reading another user's conversations.
+fn only_own(req: &HttpRequest, me: &Chat21User) -> std::result::Result<(), ApiError> {
+    let user = req.match_info().get("user_id").unwrap_or_default();
+    if user == me.user.uuid || user == me.user.id.to_string() {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "you may only read your own conversations".into(),
+        ))
+    }
+}
+
+fn conversation_json(
+    e: &conversations::Entry,
+    me: &UserRecord,
+    users: &HashMap<u64, UserRecord>,
+    tenant: &str,
+) -> Value {
+    let (with, with_name, channel) = match (&e.group, &e.peer) {
+        (Some(g), _) => (
+            g.ext_id.clone().unwrap_or_else(|| g.id.to_string()),
+            g.name.clone(),
+            "group",
+        ),
+        (None, Some(p)) => (
+            p.uuid.clone(),
+            if p.nickname.is_empty() {
+                p.username.clone()
+            } else {
+                p.nickname.clone()
+            },
+            "direct",
+        ),
+        _ => (String::new(), String::new(), "direct"),
+    };
+    let last = e
+        .last
+        .as_ref()
+        .map(|m| message_json(m, users, e.group.as_ref().and_then(|g| g.ext_id.as_deref())));
+    json!({
+        "uid": e.conv,
+        "app_id": tenant,
+        "recipient": last.as_ref().map_or(Value::Null, |l| l["recipient"].clone()),
+        "recipient_fullname": last.as_ref().map_or(Value::Null, |l| l["recipient_fullname"].clone()),
+        "sender": last.as_ref().map_or(Value::Null, |l| l["sender"].clone()),
+        "sender_fullname": last.as_ref().map_or(Value::Null, |l| l["sender_fullname"].clone()),
+        "conversation_with": with,
+        "conversation_with_fullname": with_name,
+        "last_message_text": last.as_ref().map_or(Value::Null, |l| l["text"].clone()),
+        "type": last.as_ref().map_or(Value::Null, |l| l["type"].clone()),
+        "timestamp": e.activity(),
+        "channel_type": channel,
+        "is_new": e.unread > 0,
+        "unread": e.unread,
+        "archived": e.archived(),
+        "pinned": e.state.pinned,
+        "user": me.uuid,
+    })
+}
+
+async fn list_conversations(
+    req: HttpRequest,
+    state: State,
+    me: Chat21User,
+    filter: conversations::Filter,
+) -> Result {
+    only_own(&req, &me)?;
+    let (t, my_id) = (me.tenant().to_owned(), me.user.id);
+    let (entries, users) = state
+        .read(move |s| {
+            let entries = conversations::list(s, &t, my_id, filter)?;
+            let ids: Vec<u64> = entries
+                .iter()
+                .filter_map(|e| e.last.as_ref())
+                .flat_map(|m| [m.from_id, m.to_id])
+                .collect();
+            let users = users_of(s, &t, ids)?;
+            Ok((entries, users))
+        })
+        .await?;
+    let result: Vec<Value> = entries
+        .iter()
+        .map(|e| conversation_json(e, &me.user, &users, me.tenant()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"success": true, "result": result})))
+}
+
+async fn conversations(req: HttpRequest, state: State, me: Chat21User) -> Result {
+    list_conversations(req, state, me, conversations::Filter::Active).await
+}
+
+async fn archived_conversations(req: HttpRequest, state: State, me: Chat21User) -> Result {
+    list_conversations(req, state, me, conversations::Filter::Archived).await
+}
+
+async fn conversation_detail(req: HttpRequest, state: State, me: Chat21User) -> Result {
+    only_own(&req, &me)?;
+    let with = req.match_info().get("with").unwrap_or_default().to_owned();
+    let conv = conversation_with(&state, &me, &with).await?;
+    let (t, my_id) = (me.tenant().to_owned(), me.user.id);
+    let (entry, users) = state
+        .read(move |s| {
+            let e = conversations::entry(s, &t, my_id, &conv)?
+                .ok_or_else(|| ApiError::NotFound("no such conversation".into()))?;
+            let ids: Vec<u64> = e.last.iter().flat_map(|m| [m.from_id, m.to_id]).collect();
+            Ok((e, users_of(s, &t, ids)?))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"success": true, "result": [conversation_json(&entry, &me.user, &users, me.tenant())]})))
+}
+
+async fn conversation_messages(req: HttpRequest, state: State, me: Chat21User) -> Result {
+    only_own(&req, &me)?;
+    let with = req.match_info().get("with").unwrap_or_default().to_owned();
+    let conv = conversation_with(&state, &me, &with).await?;
+    let (t, my_id) = (me.tenant().to_owned(), me.user.id);
+    let (messages, users, group_uid) = state
+        .read(move |s| {
+            let floor = conversations::history_floor(s, &t, my_id, &conv)?;
+            let page = s.history(&t, &conv, None, Some(floor), 200)?;
+            let users = users_of(s, &t, page.messages.iter().flat_map(|m| [m.from_id, m.to_id]))?;
+            let group_uid = match parlor_actors::group::group_of_conv(&conv) {
+                Some(gid) => s.group(&t, gid)?.and_then(|g| g.ext_id),
+                None => None,
+            };
+            Ok((page.messages, users, group_uid))
+        })
+        .await?;
+    let result: Vec<Value> = messages
+        .iter()
+        .map(|m| message_json(m, &users, group_uid.as_deref()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"success": true, "result": result})))
 }

@@ -5,12 +5,16 @@
 //! face and the reverse. A ban is the core's block: the banned user's messages to the
 //! banning user are refused.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpRequest, HttpResponse};
-use parlor_storage::{Role, UserRecord};
+use parlor_actors::{CreateGroup, TenantOf};
+use parlor_storage::{MessageRecord, Role, Snapshot, UserRecord};
 use serde_json::{json, Value};
 
-use super::uniapp::{check_len, load_user, new_user, password_login};
+use super::uniapp::{check_len, load_user, local_time, new_user, party, password_login};
 use super::{tenant_of, Caller, Face, FaceError, Fields};
+use crate::conversations;
 use crate::error::ApiError;
 use crate::social;
 use crate::state::AppState;
@@ -164,4 +168,300 @@ async fn unban(req: HttpRequest, state: State, me: Me) -> Result {
     let id = path_id(&req, "bannerId")?;
     social::set_block(&state, me.tenant(), me.id(), id, false, true).await?;
     Ok(success("移除屏蔽成功", json!({})))
+}
+
+/// Registers the conversation and message routes.
+pub fn conversation_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/conversation/create", web::post().to(create_conversation))
+        .route("/conversation/getlist", web::get().to(list_conversations))
+        .route("/conversation/members", web::get().to(conversation_members))
+        .route(
+            "/message/history/{conversation_id}",
+            web::get().to(message_history),
+        );
+}
+
+fn query(req: &HttpRequest) -> std::result::Result<Vec<(String, String)>, ApiError> {
+    Ok(
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|_| ApiError::invalid("malformed query string"))?
+            .into_inner(),
+    )
+}
+
+/// The conversation key of a chat-room conversation number, for a participant.
+async fn conversation_of(state: &State, me: &Me, number: &str) -> std::result::Result<String, ApiError> {
+    let n: u64 = number
+        .parse()
+        .map_err(|_| ApiError::invalid("conversationId must be a conversation number"))?;
+    let (t, my_id) = (me.tenant().to_owned(), me.id());
+    state
+        .read(move |s| {
+            let conv = s
+                .conv_by_number(&t, n)?
+                .ok_or_else(|| ApiError::NotFound(format!("conversation {n} does not exist")))?;
+            conversations::history_floor(s, &t, my_id, &conv)?;
+            Ok(conv)
+        })
+        .await
+}
+
+/// Numbers for conversations that have none yet (given on first sight, in one write).
+async fn numbers(
+    state: &State,
+    tenant: &str,
+    convs: Vec<String>,
+) -> std::result::Result<HashMap<String, u64>, ApiError> {
+    let (t, wanted) = (tenant.to_owned(), convs.clone());
+    let known = state
+        .read(move |s| {
+            let mut out = HashMap::new();
+            for c in wanted {
+                if let Some(n) = s.conv_number(&t, &c)? {
+                    out.insert(c, n);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    let missing: Vec<String> = convs.into_iter().filter(|c| !known.contains_key(c)).collect();
+    if missing.is_empty() {
+        return Ok(known);
+    }
+    let t = tenant.to_owned();
+    let given = state
+        .store
+        .writer()
+        .write(move |tx| {
+            missing
+                .into_iter()
+                .map(|c| tx.conv_number(&t, &c).map(|n| (c, n)))
+                .collect::<parlor_storage::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(known.into_iter().chain(given).collect())
+}
+
+fn members_of(s: &Snapshot, tenant: &str, conv: &str, me: u64) -> parlor_storage::Result<Vec<u64>> {
+    if let Some((a, b)) = parlor_actors::direct_pair(conv) {
+        return Ok([a, b].into_iter().filter(|u| *u != me).collect());
+    }
+    match parlor_actors::group::group_of_conv(conv) {
+        Some(gid) => Ok(s
+            .members_of(tenant, gid)?
+            .into_iter()
+            .map(|(u, _)| u)
+            .filter(|u| *u != me)
+            .collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
+async fn create_conversation(req: HttpRequest, state: State, me: Me) -> Result {
+    me.not_visitor("create conversations")?;
+    let mut ids = Vec::new();
+    for (k, v) in query(&req)? {
+        if k == "contactId" || k == "contactId[]" {
+            for part in v.split(',').filter(|p| !p.trim().is_empty()) {
+                ids.push(
+                    part.trim()
+                        .parse::<u64>()
+                        .map_err(|_| ApiError::invalid("contactId must be user ids"))?,
+                );
+            }
+        }
+    }
+    ids.retain(|id| *id != me.id());
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(ApiError::invalid("contactId is required").into());
+    }
+    let (t, my_id, wanted) = (me.tenant().to_owned(), me.id(), ids.clone());
+    let (owner, contacts) = state
+        .read(move |s| {
+            let owner = s
+                .user(&t, my_id)?
+                .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+            let mut contacts = Vec::new();
+            for id in wanted {
+                let u = s
+                    .user(&t, id)?
+                    .ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
+                if s.friend(&t, my_id, id)?.is_none() {
+                    return Err(ApiError::Forbidden(format!(
+                        "user {id} is not one of your contacts"
+                    )));
+                }
+                contacts.push(u);
+            }
+            Ok((owner, contacts))
+        })
+        .await?;
+    let (conv, kind) = if contacts.len() == 1 {
+        // The single conversation with that contact: the same one every time.
+        let conv = parlor_actors::direct_conv(me.id(), contacts[0].id);
+        let (t, c, a, b) = (me.tenant().to_owned(), conv.clone(), me.id(), contacts[0].id);
+        state
+            .store
+            .writer()
+            .write(move |tx| {
+                tx.ensure_cursor(&t, a, &c)?;
+                tx.ensure_cursor(&t, b, &c)
+            })
+            .await?;
+        (conv, "single")
+    } else {
+        let tenant_addr = state.router.send(TenantOf(me.tenant().into())).await?;
+        let members = contacts.iter().map(party).collect();
+        let g = tenant_addr
+            .send(CreateGroup {
+                owner: party(&owner),
+                members,
+                name: None,
+                ext_id: None,
+            })
+            .await??;
+        (parlor_actors::group::group_conv(g.id), "group")
+    };
+    let n = numbers(&state, me.tenant(), vec![conv.clone()]).await?[&conv];
+    let mut members: Vec<u64> = contacts.iter().map(|u| u.id).collect();
+    members.sort_unstable();
+    let c = json!({"id": n, "type": kind, "members": members});
+    Ok(success(
+        "创建会话成功",
+        json!({"conversation": c, "conversations": [c]}),
+    ))
+}
+
+fn content(m: &MessageRecord) -> String {
+    match serde_json::from_str::<Value>(&m.data) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Object(o)) if m.action.is_some() => o
+            .get("data")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        _ => m.data.clone(),
+    }
+}
+
+fn message_json(m: &MessageRecord) -> Value {
+    json!({
+        "id": m.seq,
+        "uuid": m.id,
+        "sender_id": m.from_id,
+        "content": content(m),
+        "type": m.kind,
+        "sent_at": local_time(m.create_time),
+        "revoked": m.revoked,
+    })
+}
+
+async fn list_conversations(state: State, me: Me) -> Result {
+    let (t, my_id) = (me.tenant().to_owned(), me.id());
+    let entries = state
+        .read(move |s| {
+            let mut out = Vec::new();
+            for (conv, _) in s.cursors_of(&t, my_id)? {
+                if let Some(e) = conversations::entry(s, &t, my_id, &conv)? {
+                    if !e.deleted() {
+                        let members = members_of(s, &t, &conv, my_id)?;
+                        out.push((e, members));
+                    }
+                }
+            }
+            out.sort_by(|a, b| {
+                b.0.activity()
+                    .cmp(&a.0.activity())
+                    .then_with(|| a.0.conv.cmp(&b.0.conv))
+            });
+            Ok(out)
+        })
+        .await?;
+    let numbers = numbers(
+        &state,
+        me.tenant(),
+        entries.iter().map(|(e, _)| e.conv.clone()).collect(),
+    )
+    .await?;
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|(e, members)| {
+            let name = match (&e.group, &e.peer) {
+                (Some(g), _) => g.name.clone(),
+                (None, Some(u)) if !u.nickname.is_empty() => u.nickname.clone(),
+                (None, Some(u)) => u.username.clone(),
+                _ => String::new(),
+            };
+            json!({
+                "id": numbers.get(&e.conv),
+                "type": if e.is_group() { "group" } else { "single" },
+                "members": members,
+                "name": name,
+                "unread": e.unread,
+                "last_message": e.last.as_ref().map(message_json),
+            })
+        })
+        .collect();
+    Ok(success("ok", json!({"conversations": list})))
+}
+
+async fn conversation_members(req: HttpRequest, state: State, me: Me) -> Result {
+    let q = query(&req)?;
+    let number = q
+        .iter()
+        .find(|(k, _)| k == "conversationId")
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty());
+    let number = number.ok_or_else(|| ApiError::invalid("conversationId is required"))?;
+    let conv = conversation_of(&state, &me, &number).await?;
+    let (t, my_id) = (me.tenant().to_owned(), me.id());
+    let members = state
+        .read(move |s| {
+            let mut out = Vec::new();
+            for id in members_of(s, &t, &conv, my_id)? {
+                if let Some(u) = s.user(&t, id)? {
+                    out.push(json!({"id": u.id, "username": u.username, "nickname": u.nickname}));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(success("ok", json!({"members": members})))
+}
+
+async fn message_history(req: HttpRequest, state: State, me: Me) -> Result {
+    let number = req
+        .match_info()
+        .get("conversation_id")
+        .unwrap_or_default()
+        .to_owned();
+    let conv = conversation_of(&state, &me, &number).await?;
+    let q = query(&req)?;
+    let param = |name: &str| -> std::result::Result<Option<u64>, ApiError> {
+        match q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(format!("{name} must be an integer"))),
+        }
+    };
+    let before = param("before")?;
+    let limit = param("limit")?
+        .unwrap_or(50)
+        .clamp(1, state.config.limits.history_max as u64) as usize;
+    let (t, my_id) = (me.tenant().to_owned(), me.id());
+    let page = state
+        .read(move |s| {
+            let floor = conversations::history_floor(s, &t, my_id, &conv)?;
+            Ok(s.history(&t, &conv, before, Some(floor), limit)?)
+        })
+        .await?;
+    let messages: Vec<Value> = page.messages.iter().map(message_json).collect();
+    Ok(success(
+        "ok",
+        json!({"messages": messages, "next_before": page.next_before}),
+    ))
 }

@@ -4,6 +4,7 @@
 
 pub mod chat21;
 pub mod chatroom;
+pub mod conversations;
 pub mod groups;
 pub mod social;
 pub mod uniapp;

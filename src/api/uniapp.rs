@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Local, Utc};
 use parlor_actors::wire::MessageJson;
-use parlor_actors::{direct_conv, direct_pair, Logout, Origin, Party, ReplayOffline, SendMessage};
+use parlor_actors::{direct_conv, Logout, Origin, Party, ReplayOffline, SendMessage};
 use parlor_storage::{ChatType, Role, UserRecord};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -787,8 +787,6 @@ async fn history(req: HttpRequest, state: State, me: Me, path: web::Path<(String
         .clamp(1, state.config.limits.history_max as u64) as usize;
     let tenant = me.tenant().to_owned();
     let my_id = me.id();
-    // A group member sees the history after the moment they joined.
-    let mut floor = 0;
     let conv = match chat_type.as_str() {
         "single" => {
             let peer: u64 = id
@@ -797,34 +795,23 @@ async fn history(req: HttpRequest, state: State, me: Me, path: web::Path<(String
             load_user(&state, &tenant, peer).await?;
             direct_conv(my_id, peer)
         }
-        "conversation" => match (direct_pair(&id), parlor_actors::group::group_of_conv(&id)) {
-            (Some((a, b)), _) if a == my_id || b == my_id => id,
-            (Some(_), _) => {
-                return Err(
-                    ApiError::Forbidden("only a participant may read this conversation".into()).into(),
-                )
-            }
-            (None, Some(gid)) => {
-                floor = group_history_start(&state, &tenant, gid, my_id).await?;
-                id
-            }
-            (None, None) => {
-                return Err(ApiError::NotFound(format!("conversation {id} does not exist")).into())
-            }
-        },
         "group" => {
             let gid: u64 = id
                 .parse()
                 .map_err(|_| ApiError::invalid("id must be a group id"))?;
-            floor = group_history_start(&state, &tenant, gid, my_id).await?;
             parlor_actors::group::group_conv(gid)
         }
+        "conversation" => id,
         _ => return Err(ApiError::invalid("chatType must be single, group or conversation").into()),
     };
     let c = conv.clone();
-    let after = Some(after.unwrap_or(0).max(floor));
+    // A member sees history after joining a group and after deleting the conversation.
     let page = state
-        .read(move |s| Ok(s.history(&tenant, &c, before, after, limit)?))
+        .read(move |s| {
+            let floor = crate::conversations::history_floor(s, &tenant, my_id, &c)?;
+            let after = Some(after.unwrap_or(0).max(floor));
+            Ok(s.history(&tenant, &c, before, after, limit)?)
+        })
         .await?;
     let list: Vec<MessageJson<'_>> = page.messages.iter().map(MessageJson::new).collect();
     Ok(ok(json!({
@@ -859,26 +846,4 @@ mod tests {
         assert_eq!(options_json(Some(&json!({"b": 2}))).unwrap(), "{\"b\":2}");
         assert!(options_json(Some(&json!("{not json"))).is_err());
     }
-}
-
-/// Where a member's view of a group's history starts (the head when they joined);
-/// refuses a non-member and an unknown group.
-pub(crate) async fn group_history_start(
-    state: &State,
-    tenant: &str,
-    gid: u64,
-    me: u64,
-) -> std::result::Result<u64, ApiError> {
-    let tenant = tenant.to_owned();
-    state
-        .read(move |s| {
-            s.group(&tenant, gid)?
-                .filter(|g| g.status == 1)
-                .ok_or_else(|| ApiError::NotFound(format!("group {gid} does not exist")))?;
-            let m = s
-                .member(&tenant, gid, me)?
-                .ok_or_else(|| ApiError::Forbidden("you are not a member of this group".into()))?;
-            Ok(m.joined_seq)
-        })
-        .await
 }

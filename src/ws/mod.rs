@@ -70,6 +70,7 @@ async fn upgrade(
         jti: Arc::from(claims.jti.as_str()),
         router: state.router.clone(),
         store: state.store.clone(),
+        state: state.clone(),
         config: state.config.ws.clone(),
         manual_ack: manual,
         last_heard: Instant::now(),
@@ -92,6 +93,7 @@ pub struct Session {
     jti: Arc<str>,
     router: Addr<Router>,
     store: Store,
+    state: web::Data<AppState>,
     config: WsConfig,
     manual_ack: bool,
     last_heard: Instant,
@@ -140,6 +142,7 @@ impl Session {
             Ok(ClientFrame::Send(frame)) => self.on_send(frame, ctx),
             Ok(ClientFrame::Ack { conversation, seq }) => self.advance(conversation, seq, false),
             Ok(ClientFrame::Read { conversation, seq }) => self.advance(conversation, seq, true),
+            Ok(ClientFrame::Revoke { cid, id }) => self.on_revoke(cid, id, ctx),
             Err(e) => self.error(e, ctx),
         }
     }
@@ -212,6 +215,22 @@ impl Session {
                     cid,
                     code: "storage",
                     msg: "cannot look the recipient up".into(),
+                },
+                ctx,
+            ),
+        }));
+    }
+
+    fn on_revoke(&mut self, cid: Option<String>, id: String, ctx: &mut ws::WebsocketContext<Self>) {
+        let (state, tenant, by) = (self.state.clone(), self.user.tenant.clone(), self.me.clone());
+        let revoke = async move { crate::conversations::revoke(&state, &tenant, by, &id).await };
+        ctx.spawn(revoke.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(revoked) => ctx.text(wire::ack_frame(cid.as_deref(), &revoked).as_ref()),
+            Err(e) => act.error(
+                FrameError {
+                    cid,
+                    code: e.kind(),
+                    msg: e.to_string(),
                 },
                 ctx,
             ),

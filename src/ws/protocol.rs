@@ -7,6 +7,7 @@
 //!   → `{"type":"ack","cid":"c1","data":{message}}`
 //! - `{"type":"ack","conversation":"d:1:2","seq":5}` moves the delivered cursor.
 //! - `{"type":"read","conversation":"d:1:2","seq":5}` moves the read cursor.
+//! - `{"type":"revoke","cid":"c2","id":"<message id>"}` → `{"type":"ack","cid":"c2","data":{placeholder}}`.
 
 use serde_json::{Map, Value};
 
@@ -17,6 +18,7 @@ pub enum ClientFrame {
     Send(SendFrame),
     Ack { conversation: String, seq: u64 },
     Read { conversation: String, seq: u64 },
+    Revoke { cid: Option<String>, id: String },
 }
 
 /// The fields of a `send` frame.
@@ -114,6 +116,11 @@ pub fn decode(text: &str) -> Result<ClientFrame, FrameError> {
                 options: obj.get("options").cloned(),
             }))
         }
+        "revoke" => {
+            let id =
+                str_field(&obj, "id", &cid)?.ok_or_else(|| err(&cid, "missing_field", "id is required"))?;
+            Ok(ClientFrame::Revoke { cid, id })
+        }
         "ack" | "read" => {
             let conversation = str_field(&obj, "conversation", &cid)?
                 .ok_or_else(|| err(&cid, "missing_field", "conversation is required"))?;
@@ -157,6 +164,18 @@ mod tests {
                 seq: 6
             }
         );
+    }
+
+    #[test]
+    fn decodes_revoke() {
+        assert_eq!(
+            decode(r#"{"type":"revoke","cid":"c","id":"m1"}"#).unwrap(),
+            ClientFrame::Revoke {
+                cid: Some("c".into()),
+                id: "m1".into()
+            }
+        );
+        assert_eq!(decode(r#"{"type":"revoke"}"#).unwrap_err().code, "missing_field");
     }
 
     #[test]

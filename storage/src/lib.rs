@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 pub use records::{
-    ApplyRecord, ApplyStatus, ChatType, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord,
-    MessageRecord, Role, UserRecord,
+    ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FriendRecord, GroupRecord, JoinRequest,
+    MemberRecord, MessageRecord, Role, UserRecord,
 };
 pub use snapshot::{HistoryPage, Snapshot, StartupState};
 pub use tx::Tx;

@@ -261,3 +261,18 @@ pub struct JoinRequest {
 impl Record for JoinRequest {
     const VERSION: u8 = 1;
 }
+
+/// A user's own view of one conversation: pinned, archived or deleted for them only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvState {
+    pub pinned: bool,
+    /// Archived at this head: hidden from the list until a newer message (0: not archived).
+    pub archived_upto: u64,
+    /// Deleted at this head: history up to it is hidden from this user, and the
+    /// conversation leaves the list until a newer message (0: not deleted).
+    pub deleted_upto: u64,
+}
+
+impl Record for ConvState {
+    const VERSION: u8 = 1;
+}

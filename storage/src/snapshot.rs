@@ -7,8 +7,8 @@ use redb::{ReadTransaction, ReadableTable};
 
 use crate::codec::decode;
 use crate::records::{
-    ApplyRecord, ApplyStatus, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
-    UserRecord,
+    ApplyRecord, ApplyStatus, ConvState, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord,
+    MessageRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::Result;
@@ -367,5 +367,42 @@ impl Snapshot {
             out.push(decode(entry?.1.value())?);
         }
         Ok(out)
+    }
+
+    /// A user's view of a conversation.
+    pub fn conv_state(&self, tenant: &str, user: u64, conv: &str) -> Result<ConvState> {
+        let table = self.txn.open_table(CONV_STATES)?;
+        let value = table.get((tenant, user, conv))?;
+        Ok(value.map(|v| decode(v.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// The newest message of a conversation.
+    pub fn last_message(&self, tenant: &str, conv: &str) -> Result<Option<MessageRecord>> {
+        let table = self.txn.open_table(MESSAGES)?;
+        let last = table
+            .range((tenant, conv, 0)..=(tenant, conv, u64::MAX))?
+            .next_back();
+        match last {
+            Some(entry) => Ok(Some(decode(entry?.1.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The number of a conversation, if it was given one.
+    pub fn conv_number(&self, tenant: &str, conv: &str) -> Result<Option<u64>> {
+        Ok(self
+            .txn
+            .open_table(CONV_NUMS)?
+            .get((tenant, conv))?
+            .map(|v| v.value()))
+    }
+
+    /// The conversation of a number.
+    pub fn conv_by_number(&self, tenant: &str, n: u64) -> Result<Option<String>> {
+        Ok(self
+            .txn
+            .open_table(NUM_CONVS)?
+            .get((tenant, n))?
+            .map(|v| v.value().to_owned()))
     }
 }

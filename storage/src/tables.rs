@@ -47,6 +47,12 @@ pub const MEMBERS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::n
 pub const USER_GROUPS: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("user_groups");
 /// `(tenant, group, user)` → [`JoinRequest`](crate::JoinRequest).
 pub const JOIN_REQUESTS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("join_requests");
+/// `(tenant, user, conversation)` → [`ConvState`](crate::ConvState).
+pub const CONV_STATES: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("conv_states");
+/// `(tenant, conversation)` → its number (the chat-room face names conversations by number).
+pub const CONV_NUMS: TableDefinition<(&str, &str), u64> = TableDefinition::new("conv_nums");
+/// `(tenant, number)` → conversation.
+pub const NUM_CONVS: TableDefinition<(&str, u64), &str> = TableDefinition::new("num_convs");
 /// Revoked token ids → their expiry (seconds since the epoch).
 pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
 
@@ -71,6 +77,9 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(BLOCKS)?;
     txn.open_table(STRANGER_SENDS)?;
     txn.open_table(GROUPS)?;
+    txn.open_table(CONV_STATES)?;
+    txn.open_table(CONV_NUMS)?;
+    txn.open_table(NUM_CONVS)?;
     txn.open_table(GROUP_EXT_IDS)?;
     txn.open_table(MEMBERS)?;
     txn.open_table(USER_GROUPS)?;

@@ -10,7 +10,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::codec::{decode, encode};
 use crate::records::{
-    ApplyRecord, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord, UserRecord,
+    ApplyRecord, ConvState, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
+    UserRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result};
@@ -60,6 +61,9 @@ lazy_tables! {
     applies_to: APPLIES_TO => (&'static str, u64, u64), ();
     apply_pairs: APPLY_PAIRS => (&'static str, u64, u64), u64;
     blocks: BLOCKS => (&'static str, u64, u64), u64;
+    conv_states: CONV_STATES => (&'static str, u64, &'static str), &'static [u8];
+    conv_nums: CONV_NUMS => (&'static str, &'static str), u64;
+    num_convs: NUM_CONVS => (&'static str, u64), &'static str;
     groups: GROUPS => (&'static str, u64), &'static [u8];
     group_ext: GROUP_EXT_IDS => (&'static str, &'static str), u64;
     members: MEMBERS => (&'static str, u64, u64), &'static [u8];
@@ -237,7 +241,8 @@ impl Tx<'_> {
         Ok(self.heads()?.get((tenant, conv))?.map(|v| v.value()).unwrap_or(0))
     }
 
-    /// Moves a cursor forward (never back) and returns it. The two positions move
+    /// Moves an existing cursor forward (never back) and returns it; `None` (writing
+    /// nothing) when the user has no cursor in that conversation. The two positions move
     /// independently: a read receipt does not mark unseen messages delivered.
     pub fn advance_cursor(
         &self,
@@ -246,20 +251,21 @@ impl Tx<'_> {
         conv: &str,
         delivered: u64,
         read: u64,
-    ) -> Result<Cursor> {
+    ) -> Result<Option<Cursor>> {
         let mut cursors = self.cursors()?;
-        let (d, r) = cursors
-            .get((tenant, user, conv))?
-            .map(|v| v.value())
-            .unwrap_or((0, 0));
+        // Only members have cursors: a position reported for another conversation is
+        // ignored rather than making the user a reader of it.
+        let Some((d, r)) = cursors.get((tenant, user, conv))?.map(|v| v.value()) else {
+            return Ok(None);
+        };
         let next = (d.max(delivered), r.max(read));
         if next != (d, r) {
             cursors.insert((tenant, user, conv), next)?;
         }
-        Ok(Cursor {
+        Ok(Some(Cursor {
             delivered: next.0,
             read: next.1,
-        })
+        }))
     }
 
     /// Records a revoked token id until its expiry.
@@ -458,5 +464,37 @@ impl Tx<'_> {
         self.cursors()?
             .insert((tenant, user, conv), (cursor.delivered, cursor.read))?;
         Ok(())
+    }
+
+    /// A user's view of a conversation.
+    pub fn conv_state(&self, tenant: &str, user: u64, conv: &str) -> Result<ConvState> {
+        Ok(self
+            .conv_states()?
+            .get((tenant, user, conv))?
+            .map(|v| decode(v.value()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Stores a user's view of a conversation (the default removes the row).
+    pub fn put_conv_state(&self, tenant: &str, user: u64, conv: &str, state: &ConvState) -> Result<()> {
+        if *state == ConvState::default() {
+            self.conv_states()?.remove((tenant, user, conv))?;
+        } else {
+            self.conv_states()?
+                .insert((tenant, user, conv), encode(state).as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// The number of a conversation, given one on first use.
+    pub fn conv_number(&self, tenant: &str, conv: &str) -> Result<u64> {
+        if let Some(n) = self.conv_nums()?.get((tenant, conv))?.map(|v| v.value()) {
+            return Ok(n);
+        }
+        let n = self.next_counter("next_conv_number")?;
+        self.conv_nums()?.insert((tenant, conv), n)?;
+        self.num_convs()?.insert((tenant, n), conv)?;
+        Ok(n)
     }
 }

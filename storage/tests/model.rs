@@ -72,7 +72,7 @@ enum Outcome {
     Appended,
     /// The dedup check found this message, so nothing was appended.
     Duplicate(Box<MessageRecord>),
-    Cursor(Cursor),
+    Cursor(Option<Cursor>),
     Done,
 }
 
@@ -326,16 +326,15 @@ fn plan(m: &mut Model, op: &Op) -> (Job, Expect) {
             let span = m.head(t, c) + 2;
             let (delivered, read) = (delivered % span, read % span);
             let key = (t.to_owned(), user, c.to_owned());
-            let old = m.cursors.get(&key).copied();
-            let current = old.unwrap_or_default();
-            // Each position only moves forward, independently of the other: a read receipt
-            // does not mark unseen messages delivered.
-            let next = Cursor {
+            // Only an existing cursor moves; a position for a conversation the user has no
+            // cursor in is ignored and creates nothing.
+            let next = m.cursors.get(&key).copied().map(|current| Cursor {
+                // Each position only moves forward, independently of the other: a read
+                // receipt does not mark unseen messages delivered.
                 delivered: current.delivered.max(delivered),
                 read: current.read.max(read),
-            };
-            // A cursor row only appears when something moved (or `ensure_cursor` made it).
-            if old.is_some() || next != Cursor::default() {
+            });
+            if let Some(next) = next {
                 m.cursors.insert(key, next);
             }
             let job: Job =

@@ -109,6 +109,7 @@ fn committed_state_survives_reopen() {
             tx.put_message("acme", &revoked)?;
             tx.ensure_cursor("acme", 1, "d:1:2")?;
             tx.ensure_cursor("acme", 2, "g:7")?;
+            tx.ensure_cursor("acme", 2, "d:1:2")?;
             tx.advance_cursor("acme", 1, "d:1:2", 5, 4)?;
             tx.advance_cursor("acme", 2, "d:1:2", 2, 1)?;
             tx.revoke_token("jti-1", u64::MAX)?;
