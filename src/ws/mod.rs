@@ -53,21 +53,33 @@ async fn upgrade(
     let token = token_of(&req)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
-    let claims = state.auth.verify(&token)?;
-    let (tenant, id) = (claims.app_id.clone(), claims.id);
-    let user = state
-        .read(move |s| Ok(s.user(&tenant, id)?))
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    // A Parlor token names the user by id; an outside (Chat21) token by `sub`, and that
+    // user is created on first use as on the Chat21 routes.
+    let (user, jti) = match state.auth.verify(&token) {
+        Ok(claims) => {
+            let (tenant, id) = (claims.app_id.clone(), claims.id);
+            let user = state
+                .read(move |s| Ok(s.user(&tenant, id)?))
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+            (user, claims.jti)
+        }
+        Err(parlor_error) => {
+            let claims = state.auth.verify_external(&token).map_err(|_| parlor_error)?;
+            let tenant = claims.app_id.unwrap_or_else(|| "default".into());
+            let user = crate::api::chat21::resolve_or_create(&state, &tenant, &claims.sub).await?;
+            (user, claims.jti.unwrap_or_else(|| format!("sub:{}", claims.sub)))
+        }
+    };
     let manual = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map(|q| q.iter().any(|(k, v)| k == "ack" && v == "manual"))
         .unwrap_or(false);
     let session = Session {
         id: state.next_session.fetch_add(1, Ordering::Relaxed),
-        user: UserKey::new(&claims.app_id, claims.id),
+        user: UserKey::new(&user.tenant, user.id),
         me: party(&user),
         role: user.role,
-        jti: Arc::from(claims.jti.as_str()),
+        jti: Arc::from(jti.as_str()),
         router: state.router.clone(),
         store: state.store.clone(),
         state: state.clone(),
