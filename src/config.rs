@@ -54,7 +54,16 @@ pub struct AdminConfig {
     /// Address of the admin listener. Default `127.0.0.1:18080`.
     pub bind: String,
     /// Secret of the admin signature; empty disables the admin listener. Default empty.
+    #[serde(deserialize_with = "text")]
     pub secret: String,
+    /// How far a request's `timestamp` may be from the server's clock, either side, and
+    /// how long a `nonce` is remembered against replay, seconds. Default 300.
+    pub window_secs: u64,
+    /// What `/admin/customer` answers. Defaults `parlor` and `Parlor`.
+    #[serde(deserialize_with = "text")]
+    pub customer_id: String,
+    #[serde(deserialize_with = "text")]
+    pub customer_name: String,
 }
 
 impl Default for AdminConfig {
@@ -62,6 +71,9 @@ impl Default for AdminConfig {
         AdminConfig {
             bind: "127.0.0.1:18080".into(),
             secret: String::new(),
+            window_secs: 300,
+            customer_id: "parlor".into(),
+            customer_name: "Parlor".into(),
         }
     }
 }
@@ -104,6 +116,7 @@ impl StorageConfig {
 pub struct AuthConfig {
     /// HS256 secret of the tokens; empty: generated at first start and kept in the data
     /// directory as `jwt_secret` (mode 0600). Default empty.
+    #[serde(deserialize_with = "text")]
     pub jwt_secret: String,
     /// Lifetime of a token in seconds. Default 604800 (7 days).
     pub token_ttl_secs: u64,
@@ -112,8 +125,10 @@ pub struct AuthConfig {
     /// argon2id passes. Default 2.
     pub argon2_iterations: u32,
     /// Salt of the visitor signature (`X-Security-Sign`). Default `parlor-visitor-salt`.
+    #[serde(deserialize_with = "text")]
     pub visitor_salt: String,
     /// App secret appended to the visitor signature string. Default `parlor-visitor-secret`.
+    #[serde(deserialize_with = "text")]
     pub visitor_app_secret: String,
     /// How far a visitor request's timestamp may be from the server's clock, seconds.
     /// Default 300.
@@ -221,6 +236,7 @@ pub struct UsersConfig {
     /// Default 1.
     pub default_invite_confirm: u8,
     /// Avatar URL of a new user. Default empty.
+    #[serde(deserialize_with = "text")]
     pub default_avatar: String,
 }
 
@@ -255,6 +271,27 @@ impl Default for RouterSettings {
             group_idle_secs: 600,
         }
     }
+}
+
+/// A text value that may have been written as a number (an environment variable such as
+/// `PARLOR_ADMIN__SECRET=123456` reads as one).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::S(s) => s,
+        Text::I(i) => i.to_string(),
+        Text::U(u) => u.to_string(),
+        Text::F(f) => f.to_string(),
+        Text::B(b) => b.to_string(),
+    })
 }
 
 /// A configuration that could not be loaded.
@@ -301,6 +338,15 @@ impl Config {
         }
         if self.admin.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid("admin.bind", "must be an address like 127.0.0.1:18080");
+        }
+        if self.admin.window_secs == 0 {
+            return invalid("admin.window_secs", "must be at least 1");
+        }
+        if !cfg!(debug_assertions) && !self.admin.secret.is_empty() && self.admin.secret.len() < 16 {
+            return invalid(
+                "admin.secret",
+                "must be at least 16 characters (or empty to disable the admin listener)",
+            );
         }
         if self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path", "must not be empty");
@@ -399,6 +445,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.bind"), "{err}");
+    }
+
+    #[test]
+    fn numbers_are_taken_as_text_for_secrets() {
+        let c = Config::from_toml("[admin]\nsecret = 123456\n").unwrap();
+        assert_eq!(c.admin.secret, "123456");
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub enum StartError {
 pub struct Running {
     addr: SocketAddr,
     server: Server,
+    admin: Option<(
+        SocketAddr,
+        ServerHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
     router: Addr<Router>,
     store: Store,
     arbiter: Arbiter,
@@ -63,6 +68,11 @@ impl Running {
     /// The address the client listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the admin listener, when it is served (`admin.secret` set).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(a, _, _)| *a)
     }
 
     /// A handle to stop the server (`handle.stop(true)` lets connections finish).
@@ -173,6 +183,8 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .configure(api::chat21::conversation_routes)
             .default_service(web::to(not_found))
     })
+    // Frames are small and latency matters: no Nagle delay on the sockets.
+    .tcp_nodelay(true)
     .listen(listener)?
     .shutdown_timeout(config.server.shutdown_timeout_secs);
     if config.server.workers > 0 {
@@ -180,10 +192,35 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     }
     let server = server.run();
 
-    let admin = if config.admin.secret.is_empty() {
-        format!("{} (disabled: admin.secret is empty)", config.admin.bind)
+    let admin_server = if config.admin.secret.is_empty() {
+        None
     } else {
-        config.admin.bind.clone()
+        let listener = TcpListener::bind(&config.admin.bind).map_err(|e| {
+            StartError::Config(format!("admin.bind: cannot listen on {}: {e}", config.admin.bind))
+        })?;
+        let admin_addr = listener.local_addr()?;
+        let nonces = web::Data::new(api::admin::Nonces::new(std::time::Duration::from_secs(
+            config.admin.window_secs,
+        )));
+        let admin_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .app_data(nonces.clone())
+                .configure(api::admin::routes)
+                .default_service(web::to(api::admin::not_found))
+        })
+        .listen(listener)?
+        .workers(1)
+        .shutdown_timeout(config.server.shutdown_timeout_secs)
+        .run();
+        // A server runs when polled: the admin one runs beside the client one.
+        let handle = server.handle();
+        Some((admin_addr, handle, actix_web::rt::spawn(server)))
+    };
+    let admin = match &admin_server {
+        Some((a, _, _)) => a.to_string(),
+        None => format!("{} (disabled: admin.secret is empty)", config.admin.bind),
     };
     tracing::info!(
         listen = %addr,
@@ -196,6 +233,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     Ok(Running {
         addr,
         server,
+        admin: admin_server,
         router,
         store,
         arbiter,

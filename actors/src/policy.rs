@@ -38,7 +38,53 @@ impl Default for Policy {
     }
 }
 
+/// The system settings of the admin face: `(id, description)`; each is a [`Policy`] field.
+pub const SETTINGS: [(u32, &str); 6] = [
+    (1, "revoke window in seconds"),
+    (2, "largest message content in bytes"),
+    (3, "messages one user may send per second (0: no limit)"),
+    (4, "burst of messages above that rate"),
+    (5, "most offline messages pushed on connect"),
+    (6, "most members of a group"),
+];
+
 impl Policy {
+    /// The value of system setting `id`, if there is one.
+    pub fn setting(&self, id: u32) -> Option<u64> {
+        Some(match id {
+            1 => self.revoke_window_secs,
+            2 => self.max_message_bytes as u64,
+            3 => u64::from(self.rate_per_sec),
+            4 => u64::from(self.rate_burst),
+            5 => self.offline_replay_max as u64,
+            6 => self.max_group_members as u64,
+            _ => return None,
+        })
+    }
+
+    /// Sets system setting `id` from its text; refuses an unknown id or a bad value.
+    pub fn set(&mut self, id: u32, value: &str) -> Result<(), String> {
+        let v: u64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("setting {id} takes a non-negative integer"))?;
+        let small = |v: u64| u32::try_from(v).map_err(|_| format!("setting {id} is at most {}", u32::MAX));
+        let out_of_range = || Err(format!("setting {id} is out of range"));
+        match id {
+            1 => self.revoke_window_secs = v,
+            2 if v == 0 => return out_of_range(),
+            2 => self.max_message_bytes = v as usize,
+            3 => self.rate_per_sec = small(v)?,
+            4 => self.rate_burst = small(v)?,
+            5 if v == 0 => return out_of_range(),
+            5 => self.offline_replay_max = v as usize,
+            6 if v < 2 => return out_of_range(),
+            6 => self.max_group_members = v as usize,
+            _ => return Err(format!("setting {id} does not exist")),
+        }
+        Ok(())
+    }
+
     /// Checks the parts of a send every conversation shares: type, client id, size.
     pub fn check_content(&self, msg: &SendMessage) -> Result<(), SendError> {
         if msg.kind.is_empty() || msg.kind.len() > 32 {

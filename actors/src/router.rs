@@ -228,7 +228,16 @@ impl Router {
         let apply = updates.clone();
         match self.store.writer().submit(move |tx: &Tx<'_>| {
             for ((user, conv), (delivered, read)) in &apply {
-                tx.advance_cursor(&user.tenant, user.id, conv, *delivered, *read)?;
+                // Never past the head: a client's `ack` or `read` of a seq that does not exist
+                // yet must not mark the later messages delivered or read.
+                let head = tx.head(&user.tenant, conv)?;
+                tx.advance_cursor(
+                    &user.tenant,
+                    user.id,
+                    conv,
+                    (*delivered).min(head),
+                    (*read).min(head),
+                )?;
             }
             Ok(())
         }) {

@@ -68,6 +68,22 @@ impl Actor for Tenant {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(65_536);
+        // Settings changed through the admin face outlive a restart.
+        let (store, tenant) = (self.store.clone(), self.name.clone());
+        let read = tokio::task::spawn_blocking(move || store.snapshot()?.tenant_settings(&tenant));
+        ctx.wait(read.into_actor(self).map(|res, act, ctx| {
+            let Ok(Ok(settings)) = res else { return };
+            if settings.is_empty() {
+                return;
+            }
+            let mut policy = Policy::clone(&act.policy);
+            for (id, value) in settings {
+                if let Err(e) = policy.set(id, &value) {
+                    tracing::warn!(tenant = %act.name, id, error = %e, "stored setting ignored");
+                }
+            }
+            ctx.notify(SetPolicy(policy));
+        }));
         tracing::debug!(tenant = %self.name, "tenant started");
     }
 }

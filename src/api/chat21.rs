@@ -9,7 +9,7 @@
 //! is its `group-<uuid>` (or the numeric id). Errors are Chat21's: a missing field is 405
 //! with a text naming it; other refusals are `{"success":false,"err":"..."}` with 401 for
 //! a token or tenant that does not fit or a group the caller is not in, 404 for an unknown
-//! group, and 405 for a change the caller may not make.
+//! group, 409 for a `group_id` that is taken, and 405 for a change the caller may not make.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -285,18 +285,22 @@ async fn create_group(req: HttpRequest, state: State, me: Chat21User, payload: w
     };
     let members = parties(&state, me.tenant(), &ids).await?;
     let tenant_addr = state.router.send(TenantOf(me.tenant().into())).await?;
-    let record = tenant_addr
+    let created = tenant_addr
         .send(CreateGroup {
             owner: party(&me.user),
             members,
             name: Some(name),
             ext_id,
         })
-        .await?
-        .map_err(|e| match e {
-            parlor_actors::SendError::Conflict(_) => ApiError::Conflict("group_id exists".into()),
-            other => other.into(),
-        })?;
+        .await?;
+    let record = match created {
+        Ok(record) => record,
+        // A taken group_id is a conflict (409), not one of the 405 refusals of a change.
+        Err(parlor_actors::SendError::Conflict(_)) => {
+            return Ok(HttpResponse::Conflict().json(json!({"success": false, "err": "group_id exists"})))
+        }
+        Err(other) => return Err(ApiError::from(other).into()),
+    };
     let group = group_json(&state, me.tenant(), &record).await?;
     Ok(HttpResponse::Created().json(json!({"success": true, "group": group})))
 }

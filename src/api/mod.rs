@@ -2,6 +2,7 @@
 //! [`Fields`] (a form or JSON body with typed, checked accessors), [`Caller`] (the token's
 //! user), and [`FaceError`], which renders an [`ApiError`] in the face's own envelope.
 
+pub mod admin;
 pub mod chat21;
 pub mod chatroom;
 pub mod conversations;
@@ -219,16 +220,9 @@ impl<F: Face> FromRequest for Fields<F> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the body: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::TooLarge(format!("body is over {limit} bytes")).into());
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_limited(payload, limit).await?;
             let map = parse_body(&content_type, &body)?;
             Ok(Fields {
                 map,
@@ -236,6 +230,19 @@ impl<F: Face> FromRequest for Fields<F> {
             })
         })
     }
+}
+
+/// Reads a request body, refusing one over `limit` bytes.
+pub async fn read_limited(mut payload: Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge(format!("body is over {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {

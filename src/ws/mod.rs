@@ -153,7 +153,7 @@ impl Session {
             Ok(ClientFrame::Ping) => ctx.text(wire::frame("pong", serde_json::Value::Null).as_ref()),
             Ok(ClientFrame::Send(frame)) => self.on_send(frame, ctx),
             Ok(ClientFrame::Ack { conversation, seq }) => self.advance(conversation, seq, false),
-            Ok(ClientFrame::Read { conversation, seq }) => self.advance(conversation, seq, true),
+            Ok(ClientFrame::Read { conversation, seq }) => self.on_read(conversation, seq, ctx),
             Ok(ClientFrame::Revoke { cid, id }) => self.on_revoke(cid, id, ctx),
             Err(e) => self.error(e, ctx),
         }
@@ -166,6 +166,24 @@ impl Session {
             positions: vec![(Arc::from(conversation.as_str()), seq)],
             read,
         });
+    }
+
+    /// A read receipt names at most the conversation's head, as over REST: a larger `seq`
+    /// would count later messages as read and tell the peer (or the group's count) so.
+    fn on_read(&mut self, conversation: String, seq: u64, ctx: &mut ws::WebsocketContext<Self>) {
+        let (store, tenant, conv) = (self.store.clone(), self.user.tenant.clone(), conversation.clone());
+        let head = tokio::task::spawn_blocking(move || store.snapshot().and_then(|s| s.head(&tenant, &conv)));
+        ctx.spawn(head.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(head)) => act.advance(conversation, seq.min(head), true),
+            _ => act.error(
+                FrameError {
+                    cid: None,
+                    code: "storage",
+                    msg: "cannot read the conversation".into(),
+                },
+                ctx,
+            ),
+        }));
     }
 
     fn on_send(&mut self, frame: SendFrame, ctx: &mut ws::WebsocketContext<Self>) {

@@ -405,4 +405,53 @@ impl Snapshot {
             .get((tenant, n))?
             .map(|v| v.value().to_owned()))
     }
+
+    /// A user setting.
+    pub fn user_setting(&self, tenant: &str, user: u64, scope: u32, key: &str) -> Result<Option<String>> {
+        let table = self.txn.open_table(USER_SETTINGS)?;
+        let value = table.get((tenant, user, scope, key))?;
+        Ok(value.map(|v| v.value().to_owned()))
+    }
+
+    /// A tenant's settings (policy overrides), by id.
+    pub fn tenant_settings(&self, tenant: &str) -> Result<Vec<(u32, String)>> {
+        let table = self.txn.open_table(TENANT_SETTINGS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, 0)..=(tenant, u32::MAX))? {
+            let (k, v) = entry?;
+            out.push((k.value().1, v.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Messages of a conversation with `seq > after` that `keep` accepts, at most `limit`,
+    /// newest or oldest first (for scans such as file lists).
+    pub fn scan_messages(
+        &self,
+        tenant: &str,
+        conv: &str,
+        after: u64,
+        newest_first: bool,
+        mut keep: impl FnMut(&MessageRecord) -> bool,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let table = self.txn.open_table(MESSAGES)?;
+        let range = table.range((tenant, conv, after.saturating_add(1))..=(tenant, conv, u64::MAX))?;
+        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let m: MessageRecord = decode(entry?.1.value())?;
+            if keep(&m) {
+                out.push(m);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
 }

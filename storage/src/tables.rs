@@ -53,6 +53,12 @@ pub const CONV_STATES: TableDefinition<(&str, u64, &str), &[u8]> = TableDefiniti
 pub const CONV_NUMS: TableDefinition<(&str, &str), u64> = TableDefinition::new("conv_nums");
 /// `(tenant, number)` → conversation.
 pub const NUM_CONVS: TableDefinition<(&str, u64), &str> = TableDefinition::new("num_convs");
+/// `(tenant, user, scope, key)` → value: a user's settings (the admin face's).
+pub const USER_SETTINGS: TableDefinition<(&str, u64, u32, &str), &str> =
+    TableDefinition::new("user_settings");
+/// `(tenant, setting id)` → value: a tenant's policy overrides (the admin face's system
+/// settings).
+pub const TENANT_SETTINGS: TableDefinition<(&str, u32), &str> = TableDefinition::new("tenant_settings");
 /// Revoked token ids → their expiry (seconds since the epoch).
 pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
 
@@ -77,6 +83,8 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(BLOCKS)?;
     txn.open_table(STRANGER_SENDS)?;
     txn.open_table(GROUPS)?;
+    txn.open_table(USER_SETTINGS)?;
+    txn.open_table(TENANT_SETTINGS)?;
     txn.open_table(CONV_STATES)?;
     txn.open_table(CONV_NUMS)?;
     txn.open_table(NUM_CONVS)?;

@@ -64,6 +64,8 @@ lazy_tables! {
     conv_states: CONV_STATES => (&'static str, u64, &'static str), &'static [u8];
     conv_nums: CONV_NUMS => (&'static str, &'static str), u64;
     num_convs: NUM_CONVS => (&'static str, u64), &'static str;
+    user_settings: USER_SETTINGS => (&'static str, u64, u32, &'static str), &'static str;
+    tenant_settings: TENANT_SETTINGS => (&'static str, u32), &'static str;
     groups: GROUPS => (&'static str, u64), &'static [u8];
     group_ext: GROUP_EXT_IDS => (&'static str, &'static str), u64;
     members: MEMBERS => (&'static str, u64, u64), &'static [u8];
@@ -496,5 +498,24 @@ impl Tx<'_> {
         self.conv_nums()?.insert((tenant, conv), n)?;
         self.num_convs()?.insert((tenant, n), conv)?;
         Ok(n)
+    }
+
+    /// Stores a user setting.
+    pub fn put_user_setting(
+        &self,
+        tenant: &str,
+        user: u64,
+        scope: u32,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        self.user_settings()?.insert((tenant, user, scope, key), value)?;
+        Ok(())
+    }
+
+    /// Stores a tenant setting (a policy override).
+    pub fn put_tenant_setting(&self, tenant: &str, id: u32, value: &str) -> Result<()> {
+        self.tenant_settings()?.insert((tenant, id), value)?;
+        Ok(())
     }
 }

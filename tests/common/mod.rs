@@ -159,6 +159,15 @@ impl TestServer {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// Makes `a` and `b` friends at once (the chat-room face's `POST /contacts/add`).
+    pub async fn befriend(&self, a: &User, b: &User) {
+        let (status, body) = self
+            .post_json("/contacts/add", Some(&a.token), &json!({ "id": b.id }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["success"], true, "{body}");
+    }
+
     /// Sends a direct text message over REST and returns the stored message.
     pub async fn send_rest(&self, from: &User, to: &User, text: &str) -> Value {
         let to_id = to.id.to_string();
