@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use parlor_storage::{ChatType, Cursor, GroupRecord, JoinRequest, MemberRecord, MessageRecord, Store, Tx};
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use crate::messages::*;
 use crate::policy::RateLimiter;
@@ -370,7 +371,7 @@ pub fn notice_record(
     text: String,
 ) -> MessageRecord {
     MessageRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::message_id(),
         seq: 0,
         conv: conv.to_owned(),
         chat_type: ChatType::Group,
@@ -497,10 +498,19 @@ impl Actor for Group {
     }
 }
 
-impl Handler<SendMessage> for Group {
-    type Result = ResponseActFuture<Self, Result<Arc<MessageRecord>, SendError>>;
+/// Writer → Group: a send's commit, delivered in commit order.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Committed {
+    exclude: Option<SessionId>,
+    result: Result<(MessageRecord, bool), SendError>,
+    reply: oneshot::Sender<Result<Arc<MessageRecord>, SendError>>,
+}
 
-    fn handle(&mut self, msg: SendMessage, _: &mut Self::Context) -> Self::Result {
+impl Handler<SendMessage> for Group {
+    type Result = ResponseFuture<Result<Arc<MessageRecord>, SendError>>;
+
+    fn handle(&mut self, msg: SendMessage, ctx: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
         let sender = UserKey {
             tenant: self.tenant.clone(),
@@ -514,10 +524,10 @@ impl Handler<SendMessage> for Group {
                 .and_then(|()| self.rates.check(&sender, &self.policy))
         };
         if let Err(e) = checked {
-            return Box::pin(fut::ready(Err(e)));
+            return Box::pin(async move { Err(e) });
         }
         let record = MessageRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::message_id(),
             seq: 0,
             conv: self.conv.to_string(),
             chat_type: ChatType::Group,
@@ -535,37 +545,42 @@ impl Handler<SendMessage> for Group {
             revoked: false,
             action: None,
         };
-        let tenant = self.tenant.clone();
-        let rx = match self
-            .store
-            .writer()
-            .submit(move |tx| append_group(tx, &tenant, record))
-        {
-            Ok(rx) => rx,
-            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
-        };
-        self.in_flight += 1;
         let exclude = match msg.origin {
             Origin::Session(id) => Some(id),
             Origin::Rest => None,
         };
-        Box::pin(
-            async move {
-                match rx.await {
-                    Ok(res) => res.map_err(SendError::from),
-                    Err(_) => Err(SendError::Overloaded),
-                }
+        let (reply, answer) = oneshot::channel();
+        let (tenant, group) = (self.tenant.clone(), ctx.address());
+        let submitted = self.store.writer().submit_then(
+            move |tx| append_group(tx, &tenant, record),
+            move |res| {
+                group.do_send(Committed {
+                    exclude,
+                    result: res.map_err(SendError::from),
+                    reply,
+                })
+            },
+        );
+        if let Err(e) = submitted {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.in_flight += 1;
+        Box::pin(async move { answer.await.unwrap_or(Err(SendError::Overloaded)) })
+    }
+}
+
+impl Handler<Committed> for Group {
+    type Result = ();
+
+    fn handle(&mut self, c: Committed, _: &mut Self::Context) {
+        self.in_flight -= 1;
+        let answer = c.result.map(|(stored, fresh)| {
+            if fresh {
+                self.fan_out(&stored, c.exclude, &[]);
             }
-            .into_actor(self)
-            .map(move |res, act, _| {
-                act.in_flight -= 1;
-                let (stored, fresh) = res?;
-                if fresh {
-                    act.fan_out(&stored, exclude, &[]);
-                }
-                Ok(Arc::new(stored))
-            }),
-        )
+            Arc::new(stored)
+        });
+        let _ = c.reply.send(answer);
     }
 }
 

@@ -31,6 +31,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A new message id: a UUID v7, ordered by time, so the message-id index grows at its end.
+pub fn message_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// The conversation key of a direct pair: the same whichever side sends.
 pub fn direct_conv(a: u64, b: u64) -> String {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };

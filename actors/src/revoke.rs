@@ -53,7 +53,7 @@ pub fn revoke(
     m.options = "{}".into();
     tx.put_message(tenant, &m)?;
     let mut notice = MessageRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::message_id(),
         seq: tx.head(tenant, &m.conv)? + 1,
         conv: m.conv.clone(),
         chat_type: m.chat_type,

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use parlor_storage::{ChatType, MessageRecord, Role, StartupState, Store, Tx};
+use tokio::sync::oneshot;
 
 use crate::messages::*;
 use crate::policy::RateLimiter;
@@ -517,8 +518,18 @@ impl Handler<Disconnect> for Router {
     }
 }
 
+/// Writer → Router: a send's commit, delivered in commit order.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Committed {
+    tenant: Arc<str>,
+    origin: Origin,
+    result: Result<(MessageRecord, bool), SendError>,
+    reply: oneshot::Sender<Result<Arc<MessageRecord>, SendError>>,
+}
+
 impl Handler<SendMessage> for Router {
-    type Result = ResponseActFuture<Self, Result<Arc<MessageRecord>, SendError>>;
+    type Result = ResponseFuture<Result<Arc<MessageRecord>, SendError>>;
 
     fn handle(&mut self, msg: SendMessage, ctx: &mut Self::Context) -> Self::Result {
         let policy = self.tenant(&msg.tenant, ctx).policy.clone();
@@ -528,13 +539,12 @@ impl Handler<SendMessage> for Router {
         };
         let checked = validate(&msg, &policy).and_then(|()| self.rates.check(&sender, &policy));
         if let Err(e) = checked {
-            return Box::pin(fut::ready(Err(e)));
+            return Box::pin(async move { Err(e) });
         }
-        let conv = direct_conv(msg.from.id, msg.to.id);
         let record = MessageRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::message_id(),
             seq: 0,
-            conv,
+            conv: direct_conv(msg.from.id, msg.to.id),
             chat_type: msg.chat_type,
             from_id: msg.from.id,
             from_name: msg.from.name,
@@ -550,36 +560,41 @@ impl Handler<SendMessage> for Router {
             revoked: false,
             action: None,
         };
-        let tenant = msg.tenant.clone();
-        let role = msg.from_role;
-        let submitted = self
-            .store
-            .writer()
-            .submit(move |tx| append_direct(tx, &tenant, record, role));
-        let rx = match submitted {
-            Ok(rx) => rx,
-            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
-        };
-        let origin = msg.origin;
-        let tenant = msg.tenant;
-        Box::pin(
-            async move {
-                match rx.await {
-                    Ok(res) => res.map_err(SendError::from).and_then(|r| r),
-                    Err(_) => Err(SendError::Overloaded),
-                }
+        let (reply, answer) = oneshot::channel();
+        let (tenant, role, origin) = (msg.tenant.clone(), msg.from_role, msg.origin);
+        let router = ctx.address();
+        let submitted = self.store.writer().submit_then(
+            move |tx| append_direct(tx, &tenant, record, role),
+            // On the Writer thread, in commit order: one message, no future to poll here.
+            move |res| {
+                let result = res.map_err(SendError::from).and_then(|r| r);
+                router.do_send(Committed {
+                    tenant: msg.tenant,
+                    origin,
+                    result,
+                    reply,
+                });
+            },
+        );
+        if let Err(e) = submitted {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        Box::pin(async move { answer.await.unwrap_or(Err(SendError::Overloaded)) })
+    }
+}
+
+impl Handler<Committed> for Router {
+    type Result = ();
+
+    fn handle(&mut self, c: Committed, _: &mut Self::Context) {
+        let answer = c.result.map(|(stored, fresh)| {
+            if fresh {
+                self.stats.messages_accepted.fetch_add(1, Ordering::Relaxed);
+                self.fan_out(&c.tenant, &stored, c.origin);
             }
-            .into_actor(self)
-            .map(move |res, act, _| {
-                let (stored, fresh) = res?;
-                let stored = Arc::new(stored);
-                if fresh {
-                    act.stats.messages_accepted.fetch_add(1, Ordering::Relaxed);
-                    act.fan_out(&tenant, &stored, origin);
-                }
-                Ok(stored)
-            }),
-        )
+            Arc::new(stored)
+        });
+        let _ = c.reply.send(answer);
     }
 }
 

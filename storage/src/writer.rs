@@ -121,6 +121,30 @@ impl Writer {
         Ok(rx)
     }
 
+    /// Queues a write without waiting, like [`submit`](Self::submit), and calls `then` on
+    /// the Writer thread after the commit, in commit order: the way for an actor to learn
+    /// of its commits as messages (`then` sends one) rather than as futures it must poll.
+    /// `then` must be quick. It is not called when the write is refused at once (the
+    /// error is returned instead) or lost with a panicking batch.
+    pub fn submit_then<T, F, C>(&self, f: F, then: C) -> Result<()>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
+        C: FnOnce(Result<T>) + Send + 'static,
+    {
+        let apply: Apply = Box::new(move |tx| {
+            let outcome = match tx {
+                Some(tx) => f(tx),
+                None => Err(Error::Unavailable("cannot open a write transaction")),
+            };
+            Box::new(move |commit: Result<()>| then(commit.and(outcome)))
+        });
+        self.queue.try_send(Job::Apply(apply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Unavailable("write queue is full"),
+            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("writer stopped"),
+        })
+    }
+
     /// Writes and waits for the commit, waiting for room in the queue if it is full.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where

@@ -34,6 +34,8 @@ pub fn test_config(dir: &Path) -> Config {
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin listener's address, when it is served (`admin.secret` set).
+    pub admin: Option<SocketAddr>,
     pub base: String,
     pub dir: PathBuf,
     pub config: Config,
@@ -68,10 +70,12 @@ impl TestServer {
             .await
             .expect("server starts");
         let addr = running.addr();
+        let admin = running.admin_addr();
         let handle = running.handle();
         let served = actix_web::rt::spawn(running.wait());
         TestServer {
             addr,
+            admin,
             base: format!("http://{addr}"),
             dir: dir.to_path_buf(),
             config,
