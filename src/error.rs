@@ -105,7 +105,7 @@ impl From<parlor_storage::Error> for ApiError {
 
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(_: actix_web::error::BlockingError) -> Self {
-        ApiError::Unavailable("server is shutting down".into())
+        ApiError::Unavailable("the server is busy or shutting down; retry".into())
     }
 }
 

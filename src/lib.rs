@@ -20,6 +20,7 @@ pub mod social;
 pub mod state;
 pub mod ws;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use parlor_actors::router::{FlushCursors, RouterConfig};
-use parlor_actors::Router;
+use parlor_actors::{Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
 
 use crate::api::uniapp::UniApp;
@@ -85,11 +86,12 @@ impl Running {
         self.state.clone()
     }
 
-    /// Serves until stopped, then commits the Router's cursors and everything the Writer
-    /// holds, and stops the Router's thread.
+    /// Serves until stopped, then stops the admin listener, commits the Router's cursors and
+    /// everything the Writer holds, and stops the Router's thread.
     pub async fn wait(self) -> std::io::Result<()> {
         let Running {
             server,
+            admin,
             router,
             store,
             arbiter,
@@ -97,6 +99,11 @@ impl Running {
             ..
         } = self;
         let served = server.await;
+        // The admin listener stops with the client one: it holds the state, and so the store.
+        if let Some((_, handle, task)) = admin {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         let _ = router.send(FlushCursors).await;
         drop((router, state));
         // The core's actors hold the store: wait until their thread has ended, so that the
@@ -128,11 +135,14 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let auth = Arc::new(Auth::new(&secret, &config.auth).map_err(StartError::Config)?);
 
     // What the core keeps in memory: offline queues and revoked tokens.
-    let startup = {
+    let (startup, tenant_settings) = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.snapshot()?.startup_state())
-            .await
-            .map_err(|e| StartError::Config(e.to_string()))??
+        tokio::task::spawn_blocking(move || {
+            let snapshot = store.snapshot()?;
+            Ok::<_, parlor_storage::Error>((snapshot.startup_state()?, snapshot.all_tenant_settings()?))
+        })
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))??
     };
     let now = auth::now_secs();
     for (jti, exp) in &startup.revoked_tokens {
@@ -157,6 +167,28 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     // The Router lives on its own thread, started once, outside the HTTP workers.
     let arbiter = Arbiter::new();
     let router = Router::start_in_arbiter(&arbiter.handle(), move |_| router);
+    // Tenants with settings stored through the admin face get them before anything is served:
+    // the Router checks even the first message or revoke after a restart against them.
+    let mut policies: BTreeMap<String, parlor_actors::Policy> = BTreeMap::new();
+    for (tenant, id, value) in tenant_settings {
+        let policy = policies.entry(tenant).or_insert_with(|| config.policy());
+        if let Err(e) = policy.set(id, &value) {
+            tracing::warn!(id, error = %e, "stored setting ignored");
+        }
+    }
+    for (tenant, policy) in policies {
+        let started = |e: MailboxError| StartError::Config(format!("tenant {tenant}: {e}"));
+        let tenant_addr = router
+            .send(TenantOf(tenant.as_str().into()))
+            .await
+            .map_err(started)?;
+        tenant_addr.send(SetPolicy(policy)).await.map_err(started)?;
+        // The Tenant told the Router before answering; this round trip sees that through.
+        router
+            .send(TenantOf(tenant.as_str().into()))
+            .await
+            .map_err(started)?;
+    }
 
     let state = web::Data::new(AppState {
         config: config.clone(),

@@ -89,7 +89,12 @@ pub async fn apply(
     target: u64,
     note: String,
 ) -> Result<ApplyRecord, ApiError> {
-    other_user(state, tenant, me, target).await?;
+    // A visitor cannot list or answer applications: one to a visitor would wait forever.
+    if other_user(state, tenant, me, target).await?.role == parlor_storage::Role::Visitor {
+        return Err(ApiError::Forbidden(
+            "visitors cannot be applied to; they add friends themselves".into(),
+        ));
+    }
     let tenant = tenant.to_owned();
     write(state, move |tx| {
         if tx.friend(&tenant, me, target)?.is_some() {

@@ -644,6 +644,15 @@ async fn a_group_is_read_by_members_only() {
     .await
     .refused(StatusCode::UNAUTHORIZED);
     assert_eq!(err, "Permission denied");
+    // Nor its messages: the same 401 as for the group itself.
+    let err = get(
+        &server,
+        &format!("/api/default/ext-mallory/conversations/{uid}/messages"),
+        &tok("ext-mallory"),
+    )
+    .await
+    .refused(StatusCode::UNAUTHORIZED);
+    assert_eq!(err, "Permission denied");
     let err = get(
         &server,
         &format!("/api/default/groups/group-{}", uuid::Uuid::new_v4()),

@@ -1551,3 +1551,36 @@ async fn visitor_and_user_rules_are_separate() {
     );
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn applying_to_a_visitor_is_refused() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let visitor = register_visitor(&server).await;
+    let vid = visitor.id.to_string();
+    let got = server
+        .post_form(
+            "/api/chat/applyfriend",
+            Some(&alice.token),
+            &[("friend_id", &vid)],
+        )
+        .await;
+    assert!(assert_fail(&got, StatusCode::FORBIDDEN).contains("visitor"));
+    // The visitor can still add the user when the user needs no approval.
+    let set = [("fieldname", "invite_confirm"), ("fieldValue", "0")];
+    assert_ok(
+        &server
+            .post_form("/api/chat/updateUserinfo", Some(&alice.token), &set)
+            .await,
+    );
+    let aid = alice.id.to_string();
+    let got = server
+        .post_form(
+            "/api/chat/autoAddFriendAndAgree",
+            Some(&visitor.token),
+            &[("friend_id", &aid)],
+        )
+        .await;
+    assert_ok(&got);
+    server.stop().await;
+}

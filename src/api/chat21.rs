@@ -735,7 +735,11 @@ async fn conversation_messages(req: HttpRequest, state: State, me: Chat21User) -
     let (t, my_id) = (me.tenant().to_owned(), me.user.id);
     let (messages, users, group_uid) = state
         .read(move |s| {
-            let floor = conversations::history_floor(s, &t, my_id, &conv)?;
+            // Chat21 answers a conversation the caller is not in with 401, as for groups.
+            let floor = conversations::history_floor(s, &t, my_id, &conv).map_err(|e| match e {
+                ApiError::Forbidden(_) => ApiError::Unauthorized("Permission denied".into()),
+                other => other,
+            })?;
             let page = s.history(&t, &conv, None, Some(floor), 200)?;
             let users = users_of(s, &t, page.messages.iter().flat_map(|m| [m.from_id, m.to_id]))?;
             let group_uid = match parlor_actors::group::group_of_conv(&conv) {
