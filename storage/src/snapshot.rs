@@ -413,6 +413,17 @@ impl Snapshot {
         Ok(value.map(|v| v.value().to_owned()))
     }
 
+    /// Every tenant's settings (policy overrides): `(tenant, id, value)` by tenant and id.
+    pub fn all_tenant_settings(&self) -> Result<Vec<(String, u32, String)>> {
+        let mut out = Vec::new();
+        for entry in self.txn.open_table(TENANT_SETTINGS)?.iter()? {
+            let (k, v) = entry?;
+            let (tenant, id) = k.value();
+            out.push((tenant.to_owned(), id, v.value().to_owned()));
+        }
+        Ok(out)
+    }
+
     /// A tenant's settings (policy overrides), by id.
     pub fn tenant_settings(&self, tenant: &str) -> Result<Vec<(u32, String)>> {
         let table = self.txn.open_table(TENANT_SETTINGS)?;
