@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_fail, user_of, TestServer, User};
+use common::{assert_fail, assert_ok, user_of, TestServer, User};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use parlor::auth::Claims;
 use reqwest::StatusCode;
@@ -60,14 +60,6 @@ async fn post_form_with(
         req = req.header(*k, *v);
     }
     json_of(req.send().await.unwrap()).await
-}
-
-/// Asserts the success envelope and returns `data`.
-#[track_caller]
-fn assert_ok(got: &(StatusCode, Value)) -> Value {
-    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
-    assert_eq!(got.1["msg"], "ok", "{}", got.1);
-    got.1["data"].clone()
 }
 
 /// `searchUser` as `token` for `keyword`.

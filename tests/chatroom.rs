@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestServer, User};
+use common::{assert_ok, TestServer, User};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -33,14 +33,6 @@ fn assert_refused(got: &Got, status: StatusCode) -> String {
     let reason = got.1["message"].as_str().expect("reason is a string");
     assert!(!reason.is_empty(), "{}", got.1);
     reason.to_owned()
-}
-
-/// Asserts the uni-app success envelope and returns `data`.
-#[track_caller]
-fn assert_ok(got: &Got) -> Value {
-    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
-    assert_eq!(got.1["msg"], "ok", "{}", got.1);
-    got.1["data"].clone()
 }
 
 /// A DELETE as `token` (or without one).

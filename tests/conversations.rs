@@ -14,7 +14,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{assert_fail, user_of, TestServer, User, Ws};
+use common::{assert_fail, assert_ok, user_of, TestServer, User, Ws};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -22,14 +22,6 @@ use serde_json::{json, Value};
 // Helpers
 
 type Got = (StatusCode, Value);
-
-/// Asserts the uni-app success envelope and returns `data`.
-#[track_caller]
-fn assert_ok(got: &Got) -> Value {
-    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
-    assert_eq!(got.1["msg"], "ok", "{}", got.1);
-    got.1["data"].clone()
-}
 
 /// Asserts the chat-room success envelope and returns the body.
 #[track_caller]

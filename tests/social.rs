@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{assert_fail, user_of, TestServer, User};
+use common::{assert_fail, assert_ok, register_visitor, user_of, TestServer, User};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -18,38 +18,6 @@ use serde_json::{json, Value};
 // Helpers
 
 type Got = (StatusCode, Value);
-
-/// Asserts the success envelope and returns `data`.
-#[track_caller]
-fn assert_ok(got: &Got) -> Value {
-    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
-    assert_eq!(got.1["msg"], "ok", "{}", got.1);
-    got.1["data"].clone()
-}
-
-/// Registers a visitor with a fresh device, signing the request as a client does.
-async fn register_visitor(server: &TestServer) -> User {
-    let device = uuid::Uuid::new_v4().to_string();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string();
-    let a = &server.config.auth;
-    let sign = parlor::auth::visitor_sign(&device, &a.visitor_salt, &ts, &a.visitor_app_secret);
-    let resp = server
-        .http
-        .post(server.url("/api/visitorRegister"))
-        .header("X-Security-Sign", sign)
-        .form(&[("deviceId", device.as_str()), ("timestamp", ts.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["data"]["role"], "visitor", "{body}");
-    user_of(&body)
-}
 
 /// `applyfriend` from `from` to the user id `to`, with a note.
 async fn apply(server: &TestServer, from: &User, to: u64, note: &str) -> Got {

@@ -220,6 +220,34 @@ pub fn user_of(body: &Value) -> User {
     }
 }
 
+/// Asserts the uni-app success envelope and returns `data`.
+#[track_caller]
+pub fn assert_ok(got: &(StatusCode, Value)) -> Value {
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["msg"], "ok", "{}", got.1);
+    got.1["data"].clone()
+}
+
+/// Registers a visitor with a fresh device, signing the request as a client does.
+pub async fn register_visitor(server: &TestServer) -> User {
+    let device = uuid::Uuid::new_v4().to_string();
+    let ts = parlor_actors::now_ms().to_string();
+    let a = &server.config.auth;
+    let sign = parlor::auth::visitor_sign(&device, &a.visitor_salt, &ts, &a.visitor_app_secret);
+    let resp = server
+        .http
+        .post(server.url("/api/visitorRegister"))
+        .header("X-Security-Sign", sign)
+        .form(&[("deviceId", device.as_str()), ("timestamp", ts.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["role"], "visitor", "{body}");
+    user_of(&body)
+}
+
 /// Asserts the uni-app failure envelope with `status`, returning the reason.
 #[track_caller]
 pub fn assert_fail(got: &(StatusCode, Value), status: StatusCode) -> String {
