@@ -64,7 +64,9 @@ fn main() -> ExitCode {
             }
             match effective_json(&shown) {
                 Ok(text) => {
-                    println!("{text}");
+                    use std::io::Write;
+                    // A closed pipe (`| head`) is not an error worth a panic.
+                    let _ = writeln!(std::io::stdout(), "{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
