@@ -36,7 +36,7 @@ pub type SessionId = u64;
 /// timeline position it carries (if any) so the session can report what it wrote.
 #[derive(Debug, Clone)]
 pub struct Pushed {
-    pub frame: Arc<str>,
+    pub frame: crate::wire::Frame,
     /// `(conversation, seq)` of a timeline message; `None` for notices.
     pub at: Option<(Arc<str>, u64)>,
 }
@@ -145,7 +145,7 @@ pub struct Logout {
 #[rtype(result = "()")]
 pub struct Notify {
     pub user: UserKey,
-    pub frame: Arc<str>,
+    pub frame: crate::wire::Frame,
 }
 
 /// How many sessions a user has online (for status routes and tests).

@@ -3,11 +3,13 @@
 //! `chatType`, `type`, `data`, `options`, `create_time`, `isremove`) plus the timeline
 //! position (`conversation`, `seq`) and the `revoked` flag.
 
-use std::sync::Arc;
-
 use parlor_storage::MessageRecord;
 use serde::Serialize;
 use serde_json::value::RawValue;
+
+/// A serialized server frame: built once, shared by every recipient (cloning it is a
+/// reference count, and the WebSocket writes it without copying).
+pub type Frame = bytestring::ByteString;
 
 /// The stored message in the uni-app message shape.
 #[derive(Serialize)]
@@ -76,17 +78,17 @@ struct Envelope<'a, T: Serialize> {
 }
 
 /// A server frame `{"type": kind, "data": data, "timestamp": ms}`.
-pub fn frame<T: Serialize>(kind: &str, data: T) -> Arc<str> {
+pub fn frame<T: Serialize>(kind: &str, data: T) -> Frame {
     let env = Envelope {
         kind,
         data,
         timestamp: crate::now_ms(),
     };
-    Arc::from(serde_json::to_string(&env).expect("frames serialize"))
+    Frame::from(serde_json::to_string(&env).expect("frames serialize"))
 }
 
 /// The push of a stored message: `singleChat`, or `systemNotice` for a revoke notice.
-pub fn chat_frame(m: &MessageRecord) -> Arc<str> {
+pub fn chat_frame(m: &MessageRecord) -> Frame {
     let kind = if m.action.as_deref() == Some("revoke") {
         "systemNotice"
     } else {
@@ -97,7 +99,7 @@ pub fn chat_frame(m: &MessageRecord) -> Arc<str> {
 
 /// A read receipt: `reader` has read `conversation` up to `seq`; for a group, `count`
 /// members have read up to it.
-pub fn read_frame(conversation: &str, seq: u64, reader: u64, count: Option<usize>) -> Arc<str> {
+pub fn read_frame(conversation: &str, seq: u64, reader: u64, count: Option<usize>) -> Frame {
     let mut data = serde_json::json!({"conversation": conversation, "seq": seq, "user_id": reader});
     if let Some(count) = count {
         data["count"] = count.into();
@@ -106,7 +108,7 @@ pub fn read_frame(conversation: &str, seq: u64, reader: u64, count: Option<usize
 }
 
 /// The `ack` answering a WebSocket `send`.
-pub fn ack_frame(cid: Option<&str>, m: &MessageRecord) -> Arc<str> {
+pub fn ack_frame(cid: Option<&str>, m: &MessageRecord) -> Frame {
     #[derive(Serialize)]
     struct Ack<'a> {
         #[serde(rename = "type")]
@@ -121,11 +123,11 @@ pub fn ack_frame(cid: Option<&str>, m: &MessageRecord) -> Arc<str> {
         data: MessageJson::new(m),
         timestamp: crate::now_ms(),
     };
-    Arc::from(serde_json::to_string(&ack).expect("frames serialize"))
+    Frame::from(serde_json::to_string(&ack).expect("frames serialize"))
 }
 
 /// An `error` frame; `cid` names the client frame it answers, when it had one.
-pub fn error_frame(cid: Option<&str>, code: &str, msg: &str) -> Arc<str> {
+pub fn error_frame(cid: Option<&str>, code: &str, msg: &str) -> Frame {
     #[derive(Serialize)]
     struct Error<'a> {
         #[serde(rename = "type")]
@@ -142,5 +144,5 @@ pub fn error_frame(cid: Option<&str>, code: &str, msg: &str) -> Arc<str> {
         msg,
         timestamp: crate::now_ms(),
     };
-    Arc::from(serde_json::to_string(&e).expect("frames serialize"))
+    Frame::from(serde_json::to_string(&e).expect("frames serialize"))
 }

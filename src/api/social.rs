@@ -4,7 +4,6 @@
 //! Visitors may only use `autoAddFriendAndAgree`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use parlor_actors::{wire, Notify, UserKey};
@@ -124,7 +123,7 @@ fn friend_json(me: u64, friend: u64, row: &FriendRecord, black: bool) -> Value {
 }
 
 /// A `systemNotice` frame about the social graph, from `from` to `to`.
-fn notice(action: &str, from: &UserRecord, to: u64, text: String, extra: Value) -> Arc<str> {
+fn notice(action: &str, from: &UserRecord, to: u64, text: String, extra: Value) -> wire::Frame {
     let name = if from.nickname.is_empty() {
         &from.username
     } else {

@@ -117,7 +117,7 @@ pub struct Session {
 
 impl Session {
     fn write(&mut self, p: &Pushed, ctx: &mut ws::WebsocketContext<Self>) {
-        ctx.text(p.frame.as_ref());
+        ctx.text(p.frame.clone());
         if let Some((conv, seq)) = &p.at {
             self.note_written(conv, *seq);
         }
@@ -145,12 +145,12 @@ impl Session {
     }
 
     fn error(&self, e: FrameError, ctx: &mut ws::WebsocketContext<Self>) {
-        ctx.text(wire::error_frame(e.cid.as_deref(), e.code, &e.msg).as_ref());
+        ctx.text(wire::error_frame(e.cid.as_deref(), e.code, &e.msg));
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         match protocol::decode(text) {
-            Ok(ClientFrame::Ping) => ctx.text(wire::frame("pong", serde_json::Value::Null).as_ref()),
+            Ok(ClientFrame::Ping) => ctx.text(wire::frame("pong", serde_json::Value::Null)),
             Ok(ClientFrame::Send(frame)) => self.on_send(frame, ctx),
             Ok(ClientFrame::Ack { conversation, seq }) => self.advance(conversation, seq, false),
             Ok(ClientFrame::Read { conversation, seq }) => self.on_read(conversation, seq, ctx),
@@ -255,7 +255,7 @@ impl Session {
         let (state, tenant, by) = (self.state.clone(), self.user.tenant.clone(), self.me.clone());
         let revoke = async move { crate::conversations::revoke(&state, &tenant, by, &id).await };
         ctx.spawn(revoke.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(revoked) => ctx.text(wire::ack_frame(cid.as_deref(), &revoked).as_ref()),
+            Ok(revoked) => ctx.text(wire::ack_frame(cid.as_deref(), &revoked)),
             Err(e) => act.error(
                 FrameError {
                     cid,
@@ -360,7 +360,7 @@ impl Session {
     {
         ctx.spawn(send.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(stored)) => {
-                ctx.text(wire::ack_frame(cid.as_deref(), &stored).as_ref());
+                ctx.text(wire::ack_frame(cid.as_deref(), &stored));
                 let conv: Arc<str> = Arc::from(stored.conv.as_str());
                 act.note_written(&conv, stored.seq);
             }
@@ -414,7 +414,7 @@ impl Actor for Session {
             }
             let hello =
                 serde_json::json!({"id": act.user.id, "app_id": act.user.tenant.as_ref(), "session": act.id});
-            ctx.text(wire::frame("connected", hello).as_ref());
+            ctx.text(wire::frame("connected", hello));
         }));
     }
 
