@@ -6,10 +6,8 @@
 //!
 //! - Closed loop (no `--rate`): each sender keeps up to `--window` sends unacknowledged and
 //!   sends the next one as soon as an ack (or a refusal) frees a slot: maximum throughput.
-//! - Open loop (`--rate R`): message `k` is due at `start + k / R`; each sender sleeps until
-//!   its next due time (`sleep_until`, no ticking interval) and sends a backlog at once when it
-//!   is late. Latency counts from the due time, so a stall of the server or the generator
-//!   shows up in the figures instead of being hidden (no coordinated omission). No window.
+//! - Open loop (`--rate R`): message `k` is due at `start + k / R` (see [`crate::drive`]);
+//!   latency counts from the due time. No window.
 //!
 //! Each message's content carries its due time, its actual send time and `k`. The receiver
 //! measures send→receive against the process-wide clock, checks that `k` came from its peer
@@ -22,13 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::clock;
+use crate::drive::{self, Plan, Sender, Target};
 use crate::frames::{self, Payload, ServerFrame};
 use crate::setup::{self, User, Ws};
 use crate::stats::{self, RunInfo, Stats};
@@ -39,6 +38,9 @@ use crate::Common;
 pub struct DirectArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Number of users, each with one WebSocket (an even number: they are paired).
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
     /// Messages to send in total, spread evenly over the clients.
     #[arg(long, default_value_t = 100_000)]
     pub messages: u64,
@@ -53,50 +55,12 @@ pub struct DirectArgs {
     pub warmup: Option<u64>,
 }
 
-/// Delay between setting the open-loop grid and its first due time, so that spawning the
-/// sender tasks does not count as lateness.
-const GRID_LEAD: Duration = Duration::from_millis(50);
-
-/// How long closing the sockets at the end may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What one sender sends: indices `client, client + clients, …` below `messages`.
-#[derive(Clone, Copy)]
-struct Plan {
-    client: usize,
-    clients: usize,
-    messages: u64,
-    to: u64,
-    rate: Option<f64>,
-    start_ns: u64,
-}
-
-impl Plan {
-    fn indices(&self) -> impl Iterator<Item = u64> {
-        (self.client as u64..self.messages).step_by(self.clients)
-    }
-
-    /// Open loop: when message `k` is due on the shared clock.
-    fn due_ns(&self, k: u64) -> Option<u64> {
-        self.rate.map(|r| self.start_ns + (k as f64 * 1e9 / r) as u64)
-    }
-}
-
 fn validate(args: &DirectArgs) -> Result<(), String> {
-    let n = args.common.clients;
+    let n = args.clients;
     if n < 2 || !n.is_multiple_of(2) {
         return Err(format!("--clients must be even and at least 2 (pairs), got {n}"));
     }
-    if args.messages == 0 {
-        return Err("--messages must be at least 1".into());
-    }
-    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err("--rate must be a positive number of messages per second".into());
-    }
-    if args.window == 0 {
-        return Err("--window must be at least 1".into());
-    }
-    Ok(())
+    drive::validate(args.messages, args.rate, args.window)
 }
 
 fn mode_name(args: &DirectArgs) -> String {
@@ -109,51 +73,46 @@ fn mode_name(args: &DirectArgs) -> String {
 /// Runs the mode; `Ok(false)` when messages were lost or refused.
 pub async fn run(args: &DirectArgs) -> Result<bool, String> {
     validate(args)?;
-    let n = args.common.clients;
+    let n = args.clients;
     let warmup = args.warmup.unwrap_or(args.messages / 20).min(args.messages);
-    let (users, sockets) = set_up(&args.common).await?;
+    let (users, sockets) = set_up(&args.common, n).await?;
 
     let stats = Arc::new(Stats::new(n, args.messages, warmup));
-    let lead = if args.rate.is_some() {
-        GRID_LEAD
-    } else {
-        Duration::ZERO
-    };
-    let start_ns = clock::now_ns() + lead.as_nanos() as u64;
+    let start_ns = drive::start_ns(args.rate);
     let (readers, senders) = start_clients(args, &users, sockets, &stats, start_ns);
 
-    let timed_out = wait_for_end(&stats, n, Duration::from_secs(args.common.timeout)).await;
+    let timed_out = drive::wait_for_end(&stats, n, Duration::from_secs(args.common.timeout)).await;
     let ran_for = Duration::from_nanos(clock::now_ns().saturating_sub(start_ns));
     eprintln!("{}", stats.progress(ran_for));
     readers.iter().for_each(JoinHandle::abort);
-    close_all(senders).await;
+    drive::close_all(senders, Vec::new()).await;
 
     let info = RunInfo {
         mode: mode_name(args),
         clients: n,
+        senders: n,
         messages: args.messages,
         warmup,
         start_ns,
         timed_out,
+        extra: Vec::new(),
     };
     Ok(stats::report(&stats, &info))
 }
 
 /// Registers the users and connects their sockets.
-async fn set_up(common: &Common) -> Result<(Vec<User>, Vec<Ws>), String> {
-    let n = common.clients;
+async fn set_up(common: &Common, n: usize) -> Result<(Vec<User>, Vec<Ws>), String> {
     let t = Instant::now();
     let prefix = setup::run_prefix();
     let users = setup::register(&common.url, &prefix, n, common.setup_concurrency).await?;
     setup::open_inboxes(&common.url, &users, common.setup_concurrency).await?;
     eprintln!("registered {n} users ({prefix}_*) in {:.1?}", t.elapsed());
     let t = Instant::now();
-    let sockets = setup::connect_all(&common.url, &users, common.setup_concurrency).await?;
+    let connector = setup::Connector::new(&common.url, &common.source_ips)?;
+    let sockets = setup::connect_all(&connector, &users, common.setup_concurrency).await?;
     eprintln!("connected {n} sockets in {:.1?}", t.elapsed());
     Ok((users, sockets))
 }
-
-type Sender = JoinHandle<Option<SplitSink<Ws, Message>>>;
 
 /// Splits every socket into a reader task and a sender task.
 fn start_clients(
@@ -168,10 +127,10 @@ fn start_clients(
     let mut senders = Vec::with_capacity(n);
     for (client, ws) in sockets.into_iter().enumerate() {
         let plan = Plan {
-            client,
-            clients: n,
+            sender: client,
+            senders: n,
             messages: args.messages,
-            to: users[client ^ 1].id,
+            to: Target::User(users[client ^ 1].id),
             rate: args.rate,
             start_ns,
         };
@@ -184,57 +143,12 @@ fn start_clients(
             stats.clone(),
             window.clone(),
         )));
-        senders.push(tokio::spawn(send(plan, sink, stats.clone(), window)));
+        let stats = stats.clone();
+        senders.push(tokio::spawn(async move {
+            drive::send(plan, sink, stats, window.as_deref()).await
+        }));
     }
     (readers, senders)
-}
-
-/// One client's sends; returns its half of the socket for closing, unless it broke.
-async fn send(
-    plan: Plan,
-    mut sink: SplitSink<Ws, Message>,
-    stats: Arc<Stats>,
-    window: Option<Arc<Semaphore>>,
-) -> Option<SplitSink<Ws, Message>> {
-    for k in plan.indices() {
-        let due = match plan.due_ns(k) {
-            Some(due) => {
-                tokio::time::sleep_until(clock::instant_at(due)).await;
-                Some(due)
-            }
-            None => {
-                take_slot(window.as_deref()).await;
-                None
-            }
-        };
-        let now = clock::now_ns();
-        let payload = Payload {
-            intended_ns: due.unwrap_or(now),
-            actual_ns: now,
-            index: k,
-        };
-        if let Err(e) = sink
-            .send(Message::text(frames::send_frame(plan.to, &payload)))
-            .await
-        {
-            stats.error(&format!("ws send: {e}"));
-            stats.senders_done.fetch_add(1, Relaxed);
-            return None;
-        }
-        stats.sent(now);
-    }
-    stats.senders_done.fetch_add(1, Relaxed);
-    Some(sink)
-}
-
-/// Closed loop: waits for a free slot in the window and keeps it until an answer frees it.
-async fn take_slot(window: Option<&Semaphore>) {
-    if let Some(w) = window {
-        // The semaphore is never closed, so acquiring only fails if it were.
-        if let Ok(permit) = w.acquire().await {
-            permit.forget();
-        }
-    }
 }
 
 /// One client's incoming frames: deliveries, acks and errors, until the task is aborted.
@@ -287,17 +201,17 @@ impl Reader<'_> {
             Ok(ServerFrame::Chat { payload, seq }) => self.on_push(payload, seq, now),
             Ok(ServerFrame::Ack(p)) if self.sender_of(p.index) == self.me => {
                 self.stats.ack(self.me, p, now);
-                free_slot(self.window);
+                drive::free_slot(self.window);
             }
             Ok(ServerFrame::Ack(_)) => self.stats.error("ack sent to the wrong client"),
             Ok(ServerFrame::Error { code, answers_send }) => {
                 self.stats.error(&code);
                 if answers_send {
                     self.stats.refused.fetch_add(1, Relaxed);
-                    free_slot(self.window);
+                    drive::free_slot(self.window);
                 }
             }
-            Ok(ServerFrame::Connected | ServerFrame::Other) => {}
+            Ok(ServerFrame::Connected | ServerFrame::Notice { .. } | ServerFrame::Other) => {}
             Err(e) => self.stats.error(&format!("unexpected frame: {e}")),
         }
     }
@@ -313,64 +227,4 @@ impl Reader<'_> {
         self.last_seq = self.last_seq.max(seq);
         self.stats.delivery(self.me, peer, payload, now);
     }
-}
-
-fn free_slot(window: Option<&Semaphore>) {
-    if let Some(w) = window {
-        w.add_permits(1);
-    }
-}
-
-/// Waits until every sender is done and every sent message is settled. Gives up when the
-/// counters stood still for `timeout` while sending, or `timeout` after the last send.
-/// Prints progress every second; returns whether it gave up.
-async fn wait_for_end(stats: &Stats, clients: usize, timeout: Duration) -> bool {
-    let started = Instant::now();
-    let mut next_progress = Duration::from_secs(1);
-    let (mut last, mut moved) = (stats.activity(), Instant::now());
-    let mut sends_done: Option<Instant> = None;
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let all_sent = stats.senders_done.load(Relaxed) == clients as u64;
-        if all_sent && stats.settled() {
-            return false;
-        }
-        if all_sent {
-            let done = *sends_done.get_or_insert_with(Instant::now);
-            if done.elapsed() >= timeout {
-                return true;
-            }
-        }
-        let now = stats.activity();
-        if now != last {
-            (last, moved) = (now, Instant::now());
-        } else if moved.elapsed() >= timeout {
-            return true;
-        }
-        if started.elapsed() >= next_progress {
-            eprintln!("{}", stats.progress(started.elapsed()));
-            next_progress += Duration::from_secs(1);
-        }
-    }
-}
-
-/// Stops senders that are still sending and closes the sockets of the others with a close
-/// frame, all within a bound.
-async fn close_all(senders: Vec<Sender>) {
-    senders
-        .iter()
-        .filter(|s| !s.is_finished())
-        .for_each(JoinHandle::abort);
-    let closing = async {
-        let mut closes = Vec::new();
-        for s in senders {
-            if let Ok(Some(mut sink)) = s.await {
-                closes.push(tokio::spawn(async move { sink.close().await }));
-            }
-        }
-        for c in closes {
-            let _ = c.await;
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
 }

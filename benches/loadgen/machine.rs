@@ -1,7 +1,8 @@
 //! What the numbers were measured on, and whether this process may open enough sockets.
 //!
 //! The machine line names the CPUs the generator may use (`available_parallelism`, which
-//! honours `taskset`), the kernel release (`/proc/sys/kernel/osrelease`) and the CPU list the
+//! honours `taskset`), the CPU model (`model name` of `/proc/cpuinfo`), the kernel release
+//! (`/proc/sys/kernel/osrelease`) and the CPU list the
 //! process is pinned to (`Cpus_allowed_list` of `/proc/self/status`) when that is narrower
 //! than the online CPUs. The fd check reads the `Max open files` limits (soft, hard) of
 //! `/proc/self/limits`; the generator cannot raise it itself, so it stops early with a message
@@ -16,7 +17,15 @@ pub fn line() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
     let pinned = pinned_cpus().unwrap_or_else(|| "no".into());
-    format!("machine: nproc={nproc} kernel={kernel} pinned={pinned}")
+    let cpu = cpu_model().unwrap_or_else(|| "unknown".into());
+    format!("machine: nproc={nproc} cpu=\"{cpu}\" kernel={kernel} pinned={pinned}")
+}
+
+/// The `model name` of the first CPU in `/proc/cpuinfo`.
+fn cpu_model() -> Option<String> {
+    let info = fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
 }
 
 /// The allowed CPU list when it is narrower than the online CPUs.
@@ -65,6 +74,6 @@ pub fn check_fd_limit(needed: u64) -> Result<(), String> {
     };
     Err(format!(
         "the open-file limit is {soft} but this run needs at least {needed} \
-         (2 x clients + 100; the server on the same host needs its share too): {advice}"
+         (sockets + setup concurrency + 100; the server needs its own share too): {advice}"
     ))
 }

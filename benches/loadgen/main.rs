@@ -4,27 +4,35 @@
 //! Every mode registers its own users (run-unique names), connects them, runs a workload
 //! and prints one table; the exit code is non-zero when anything was lost or refused. A
 //! machine line comes first so that figures are never quoted without the hardware they came
-//! from. Modes are subcommands; `direct` (pairs of users messaging each other) exists today,
-//! `fanout`, `connect`, `idle` and `offline` will sit beside it with the same common options.
+//! from. Modes are subcommands: `direct` (pairs of users messaging each other) and `fanout`
+//! (senders in one group whose every member counts the deliveries); `connect`, `idle` and
+//! `offline` will sit beside them with the same common options.
 //!
 //! Run the server in release (`cargo build --release`), ideally pinned to other CPUs than the
 //! generator (`taskset`), and see `loadgen --help` for the limits to raise first.
 
 mod clock;
 mod direct;
+mod drive;
+mod fanout;
 mod frames;
 mod machine;
 mod setup;
 mod stats;
 
+use std::net::IpAddr;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
 const USAGE: &str = "\
 Before a run:
-  * ulimit -n must be at least 2 x clients + 100 in the shell that starts the generator
-    (and the server, when on the same host): `ulimit -n 65536`.
+  * ulimit -n must be at least sockets + setup concurrency + 100 in the shell that starts the
+    generator (sockets: --clients or --members); the server, a process of its own, needs
+    about as many for its side of the sockets: `ulimit -n 20000` covers 10,000 sockets.
+    For far more sockets than the ephemeral port range holds
+    (/proc/sys/net/ipv4/ip_local_port_range), spread them over local addresses with
+    --source-ips 127.0.0.2,127.0.0.3,...
   * Run the server built in release: argon2 hashing at registration and redb are slow
     unoptimized. For many clients, lower its argon2 cost for the benchmark
     (PARLOR_AUTH__ARGON2_MEMORY_KIB=64 PARLOR_AUTH__ARGON2_ITERATIONS=1).
@@ -34,8 +42,9 @@ Before a run:
   * Pin server and generator to different CPUs, e.g. `taskset -c 0 parlor` and
     `taskset -c 1 loadgen ...`.
 
-Example:
-  loadgen direct --url http://127.0.0.1:7001 --clients 1000 --messages 100000 --rate 10000";
+Examples:
+  loadgen direct --url http://127.0.0.1:7001 --clients 1000 --messages 100000 --rate 10000
+  loadgen fanout --url http://127.0.0.1:7001 --members 1000 --senders 10 --messages 200";
 
 /// Load generator for the Parlor chat server.
 #[derive(Debug, Parser)]
@@ -49,6 +58,8 @@ struct Cli {
 enum Mode {
     /// Pairs of online users (0<->1, 2<->3, ...) sending each other direct messages.
     Direct(direct::DirectArgs),
+    /// One group of online members; a few of them send and every member counts deliveries.
+    Fanout(fanout::FanoutArgs),
 }
 
 /// Options every mode takes.
@@ -57,22 +68,32 @@ pub struct Common {
     /// Base URL of the server's client listener.
     #[arg(long, default_value = "http://127.0.0.1:7001")]
     pub url: String,
-    /// Number of users, each with one WebSocket.
-    #[arg(long, default_value_t = 1000)]
-    pub clients: usize,
     /// Seconds to wait for outstanding acks and deliveries after the last send (and the
     /// longest the counters may stand still while sending) before giving up.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// Registrations and WebSocket handshakes in flight at once during set-up.
-    #[arg(long, default_value_t = 32)]
+    /// Registrations, other set-up requests and WebSocket handshakes in flight at once.
+    #[arg(long, default_value_t = 64)]
     pub setup_concurrency: usize,
+    /// Local addresses to open the WebSockets from, in turn (comma-separated, e.g.
+    /// 127.0.0.2,127.0.0.3), each with its own ephemeral ports. Default: the system's choice.
+    #[arg(long, value_delimiter = ',')]
+    pub source_ips: Vec<IpAddr>,
 }
 
 impl Mode {
     fn common(&self) -> &Common {
         match self {
             Mode::Direct(a) => &a.common,
+            Mode::Fanout(a) => &a.common,
+        }
+    }
+
+    /// WebSockets the run keeps open at once.
+    fn sockets(&self) -> usize {
+        match self {
+            Mode::Direct(a) => a.clients,
+            Mode::Fanout(a) => a.members,
         }
     }
 }
@@ -80,6 +101,7 @@ impl Mode {
 async fn run(mode: &Mode) -> Result<bool, String> {
     match mode {
         Mode::Direct(args) => direct::run(args).await,
+        Mode::Fanout(args) => fanout::run(args).await,
     }
 }
 
@@ -87,7 +109,7 @@ fn main() -> ExitCode {
     clock::init();
     let cli = Cli::parse();
     println!("{}", machine::line());
-    let needed = 2 * cli.mode.common().clients as u64 + 100;
+    let needed = (cli.mode.sockets() + cli.mode.common().setup_concurrency) as u64 + 100;
     if let Err(e) = machine::check_fd_limit(needed) {
         eprintln!("loadgen: {e}");
         return ExitCode::from(2);

@@ -5,15 +5,28 @@
 //! once (argon2 makes registration the slow part). New users accept messages from friends
 //! only by default, so each user then opens its inbox to other users
 //! (`POST /api/chat/userset`, `chatset.user = 2`) rather than the run adding friendships.
+//! For a group, the owner makes every other user a friend at once (chat-room face,
+//! `POST /contacts/add`), creates the group from them (`POST /api/chat/group/create`,
+//! `userIds` as a JSON array) and finds its id in its group list
+//! (`GET /api/chat/grouplist/1`).
 //! Each user then opens `GET /ws?token=` and
 //! the socket counts as ready only once the server's `connected` frame arrived, i.e. once the
-//! Router knows the session and messages to it will be pushed rather than queued.
+//! Router knows the session and messages to it will be pushed rather than queued. Sockets
+//! can be spread over several local source addresses (`--source-ips`), each of which has
+//! its own range of ephemeral ports towards the server.
+//!
+//! Long steps print a progress line every few seconds on stderr.
 
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use tokio::net::TcpStream;
+use serde_json::{json, Value};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -24,6 +37,50 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long one socket may take to be upgraded and greeted.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long creating a group (one request naming every member) may take.
+const CREATE_GROUP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often a long step reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// Counts the finished items of a long set-up step and prints `label: done/total` on stderr
+/// at most every [`PROGRESS_EVERY`].
+pub struct Progress {
+    label: &'static str,
+    total: usize,
+    done: AtomicUsize,
+    started: Instant,
+    last: Mutex<Instant>,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: usize) -> Self {
+        Progress {
+            label,
+            total,
+            done: AtomicUsize::new(0),
+            started: Instant::now(),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// One more item done.
+    pub fn tick(&self) {
+        let done = self.done.fetch_add(1, Relaxed) + 1;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= PROGRESS_EVERY {
+            *last = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "  {}: {done}/{} ({:.0}/s)",
+                self.label,
+                self.total,
+                done as f64 / secs.max(1e-9)
+            );
+        }
+    }
+}
 
 /// A registered user.
 #[derive(Debug, Clone)]
@@ -52,9 +109,11 @@ pub fn run_prefix() -> String {
 pub async fn register(base: &str, prefix: &str, n: usize, concurrency: usize) -> Result<Vec<User>, String> {
     let http = http_client()?;
     let url = format!("{}/api/regChat", base.trim_end_matches('/'));
+    let progress = Progress::new("registered", n);
     futures_util::stream::iter(0..n)
         .map(|i| register_one(&http, &url, format!("{prefix}_{i}")))
         .buffered(concurrency.max(1))
+        .inspect_ok(|_| progress.tick())
         .try_collect()
         .await
 }
@@ -90,9 +149,11 @@ const OPEN_USERSET: &str = r#"{"chatset":{"visitor":0,"user":2}}"#;
 pub async fn open_inboxes(base: &str, users: &[User], concurrency: usize) -> Result<(), String> {
     let http = http_client()?;
     let url = format!("{}/api/chat/userset", base.trim_end_matches('/'));
+    let progress = Progress::new("inboxes opened", users.len());
     futures_util::stream::iter(users)
         .map(|u| open_inbox(&http, &url, u))
         .buffer_unordered(concurrency.max(1))
+        .inspect_ok(|_| progress.tick())
         .try_collect()
         .await
 }
@@ -113,6 +174,77 @@ async fn open_inbox(http: &reqwest::Client, url: &str, user: &User) -> Result<()
     Err(format!("userset of user {}: HTTP {status}: {body}", user.id))
 }
 
+/// Makes `owner` a friend of every one of `others` at once (chat-room face
+/// `POST /contacts/add`, no approval), `concurrency` requests at once.
+pub async fn befriend_all(
+    base: &str,
+    owner: &User,
+    others: &[User],
+    concurrency: usize,
+) -> Result<(), String> {
+    let http = http_client()?;
+    let url = format!("{}/contacts/add", base.trim_end_matches('/'));
+    let progress = Progress::new("friends made", others.len());
+    futures_util::stream::iter(others)
+        .map(|u| befriend(&http, &url, owner, u.id))
+        .buffer_unordered(concurrency.max(1))
+        .inspect_ok(|_| progress.tick())
+        .try_collect()
+        .await
+}
+
+async fn befriend(http: &reqwest::Client, url: &str, owner: &User, id: u64) -> Result<(), String> {
+    let what = format!("add user {id} to the contacts of user {}", owner.id);
+    let req = http
+        .post(url)
+        .header("token", &owner.token)
+        .json(&json!({ "id": id }));
+    let body = send_checked(req, &what).await?;
+    // The chat-room face answers `{"success": bool, "message": ...}`.
+    if body.get("success") == Some(&Value::Bool(false)) {
+        return Err(format!("{what}: refused: {body}"));
+    }
+    Ok(())
+}
+
+/// Creates a group owned by `owner` with the users `members` (the owner's friends) and
+/// returns its id, which it finds in the owner's group list (a fresh owner has one group).
+pub async fn create_group(base: &str, owner: &User, members: &[u64]) -> Result<u64, String> {
+    let http = http_client()?;
+    let base = base.trim_end_matches('/');
+    let req = http
+        .post(format!("{base}/api/chat/group/create"))
+        .header("token", &owner.token)
+        .timeout(CREATE_GROUP_TIMEOUT)
+        .json(&json!({ "userIds": members }));
+    send_checked(req, "create the group").await?;
+    let req = http
+        .get(format!("{base}/api/chat/grouplist/1"))
+        .header("token", &owner.token);
+    let list = send_checked(req, "list the owner's groups").await?;
+    let ids: Vec<u64> = list["data"]
+        .as_array()
+        .map(|groups| groups.iter().filter_map(|g| g["id"].as_u64()).collect())
+        .unwrap_or_default();
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        _ => Err(format!(
+            "expected the owner to have exactly one group, got {list}"
+        )),
+    }
+}
+
+/// Sends a request and returns its JSON answer; a non-2xx status is an error naming `what`.
+async fn send_checked(req: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
+    let resp = req.send().await.map_err(|e| format!("{what}: {e}"))?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| format!("{what}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{what}: HTTP {status}: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("{what}: unexpected reply {body}: {e}"))
+}
+
 fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -131,28 +263,115 @@ pub fn ws_url(base: &str) -> String {
     format!("{rest}/ws")
 }
 
-/// Opens one socket per user, `concurrency` handshakes at once, each greeted by `connected`.
-pub async fn connect_all(base: &str, users: &[User], concurrency: usize) -> Result<Vec<Ws>, String> {
-    let url = ws_url(base);
-    futures_util::stream::iter(users)
-        .map(|u| connect_one(format!("{url}?token={}", u.token)))
-        .buffered(concurrency.max(1))
-        .try_collect()
-        .await
+/// Opens WebSockets to one server, from the given local source addresses in turn.
+pub struct Connector {
+    url: String,
+    /// The server's address, when sockets are bound to `sources` (plain `ws://` only).
+    server: Option<SocketAddr>,
+    sources: Vec<IpAddr>,
+    next: AtomicUsize,
 }
 
-async fn connect_one(url: String) -> Result<Ws, String> {
-    let handshake = async {
-        // Nagle off: the messages are small and latency is what is measured.
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+impl Connector {
+    /// A connector to the server at `base`; with `sources`, each socket is bound to the next
+    /// one of them before it connects.
+    pub fn new(base: &str, sources: &[IpAddr]) -> Result<Self, String> {
+        let url = ws_url(base);
+        let server = if sources.is_empty() {
+            None
+        } else {
+            let authority = url
+                .strip_prefix("ws://")
+                .and_then(|r| r.split('/').next())
+                .ok_or_else(|| format!("--source-ips needs a plain http:// --url, got {base}"))?;
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+                .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+                .find(|a| sources.iter().all(|s| s.is_ipv4() == a.is_ipv4()))
+                .ok_or_else(|| format!("{authority} has no address of the family of --source-ips"))?;
+            Some(addr)
+        };
+        Ok(Connector {
+            url,
+            server,
+            sources: sources.to_vec(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Opens one socket for the user with `token` and waits for its `connected` frame.
+    pub async fn connect(&self, token: &str) -> Result<Ws, String> {
+        let url = format!("{}?token={token}", self.url);
+        let handshake = async {
+            let mut ws = match self.server {
+                None => {
+                    // Nagle off: the messages are small and latency is what is measured.
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
+                        .await
+                        .map_err(|e| format!("websocket connect: {e}"))?
+                        .0
+                }
+                Some(server) => {
+                    let i = self.next.fetch_add(1, Relaxed) % self.sources.len();
+                    let tcp = bound_tcp(self.sources[i], server).await?;
+                    tokio_tungstenite::client_async_with_config(
+                        url.as_str(),
+                        MaybeTlsStream::Plain(tcp),
+                        Some(ws_config()),
+                    )
+                    .await
+                    .map_err(|e| format!("websocket handshake: {e}"))?
+                    .0
+                }
+            };
+            wait_connected(&mut ws).await?;
+            Ok(ws)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
-            .map_err(|e| format!("websocket connect: {e}"))?;
-        wait_connected(&mut ws).await?;
-        Ok(ws)
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+            .map_err(|_| format!("websocket connect: no `connected` frame within {CONNECT_TIMEOUT:?}"))?
+    }
+}
+
+/// Socket buffers of a client that reads small frames: far below tungstenite's 128 KiB
+/// defaults, which add up with ten thousand sockets.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+}
+
+/// A TCP connection to `server` from `source` (any port), Nagle off.
+async fn bound_tcp(source: IpAddr, server: SocketAddr) -> Result<TcpStream, String> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| format!("bind to {source}: {e}"))?;
+    let tcp = socket
+        .connect(server)
         .await
-        .map_err(|_| format!("websocket connect: no `connected` frame within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("connect from {source} to {server}: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    Ok(tcp)
+}
+
+/// Opens one socket per user, `concurrency` handshakes at once, each greeted by `connected`.
+pub async fn connect_all(
+    connector: &Connector,
+    users: &[User],
+    concurrency: usize,
+) -> Result<Vec<Ws>, String> {
+    let progress = Progress::new("connected", users.len());
+    futures_util::stream::iter(users)
+        .map(|u| connector.connect(&u.token))
+        .buffered(concurrency.max(1))
+        .inspect_ok(|_| progress.tick())
+        .try_collect()
+        .await
 }
 
 async fn wait_connected(ws: &mut Ws) -> Result<(), String> {

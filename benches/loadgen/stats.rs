@@ -1,7 +1,10 @@
 //! Counters, latency histograms and the final table.
 //!
-//! Deliveries are counted once per message index (a bitset over `0..messages` tells a
-//! duplicate from a first delivery), acks and errors as they come. Latencies are recorded in
+//! A message is due to `fan` receivers: one for a direct message, every member but the
+//! sender in a group. With one receiver, deliveries are counted once per message index (a
+//! bitset over `0..messages` tells a duplicate from a first delivery); with more, each
+//! receiver tells its own duplicates apart and reports first deliveries only. Acks and
+//! errors are counted as they come. Latencies are recorded in
 //! microseconds into HdrHistograms (3 significant digits, up to 10 minutes); messages with an
 //! index below the warm-up count are counted but not recorded. Histograms are sharded behind a
 //! few mutexes so that receiver tasks on different worker threads rarely meet; the shards are
@@ -60,6 +63,8 @@ fn micros(from_ns: u64, to_ns: u64) -> u64 {
 pub struct Stats {
     messages: u64,
     warmup: u64,
+    /// Deliveries each message is due: 1 for a direct message, members − 1 in a group.
+    fan: u64,
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub delivered: AtomicU64,
@@ -77,16 +82,26 @@ pub struct Stats {
     /// Per sender: recorded send→receive latencies, sum (µs) and count.
     per_sender: Vec<[AtomicU64; 2]>,
     error_kinds: Mutex<BTreeMap<String, u64>>,
+    /// With one receiver per message: one bit per message index, set at its delivery.
     seen: Vec<AtomicU64>,
     shards: Vec<Mutex<Latencies>>,
 }
 
 impl Stats {
-    pub fn new(clients: usize, messages: u64, warmup: u64) -> Self {
+    /// Counters of a run where each message has one receiver; `senders` clients send.
+    pub fn new(senders: usize, messages: u64, warmup: u64) -> Self {
+        Self::with_fan(senders, messages, warmup, 1)
+    }
+
+    /// Counters of a run where each message is due to `fan` receivers, which report first
+    /// deliveries only ([`Stats::first_delivery`]) when `fan > 1`.
+    pub fn with_fan(senders: usize, messages: u64, warmup: u64, fan: u64) -> Self {
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get()) * 4;
+        let seen_words = if fan == 1 { messages.div_ceil(64) } else { 0 };
         Stats {
             messages,
             warmup,
+            fan,
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -98,9 +113,9 @@ impl Stats {
             last_send_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             interval_max_us: AtomicU64::new(0),
-            per_sender: (0..clients).map(|_| Default::default()).collect(),
+            per_sender: (0..senders).map(|_| Default::default()).collect(),
             error_kinds: Mutex::new(BTreeMap::new()),
-            seen: (0..messages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            seen: (0..seen_words).map(|_| AtomicU64::new(0)).collect(),
             shards: (0..shards).map(|_| Mutex::new(Latencies::new())).collect(),
         }
     }
@@ -127,16 +142,26 @@ impl Stats {
         self.last_send_ns.fetch_max(now_ns, Relaxed);
     }
 
-    /// A message from `sender` pushed to `client` at `now_ns`.
+    /// A message from `sender` pushed to `client` at `now_ns`, when each message has one
+    /// receiver: a second delivery of the same index counts as a duplicate.
     pub fn delivery(&self, client: usize, sender: usize, p: Payload, now_ns: u64) {
         if p.index >= self.messages {
             return self.error("foreign message index");
         }
         let bit = 1u64 << (p.index % 64);
-        if self.seen[(p.index / 64) as usize].fetch_or(bit, Relaxed) & bit != 0 {
+        let Some(word) = self.seen.get((p.index / 64) as usize) else {
+            return self.error("delivery counted per index in a run with several receivers");
+        };
+        if word.fetch_or(bit, Relaxed) & bit != 0 {
             self.duplicates.fetch_add(1, Relaxed);
             return;
         }
+        self.first_delivery(client, sender, p, now_ns);
+    }
+
+    /// The first delivery of a message from `sender` to `client` at `now_ns`; the caller
+    /// made sure it is the first to this client and that the index is below `messages`.
+    pub fn first_delivery(&self, client: usize, sender: usize, p: Payload, now_ns: u64) {
         self.delivered.fetch_add(1, Relaxed);
         self.last_delivery_ns.fetch_max(now_ns, Relaxed);
         let latency = micros(p.intended_ns, now_ns);
@@ -162,11 +187,13 @@ impl Stats {
         }
     }
 
-    /// Whether every sent message was answered (ack or refusal) and delivered or refused.
+    /// Whether every sent message was answered (ack or refusal) and delivered to all its
+    /// receivers or refused.
     pub fn settled(&self) -> bool {
         let sent = self.sent.load(Relaxed);
         let refused = self.refused.load(Relaxed);
-        self.delivered.load(Relaxed) + refused >= sent && self.acked.load(Relaxed) + refused >= sent
+        self.delivered.load(Relaxed) >= sent.saturating_sub(refused) * self.fan
+            && self.acked.load(Relaxed) + refused >= sent
     }
 
     /// One progress line for stderr.
@@ -221,12 +248,17 @@ impl Stats {
 /// What the final table is about.
 pub struct RunInfo {
     pub mode: String,
+    /// Connected users (one socket each).
     pub clients: usize,
+    /// How many of them send.
+    pub senders: usize,
     pub messages: u64,
     pub warmup: u64,
     /// Send phase start on the shared clock.
     pub start_ns: u64,
     pub timed_out: bool,
+    /// Rows of the mode's own, printed after the counters.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 fn ms(us: u64) -> String {
@@ -263,6 +295,7 @@ impl Totals {
     fn of(stats: &Stats, messages: u64) -> Self {
         let sent = stats.sent.load(Relaxed);
         let delivered = stats.delivered.load(Relaxed);
+        let expected = sent * stats.fan;
         Totals {
             sent,
             acked: stats.acked.load(Relaxed),
@@ -270,7 +303,7 @@ impl Totals {
             duplicates: stats.duplicates.load(Relaxed),
             out_of_order: stats.out_of_order.load(Relaxed),
             errors: stats.errors(),
-            lost: sent.saturating_sub(delivered),
+            lost: expected.saturating_sub(delivered),
             unsent: messages.saturating_sub(sent),
         }
     }
@@ -298,19 +331,42 @@ fn print_counts(stats: &Stats, info: &RunInfo, t: &Totals) {
     let elapsed = since_start(stats.last_delivery_ns.load(Relaxed)).max(1e-9);
     let send_phase = since_start(stats.last_send_ns.load(Relaxed)).max(1e-9);
     let row = |name: &str, value: String| println!("  {name:<26} {value}");
-    row("clients", info.clients.to_string());
+    let fan = stats.fan;
+    if fan == 1 {
+        row("clients", info.clients.to_string());
+    } else {
+        row("members", info.clients.to_string());
+        row("senders", info.senders.to_string());
+    }
     row(
         "messages sent",
         format!("{} of {} (warm-up {})", t.sent, info.messages, info.warmup),
     );
     row("acks", t.acked.to_string());
-    row("delivered", t.delivered.to_string());
-    row("lost (sent - delivered)", t.lost.to_string());
+    if fan == 1 {
+        row("delivered", t.delivered.to_string());
+        row("lost (sent - delivered)", t.lost.to_string());
+    } else {
+        row(
+            "deliveries expected",
+            format!("{} ({} sent x {fan} receivers)", t.sent * fan, t.sent),
+        );
+        row("delivered", t.delivered.to_string());
+        row("lost (expected - deliv.)", t.lost.to_string());
+    }
     row("duplicates", t.duplicates.to_string());
     row("pushed out of seq order", t.out_of_order.to_string());
     row("errors", t.errors.to_string());
+    for (name, value) in &info.extra {
+        row(name, value.clone());
+    }
     row("elapsed", format!("{elapsed:.3} s (first send to last delivery)"));
-    row("delivered msgs/s", format!("{:.0}", t.delivered as f64 / elapsed));
+    let rate_name = if fan == 1 {
+        "delivered msgs/s"
+    } else {
+        "deliveries/s"
+    };
+    row(rate_name, format!("{:.0}", t.delivered as f64 / elapsed));
     row(
         "send phase",
         format!(

@@ -1,0 +1,201 @@
+//! The parts of a run every mode shares: the send loop of one sending client, waiting for
+//! the end, and closing the sockets.
+//!
+//! - Closed loop (no `--rate`): a sender takes a slot of its window before each send; the
+//!   mode decides what frees a slot (an ack in `direct`, the last delivery in `fanout`).
+//! - Open loop (`--rate R`): message `k` is due at `start + k / R`; a sender sleeps until its
+//!   next due time (`sleep_until`, no ticking interval) and sends a backlog at once when it
+//!   is late. Latency counts from the due time, so a stall of the server or the generator
+//!   shows up in the figures instead of being hidden (no coordinated omission). No window.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::SplitSink;
+use futures_util::SinkExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::clock;
+use crate::frames::{self, Payload};
+use crate::setup::Ws;
+use crate::stats::Stats;
+
+/// Delay between setting the open-loop grid and its first due time, so that spawning the
+/// sender tasks does not count as lateness.
+pub const GRID_LEAD: Duration = Duration::from_millis(50);
+
+/// How long closing the sockets at the end may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sending half of a socket.
+pub type Sink = SplitSink<Ws, Message>;
+
+/// A sender task; it gives its half of the socket back for closing, unless it broke.
+pub type Sender = JoinHandle<Option<Sink>>;
+
+/// Where a sender's messages go.
+#[derive(Clone, Copy)]
+pub enum Target {
+    /// A direct message to this user id.
+    User(u64),
+    /// A message to this group id.
+    Group(u64),
+}
+
+/// What one sender sends: indices `sender, sender + senders, …` below `messages`.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    pub sender: usize,
+    pub senders: usize,
+    pub messages: u64,
+    pub to: Target,
+    pub rate: Option<f64>,
+    pub start_ns: u64,
+}
+
+impl Plan {
+    fn indices(&self) -> impl Iterator<Item = u64> {
+        (self.sender as u64..self.messages).step_by(self.senders)
+    }
+
+    /// Open loop: when message `k` is due on the shared clock.
+    fn due_ns(&self, k: u64) -> Option<u64> {
+        self.rate.map(|r| self.start_ns + (k as f64 * 1e9 / r) as u64)
+    }
+
+    fn frame(&self, payload: &Payload) -> String {
+        match self.to {
+            Target::User(id) => frames::send_frame(id, payload),
+            Target::Group(id) => frames::group_send_frame(id, payload),
+        }
+    }
+}
+
+/// Checks the options every mode shares.
+pub fn validate(messages: u64, rate: Option<f64>, window: usize) -> Result<(), String> {
+    if messages == 0 {
+        return Err("--messages must be at least 1".into());
+    }
+    if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err("--rate must be a positive number of messages per second".into());
+    }
+    if window == 0 {
+        return Err("--window must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// The start of the send phase on the shared clock: now for a closed loop, a little later
+/// for an open loop (see [`GRID_LEAD`]).
+pub fn start_ns(rate: Option<f64>) -> u64 {
+    let lead = if rate.is_some() { GRID_LEAD } else { Duration::ZERO };
+    clock::now_ns() + lead.as_nanos() as u64
+}
+
+/// One sender's messages; returns its half of the socket for closing, unless it broke.
+pub async fn send(plan: Plan, mut sink: Sink, stats: Arc<Stats>, window: Option<&Semaphore>) -> Option<Sink> {
+    for k in plan.indices() {
+        let due = match plan.due_ns(k) {
+            Some(due) => {
+                tokio::time::sleep_until(clock::instant_at(due)).await;
+                Some(due)
+            }
+            None => {
+                take_slot(window).await;
+                None
+            }
+        };
+        let now = clock::now_ns();
+        let payload = Payload {
+            intended_ns: due.unwrap_or(now),
+            actual_ns: now,
+            index: k,
+        };
+        if let Err(e) = sink.send(Message::text(plan.frame(&payload))).await {
+            stats.error(&format!("ws send: {e}"));
+            stats.senders_done.fetch_add(1, Relaxed);
+            return None;
+        }
+        stats.sent(now);
+    }
+    stats.senders_done.fetch_add(1, Relaxed);
+    Some(sink)
+}
+
+/// Closed loop: waits for a free slot in the window and keeps it until an answer frees it.
+async fn take_slot(window: Option<&Semaphore>) {
+    if let Some(w) = window {
+        // The semaphore is never closed, so acquiring only fails if it were.
+        if let Ok(permit) = w.acquire().await {
+            permit.forget();
+        }
+    }
+}
+
+/// Closed loop: gives a slot back to the window.
+pub fn free_slot(window: Option<&Semaphore>) {
+    if let Some(w) = window {
+        w.add_permits(1);
+    }
+}
+
+/// Waits until all `senders` are done and every sent message is settled. Gives up when the
+/// counters stood still for `timeout` while sending, or `timeout` after the last send.
+/// Prints progress every second; returns whether it gave up.
+pub async fn wait_for_end(stats: &Stats, senders: usize, timeout: Duration) -> bool {
+    let started = Instant::now();
+    let mut next_progress = Duration::from_secs(1);
+    let (mut last, mut moved) = (stats.activity(), Instant::now());
+    let mut sends_done: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let all_sent = stats.senders_done.load(Relaxed) == senders as u64;
+        if all_sent && stats.settled() {
+            return false;
+        }
+        if all_sent {
+            let done = *sends_done.get_or_insert_with(Instant::now);
+            if done.elapsed() >= timeout {
+                return true;
+            }
+        }
+        let now = stats.activity();
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        } else if moved.elapsed() >= timeout {
+            return true;
+        }
+        if started.elapsed() >= next_progress {
+            eprintln!("{}", stats.progress(started.elapsed()));
+            next_progress += Duration::from_secs(1);
+        }
+    }
+}
+
+/// Stops senders that are still sending and closes the sockets of the others, and the
+/// `idle` sockets that never sent, with a close frame, all within a bound.
+pub async fn close_all(senders: Vec<Sender>, idle: Vec<Sink>) {
+    senders
+        .iter()
+        .filter(|s| !s.is_finished())
+        .for_each(JoinHandle::abort);
+    let closing = async {
+        let mut sinks = idle;
+        for s in senders {
+            if let Ok(Some(sink)) = s.await {
+                sinks.push(sink);
+            }
+        }
+        let closes: Vec<_> = sinks
+            .into_iter()
+            .map(|mut sink| tokio::spawn(async move { sink.close().await }))
+            .collect();
+        for c in closes {
+            let _ = c.await;
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+}

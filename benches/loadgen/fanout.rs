@@ -1,0 +1,403 @@
+//! `fanout`: one group, every member online, a few members sending.
+//!
+//! Set-up registers `--members` users (the first is the group's owner), opens their inboxes,
+//! makes the owner a friend of every other user, creates one group of all of them and
+//! connects every member. Each socket's reader starts as soon as the socket is up, so that a
+//! long set-up never leaves a socket unread (the server pings every few seconds and closes a
+//! client that does not answer).
+//!
+//! The first `--senders` members send (the owner among them); message `k` of `0..messages`
+//! is sent by sender `k mod senders` as a group text message. Every member but the sender
+//! gets it pushed (the sender's own device gets the `ack`), so `messages × (members − 1)`
+//! deliveries are due.
+//!
+//! - Closed loop (no `--rate`): at most `--window` messages are in flight at once, all
+//!   senders together; a message leaves the window when the last member it is due to got it
+//!   (or when the server refused it). Bounding deliveries rather than acks keeps the run
+//!   from queueing more frames for each member than the server lets a session hold.
+//! - Open loop (`--rate R`): message `k` is due at `start + k / R` (see [`crate::drive`]);
+//!   latency counts from the due time. No window.
+//!
+//! Each member's reader keeps one bit per message index (duplicates), the highest `seq`
+//! pushed so far (the group has one timeline, so pushes must arrive in `seq` order), and
+//! checks that no member gets its own message pushed back. Notices in the timeline (the
+//! membership notice at `seq` 1) are counted apart and otherwise ignored.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::clock;
+use crate::drive::{self, Plan, Sink, Target};
+use crate::frames::{self, Payload, ServerFrame};
+use crate::setup::{self, User, Ws};
+use crate::stats::{self, RunInfo, Stats};
+use crate::Common;
+
+/// Options of the `fanout` mode.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Members of the group, each a user with one WebSocket; the first owns the group.
+    #[arg(long, default_value_t = 1000)]
+    pub members: usize,
+    /// Members that send (the first ones, the owner included).
+    #[arg(long, default_value_t = 10)]
+    pub senders: usize,
+    /// Messages to send in total, spread evenly over the senders.
+    #[arg(long, default_value_t = 200)]
+    pub messages: u64,
+    /// Open loop: messages per second in total, on a fixed schedule. Absent: closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Closed loop: messages in flight (sent, not yet delivered to every member), all
+    /// senders together.
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Messages sent first and counted, but left out of the latency figures [default: 5%].
+    #[arg(long)]
+    pub warmup: Option<u64>,
+}
+
+/// Most memory the members' duplicate bitsets may take (members × messages bits).
+const MAX_BITSET_BYTES: u64 = 1 << 30;
+
+fn validate(args: &FanoutArgs) -> Result<(), String> {
+    if args.members < 2 {
+        return Err(format!("--members must be at least 2, got {}", args.members));
+    }
+    if args.senders == 0 || args.senders > args.members {
+        return Err(format!(
+            "--senders must be between 1 and --members ({}), got {}",
+            args.members, args.senders
+        ));
+    }
+    let receivers = args.members as u64 - 1;
+    if args.messages > u64::from(u32::MAX) || receivers > u64::from(u32::MAX) {
+        return Err("--messages and --members must stay below 2^32".into());
+    }
+    let bitsets = args.members as u64 * args.messages.div_ceil(64) * 8;
+    if bitsets > MAX_BITSET_BYTES {
+        return Err(format!(
+            "members x messages is too large: the duplicate check would take {} MiB",
+            bitsets >> 20
+        ));
+    }
+    drive::validate(args.messages, args.rate, args.window)
+}
+
+fn mode_name(args: &FanoutArgs) -> String {
+    let loop_kind = match args.rate {
+        Some(r) => format!("open loop at {r} msg/s"),
+        None => format!("closed loop, window {} messages", args.window),
+    };
+    format!(
+        "fanout, {} members, {} senders, {loop_kind}",
+        args.members, args.senders
+    )
+}
+
+/// What all readers share besides the counters: how many members each message still has
+/// to reach, the closed-loop window, and the per-member findings.
+struct Tracker {
+    senders: usize,
+    messages: u64,
+    /// Per message index: members it has not reached yet.
+    remaining: Vec<AtomicU32>,
+    window: Option<Semaphore>,
+    /// Notices pushed (the membership notice, …), not counted as deliveries.
+    notices: AtomicU64,
+    /// Members that saw at least one push out of `seq` order.
+    members_reordered: AtomicU64,
+    /// Members that got at least one message twice.
+    members_with_duplicates: AtomicU64,
+    /// Per member: first deliveries.
+    per_member: Vec<AtomicU64>,
+}
+
+impl Tracker {
+    fn new(args: &FanoutArgs) -> Self {
+        let receivers = (args.members - 1) as u32;
+        Tracker {
+            senders: args.senders,
+            messages: args.messages,
+            remaining: (0..args.messages).map(|_| AtomicU32::new(receivers)).collect(),
+            window: args.rate.is_none().then(|| Semaphore::new(args.window)),
+            notices: AtomicU64::new(0),
+            members_reordered: AtomicU64::new(0),
+            members_with_duplicates: AtomicU64::new(0),
+            per_member: (0..args.members).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn sender_of(&self, index: u64) -> usize {
+        (index % self.senders as u64) as usize
+    }
+
+    /// Message `index` reached one more member; the last one frees its window slot.
+    fn reached(&self, index: u64) {
+        if self.remaining[index as usize].fetch_sub(1, Relaxed) == 1 {
+            drive::free_slot(self.window.as_ref());
+        }
+    }
+
+    /// Messages member `member` is due out of the `sent` ones: all but its own.
+    fn due_to(&self, member: usize, sent: u64) -> u64 {
+        if member >= self.senders {
+            return sent;
+        }
+        // Indices member, member + senders, … below `sent` are its own (sends go in
+        // index order per sender, and all senders start together, so this is exact when
+        // every sender sent all of its messages, as a clean run does).
+        let own = sent.saturating_sub(member as u64).div_ceil(self.senders as u64);
+        sent - own
+    }
+
+    /// Members that got fewer messages than they were due, when `sent` messages went out
+    /// (exact only when every message was sent), and the largest shortfall.
+    fn members_short(&self, sent: u64) -> (u64, u64) {
+        let mut short = (0, 0);
+        for (member, got) in self.per_member.iter().enumerate() {
+            let missing = self.due_to(member, sent).saturating_sub(got.load(Relaxed));
+            if missing > 0 {
+                short = (short.0 + 1, short.1.max(missing));
+            }
+        }
+        short
+    }
+}
+
+/// Runs the mode; `Ok(false)` when deliveries were lost or messages refused.
+pub async fn run(args: &FanoutArgs) -> Result<bool, String> {
+    validate(args)?;
+    let n = args.members;
+    let warmup = args.warmup.unwrap_or(args.messages / 20).min(args.messages);
+    let (users, group) = set_up(args).await?;
+
+    let stats = Arc::new(Stats::with_fan(args.senders, args.messages, warmup, n as u64 - 1));
+    let tracker = Arc::new(Tracker::new(args));
+    let (readers, mut sinks) = connect(args, &users, &stats, &tracker).await?;
+    // Let the replay of the membership notice (sent while the members were offline) settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let start_ns = drive::start_ns(args.rate);
+    let idle = sinks.split_off(args.senders);
+    let senders: Vec<_> = sinks
+        .into_iter()
+        .enumerate()
+        .map(|(sender, sink)| {
+            let plan = Plan {
+                sender,
+                senders: args.senders,
+                messages: args.messages,
+                to: Target::Group(group),
+                rate: args.rate,
+                start_ns,
+            };
+            let window = tracker.window.is_some().then(|| tracker.clone());
+            tokio::spawn(send_with(plan, sink, stats.clone(), window))
+        })
+        .collect();
+
+    let timeout = Duration::from_secs(args.common.timeout);
+    let timed_out = drive::wait_for_end(&stats, args.senders, timeout).await;
+    let ran_for = Duration::from_nanos(clock::now_ns().saturating_sub(start_ns));
+    eprintln!("{}", stats.progress(ran_for));
+    readers.iter().for_each(JoinHandle::abort);
+    drive::close_all(senders, idle).await;
+
+    let (short, worst) = tracker.members_short(stats.sent.load(Relaxed));
+    let info = RunInfo {
+        mode: mode_name(args),
+        clients: n,
+        senders: args.senders,
+        messages: args.messages,
+        warmup,
+        start_ns,
+        timed_out,
+        extra: vec![
+            ("group", group.to_string()),
+            (
+                "members short of deliv.",
+                format!("{short} (the most missing at one member: {worst})"),
+            ),
+            (
+                "members out of order",
+                tracker.members_reordered.load(Relaxed).to_string(),
+            ),
+            (
+                "members with duplicates",
+                tracker.members_with_duplicates.load(Relaxed).to_string(),
+            ),
+            ("notices (not counted)", tracker.notices.load(Relaxed).to_string()),
+        ],
+    };
+    Ok(stats::report(&stats, &info))
+}
+
+/// One sender's messages, its window slots taken from the shared tracker's window.
+async fn send_with(plan: Plan, sink: Sink, stats: Arc<Stats>, tracker: Option<Arc<Tracker>>) -> Option<Sink> {
+    let window = tracker.as_ref().and_then(|t| t.window.as_ref());
+    drive::send(plan, sink, stats, window).await
+}
+
+/// Registers the users, makes the first one a friend of all the others and creates the
+/// group; returns the users and the group id.
+async fn set_up(args: &FanoutArgs) -> Result<(Vec<User>, u64), String> {
+    let (common, n) = (&args.common, args.members);
+    let t = Instant::now();
+    let prefix = setup::run_prefix();
+    let users = setup::register(&common.url, &prefix, n, common.setup_concurrency).await?;
+    setup::open_inboxes(&common.url, &users, common.setup_concurrency).await?;
+    eprintln!("registered {n} users ({prefix}_*) in {:.1?}", t.elapsed());
+    let t = Instant::now();
+    let (owner, others) = users.split_first().ok_or("no users")?;
+    setup::befriend_all(&common.url, owner, others, common.setup_concurrency).await?;
+    eprintln!(
+        "made user {} a friend of {} users in {:.1?}",
+        owner.id,
+        others.len(),
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let ids: Vec<u64> = others.iter().map(|u| u.id).collect();
+    let group = setup::create_group(&common.url, owner, &ids).await?;
+    eprintln!("created group {group} of {n} members in {:.1?}", t.elapsed());
+    Ok((users, group))
+}
+
+/// Connects every member, starting each socket's reader at once; returns the readers and
+/// the sending halves in member order.
+async fn connect(
+    args: &FanoutArgs,
+    users: &[User],
+    stats: &Arc<Stats>,
+    tracker: &Arc<Tracker>,
+) -> Result<(Vec<JoinHandle<()>>, Vec<Sink>), String> {
+    let t = Instant::now();
+    let common = &args.common;
+    let connector = setup::Connector::new(&common.url, &common.source_ips)?;
+    let progress = setup::Progress::new("connected", users.len());
+    let mut opened = futures_util::stream::iter(users)
+        .map(|u| connector.connect(&u.token))
+        .buffered(common.setup_concurrency.max(1));
+    let mut readers = Vec::with_capacity(users.len());
+    let mut sinks = Vec::with_capacity(users.len());
+    while let Some(ws) = opened.next().await {
+        let ws = match ws {
+            Ok(ws) => ws,
+            Err(e) => {
+                readers.iter().for_each(JoinHandle::abort);
+                return Err(e);
+            }
+        };
+        let (sink, stream) = ws.split();
+        let me = readers.len();
+        readers.push(tokio::spawn(read(me, stream, stats.clone(), tracker.clone())));
+        sinks.push(sink);
+        progress.tick();
+    }
+    eprintln!("connected {} sockets in {:.1?}", users.len(), t.elapsed());
+    Ok((readers, sinks))
+}
+
+/// One member's incoming frames, until the task is aborted.
+async fn read(me: usize, mut stream: SplitStream<Ws>, stats: Arc<Stats>, tracker: Arc<Tracker>) {
+    let mut member = Member {
+        me,
+        stats: &stats,
+        tracker: &tracker,
+        last_seq: 0,
+        seen: vec![0; tracker.messages.div_ceil(64) as usize],
+        reordered: false,
+        duplicated: false,
+    };
+    while let Some(msg) = stream.next().await {
+        let now = clock::now_ns();
+        match msg {
+            Ok(Message::Text(text)) => member.on_frame(text.as_str(), now),
+            Ok(Message::Close(reason)) => {
+                let why = reason.map_or_else(String::new, |r| format!("{} {}", r.code, r.reason));
+                return stats.error(&format!("socket closed by the server: {why}"));
+            }
+            Ok(_) => {}
+            Err(e) => return stats.error(&format!("ws read: {e}")),
+        }
+    }
+    stats.error("socket ended");
+}
+
+/// What one member's reader knows: who it is, the highest `seq` pushed so far and which
+/// messages it got.
+struct Member<'a> {
+    me: usize,
+    stats: &'a Stats,
+    tracker: &'a Tracker,
+    last_seq: u64,
+    seen: Vec<u64>,
+    reordered: bool,
+    duplicated: bool,
+}
+
+impl Member<'_> {
+    fn on_frame(&mut self, text: &str, now: u64) {
+        match frames::parse(text) {
+            Ok(ServerFrame::Chat { payload, seq }) => self.on_push(payload, seq, now),
+            Ok(ServerFrame::Notice { .. }) => {
+                self.tracker.notices.fetch_add(1, Relaxed);
+            }
+            Ok(ServerFrame::Ack(p)) if self.tracker.sender_of(p.index) == self.me => {
+                self.stats.ack(self.me, p, now);
+            }
+            Ok(ServerFrame::Ack(_)) => self.stats.error("ack sent to the wrong member"),
+            Ok(ServerFrame::Error { code, answers_send }) => {
+                self.stats.error(&code);
+                if answers_send {
+                    self.stats.refused.fetch_add(1, Relaxed);
+                    drive::free_slot(self.tracker.window.as_ref());
+                }
+            }
+            Ok(ServerFrame::Connected | ServerFrame::Other) => {}
+            Err(e) => self.stats.error(&format!("unexpected frame: {e}")),
+        }
+    }
+
+    fn on_push(&mut self, payload: Payload, seq: u64, now: u64) {
+        let index = payload.index;
+        if index >= self.tracker.messages {
+            return self.stats.error("foreign message index");
+        }
+        let sender = self.tracker.sender_of(index);
+        if sender == self.me {
+            return self.stats.error("own message pushed back to its sender");
+        }
+        if seq < self.last_seq {
+            self.stats.out_of_order.fetch_add(1, Relaxed);
+            if !std::mem::replace(&mut self.reordered, true) {
+                self.tracker.members_reordered.fetch_add(1, Relaxed);
+            }
+        }
+        self.last_seq = self.last_seq.max(seq);
+        let (word, bit) = ((index / 64) as usize, 1u64 << (index % 64));
+        if self.seen[word] & bit != 0 {
+            self.stats.duplicates.fetch_add(1, Relaxed);
+            if !std::mem::replace(&mut self.duplicated, true) {
+                self.tracker.members_with_duplicates.fetch_add(1, Relaxed);
+            }
+            return;
+        }
+        self.seen[word] |= bit;
+        self.tracker.per_member[self.me].fetch_add(1, Relaxed);
+        self.stats.first_delivery(self.me, sender, payload, now);
+        self.tracker.reached(index);
+    }
+}
