@@ -628,15 +628,20 @@ fn count(body: &Signed) -> Result<usize> {
     Ok(n as usize)
 }
 
-async fn conversation_files(state: State, body: Signed) -> Result {
+/// The tenant, the `userId` and the `conversation` of a request.
+async fn user_and_conversation(state: &State, body: &Signed) -> Result<(String, UserRecord, String)> {
     let tenant = body.tenant()?;
-    let me = user(&state, &tenant, &body.str("userId")?).await?;
+    let me = user(state, &tenant, &body.str("userId")?).await?;
     let c = body
         .body
         .get("conversation")
-        .cloned()
         .ok_or_else(|| AdminError::new(251, "conversation is required"))?;
-    let (conv, _) = conversation(&state, &tenant, &me, &c).await?;
+    let (conv, _) = conversation(state, &tenant, &me, c).await?;
+    Ok((tenant, me, conv))
+}
+
+async fn conversation_files(state: State, body: Signed) -> Result {
+    let (tenant, me, conv) = user_and_conversation(&state, &body).await?;
     let limit = count(&body)?;
     let from_time = body.int("fromTime")?.unwrap_or(0).max(0) as u64;
     let oldest_first = match body.int("order")? {
@@ -771,14 +776,7 @@ async fn conversation_top(state: State, body: Signed) -> Result {
 }
 
 async fn conversation_is_top(state: State, body: Signed) -> Result {
-    let tenant = body.tenant()?;
-    let me = user(&state, &tenant, &body.str("userId")?).await?;
-    let c = body
-        .body
-        .get("conversation")
-        .cloned()
-        .ok_or_else(|| AdminError::new(251, "conversation is required"))?;
-    let (conv, _) = conversation(&state, &tenant, &me, &c).await?;
+    let (tenant, me, conv) = user_and_conversation(&state, &body).await?;
     let (t, id) = (tenant.clone(), me.id);
     let pinned = state
         .read(move |s| Ok(s.conv_state(&t, id, &conv)?.pinned))
