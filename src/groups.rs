@@ -19,57 +19,14 @@ pub async fn addr(state: &AppState, tenant: &str, id: u64) -> Result<Addr<Group>
     Ok(tenant.send(GroupOf(id)).await??)
 }
 
-/// Runs a command on a group.
-pub async fn command(
-    state: &AppState,
-    tenant: &str,
-    id: u64,
-    by: Party,
-    op: GroupOp,
-) -> Result<GroupOutcome, ApiError> {
-    let mut retried = false;
-    loop {
-        let group = addr(state, tenant, id).await?;
-        match group
-            .send(GroupCommand {
-                by: by.clone(),
-                op: op.clone(),
-            })
-            .await
-        {
-            Ok(res) => return Ok(res?),
-            Err(MailboxError::Closed) if !retried => retried = true,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Sends a message to a group.
-pub async fn send(
-    state: &AppState,
-    tenant: &str,
-    id: u64,
-    msg: SendMessage,
-) -> Result<Arc<MessageRecord>, ApiError> {
-    let mut retried = false;
-    loop {
-        let group = addr(state, tenant, id).await?;
-        let attempt = msg.clone();
-        match group.send(attempt).await {
-            Ok(res) => return Ok(res?),
-            Err(MailboxError::Closed) if !retried => retried = true,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Revokes a message of a group.
-pub async fn revoke(
-    state: &AppState,
-    tenant: &str,
-    id: u64,
-    msg: Revoke,
-) -> Result<Arc<MessageRecord>, ApiError> {
+/// Asks group `id` a question, looking its actor up once more if it stopped (idle) between
+/// the lookup and the send.
+async fn ask<M, T>(state: &AppState, tenant: &str, id: u64, msg: M) -> Result<T, ApiError>
+where
+    M: actix::Message<Result = Result<T, parlor_actors::SendError>> + Clone + Send + 'static,
+    T: Send + 'static,
+    Group: actix::Handler<M>,
+{
     let mut retried = false;
     loop {
         let group = addr(state, tenant, id).await?;
@@ -79,4 +36,35 @@ pub async fn revoke(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Runs a command on a group.
+pub async fn command(
+    state: &AppState,
+    tenant: &str,
+    id: u64,
+    by: Party,
+    op: GroupOp,
+) -> Result<GroupOutcome, ApiError> {
+    ask(state, tenant, id, GroupCommand { by, op }).await
+}
+
+/// Sends a message to a group.
+pub async fn send(
+    state: &AppState,
+    tenant: &str,
+    id: u64,
+    msg: SendMessage,
+) -> Result<Arc<MessageRecord>, ApiError> {
+    ask(state, tenant, id, msg).await
+}
+
+/// Revokes a message of a group.
+pub async fn revoke(
+    state: &AppState,
+    tenant: &str,
+    id: u64,
+    msg: Revoke,
+) -> Result<Arc<MessageRecord>, ApiError> {
+    ask(state, tenant, id, msg).await
 }

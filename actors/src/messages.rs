@@ -213,7 +213,7 @@ pub struct GroupOf(pub u64);
 pub struct GroupStopped(pub u64);
 
 /// A change to a group, by `by`. The Group checks who may do it.
-#[derive(Message, Debug)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<GroupOutcome, SendError>")]
 pub struct GroupCommand {
     pub by: Party,

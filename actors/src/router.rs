@@ -185,6 +185,18 @@ impl Router {
         taken
     }
 
+    /// Offers a timeline frame to `user`'s sessions; when none takes it, its conversation
+    /// joins the user's offline queue.
+    fn deliver(&mut self, user: UserKey, pushed: &Pushed, exclude: Option<SessionId>) {
+        if self.push_user(&user, pushed, exclude) {
+            return;
+        }
+        if let Some((conv, _)) = &pushed.at {
+            self.pending.entry(user).or_default().insert(conv.clone());
+            self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Removes a session from the registry and tells it to close.
     fn cut(&mut self, user: &UserKey, id: SessionId, reason: &'static str) {
         let Some(list) = self.sessions.get_mut(user) else {
@@ -600,19 +612,15 @@ impl Handler<Committed> for Router {
 
 impl Router {
     fn fan_out(&mut self, tenant: &Arc<str>, msg: &MessageRecord, origin: Origin) {
-        let conv: Arc<str> = Arc::from(msg.conv.as_str());
         let pushed = Pushed {
             frame: wire::chat_frame(msg),
-            at: Some((conv.clone(), msg.seq)),
+            at: Some((Arc::from(msg.conv.as_str()), msg.seq)),
         };
         let recipient = UserKey {
             tenant: tenant.clone(),
             id: msg.to_id,
         };
-        if !self.push_user(&recipient, &pushed, None) {
-            self.pending.entry(recipient).or_default().insert(conv);
-            self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-        }
+        self.deliver(recipient, &pushed, None);
         let exclude = match origin {
             Origin::Session(id) => Some(id),
             Origin::Rest => None,
@@ -762,9 +770,7 @@ impl Handler<Revoke> for Router {
                         tenant: tenant.clone(),
                         id,
                     };
-                    if !act.push_user(&user, &pushed, None) {
-                        act.pending.entry(user).or_default().insert(conv.clone());
-                    }
+                    act.deliver(user, &pushed, None);
                 }
                 Ok(Arc::new(revoked))
             }),
@@ -776,18 +782,12 @@ impl Handler<FanOut> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: FanOut, _: &mut Self::Context) {
-        let conv = msg.pushed.at.as_ref().map(|(c, _)| c.clone());
         for &member in msg.members.iter() {
             let user = UserKey {
                 tenant: msg.tenant.clone(),
                 id: member,
             };
-            if !self.push_user(&user, &msg.pushed, msg.exclude) {
-                if let Some(conv) = &conv {
-                    self.pending.entry(user).or_default().insert(conv.clone());
-                    self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            self.deliver(user, &msg.pushed, msg.exclude);
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use parlor_actors::{CreateGroup, GroupOp, GroupOutcome, Party, TenantOf};
+use parlor_actors::{CreateGroup, GroupOp, GroupOutcome, TenantOf};
 use parlor_storage::{GroupRecord, MemberRecord, UserRecord};
 use serde_json::{json, Value};
 
@@ -108,8 +108,10 @@ fn id_list(form: &Form, name: &str) -> std::result::Result<Vec<u64>, ApiError> {
     }
 }
 
-async fn me_party(state: &State, me: &Me) -> std::result::Result<Party, ApiError> {
-    Ok(party(&load_user(state, me.tenant(), me.id()).await?))
+/// Runs `op` on group `id` as the caller.
+async fn run(state: &State, me: &Me, id: u64, op: GroupOp) -> std::result::Result<GroupOutcome, ApiError> {
+    let by = party(&load_user(state, me.tenant(), me.id()).await?);
+    groups::command(state, me.tenant(), id, by, op).await
 }
 
 async fn create(state: State, me: Me, form: Form) -> Result {
@@ -229,15 +231,7 @@ async fn rename(state: State, me: Me, form: Form) -> Result {
     let id = group_id(&form)?;
     let name = form.str("name")?;
     check_len("name", name.trim(), 1, 20)?;
-    let by = me_party(&state, &me).await?;
-    groups::command(
-        &state,
-        me.tenant(),
-        id,
-        by,
-        GroupOp::Rename(name.trim().to_owned()),
-    )
-    .await?;
+    run(&state, &me, id, GroupOp::Rename(name.trim().to_owned())).await?;
     Ok(ok("ok"))
 }
 
@@ -245,8 +239,7 @@ async fn remark(state: State, me: Me, form: Form) -> Result {
     let id = group_id(&form)?;
     let remark = form.str("remark")?;
     check_len("remark", &remark, 1, 500)?;
-    let by = me_party(&state, &me).await?;
-    groups::command(&state, me.tenant(), id, by, GroupOp::SetRemark(remark)).await?;
+    run(&state, &me, id, GroupOp::SetRemark(remark)).await?;
     Ok(ok("ok"))
 }
 
@@ -254,23 +247,20 @@ async fn nickname(state: State, me: Me, form: Form) -> Result {
     let id = group_id(&form)?;
     let nickname = form.str("nickname")?;
     check_len("nickname", &nickname, 1, 20)?;
-    let by = me_party(&state, &me).await?;
-    groups::command(&state, me.tenant(), id, by, GroupOp::SetNickname(nickname)).await?;
+    run(&state, &me, id, GroupOp::SetNickname(nickname)).await?;
     Ok(ok("ok"))
 }
 
 async fn delete_or_quit(state: State, me: Me, form: Form) -> Result {
     let id = group_id(&form)?;
-    let by = me_party(&state, &me).await?;
-    groups::command(&state, me.tenant(), id, by, GroupOp::Leave).await?;
+    run(&state, &me, id, GroupOp::Leave).await?;
     Ok(ok("ok"))
 }
 
 async fn delete_user(state: State, me: Me, form: Form) -> Result {
     let id = form.u64("group_id")?;
     let user = form.u64("user_id")?;
-    let by = me_party(&state, &me).await?;
-    groups::command(&state, me.tenant(), id, by, GroupOp::Remove(user)).await?;
+    run(&state, &me, id, GroupOp::Remove(user)).await?;
     Ok(ok("删除群成员成功"))
 }
 
@@ -280,9 +270,8 @@ async fn invite(state: State, me: Me, form: Form) -> Result {
     form.opt_u64("inviteuser_id")?;
     let desc = form.opt_str("addGroupDesc")?.unwrap_or_default();
     check_len("addGroupDesc", &desc, 0, 500)?;
-    let by = me_party(&state, &me).await?;
     let user = party(&load_user(&state, me.tenant(), user_id).await?);
-    let outcome = groups::command(&state, me.tenant(), id, by, GroupOp::Invite { user, desc }).await?;
+    let outcome = run(&state, &me, id, GroupOp::Invite { user, desc }).await?;
     Ok(ok(match outcome {
         GroupOutcome::Requested => "申请已提交，等待群主审核",
         _ => "加群成功",
@@ -301,8 +290,7 @@ async fn join_setting(state: State, me: Me, form: Form) -> Result {
             )
         }
     };
-    let by = me_party(&state, &me).await?;
-    groups::command(&state, me.tenant(), id, by, GroupOp::SetJoinRule(rule)).await?;
+    run(&state, &me, id, GroupOp::SetJoinRule(rule)).await?;
     Ok(ok("设置成功"))
 }
 
@@ -314,8 +302,7 @@ async fn agree_or_no(state: State, me: Me, form: Form) -> Result {
         "no" => false,
         _ => return Err(ApiError::invalid("type must be agree or no").into()),
     };
-    let by = me_party(&state, &me).await?;
-    groups::command(&state, me.tenant(), id, by, GroupOp::Approve { user, agree }).await?;
+    run(&state, &me, id, GroupOp::Approve { user, agree }).await?;
     Ok(ok("处理成功"))
 }
 

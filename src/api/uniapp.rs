@@ -264,13 +264,16 @@ pub(crate) async fn load_user(
         .await
 }
 
-/// Records a login (time and device fields) and returns the updated user.
-async fn touch_login(
+/// Changes a stored user in one write and returns it.
+async fn update_user<F>(
     state: &State,
     tenant: &str,
     id: u64,
-    device: Option<DeviceInfo>,
-) -> std::result::Result<UserRecord, ApiError> {
+    change: F,
+) -> std::result::Result<UserRecord, ApiError>
+where
+    F: FnOnce(&mut UserRecord) + Send + 'static,
+{
     let tenant = tenant.to_owned();
     Ok(state
         .store
@@ -279,14 +282,27 @@ async fn touch_login(
             let mut u = tx
                 .user(&tenant, id)?
                 .ok_or_else(|| parlor_storage::Error::NotFound(format!("user {id}")))?;
-            u.last_login_ms = Some(parlor_actors::now_ms());
-            if let Some(d) = device {
-                d.apply(&mut u);
-            }
+            change(&mut u);
             tx.put_user(&u)?;
             Ok(u)
         })
         .await?)
+}
+
+/// Records a login (time and device fields) and returns the updated user.
+async fn touch_login(
+    state: &State,
+    tenant: &str,
+    id: u64,
+    device: Option<DeviceInfo>,
+) -> std::result::Result<UserRecord, ApiError> {
+    update_user(state, tenant, id, move |u| {
+        u.last_login_ms = Some(parlor_actors::now_ms());
+        if let Some(d) = device {
+            d.apply(u);
+        }
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -454,19 +470,11 @@ async fn update_userinfo(state: State, me: Me, form: Form) -> Result {
         }
         other => return Err(ApiError::invalid(format!("fieldname {other} cannot be changed")).into()),
     };
-    let (tenant, id) = (me.tenant().to_owned(), me.id());
-    state
-        .store
-        .writer()
-        .write(move |tx| {
-            let mut u = tx
-                .user(&tenant, id)?
-                .ok_or_else(|| parlor_storage::Error::NotFound(format!("user {id}")))?;
-            apply(&mut u);
-            u.updated_ms = parlor_actors::now_ms();
-            tx.put_user(&u)
-        })
-        .await?;
+    update_user(&state, me.tenant(), me.id(), move |u| {
+        apply(u);
+        u.updated_ms = parlor_actors::now_ms();
+    })
+    .await?;
     Ok(ok("更新成功"))
 }
 
@@ -481,20 +489,12 @@ async fn userset(state: State, me: Me, form: Form) -> Result {
     if text.len() > 4096 {
         return Err(ApiError::TooLarge("userset is over 4096 bytes".into()).into());
     }
-    let (tenant, id) = (me.tenant().to_owned(), me.id());
     let stored = parsed.to_string();
-    state
-        .store
-        .writer()
-        .write(move |tx| {
-            let mut u = tx
-                .user(&tenant, id)?
-                .ok_or_else(|| parlor_storage::Error::NotFound(format!("user {id}")))?;
-            u.userset = stored;
-            u.updated_ms = parlor_actors::now_ms();
-            tx.put_user(&u)
-        })
-        .await?;
+    update_user(&state, me.tenant(), me.id(), move |u| {
+        u.userset = stored;
+        u.updated_ms = parlor_actors::now_ms();
+    })
+    .await?;
     Ok(ok("ok"))
 }
 
