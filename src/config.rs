@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds to let open connections finish on shutdown. Default 5.
     pub shutdown_timeout_secs: u64,
+    /// Serve Prometheus metrics at `GET /metrics` on the client listener. Default true.
+    pub metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:7001".into(),
             workers: 0,
             shutdown_timeout_secs: 5,
+            metrics: true,
         }
     }
 }

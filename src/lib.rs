@@ -16,6 +16,7 @@ pub mod config;
 pub mod conversations;
 pub mod error;
 pub mod groups;
+pub mod metrics;
 pub mod social;
 pub mod state;
 pub mod ws;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use parlor_actors::router::{FlushCursors, RouterConfig};
 use parlor_actors::{Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
@@ -200,9 +201,19 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         next_session: AtomicU64::new(1),
     });
     let app_state = state.clone();
+    let http_metrics = web::Data::new(metrics::HttpMetrics::default());
+    let client_metrics = http_metrics.clone();
+    let serve_metrics = config.server.metrics;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(client_metrics.clone())
+            .wrap(middleware::from_fn(metrics::track))
+            .configure(|cfg| {
+                if serve_metrics {
+                    cfg.route("/metrics", web::get().to(metrics::serve));
+                }
+            })
             .route("/healthz", web::get().to(healthz))
             .route("/ws", web::get().to(ws::connect))
             .configure(api::uniapp::routes)
@@ -239,6 +250,8 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             App::new()
                 .app_data(admin_state.clone())
                 .app_data(nonces.clone())
+                .app_data(http_metrics.clone())
+                .wrap(middleware::from_fn(metrics::track))
                 .configure(api::admin::routes)
                 .default_service(web::to(api::admin::not_found))
         })

@@ -58,11 +58,22 @@ impl Default for RouterConfig {
 #[derive(Debug, Default)]
 pub struct RouterStats {
     pub sessions_online: AtomicU64,
+    /// Messages committed to a timeline (direct, group, notices), retried sends not counted.
     pub messages_accepted: AtomicU64,
     pub deliveries: AtomicU64,
     pub deferred: AtomicU64,
     pub sessions_cut: AtomicU64,
     pub replayed: AtomicU64,
+    /// Per tenant, in the order the tenants were first seen; the lock is taken when a tenant
+    /// appears and when the metrics are read, never per message.
+    pub tenants: std::sync::Mutex<Vec<(Arc<str>, Arc<TenantCounts>)>>,
+}
+
+/// Counters of one tenant.
+#[derive(Debug, Default)]
+pub struct TenantCounts {
+    pub sessions_online: AtomicU64,
+    pub messages_accepted: AtomicU64,
 }
 
 struct SessionEntry {
@@ -77,6 +88,7 @@ struct SessionEntry {
 
 struct TenantEntry {
     addr: Addr<Tenant>,
+    counts: Arc<TenantCounts>,
     policy: Arc<Policy>,
 }
 
@@ -141,10 +153,17 @@ impl Router {
                 self.config.group_idle,
             )
             .start();
+            let counts = Arc::new(TenantCounts::default());
+            self.stats
+                .tenants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((name.clone(), counts.clone()));
             self.tenants.insert(
                 name.clone(),
                 TenantEntry {
                     addr,
+                    counts,
                     policy: Arc::new(policy),
                 },
             );
@@ -197,6 +216,22 @@ impl Router {
         }
     }
 
+    /// Counts a message committed to one of `tenant`'s timelines.
+    fn accepted(&self, tenant: &Arc<str>) {
+        self.stats.messages_accepted.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = self.tenants.get(tenant) {
+            t.counts.messages_accepted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a session that left the registry.
+    fn session_gone(&self, tenant: &Arc<str>) {
+        self.stats.sessions_online.fetch_sub(1, Ordering::Relaxed);
+        if let Some(t) = self.tenants.get(tenant) {
+            t.counts.sessions_online.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Removes a session from the registry and tells it to close.
     fn cut(&mut self, user: &UserKey, id: SessionId, reason: &'static str) {
         let Some(list) = self.sessions.get_mut(user) else {
@@ -218,7 +253,7 @@ impl Router {
         // One control message past the mailbox bound: the session must learn it is cut.
         entry.addr.do_send(Deliver::Close { reason });
         self.stats.sessions_cut.fetch_add(1, Ordering::Relaxed);
-        self.stats.sessions_online.fetch_sub(1, Ordering::Relaxed);
+        self.session_gone(&user.tenant);
         tracing::info!(user = user.id, tenant = %user.tenant, session = id, reason, "session cut");
     }
 
@@ -480,7 +515,8 @@ impl Handler<Connect> for Router {
             unreported: HashMap::new(),
         });
         self.stats.sessions_online.fetch_add(1, Ordering::Relaxed);
-        self.tenant(&user.tenant, ctx);
+        let counts = &self.tenant(&user.tenant, ctx).counts;
+        counts.sessions_online.fetch_add(1, Ordering::Relaxed);
         if replay {
             self.start_replay(user, session, ReplaySource::Convs(convs), ctx);
         }
@@ -512,7 +548,7 @@ impl Handler<Disconnect> for Router {
                 if list.is_empty() {
                     self.sessions.remove(&user);
                 }
-                self.stats.sessions_online.fetch_sub(1, Ordering::Relaxed);
+                self.session_gone(&user.tenant);
                 for p in entry.held.take().unwrap_or_default() {
                     note(&mut entry.unreported, &p);
                 }
@@ -601,7 +637,7 @@ impl Handler<Committed> for Router {
     fn handle(&mut self, c: Committed, _: &mut Self::Context) {
         let answer = c.result.map(|(stored, fresh)| {
             if fresh {
-                self.stats.messages_accepted.fetch_add(1, Ordering::Relaxed);
+                self.accepted(&c.tenant);
                 self.fan_out(&c.tenant, &stored, c.origin);
             }
             Arc::new(stored)
@@ -782,6 +818,7 @@ impl Handler<FanOut> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: FanOut, _: &mut Self::Context) {
+        self.accepted(&msg.tenant);
         for &member in msg.members.iter() {
             let user = UserKey {
                 tenant: msg.tenant.clone(),

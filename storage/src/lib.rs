@@ -11,6 +11,7 @@
 
 pub mod codec;
 mod error;
+pub mod histogram;
 pub mod records;
 mod snapshot;
 pub mod tables;
@@ -23,6 +24,7 @@ use redb::ReadableDatabase;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
+pub use histogram::{Histogram, HistogramSnapshot};
 pub use records::{
     ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FriendRecord, GroupRecord, JoinRequest,
     MemberRecord, MessageRecord, Role, UserRecord,

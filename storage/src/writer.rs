@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::histogram::Histogram;
 use crate::{Error, Result, Tx};
 
 /// Sizes of the Writer.
@@ -34,8 +35,18 @@ impl Default for WriterConfig {
     }
 }
 
+/// Upper bounds of the commit-latency histogram, seconds.
+pub const COMMIT_SECONDS_BOUNDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Upper bounds of the batch-size histogram, writes per transaction.
+pub const BATCH_SIZE_BOUNDS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
 /// Counters of the Writer since start (read them with `Ordering::Relaxed`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     /// Transactions committed.
     pub commits: AtomicU64,
@@ -45,6 +56,23 @@ pub struct WriterStats {
     pub commit_micros: AtomicU64,
     /// Largest batch seen.
     pub max_batch: AtomicU64,
+    /// Writes per committed transaction.
+    pub batch_size: Histogram,
+    /// Time from opening a batch's transaction to the end of its commit, seconds.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            commit_micros: AtomicU64::new(0),
+            max_batch: AtomicU64::new(0),
+            batch_size: Histogram::new(&BATCH_SIZE_BOUNDS),
+            commit_seconds: Histogram::new(&COMMIT_SECONDS_BOUNDS),
+        }
+    }
 }
 
 type Finish = Box<dyn FnOnce(Result<()>) + Send>;
@@ -257,12 +285,15 @@ fn commit_batch(db: &redb::Database, batch: &mut Vec<Apply>, stats: &WriterStats
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "commit failed");
     }
+    let took = started.elapsed();
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(size, Ordering::Relaxed);
     stats
         .commit_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     stats.max_batch.fetch_max(size, Ordering::Relaxed);
+    stats.batch_size.record(size as f64);
+    stats.commit_seconds.record(took.as_secs_f64());
     for finish in finishers {
         finish(outcome.clone());
     }

@@ -1,0 +1,358 @@
+//! Prometheus metrics at `GET /metrics`, in the text exposition format (version 0.0.4).
+//!
+//! Everything here is read from counters the parts keep anyway: the Router's
+//! [`RouterStats`](parlor_actors::router::RouterStats) (sessions, messages, deliveries,
+//! per tenant), the Writer's [`WriterStats`](parlor_storage::WriterStats) (batch sizes and
+//! commit latency as histograms) and this module's HTTP histograms. Recording costs relaxed
+//! atomic adds; nothing is recorded per message besides the Router's counters. The HTTP
+//! histograms are kept per (face, method, route pattern, status) in a sharded map: one lookup
+//! per HTTP request, none on the WebSocket path. Process figures (resident memory, open file
+//! descriptors) and the database file's size are read from the system when scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use dashmap::DashMap;
+use parlor_actors::router::TenantCounts;
+use parlor_storage::{Histogram, HistogramSnapshot};
+
+use crate::state::AppState;
+
+/// Upper bounds of the HTTP latency histogram, seconds.
+static HTTP_SECONDS_BOUNDS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// One series of the HTTP histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HttpKey {
+    face: &'static str,
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// The HTTP request histograms of one listener.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    series: DashMap<HttpKey, Arc<Histogram>>,
+}
+
+impl HttpMetrics {
+    fn record(&self, key: HttpKey, seconds: f64) {
+        if let Some(h) = self.series.get(&key) {
+            h.record(seconds);
+            return;
+        }
+        self.series
+            .entry(key)
+            .or_insert_with(|| Arc::new(Histogram::new(&HTTP_SECONDS_BOUNDS)))
+            .record(seconds);
+    }
+}
+
+/// The face a route belongs to, from its pattern.
+fn face_of(route: &str) -> &'static str {
+    const FACES: [(&str, &str); 9] = [
+        ("/admin/", "admin"),
+        ("/api/chat/conversations", "native"),
+        ("/api/chat/history", "native"),
+        ("/api/chat/", "uniapp"),
+        ("/api/{app_id}/", "chat21"),
+        ("/user/", "chatroom"),
+        ("/contacts/", "chatroom"),
+        ("/conversation/", "chatroom"),
+        ("/message/", "chatroom"),
+    ];
+    if route.starts_with("/api/regChat")
+        || route.starts_with("/api/loginChat")
+        || route.starts_with("/api/visitor")
+        || route.starts_with("/api/userinfo")
+    {
+        return "uniapp";
+    }
+    FACES
+        .iter()
+        .find(|(prefix, _)| route.starts_with(prefix))
+        .map_or("server", |(_, face)| face)
+}
+
+/// Middleware timing every request of a listener into `HttpMetrics` (an app-data item).
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        // Unmatched paths share one series, so a scan of random URLs cannot grow the map.
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_owned());
+        let key = HttpKey {
+            face: face_of(&route),
+            method,
+            route,
+            status: res.status().as_u16(),
+        };
+        metrics.record(key, started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}
+
+/// `GET /metrics`.
+pub async fn serve(state: web::Data<AppState>, http: Option<web::Data<HttpMetrics>>) -> HttpResponse {
+    let mut out = String::with_capacity(16 * 1024);
+    render_core(&state, &mut out);
+    if let Some(http) = http {
+        render_http(&http, &mut out);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+fn one(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    sample(out, name, "", value);
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, n) in &h.buckets {
+        sample(
+            out,
+            &format!("{name}_bucket"),
+            &format!("{labels}{sep}le=\"{bound}\""),
+            n,
+        );
+    }
+    sample(
+        out,
+        &format!("{name}_bucket"),
+        &format!("{labels}{sep}le=\"+Inf\""),
+        h.count,
+    );
+    sample(out, &format!("{name}_sum"), labels, h.sum);
+    sample(out, &format!("{name}_count"), labels, h.count);
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render_core(state: &AppState, out: &mut String) {
+    let r = &state.router_stats;
+    let counters: [(&str, &str, &str, u64); 6] = [
+        (
+            "parlor_sessions_open",
+            "gauge",
+            "WebSocket sessions registered with the Router.",
+            r.sessions_online.load(Relaxed),
+        ),
+        (
+            "parlor_messages_accepted_total",
+            "counter",
+            "Messages committed to a timeline (direct, group, notices); a retried send counts once.",
+            r.messages_accepted.load(Relaxed),
+        ),
+        (
+            "parlor_deliveries_pushed_total",
+            "counter",
+            "Timeline frames handed to a recipient's session.",
+            r.deliveries.load(Relaxed),
+        ),
+        (
+            "parlor_deliveries_deferred_total",
+            "counter",
+            "Timeline frames left pending for a recipient with no session taking them.",
+            r.deferred.load(Relaxed),
+        ),
+        (
+            "parlor_sessions_cut_total",
+            "counter",
+            "Sessions closed for not keeping up (slow consumers).",
+            r.sessions_cut.load(Relaxed),
+        ),
+        (
+            "parlor_offline_replayed_total",
+            "counter",
+            "Messages replayed to sessions from their offline queues.",
+            r.replayed.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in counters {
+        one(out, name, kind, help, value);
+    }
+
+    let tenants = r.tenants.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    type Read = fn(&TenantCounts) -> u64;
+    let per_tenant: [(&str, &str, &str, Read); 2] = [
+        (
+            "parlor_tenant_sessions_open",
+            "gauge",
+            "WebSocket sessions per tenant.",
+            |c| c.sessions_online.load(Relaxed),
+        ),
+        (
+            "parlor_tenant_messages_accepted_total",
+            "counter",
+            "Messages committed to a timeline, per tenant.",
+            |c| c.messages_accepted.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, read) in per_tenant {
+        header(out, name, kind, help);
+        for (tenant, counts) in &tenants {
+            sample(out, name, &format!("tenant=\"{}\"", label(tenant)), read(counts));
+        }
+    }
+
+    let w = state.store.writer().stats();
+    one(
+        out,
+        "parlor_writer_commits_total",
+        "counter",
+        "Write transactions the Writer committed.",
+        w.commits.load(Relaxed),
+    );
+    one(
+        out,
+        "parlor_writer_writes_total",
+        "counter",
+        "Writes the Writer applied.",
+        w.writes.load(Relaxed),
+    );
+    header(
+        out,
+        "parlor_writer_batch_size",
+        "histogram",
+        "Writes per committed transaction.",
+    );
+    histogram(out, "parlor_writer_batch_size", "", &w.batch_size.snapshot());
+    header(
+        out,
+        "parlor_writer_commit_seconds",
+        "histogram",
+        "Time from opening a batch's transaction to the end of its commit.",
+    );
+    histogram(
+        out,
+        "parlor_writer_commit_seconds",
+        "",
+        &w.commit_seconds.snapshot(),
+    );
+
+    let db_bytes = std::fs::metadata(&state.config.storage.path).map_or(0, |m| m.len());
+    one(
+        out,
+        "parlor_db_file_bytes",
+        "gauge",
+        "Size of the redb file.",
+        db_bytes,
+    );
+    if let Some(rss) = resident_bytes() {
+        one(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the server process.",
+            rss,
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        one(
+            out,
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors of the server process.",
+            fds.count(),
+        );
+    }
+}
+
+/// Resident set size of this process in bytes (Linux: `Rss` of `/proc/self/smaps_rollup`).
+pub fn resident_bytes() -> Option<u64> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let kib: u64 = rollup
+        .lines()
+        .find(|l| l.starts_with("Rss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+fn render_http(http: &HttpMetrics, out: &mut String) {
+    header(
+        out,
+        "parlor_http_request_duration_seconds",
+        "histogram",
+        "HTTP requests by face, method, route pattern and status, with their latency.",
+    );
+    let mut series: Vec<(HttpKey, HistogramSnapshot)> = http
+        .series
+        .iter()
+        .map(|e| (e.key().clone(), e.value().snapshot()))
+        .collect();
+    series.sort_by(|a, b| {
+        (a.0.face, &a.0.route, &a.0.method, a.0.status).cmp(&(b.0.face, &b.0.route, &b.0.method, b.0.status))
+    });
+    for (key, snap) in &series {
+        let labels = format!(
+            "face=\"{}\",method=\"{}\",route=\"{}\",status=\"{}\"",
+            key.face,
+            label(&key.method),
+            label(&key.route),
+            key.status
+        );
+        histogram(out, "parlor_http_request_duration_seconds", &labels, snap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_their_face() {
+        assert_eq!(face_of("/api/loginChat"), "uniapp");
+        assert_eq!(face_of("/api/chat/friend/list"), "uniapp");
+        assert_eq!(face_of("/api/chat/history/{chat_type}/{id}"), "native");
+        assert_eq!(face_of("/api/{app_id}/messages"), "chat21");
+        assert_eq!(face_of("/contacts/add"), "chatroom");
+        assert_eq!(face_of("/admin/user/get"), "admin");
+        assert_eq!(face_of("/healthz"), "server");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
