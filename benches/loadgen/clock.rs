@@ -6,7 +6,7 @@
 //! its sender's timestamps and the receiver computes the latency against the same base.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 static BASE: OnceLock<Instant> = OnceLock::new();
 
@@ -23,9 +23,4 @@ pub fn init() {
 /// Nanoseconds since the base.
 pub fn now_ns() -> u64 {
     base().elapsed().as_nanos() as u64
-}
-
-/// The tokio instant `ns` nanoseconds after the base, for `sleep_until`.
-pub fn instant_at(ns: u64) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(base() + Duration::from_nanos(ns))
 }

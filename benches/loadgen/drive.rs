@@ -3,9 +3,9 @@
 //!
 //! - Closed loop (no `--rate`): a sender takes a slot of its window before each send; the
 //!   mode decides what frees a slot (an ack in `direct`, the last delivery in `fanout`).
-//! - Open loop (`--rate R`): message `k` is due at `start + k / R`; a sender sleeps until its
-//!   next due time (`sleep_until`, no ticking interval) and sends a backlog at once when it
-//!   is late. Latency counts from the due time, so a stall of the server or the generator
+//! - Open loop (`--rate R`): message `k` is due at `start + k / R`; the clock thread of
+//!   [`crate::schedule`] hands each index to its sender when it is due (not tokio's 1 ms timer)
+//!   and releases a backlog at once when it is late. Latency counts from the due time, so a stall of the server or the generator
 //!   shows up in the figures instead of being hidden (no coordinated omission). No window.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::clock;
 use crate::frames::{self, Payload};
+use crate::schedule;
 use crate::setup::Ws;
 use crate::stats::Stats;
 
@@ -97,16 +98,24 @@ pub fn start_ns(rate: Option<f64>) -> u64 {
 
 /// One sender's messages; returns its half of the socket for closing, unless it broke.
 pub async fn send(plan: Plan, mut sink: Sink, stats: Arc<Stats>, window: Option<&Semaphore>) -> Option<Sink> {
-    for k in plan.indices() {
-        let due = match plan.due_ns(k) {
-            Some(due) => {
-                tokio::time::sleep_until(clock::instant_at(due)).await;
-                Some(due)
-            }
-            None => {
-                take_slot(window).await;
-                None
-            }
+    let mut due_indices = plan.rate.map(|rate| {
+        let (first, step) = (plan.sender as u64, plan.senders as u64);
+        schedule::register(first, step, plan.messages, plan.start_ns, rate)
+    });
+    let mut closed_loop = plan.indices();
+    loop {
+        let (k, due) = match &mut due_indices {
+            Some(rx) => match rx.recv().await {
+                Some(k) => (k, plan.due_ns(k)),
+                None => break,
+            },
+            None => match closed_loop.next() {
+                Some(k) => {
+                    take_slot(window).await;
+                    (k, None)
+                }
+                None => break,
+            },
         };
         let now = clock::now_ns();
         let payload = Payload {
@@ -144,35 +153,57 @@ pub fn free_slot(window: Option<&Semaphore>) {
 
 /// Waits until all `senders` are done and every sent message is settled. Gives up when the
 /// counters stood still for `timeout` while sending, or `timeout` after the last send.
-/// Prints progress every second; returns whether it gave up.
+/// Shows a progress bar of the deliveries on a terminal, else a progress line every second
+/// on stderr; returns whether it gave up.
 pub async fn wait_for_end(stats: &Stats, senders: usize, timeout: Duration) -> bool {
     let started = Instant::now();
+    let bar = progress_bar(stats.expected());
     let mut next_progress = Duration::from_secs(1);
     let (mut last, mut moved) = (stats.activity(), Instant::now());
     let mut sends_done: Option<Instant> = None;
-    loop {
+    let gave_up = loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let all_sent = stats.senders_done.load(Relaxed) == senders as u64;
         if all_sent && stats.settled() {
-            return false;
+            break false;
         }
         if all_sent {
             let done = *sends_done.get_or_insert_with(Instant::now);
             if done.elapsed() >= timeout {
-                return true;
+                break true;
             }
         }
         let now = stats.activity();
         if now != last {
             (last, moved) = (now, Instant::now());
         } else if moved.elapsed() >= timeout {
-            return true;
+            break true;
         }
+        bar.set_position(stats.delivered.load(Relaxed));
         if started.elapsed() >= next_progress {
-            eprintln!("{}", stats.progress(started.elapsed()));
+            let line = stats.progress(started.elapsed());
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.set_message(line);
+            }
             next_progress += Duration::from_secs(1);
         }
+    };
+    bar.finish_and_clear();
+    gave_up
+}
+
+/// A bar of `total` deliveries on stderr; hidden (drawing nothing) when stderr is no terminal.
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:30} {percent:>3}% {pos}/{len} deliveries, {per_sec}, eta {eta}\n{msg}",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style);
     }
+    bar
 }
 
 /// Stops senders that are still sending and closes the sockets of the others, and the

@@ -7,8 +7,17 @@
 //! than the online CPUs. The fd check reads the `Max open files` limits (soft, hard) of
 //! `/proc/self/limits`; the generator cannot raise it itself, so it stops early with a message
 //! telling the user to run `ulimit -n` first.
+//!
+//! When the server runs on this machine, its line names the server's process and the CPUs it
+//! is pinned to (found through the listening socket: its inode in `/proc/net/tcp*`, then the
+//! process holding that inode among `/proc/*/fd`). The fsync probe times synchronous 4 KiB
+//! writes in a directory on the server's data disk, since a durable server can commit no
+//! faster than that disk syncs.
 
 use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
 
 /// One line describing the machine, printed before any result.
 pub fn line() -> String {
@@ -76,4 +85,92 @@ pub fn check_fd_limit(needed: u64) -> Result<(), String> {
         "the open-file limit is {soft} but this run needs at least {needed} \
          (sockets + setup concurrency + 100; the server needs its own share too): {advice}"
     ))
+}
+
+/// The server's process and pinning, when it listens on this machine at `url`'s port.
+pub fn server_line(url: &str) -> String {
+    let port = url
+        .rsplit(':')
+        .next()
+        .map(|p| p.trim_end_matches('/'))
+        .and_then(|p| p.parse::<u16>().ok());
+    let found = port
+        .and_then(listening_inode)
+        .and_then(|inode| process_of(&inode));
+    match found {
+        Some(pid) => {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map_or("unknown", str::trim);
+            let generator = pinned_cpus().unwrap_or_else(|| "all".into());
+            let apart = if cpus != generator && pinned_cpus().is_some() {
+                "different CPUs"
+            } else {
+                "NOT pinned apart"
+            };
+            format!("server: pid={pid} cpus={cpus} generator cpus={generator} ({apart})")
+        }
+        None => "server: not found on this machine (pinning unknown)".into(),
+    }
+}
+
+/// The inode of the socket listening on `port` (`/proc/net/tcp` and `tcp6`, state `0A`).
+fn listening_inode(port: u16) -> Option<String> {
+    let hex_port = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
+        let text = fs::read_to_string(table).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local_port = cols.get(1)?.rsplit(':').next()?;
+            (local_port == hex_port && cols.get(3) == Some(&"0A"))
+                .then(|| cols.get(9).map(|s| s.to_string()))?
+        })
+    })
+}
+
+/// The process holding the socket with `inode` among the ones this user may inspect.
+fn process_of(inode: &str) -> Option<u32> {
+    let target = format!("socket:[{inode}]");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let fds = fs::read_dir(entry.path().join("fd")).ok()?;
+        fds.flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()))
+            .then_some(pid)
+    })
+}
+
+/// Times `count` synchronous 4 KiB writes (`fdatasync` after each) in `dir`; one line.
+pub fn fsync_probe(dir: &Path, count: usize) -> String {
+    let path = dir.join(format!(".loadgen-fsync-probe-{}", std::process::id()));
+    let result = (|| -> std::io::Result<Vec<f64>> {
+        let mut file = fs::File::create(&path)?;
+        let block = [0u8; 4096];
+        let mut times = Vec::with_capacity(count);
+        for _ in 0..count {
+            let t = Instant::now();
+            file.write_all(&block)?;
+            file.sync_data()?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(times)
+    })();
+    let _ = fs::remove_file(&path);
+    match result {
+        Ok(mut times) if !times.is_empty() => {
+            times.sort_by(f64::total_cmp);
+            let mean = times.iter().sum::<f64>() / times.len() as f64;
+            let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+            format!(
+                "fsync probe: {} x 4 KiB write+fdatasync in {}: mean {mean:.3} ms, p99 {p99:.3} ms, max {:.3} ms",
+                times.len(),
+                dir.display(),
+                times[times.len() - 1]
+            )
+        }
+        Ok(_) => "fsync probe: skipped".into(),
+        Err(e) => format!("fsync probe: failed in {}: {e}", dir.display()),
+    }
 }

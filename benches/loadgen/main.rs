@@ -5,8 +5,10 @@
 //! and prints one table; the exit code is non-zero when anything was lost or refused. A
 //! machine line comes first so that figures are never quoted without the hardware they came
 //! from. Modes are subcommands: `direct` (pairs of users messaging each other) and `fanout`
-//! (senders in one group whose every member counts the deliveries); `connect`, `idle` and
-//! `offline` will sit beside them with the same common options.
+//! (senders in one group whose every member counts the deliveries), `connect` (how fast
+//! sessions open), `idle` (what an open session costs the server) and `offline` (a user's
+//! catch-up after being away), all with the same common options. Before any result it prints
+//! the machine, the server's process and pinning when it runs here, and an fsync probe.
 //!
 //! Run the server in release (`cargo build --release`), ideally pinned to other CPUs than the
 //! generator (`taskset`), and see `loadgen --help` for the limits to raise first.
@@ -17,10 +19,14 @@ mod drive;
 mod fanout;
 mod frames;
 mod machine;
+mod offline;
+mod schedule;
+mod sessions;
 mod setup;
 mod stats;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -44,7 +50,10 @@ Before a run:
 
 Examples:
   loadgen direct --url http://127.0.0.1:7001 --clients 1000 --messages 100000 --rate 10000
-  loadgen fanout --url http://127.0.0.1:7001 --members 1000 --senders 10 --messages 200";
+  loadgen fanout --url http://127.0.0.1:7001 --members 1000 --senders 10 --messages 200
+  loadgen connect --url http://127.0.0.1:7001 --clients 10000
+  loadgen idle --url http://127.0.0.1:7001 --clients 50000 --hold 30 --source-ips 127.0.0.1,127.0.0.2
+  loadgen offline --url http://127.0.0.1:7001 --messages 1000 --repeat 20";
 
 /// Load generator for the Parlor chat server.
 #[derive(Debug, Parser)]
@@ -60,6 +69,12 @@ enum Mode {
     Direct(direct::DirectArgs),
     /// One group of online members; a few of them send and every member counts deliveries.
     Fanout(fanout::FanoutArgs),
+    /// Opens one WebSocket per user as fast as allowed: connects/s and handshake latency.
+    Connect(sessions::SessionsArgs),
+    /// Opens one WebSocket per user and holds them idle: the server's memory per session.
+    Idle(sessions::SessionsArgs),
+    /// A user away while messages pile up, then: login -> last message received.
+    Offline(offline::OfflineArgs),
 }
 
 /// Options every mode takes.
@@ -79,6 +94,12 @@ pub struct Common {
     /// 127.0.0.2,127.0.0.3), each with its own ephemeral ports. Default: the system's choice.
     #[arg(long, value_delimiter = ',')]
     pub source_ips: Vec<IpAddr>,
+    /// Directory on the server's data disk for the fsync probe printed before the run.
+    #[arg(long, default_value = ".")]
+    pub probe_dir: PathBuf,
+    /// Synchronous 4 KiB writes the fsync probe times (0: no probe).
+    #[arg(long, default_value_t = 200)]
+    pub fsync_probes: usize,
 }
 
 impl Mode {
@@ -86,6 +107,8 @@ impl Mode {
         match self {
             Mode::Direct(a) => &a.common,
             Mode::Fanout(a) => &a.common,
+            Mode::Connect(a) | Mode::Idle(a) => &a.common,
+            Mode::Offline(a) => &a.common,
         }
     }
 
@@ -94,6 +117,8 @@ impl Mode {
         match self {
             Mode::Direct(a) => a.clients,
             Mode::Fanout(a) => a.members,
+            Mode::Connect(a) | Mode::Idle(a) => a.clients,
+            Mode::Offline(_) => 2,
         }
     }
 }
@@ -102,13 +127,21 @@ async fn run(mode: &Mode) -> Result<bool, String> {
     match mode {
         Mode::Direct(args) => direct::run(args).await,
         Mode::Fanout(args) => fanout::run(args).await,
+        Mode::Connect(args) => sessions::run(args, false).await,
+        Mode::Idle(args) => sessions::run(args, true).await,
+        Mode::Offline(args) => offline::run(args).await,
     }
 }
 
 fn main() -> ExitCode {
     clock::init();
     let cli = Cli::parse();
+    let common = cli.mode.common();
     println!("{}", machine::line());
+    println!("{}", machine::server_line(&common.url));
+    if common.fsync_probes > 0 {
+        println!("{}", machine::fsync_probe(&common.probe_dir, common.fsync_probes));
+    }
     let needed = (cli.mode.sockets() + cli.mode.common().setup_concurrency) as u64 + 100;
     if let Err(e) = machine::check_fd_limit(needed) {
         eprintln!("loadgen: {e}");

@@ -86,6 +86,7 @@ impl Progress {
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: u64,
+    pub username: String,
     pub token: String,
 }
 
@@ -99,6 +100,9 @@ struct RegData {
     id: u64,
     token: String,
 }
+
+/// The password of every user a run registers.
+pub const PASSWORD: &str = "secret1";
 
 /// A username prefix no earlier run used: `lg` and six random hex digits.
 pub fn run_prefix() -> String {
@@ -119,7 +123,7 @@ pub async fn register(base: &str, prefix: &str, n: usize, concurrency: usize) ->
 }
 
 async fn register_one(http: &reqwest::Client, url: &str, username: String) -> Result<User, String> {
-    let form = [("username", username.as_str()), ("password", "secret1")];
+    let form = [("username", username.as_str()), ("password", PASSWORD)];
     let resp = http
         .post(url)
         .form(&form)
@@ -138,6 +142,7 @@ async fn register_one(http: &reqwest::Client, url: &str, username: String) -> Re
         .map_err(|e| format!("register {username}: unexpected reply {body}: {e}"))?;
     Ok(User {
         id: reply.data.id,
+        username,
         token: reply.data.token,
     })
 }
@@ -245,7 +250,8 @@ async fn send_checked(req: reqwest::RequestBuilder, what: &str) -> Result<Value,
     serde_json::from_str(&body).map_err(|e| format!("{what}: unexpected reply {body}: {e}"))
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
+/// The HTTP client of the set-up requests.
+pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -300,35 +306,42 @@ impl Connector {
 
     /// Opens one socket for the user with `token` and waits for its `connected` frame.
     pub async fn connect(&self, token: &str) -> Result<Ws, String> {
-        let url = format!("{}?token={token}", self.url);
         let handshake = async {
-            let mut ws = match self.server {
-                None => {
-                    // Nagle off: the messages are small and latency is what is measured.
-                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
-                        .await
-                        .map_err(|e| format!("websocket connect: {e}"))?
-                        .0
-                }
-                Some(server) => {
-                    let i = self.next.fetch_add(1, Relaxed) % self.sources.len();
-                    let tcp = bound_tcp(self.sources[i], server).await?;
-                    tokio_tungstenite::client_async_with_config(
-                        url.as_str(),
-                        MaybeTlsStream::Plain(tcp),
-                        Some(ws_config()),
-                    )
-                    .await
-                    .map_err(|e| format!("websocket handshake: {e}"))?
-                    .0
-                }
-            };
+            let mut ws = self.open(token).await?;
             wait_connected(&mut ws).await?;
             Ok(ws)
         };
         tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
             .map_err(|_| format!("websocket connect: no `connected` frame within {CONNECT_TIMEOUT:?}"))?
+    }
+
+    /// Opens one socket for the user with `token`; the caller reads every frame, the first
+    /// `connected` included.
+    pub async fn open(&self, token: &str) -> Result<Ws, String> {
+        let url = format!("{}?token={token}", self.url);
+        let ws = match self.server {
+            None => {
+                // Nagle off: the messages are small and latency is what is measured.
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
+                    .await
+                    .map_err(|e| format!("websocket connect: {e}"))?
+                    .0
+            }
+            Some(server) => {
+                let i = self.next.fetch_add(1, Relaxed) % self.sources.len();
+                let tcp = bound_tcp(self.sources[i], server).await?;
+                tokio_tungstenite::client_async_with_config(
+                    url.as_str(),
+                    MaybeTlsStream::Plain(tcp),
+                    Some(ws_config()),
+                )
+                .await
+                .map_err(|e| format!("websocket handshake: {e}"))?
+                .0
+            }
+        };
+        Ok(ws)
     }
 }
 

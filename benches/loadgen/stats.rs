@@ -212,6 +212,11 @@ impl Stats {
         )
     }
 
+    /// Deliveries the run owes once every message is sent.
+    pub fn expected(&self) -> u64 {
+        self.messages * self.fan
+    }
+
     /// A fingerprint of the counters, to notice a run that stopped moving.
     pub fn activity(&self) -> [u64; 4] {
         [
@@ -376,15 +381,26 @@ fn print_counts(stats: &Stats, info: &RunInfo, t: &Totals) {
     );
 }
 
+/// A table of latency percentiles (ms), one row per histogram of microseconds.
+pub fn latency_table(rows: &[(&str, &Histogram<u64>)]) -> String {
+    let mut lines = vec![format!(
+        "  {:<26} {:>10} {:>10} {:>10} {:>10}",
+        "latency (ms)", "p50", "p99", "p99.9", "max"
+    )];
+    lines.extend(rows.iter().map(|(name, h)| latency_row(name, h)));
+    lines.join("\n")
+}
+
 fn print_latencies(stats: &Stats) {
     let lat = stats.merged();
     println!(
-        "  {:<26} {:>10} {:>10} {:>10} {:>10}",
-        "latency (ms)", "p50", "p99", "p99.9", "max"
+        "{}",
+        latency_table(&[
+            ("send->receive (intended)", &lat.deliver),
+            ("send->receive (actual)", &lat.deliver_actual),
+            ("send->ack (intended)", &lat.ack),
+        ])
     );
-    println!("{}", latency_row("send->receive (intended)", &lat.deliver));
-    println!("{}", latency_row("send->receive (actual)", &lat.deliver_actual));
-    println!("{}", latency_row("send->ack (intended)", &lat.ack));
     let means = stats.sender_means();
     if let (Some(first), Some(last)) = (means.first(), means.last()) {
         println!(
