@@ -8,7 +8,8 @@
 //!
 //! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
 //! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
-//! WebSocket session actor), [`state`] (what handlers share).
+//! WebSocket session actor), [`state`] (what handlers share), [`web`] (the web chat client
+//! served at `/`).
 
 pub mod api;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod groups;
 pub mod social;
 pub mod state;
+pub mod web;
 pub mod ws;
 
 use std::collections::BTreeMap;
@@ -27,7 +29,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::web::Data;
+use actix_web::{App, HttpResponse, HttpServer};
 use parlor_actors::router::{FlushCursors, RouterConfig};
 use parlor_actors::{Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
@@ -62,7 +65,7 @@ pub struct Running {
     router: Addr<Router>,
     store: Store,
     arbiter: Arbiter,
-    state: web::Data<AppState>,
+    state: Data<AppState>,
 }
 
 impl Running {
@@ -82,7 +85,7 @@ impl Running {
     }
 
     /// The shared state (for tests and tools that need the store or the Router).
-    pub fn state(&self) -> web::Data<AppState> {
+    pub fn state(&self) -> Data<AppState> {
         self.state.clone()
     }
 
@@ -190,7 +193,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .map_err(started)?;
     }
 
-    let state = web::Data::new(AppState {
+    let state = Data::new(AppState {
         config: config.clone(),
         store: store.clone(),
         router: router.clone(),
@@ -203,8 +206,9 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .route("/healthz", web::get().to(healthz))
-            .route("/ws", web::get().to(ws::connect))
+            .route("/healthz", actix_web::web::get().to(healthz))
+            .route("/ws", actix_web::web::get().to(ws::connect))
+            .configure(web::routes)
             .configure(api::uniapp::routes)
             .configure(api::social::routes)
             .configure(api::groups::routes)
@@ -213,7 +217,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .configure(api::chatroom::conversation_routes)
             .configure(api::chat21::routes)
             .configure(api::chat21::conversation_routes)
-            .default_service(web::to(not_found))
+            .default_service(actix_web::web::to(not_found))
     })
     // Frames are small and latency matters: no Nagle delay on the sockets.
     .tcp_nodelay(true)
@@ -231,7 +235,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             StartError::Config(format!("admin.bind: cannot listen on {}: {e}", config.admin.bind))
         })?;
         let admin_addr = listener.local_addr()?;
-        let nonces = web::Data::new(api::admin::Nonces::new(std::time::Duration::from_secs(
+        let nonces = Data::new(api::admin::Nonces::new(std::time::Duration::from_secs(
             config.admin.window_secs,
         )));
         let admin_state = state.clone();
@@ -240,7 +244,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
                 .app_data(admin_state.clone())
                 .app_data(nonces.clone())
                 .configure(api::admin::routes)
-                .default_service(web::to(api::admin::not_found))
+                .default_service(actix_web::web::to(api::admin::not_found))
         })
         .listen(listener)?
         .workers(1)
@@ -273,7 +277,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     })
 }
 
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+async fn healthz(state: Data<AppState>) -> HttpResponse {
     match state.read(|s| Ok(s.head("", "")?)).await {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
         Err(e) => HttpResponse::ServiceUnavailable()
