@@ -23,6 +23,8 @@ use serde_json::json;
 
 /// How long one UI condition may take before the test fails.
 const UI_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bob's conversation with Alice in his list.
+const BOB_WITH_ALICE: &str = "[data-testid=conversation][data-title=alice_web]";
 /// How often a condition is checked while waiting.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -383,19 +385,15 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     bob.click("the Chats tab", "[data-testid=tab-chats]").await;
     bob.css(
         "the conversation with Alice, one unread",
-        "[data-testid=conversation][data-title=alice_web][data-unread='1']",
+        &format!("{BOB_WITH_ALICE}[data-unread='1']"),
     )
     .await;
     bob.shot("07-bob-unread").await;
-    bob.click(
-        "the conversation with Alice",
-        "[data-testid=conversation][data-title=alice_web]",
-    )
-    .await;
+    bob.click("the conversation with Alice", BOB_WITH_ALICE).await;
     bob.sees("Hello Bob").await;
     bob.css(
         "the conversation read",
-        "[data-testid=conversation][data-title=alice_web][data-unread='0']",
+        &format!("{BOB_WITH_ALICE}[data-unread='0']"),
     )
     .await;
     bob.say("Hi Alice", false).await;
@@ -409,6 +407,28 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
         .await;
     alice.shot("08-alice-chat").await;
 
+    // Alice's socket fails under her next send: the message goes over REST with the same
+    // cid, and the socket comes back by itself.
+    alice
+        .client
+        .execute(
+            "window.realSend = WebSocket.prototype.send;\
+             WebSocket.prototype.send = function () { this.close(); };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    alice.say("Sent while the socket was down", false).await;
+    bob.sees("Sent while the socket was down").await;
+    alice
+        .client
+        .execute("WebSocket.prototype.send = window.realSend;", vec![])
+        .await
+        .unwrap();
+    alice.online().await;
+    alice.say("Socket back", false).await;
+    bob.sees("Socket back").await;
+
     // Bob leaves (his page and its socket close); Alice writes twice meanwhile.
     bob.goto("about:blank").await;
     alice.say("Are you there", false).await;
@@ -421,7 +441,7 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     let waiting = bob
         .css(
             "the conversation with Alice, two unread",
-            "[data-testid=conversation][data-title=alice_web][data-unread='2']",
+            &format!("{BOB_WITH_ALICE}[data-unread='2']"),
         )
         .await;
     let preview = waiting.text().await.unwrap();
@@ -430,11 +450,7 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
         "the preview shows the last message: {preview}"
     );
     bob.shot("10-bob-back-unread").await;
-    bob.click(
-        "the conversation with Alice",
-        "[data-testid=conversation][data-title=alice_web]",
-    )
-    .await;
+    bob.click("the conversation with Alice", BOB_WITH_ALICE).await;
     bob.sees("Are you there").await;
     bob.sees("Catch up on this").await;
     bob.shot("11-bob-caught-up").await;
@@ -474,6 +490,14 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     assert!(gone.is_empty(), "the revoked text is no longer shown");
     bob.sees("Are you there").await;
     bob.shot("13-bob-sees-revoke").await;
+
+    // On a narrow screen the open conversation takes the whole width, with a way back.
+    bob.client.set_window_size(420, 800).await.unwrap();
+    bob.css("the back button", "#back").await;
+    bob.shot("14-bob-narrow-chat").await;
+    bob.click("the back button", "#back").await;
+    bob.css("the conversation list", BOB_WITH_ALICE).await;
+    bob.shot("15-bob-narrow-list").await;
 
     alice.close().await;
     bob.close().await;

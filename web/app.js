@@ -15,6 +15,8 @@ const ACK_TIMEOUT_MS = 6000;
 const HISTORY_PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
+/** The layout that shows one pane at a time (style.css). */
+const narrow = window.matchMedia('(max-width: 720px)');
 const api = new Api();
 
 /** Everything the page knows; rebuilt from the server on every (re)connect. */
@@ -694,7 +696,7 @@ let toastTimer = null;
 function toast(text) {
   clearTimeout(toastTimer);
   $('toast').textContent = text;
-  toastTimer = setTimeout(() => { $('toast').textContent = ''; }, 5000);
+  toastTimer = setTimeout(() => { $('toast').textContent = ''; }, 4000);
 }
 
 function selectTab(name) {
@@ -819,8 +821,9 @@ function wire() {
     if (c && c.nextBefore) loadHistory(c, c.nextBefore).catch((e) => toast(e.message));
   });
   $('back').addEventListener('click', closeConversation);
+  $('toast').addEventListener('click', () => { $('toast').textContent = ''; });
   document.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape' && state.open && $('main').classList.contains('chat-open')) closeConversation();
+    if (event.key === 'Escape' && state.open && narrow.matches) closeConversation();
   });
 
   document.addEventListener('visibilitychange', () => {
