@@ -499,6 +499,20 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     bob.css("the conversation list", BOB_WITH_ALICE).await;
     bob.shot("15-bob-narrow-list").await;
 
+    // Bob logs out and back in: the log-in screen, then his conversation again.
+    bob.click("Log out", "[data-testid=logout]").await;
+    bob.type_into(
+        "the username field",
+        "#auth:not([hidden]) [data-testid=auth-username]",
+        "bob_web",
+    )
+    .await;
+    bob.type_into("the password field", "[data-testid=auth-password]", "secret1")
+        .await;
+    bob.click("the log-in button", "[data-testid=auth-login]").await;
+    bob.online().await;
+    bob.css("the conversation with Alice", BOB_WITH_ALICE).await;
+
     alice.close().await;
     bob.close().await;
     drop(driver);

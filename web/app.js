@@ -28,6 +28,7 @@ const state = {
   friends: [], // [{id, name, username}]
   groups: [], // [{id, name}]
   requests: [], // pending applications to me
+  found: [], // the last search's users
   inflight: new Map(), // cid → {key, timer} of WebSocket sends waiting for their ack
 };
 
@@ -82,7 +83,7 @@ function convOfMessage(m) {
 /** Takes in a stored message (pushed, acknowledged, or from history); `batch` leaves the
  *  list and the read position to the caller. */
 function merge(m, batch = false) {
-  if (!m || !m.conversation || !m.seq) return;
+  if (!state.me || !m || !m.conversation || !m.seq) return;
   const c = convOfMessage(m);
   const fresh = m.seq > c.head;
   c.head = Math.max(c.head, m.seq);
@@ -580,6 +581,7 @@ async function refreshFriends() {
   $('group-members').replaceChildren(...checks);
   $('group-members-empty').hidden = checks.length > 0;
   $('group-create').disabled = checks.length === 0;
+  renderSearch();
   const open = state.open && state.convs.get(state.open);
   if (open) renderInvite(open);
 }
@@ -628,9 +630,15 @@ async function refreshGroups() {
 }
 
 async function search(keyword) {
-  const users = await api.post('/api/chat/searchUser', { keyword });
+  state.found = await api.post('/api/chat/searchUser', { keyword });
+  renderSearch();
+  if (state.found.length === 0) toast(`Nobody matches “${keyword}”`);
+}
+
+/** The search results; a user who became a friend gets a Message button. */
+function renderSearch() {
   const friends = new Set(state.friends.map((f) => f.id));
-  const items = users.map((u) => {
+  const items = state.found.map((u) => {
     const name = u.nickname || u.username;
     const action = friends.has(u.id)
       ? el('button', { type: 'button', class: 'secondary', onclick: () => openDirect({ id: u.id, name }) }, 'Message')
@@ -653,7 +661,6 @@ async function search(keyword) {
       el('span', { class: 'who' }, name, el('span', { class: 'note' }, `@${u.username}`)), action);
   });
   $('search-results').replaceChildren(...items);
-  if (items.length === 0) toast(`Nobody matches “${keyword}”`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -682,8 +689,14 @@ function signOut(message) {
   state.convs.clear();
   state.order = [];
   convItems.clear();
-  $('conversations').replaceChildren();
+  state.found = [];
+  state.friends = [];
+  state.groups = [];
+  state.requests = [];
+  for (const id of ['search-results', 'friends', 'requests', 'groups', 'group-members']) $(id).replaceChildren();
   state.open = null;
+  renderOpen();
+  $('conversations').replaceChildren();
   state.inflight.forEach(({ timer }) => clearTimeout(timer));
   state.inflight.clear();
   $('main').hidden = true;
