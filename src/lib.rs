@@ -8,7 +8,8 @@
 //!
 //! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
 //! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
-//! WebSocket session actor), [`state`] (what handlers share).
+//! WebSocket session actor), [`state`] (what handlers share), [`web`] (the web chat client
+//! served at `/`).
 
 pub mod api;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod groups;
 pub mod metrics;
 pub mod social;
 pub mod state;
+pub mod web;
 pub mod ws;
 
 use std::collections::BTreeMap;
@@ -28,7 +30,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use actix_web::web::Data;
+use actix_web::{middleware, App, HttpResponse, HttpServer};
 use parlor_actors::router::{FlushCursors, RouterConfig};
 use parlor_actors::{Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
@@ -63,7 +66,7 @@ pub struct Running {
     router: Addr<Router>,
     store: Store,
     arbiter: Arbiter,
-    state: web::Data<AppState>,
+    state: Data<AppState>,
 }
 
 impl Running {
@@ -83,7 +86,7 @@ impl Running {
     }
 
     /// The shared state (for tests and tools that need the store or the Router).
-    pub fn state(&self) -> web::Data<AppState> {
+    pub fn state(&self) -> Data<AppState> {
         self.state.clone()
     }
 
@@ -191,7 +194,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .map_err(started)?;
     }
 
-    let state = web::Data::new(AppState {
+    let state = Data::new(AppState {
         config: config.clone(),
         store: store.clone(),
         router: router.clone(),
@@ -201,7 +204,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         next_session: AtomicU64::new(1),
     });
     let app_state = state.clone();
-    let http_metrics = web::Data::new(metrics::HttpMetrics::default());
+    let http_metrics = Data::new(metrics::HttpMetrics::default());
     let client_metrics = http_metrics.clone();
     let serve_metrics = config.server.metrics;
     let mut server = HttpServer::new(move || {
@@ -211,11 +214,12 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .wrap(middleware::from_fn(metrics::track))
             .configure(|cfg| {
                 if serve_metrics {
-                    cfg.route("/metrics", web::get().to(metrics::serve));
+                    cfg.route("/metrics", actix_web::web::get().to(metrics::serve));
                 }
             })
-            .route("/healthz", web::get().to(healthz))
-            .route("/ws", web::get().to(ws::connect))
+            .route("/healthz", actix_web::web::get().to(healthz))
+            .route("/ws", actix_web::web::get().to(ws::connect))
+            .configure(web::routes)
             .configure(api::uniapp::routes)
             .configure(api::social::routes)
             .configure(api::groups::routes)
@@ -224,7 +228,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .configure(api::chatroom::conversation_routes)
             .configure(api::chat21::routes)
             .configure(api::chat21::conversation_routes)
-            .default_service(web::to(not_found))
+            .default_service(actix_web::web::to(not_found))
     })
     // Frames are small and latency matters: no Nagle delay on the sockets.
     .tcp_nodelay(true)
@@ -242,7 +246,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             StartError::Config(format!("admin.bind: cannot listen on {}: {e}", config.admin.bind))
         })?;
         let admin_addr = listener.local_addr()?;
-        let nonces = web::Data::new(api::admin::Nonces::new(std::time::Duration::from_secs(
+        let nonces = Data::new(api::admin::Nonces::new(std::time::Duration::from_secs(
             config.admin.window_secs,
         )));
         let admin_state = state.clone();
@@ -253,7 +257,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
                 .app_data(http_metrics.clone())
                 .wrap(middleware::from_fn(metrics::track))
                 .configure(api::admin::routes)
-                .default_service(web::to(api::admin::not_found))
+                .default_service(actix_web::web::to(api::admin::not_found))
         })
         .listen(listener)?
         .workers(1)
@@ -286,7 +290,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     })
 }
 
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+async fn healthz(state: Data<AppState>) -> HttpResponse {
     match state.read(|s| Ok(s.head("", "")?)).await {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
         Err(e) => HttpResponse::ServiceUnavailable()
