@@ -31,6 +31,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The same allocator as the server's, so that neither side pays more per frame for it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 Before a run:
   * ulimit -n must be at least sockets + setup concurrency + 100 in the shell that starts the
