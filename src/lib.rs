@@ -8,12 +8,13 @@
 //!
 //! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
 //! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
-//! WebSocket session actor), [`state`] (what handlers share).
+//! WebSocket session actor), [`state`] (what handlers share), [`dump`] (export and import).
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod conversations;
+pub mod dump;
 pub mod error;
 pub mod groups;
 pub mod social;
