@@ -8,7 +8,8 @@
 //!
 //! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
 //! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
-//! WebSocket session actor), [`state`] (what handlers share), [`dump`] (export and import).
+//! WebSocket session actor), [`state`] (what handlers share), [`dump`] (export and import),
+//! [`routes`] (listable route registration) and [`openapi`] (the OpenAPI documents).
 
 pub mod api;
 pub mod auth;
@@ -17,6 +18,8 @@ pub mod conversations;
 pub mod dump;
 pub mod error;
 pub mod groups;
+pub mod openapi;
+pub mod routes;
 pub mod social;
 pub mod state;
 pub mod ws;
@@ -38,6 +41,7 @@ use crate::api::Face;
 use crate::auth::{load_or_create_secret, Auth, DeviceLimiter};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Why the server could not start.
@@ -204,16 +208,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .route("/healthz", web::get().to(healthz))
-            .route("/ws", web::get().to(ws::connect))
-            .configure(api::uniapp::routes)
-            .configure(api::social::routes)
-            .configure(api::groups::routes)
-            .configure(api::conversations::routes)
-            .configure(api::chatroom::routes)
-            .configure(api::chatroom::conversation_routes)
-            .configure(api::chat21::routes)
-            .configure(api::chat21::conversation_routes)
+            .configure(|cfg| client_routes(&mut Routes::serving(cfg)))
             .default_service(web::to(not_found))
     })
     // Frames are small and latency matters: no Nagle delay on the sockets.
@@ -240,7 +235,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             App::new()
                 .app_data(admin_state.clone())
                 .app_data(nonces.clone())
-                .configure(api::admin::routes)
+                .configure(|cfg| admin_routes(&mut Routes::serving(cfg)))
                 .default_service(web::to(api::admin::not_found))
         })
         .listen(listener)?
@@ -272,6 +267,28 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         arbiter,
         state,
     })
+}
+
+/// Every route of the client listener: health, the WebSocket, the OpenAPI document and the
+/// client faces. [`RouteTable::client`](routes::RouteTable::client) lists them.
+pub fn client_routes(r: &mut Routes) {
+    r.get("/healthz", healthz)
+        .get("/ws", ws::connect)
+        .get("/openapi.json", openapi::client_document);
+    api::uniapp::routes(r);
+    api::social::routes(r);
+    api::groups::routes(r);
+    api::conversations::routes(r);
+    api::chatroom::routes(r);
+    api::chatroom::conversation_routes(r);
+    api::chat21::routes(r);
+    api::chat21::conversation_routes(r);
+}
+
+/// Every route of the admin listener.
+pub fn admin_routes(r: &mut Routes) {
+    api::admin::routes(r);
+    r.get("/openapi.json", openapi::admin_document);
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {

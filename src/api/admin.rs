@@ -33,6 +33,7 @@ use sha1::{Digest, Sha1};
 use super::uniapp::new_user;
 use crate::conversations::{self, Change};
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// An admin answer that is not a success.
@@ -213,24 +214,21 @@ fn check_sign(req: &HttpRequest) -> Result<()> {
 }
 
 /// Registers the admin routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/robot/create", web::post().to(robot_create))
-        .route("/admin/user/put_setting", web::post().to(put_setting))
-        .route("/admin/user/get_setting", web::post().to(get_setting))
-        .route("/admin/get_setting", web::post().to(get_system_setting))
-        .route("/admin/modify_setting", web::post().to(modify_system_setting))
-        .route(
-            "/admin/file/conversation_files",
-            web::post().to(conversation_files),
-        )
-        .route("/admin/file/user_files", web::post().to(user_files))
-        .route("/admin/file/get", web::post().to(file_get))
-        .route("/admin/conversation/top", web::post().to(conversation_top))
-        .route("/admin/conversation/is_top", web::post().to(conversation_is_top))
-        .route("/admin/healthcheck", web::post().to(healthcheck))
-        .route("/admin/healthcheck", web::get().to(healthcheck))
-        .route("/admin/customer", web::post().to(customer))
-        .route("/admin/export", web::post().to(export));
+pub fn routes(r: &mut Routes) {
+    r.post("/admin/robot/create", robot_create)
+        .post("/admin/user/put_setting", put_setting)
+        .post("/admin/user/get_setting", get_setting)
+        .post("/admin/get_setting", get_system_setting)
+        .post("/admin/modify_setting", modify_system_setting)
+        .post("/admin/file/conversation_files", conversation_files)
+        .post("/admin/file/user_files", user_files)
+        .post("/admin/file/get", file_get)
+        .post("/admin/conversation/top", conversation_top)
+        .post("/admin/conversation/is_top", conversation_is_top)
+        .post("/admin/healthcheck", healthcheck)
+        .get("/admin/healthcheck", healthcheck)
+        .post("/admin/customer", customer)
+        .post("/admin/export", export);
 }
 
 /// Unknown admin routes.
