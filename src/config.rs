@@ -409,6 +409,38 @@ impl Config {
         Ok(())
     }
 
+    /// The keys whose values are secrets, with a handle on each: what `check-config` masks.
+    /// A new secret key belongs in this list.
+    fn secrets_mut(&mut self) -> [(&'static str, &mut String); 4] {
+        [
+            ("auth.jwt_secret", &mut self.auth.jwt_secret),
+            ("auth.visitor_salt", &mut self.auth.visitor_salt),
+            ("auth.visitor_app_secret", &mut self.auth.visitor_app_secret),
+            ("admin.secret", &mut self.admin.secret),
+        ]
+    }
+
+    /// The names of the secret keys.
+    pub fn secret_keys() -> Vec<&'static str> {
+        Config::default()
+            .secrets_mut()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// This configuration with every secret that is set shown as `***` (an unset one stays
+    /// empty), for printing.
+    pub fn masked(&self) -> Config {
+        let mut shown = self.clone();
+        for (_, secret) in shown.secrets_mut() {
+            if !secret.is_empty() {
+                *secret = "***".into();
+            }
+        }
+        shown
+    }
+
     /// The policy every tenant starts with.
     pub fn policy(&self) -> parlor_actors::Policy {
         parlor_actors::Policy {
@@ -454,6 +486,17 @@ mod tests {
     fn numbers_are_taken_as_text_for_secrets() {
         let c = Config::from_toml("[admin]\nsecret = 123456\n").unwrap();
         assert_eq!(c.admin.secret, "123456");
+    }
+
+    #[test]
+    fn secrets_are_masked_when_set_and_empty_when_unset() {
+        let c = Config::from_toml("[admin]\nsecret = \"s3cret-s3cret-s3cret\"\n[auth]\njwt_secret = \"\"\n")
+            .unwrap();
+        let shown = c.masked();
+        assert_eq!(shown.admin.secret, "***");
+        assert_eq!(shown.auth.jwt_secret, "");
+        assert_eq!(shown.auth.visitor_app_secret, "***");
+        assert_eq!(Config::secret_keys().len(), 4);
     }
 
     #[test]

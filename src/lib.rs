@@ -8,16 +8,20 @@
 //!
 //! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
 //! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
-//! WebSocket session actor), [`state`] (what handlers share), [`web`] (the web chat client
-//! served at `/`).
+//! WebSocket session actor), [`state`] (what handlers share), [`dump`] (export and import),
+//! [`routes`] (listable route registration), [`openapi`] (the OpenAPI documents), [`metrics`]
+//! (Prometheus) and [`web`] (the web chat client served at `/`).
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod conversations;
+pub mod dump;
 pub mod error;
 pub mod groups;
 pub mod metrics;
+pub mod openapi;
+pub mod routes;
 pub mod social;
 pub mod state;
 pub mod web;
@@ -41,6 +45,7 @@ use crate::api::Face;
 use crate::auth::{load_or_create_secret, Auth, DeviceLimiter};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Why the server could not start.
@@ -206,28 +211,12 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let app_state = state.clone();
     let http_metrics = Data::new(metrics::HttpMetrics::default());
     let client_metrics = http_metrics.clone();
-    let serve_metrics = config.server.metrics;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(client_metrics.clone())
             .wrap(middleware::from_fn(metrics::track))
-            .configure(|cfg| {
-                if serve_metrics {
-                    cfg.route("/metrics", actix_web::web::get().to(metrics::serve));
-                }
-            })
-            .route("/healthz", actix_web::web::get().to(healthz))
-            .route("/ws", actix_web::web::get().to(ws::connect))
-            .configure(web::routes)
-            .configure(api::uniapp::routes)
-            .configure(api::social::routes)
-            .configure(api::groups::routes)
-            .configure(api::conversations::routes)
-            .configure(api::chatroom::routes)
-            .configure(api::chatroom::conversation_routes)
-            .configure(api::chat21::routes)
-            .configure(api::chat21::conversation_routes)
+            .configure(|cfg| client_routes(&mut Routes::serving(cfg)))
             .default_service(actix_web::web::to(not_found))
     })
     // Frames are small and latency matters: no Nagle delay on the sockets.
@@ -256,7 +245,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
                 .app_data(nonces.clone())
                 .app_data(http_metrics.clone())
                 .wrap(middleware::from_fn(metrics::track))
-                .configure(api::admin::routes)
+                .configure(|cfg| admin_routes(&mut Routes::serving(cfg)))
                 .default_service(actix_web::web::to(api::admin::not_found))
         })
         .listen(listener)?
@@ -288,6 +277,30 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         arbiter,
         state,
     })
+}
+
+/// Every route of the client listener: health, the WebSocket, the OpenAPI document, the
+/// metrics, the web client and the client faces. [`RouteTable::client`](routes::RouteTable::client) lists them.
+pub fn client_routes(r: &mut Routes) {
+    r.get("/healthz", healthz)
+        .get("/ws", ws::connect)
+        .get("/openapi.json", openapi::client_document)
+        .get("/metrics", metrics::serve);
+    web::routes(r);
+    api::uniapp::routes(r);
+    api::social::routes(r);
+    api::groups::routes(r);
+    api::conversations::routes(r);
+    api::chatroom::routes(r);
+    api::chatroom::conversation_routes(r);
+    api::chat21::routes(r);
+    api::chat21::conversation_routes(r);
+}
+
+/// Every route of the admin listener.
+pub fn admin_routes(r: &mut Routes) {
+    api::admin::routes(r);
+    r.get("/openapi.json", openapi::admin_document);
 }
 
 async fn healthz(state: Data<AppState>) -> HttpResponse {

@@ -1,11 +1,14 @@
-//! The `parlor` command: runs the server, or checks a configuration.
+//! The `parlor` command: runs the server, checks a configuration, exports a database to a
+//! JSON-lines file and imports one into an empty database.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use parlor::config::Config;
+use parlor::dump::Export;
+use parlor_storage::ReadOnlyStore;
 
 /// The allocator: frames, messages and actor envelopes are many small, short-lived
 /// allocations made on one thread and freed on another, which mimalloc serves with less
@@ -30,7 +33,41 @@ enum Command {
     /// Run the server (the default).
     Serve,
     /// Validate the configuration and print the effective values, secrets masked.
-    CheckConfig,
+    CheckConfig {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Toml)]
+        format: Format,
+    },
+    /// Write a JSON-lines copy of the database (users with their password hashes, friends,
+    /// applications, blocks, groups, members, join requests, conversations, cursors,
+    /// messages, settings), read in one transaction. With the server stopped the file is
+    /// opened read-only; while a server has it open, the copy comes from that server's
+    /// admin listener (`POST /admin/export`, signed with `admin.secret`).
+    Export {
+        /// The file to write (replaced only once the export is complete).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Address of the running server's admin listener (default: `admin.bind`).
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Read an export into the empty database at `storage.path` (the server must be
+    /// stopped). Ids, seqs and counters are kept.
+    Import {
+        /// The export file.
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
+}
+
+/// How `check-config` prints.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Toml,
+    Json,
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -48,6 +85,7 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = match load(&cli) {
         Ok(c) => c,
@@ -56,39 +94,160 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => {
-            let mut shown = config.clone();
-            for secret in [
-                &mut shown.auth.jwt_secret,
-                &mut shown.admin.secret,
-                &mut shown.auth.visitor_app_secret,
-            ] {
-                if !secret.is_empty() {
-                    *secret = "********".into();
-                }
-            }
-            match effective_json(&shown) {
-                Ok(text) => {
-                    use std::io::Write;
-                    // A closed pipe (`| head`) is not an error worth a panic.
-                    let _ = writeln!(std::io::stdout(), "{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let done = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => return serve(config),
+        Command::CheckConfig { format } => check_config(&config, format),
+        Command::Export { out, tenant, admin } => export(&config, &out, tenant, admin),
+        Command::Import { input } => import(&config, &input),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parlor: {e}");
+            ExitCode::FAILURE
         }
-        Command::Serve => serve(config),
     }
 }
 
-fn effective_json(config: &Config) -> Result<String, String> {
-    serde_json::to_value(config)
-        .map_err(|e| e.to_string())
-        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+fn check_config(config: &Config, format: Format) -> Result<(), String> {
+    let shown = config.masked();
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(&shown).map_err(|e| e.to_string())?,
+        Format::Toml => toml::to_string(&shown).map_err(|e| e.to_string())?,
+    };
+    use std::io::Write;
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
+    Ok(())
+}
+
+fn export(config: &Config, out: &Path, tenant: Option<String>, admin: Option<String>) -> Result<(), String> {
+    let partial = out.with_extension("partial");
+    let written = match ReadOnlyStore::open(&config.storage.path) {
+        Ok(store) => {
+            let snapshot = store.snapshot().map_err(|e| e.to_string())?;
+            let export = Export::new(snapshot, tenant).map_err(|e| e.to_string())?;
+            let file = std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+            let mut file = std::io::BufWriter::new(file);
+            let records = export.write_to(&mut file).map_err(|e| e.to_string());
+            drop(file);
+            records.map(|n| (n, export.header().tenants.clone()))
+        }
+        Err(e) if e.is_in_use() => export_from_server(config, &partial, tenant, admin),
+        Err(e) => Err(e.to_string()),
+    };
+    match written {
+        Ok((records, tenants)) => {
+            std::fs::rename(&partial, out).map_err(|e| format!("{}: {e}", out.display()))?;
+            eprintln!(
+                "exported {records} records of {} tenant(s) ({}) to {}",
+                tenants.len(),
+                tenants.join(", "),
+                out.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// The export through a running server's admin listener, streamed into `path`.
+fn export_from_server(
+    config: &Config,
+    path: &Path,
+    tenant: Option<String>,
+    admin: Option<String>,
+) -> Result<(u64, Vec<String>), String> {
+    let data = config.storage.path.display();
+    if config.admin.secret.is_empty() {
+        return Err(format!(
+            "{data} is open in a running server and admin.secret is empty, so its admin listener is off: \
+             stop the server, or set admin.secret, to export"
+        ));
+    }
+    let addr = admin.unwrap_or_else(|| config.admin.bind.clone());
+    let url = format!("http://{addr}/admin/export");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        use std::io::Write;
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let timestamp = parlor_actors::now_ms().to_string();
+        let sign = parlor::api::admin::sign(&nonce, &config.admin.secret, &timestamp);
+        let body = match &tenant {
+            Some(t) => serde_json::json!({ "tenant": t }),
+            None => serde_json::json!({}),
+        };
+        let mut resp = reqwest::Client::new()
+            .post(&url)
+            .header("nonce", nonce)
+            .header("timestamp", timestamp)
+            .header("sign", sign)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                format!("{data} is open in a running server, and its admin listener {url} failed: {e}")
+            })?;
+        let ndjson = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
+        if !resp.status().is_success() || !ndjson {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!("{url} refused the export ({status}): {text}"));
+        }
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+        let mut last = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("the export was cut short: {e}"))?
+        {
+            file.write_all(&chunk).map_err(|e| e.to_string())?;
+            last.extend_from_slice(&chunk);
+            if last.len() > 4096 {
+                last.drain(..last.len() - 4096);
+            }
+        }
+        file.flush().map_err(|e| e.to_string())?;
+        // The end line counts the records; without it the stream was cut.
+        let tail = String::from_utf8_lossy(&last);
+        let end: serde_json::Value = tail
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .filter(|v: &serde_json::Value| v["kind"] == "end")
+            .ok_or("the export was cut short: no end line")?;
+        let first = std::io::BufRead::lines(std::io::BufReader::new(
+            std::fs::File::open(path).map_err(|e| e.to_string())?,
+        ))
+        .next()
+        .and_then(|l| l.ok())
+        .and_then(|l| serde_json::from_str::<parlor::dump::Header>(&l).ok())
+        .ok_or("the export has no header")?;
+        Ok((end["records"].as_u64().unwrap_or(0), first.tenants))
+    })
+}
+
+fn import(config: &Config, input: &Path) -> Result<(), String> {
+    let done = parlor::dump::import(input, &config.storage.path).map_err(|e| e.to_string())?;
+    eprintln!(
+        "imported {} records of {} tenant(s) ({}) into {}",
+        done.records,
+        done.header.tenants.len(),
+        done.header.tenants.join(", "),
+        config.storage.path.display()
+    );
+    Ok(())
 }
 
 fn serve(config: Config) -> ExitCode {

@@ -22,6 +22,9 @@ use dashmap::DashMap;
 use parlor_actors::router::TenantCounts;
 use parlor_storage::{Histogram, HistogramSnapshot};
 
+use crate::api::uniapp::UniApp;
+use crate::api::Face;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Upper bounds of the HTTP latency histogram, seconds.
@@ -111,6 +114,9 @@ pub async fn track(
 
 /// `GET /metrics`.
 pub async fn serve(state: web::Data<AppState>, http: Option<web::Data<HttpMetrics>>) -> HttpResponse {
+    if !state.config.server.metrics {
+        return UniApp::render(&ApiError::NotFound("no such route".into()));
+    }
     let mut out = String::with_capacity(16 * 1024);
     render_core(&state, &mut out);
     if let Some(http) = http {

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::api::uniapp::UniApp;
 use crate::api::Face;
 use crate::error::ApiError;
+use crate::routes::Routes;
 
 /// One served file.
 struct Asset {
@@ -58,11 +59,11 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Registers `GET /` and `GET /web/{file}` (HEAD too).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/", web::head().to(index))
-        .route("/web/{file}", web::get().to(file))
-        .route("/web/{file}", web::head().to(file));
+pub fn routes(r: &mut Routes) {
+    r.get("/", index)
+        .head("/", index)
+        .get("/web/{file}", file)
+        .head("/web/{file}", file);
 }
 
 async fn index(req: HttpRequest) -> HttpResponse {

@@ -33,6 +33,7 @@ use sha1::{Digest, Sha1};
 use super::uniapp::new_user;
 use crate::conversations::{self, Change};
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// An admin answer that is not a success.
@@ -213,23 +214,21 @@ fn check_sign(req: &HttpRequest) -> Result<()> {
 }
 
 /// Registers the admin routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/robot/create", web::post().to(robot_create))
-        .route("/admin/user/put_setting", web::post().to(put_setting))
-        .route("/admin/user/get_setting", web::post().to(get_setting))
-        .route("/admin/get_setting", web::post().to(get_system_setting))
-        .route("/admin/modify_setting", web::post().to(modify_system_setting))
-        .route(
-            "/admin/file/conversation_files",
-            web::post().to(conversation_files),
-        )
-        .route("/admin/file/user_files", web::post().to(user_files))
-        .route("/admin/file/get", web::post().to(file_get))
-        .route("/admin/conversation/top", web::post().to(conversation_top))
-        .route("/admin/conversation/is_top", web::post().to(conversation_is_top))
-        .route("/admin/healthcheck", web::post().to(healthcheck))
-        .route("/admin/healthcheck", web::get().to(healthcheck))
-        .route("/admin/customer", web::post().to(customer));
+pub fn routes(r: &mut Routes) {
+    r.post("/admin/robot/create", robot_create)
+        .post("/admin/user/put_setting", put_setting)
+        .post("/admin/user/get_setting", get_setting)
+        .post("/admin/get_setting", get_system_setting)
+        .post("/admin/modify_setting", modify_system_setting)
+        .post("/admin/file/conversation_files", conversation_files)
+        .post("/admin/file/user_files", user_files)
+        .post("/admin/file/get", file_get)
+        .post("/admin/conversation/top", conversation_top)
+        .post("/admin/conversation/is_top", conversation_is_top)
+        .post("/admin/healthcheck", healthcheck)
+        .get("/admin/healthcheck", healthcheck)
+        .post("/admin/customer", customer)
+        .post("/admin/export", export);
 }
 
 /// Unknown admin routes.
@@ -796,6 +795,54 @@ async fn customer(state: State, _: Signed) -> Result {
     Ok(success(
         json!({"customerId": admin.customer_id, "customerName": admin.customer_name}),
     ))
+}
+
+/// `POST /admin/export` `{"tenant": "..."}` (optional: every tenant when absent): the
+/// export file of [`crate::dump`], streamed as `application/x-ndjson` from one read
+/// transaction. What `parlor export` uses while the server has the database open.
+async fn export(state: State, signed: Signed) -> Result {
+    let tenant = signed.opt_str("tenant")?;
+    let store = state.store.clone();
+    let prepared = web::block(move || crate::dump::Export::new(store.snapshot()?, tenant))
+        .await
+        .map_err(|e| AdminError::new(4, e.to_string()))?;
+    let export = match prepared {
+        Ok(export) => export,
+        Err(crate::dump::DumpError::NoTenant(t)) => {
+            return Err(AdminError::new(253, format!("not exist: no tenant named {t}")))
+        }
+        Err(e) => return Err(AdminError::new(4, e.to_string())),
+    };
+    let (lines, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, ChunkSink(lines.clone()));
+        if let Err(e) = export.write_to(&mut out) {
+            tracing::warn!(error = %e, "export stopped");
+            // The stream ends in an error: the client sees a cut answer without an end line.
+            let _ = lines.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(body))
+}
+
+/// Hands written chunks to a response stream; fails once the client is gone.
+struct ChunkSink(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for ChunkSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use super::{token_of, Face, FaceError};
 use crate::conversations;
 use crate::error::ApiError;
 use crate::groups;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// The Chat21 face's errors.
@@ -52,22 +53,13 @@ type Result<T = HttpResponse> = std::result::Result<T, FaceError<Chat21>>;
 type State = web::Data<AppState>;
 
 /// Registers the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/{app_id}/groups", web::post().to(create_group))
-        .route("/api/{app_id}/groups/{group_id}", web::get().to(get_group))
-        .route("/api/{app_id}/groups/{group_id}", web::put().to(update_group))
-        .route(
-            "/api/{app_id}/groups/{group_id}/members",
-            web::post().to(join_group),
-        )
-        .route(
-            "/api/{app_id}/groups/{group_id}/members",
-            web::put().to(set_members),
-        )
-        .route(
-            "/api/{app_id}/groups/{group_id}/members/{member_id}",
-            web::delete().to(leave_group),
-        );
+pub fn routes(r: &mut Routes) {
+    r.post("/api/{app_id}/groups", create_group)
+        .get("/api/{app_id}/groups/{group_id}", get_group)
+        .put("/api/{app_id}/groups/{group_id}", update_group)
+        .post("/api/{app_id}/groups/{group_id}/members", join_group)
+        .put("/api/{app_id}/groups/{group_id}/members", set_members)
+        .delete("/api/{app_id}/groups/{group_id}/members/{member_id}", leave_group);
 }
 
 /// The caller of a Chat21 route: the token's user, created on first use, in the path's
@@ -373,35 +365,29 @@ async fn update_group(req: HttpRequest, state: State, me: Chat21User, payload: w
 
 /// Registers the message and conversation routes (the archived list before the detail
 /// route, which would otherwise take `archived` for a recipient).
-pub fn conversation_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/{app_id}/messages", web::post().to(send_message))
-        .route(
-            "/api/{app_id}/conversations/{recipient_id}",
-            web::delete().to(archive_conversation),
-        )
-        .route(
+pub fn conversation_routes(r: &mut Routes) {
+    r.post("/api/{app_id}/messages", send_message)
+        .delete("/api/{app_id}/conversations/{recipient_id}", archive_conversation)
+        .delete(
             "/api/{app_id}/conversations/{recipient_id}/",
-            web::delete().to(archive_conversation),
+            archive_conversation,
         )
-        .route(
-            "/api/{app_id}/{user_id}/conversations",
-            web::get().to(conversations),
-        )
-        .route(
+        .get("/api/{app_id}/{user_id}/conversations", conversations)
+        .get(
             "/api/{app_id}/{user_id}/archived_conversations",
-            web::get().to(archived_conversations),
+            archived_conversations,
         )
-        .route(
+        .get(
             "/api/{app_id}/{user_id}/conversations/archived",
-            web::get().to(archived_conversations),
+            archived_conversations,
         )
-        .route(
+        .get(
             "/api/{app_id}/{user_id}/conversations/{with}/messages",
-            web::get().to(conversation_messages),
+            conversation_messages,
         )
-        .route(
+        .get(
             "/api/{app_id}/{user_id}/conversations/{with}",
-            web::get().to(conversation_detail),
+            conversation_detail,
         );
 }
 

@@ -16,6 +16,7 @@ use super::uniapp::{check_len, load_user, local_time, new_user, party, password_
 use super::{tenant_of, Caller, Face, FaceError, Fields};
 use crate::conversations;
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::social;
 use crate::state::AppState;
 
@@ -42,16 +43,16 @@ fn success(message: &str, extra: Value) -> HttpResponse {
 }
 
 /// Registers the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/user/register", web::post().to(register))
-        .route("/user/login", web::post().to(login))
-        .route("/user/profile", web::get().to(my_profile))
-        .route("/user/profile/{id}", web::get().to(profile))
-        .route("/user/ban/{bannerId}", web::post().to(ban))
-        .route("/user/unban/{bannerId}", web::delete().to(unban))
-        .route("/contacts/add", web::post().to(add_contact))
-        .route("/contacts/remove/{contactId}", web::delete().to(remove_contact))
-        .route("/contacts/list", web::get().to(list_contacts));
+pub fn routes(r: &mut Routes) {
+    r.post("/user/register", register)
+        .post("/user/login", login)
+        .get("/user/profile", my_profile)
+        .get("/user/profile/{id}", profile)
+        .post("/user/ban/{bannerId}", ban)
+        .delete("/user/unban/{bannerId}", unban)
+        .post("/contacts/add", add_contact)
+        .delete("/contacts/remove/{contactId}", remove_contact)
+        .get("/contacts/list", list_contacts);
 }
 
 fn user_json(u: &UserRecord) -> Value {
@@ -171,14 +172,11 @@ async fn unban(req: HttpRequest, state: State, me: Me) -> Result {
 }
 
 /// Registers the conversation and message routes.
-pub fn conversation_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/conversation/create", web::post().to(create_conversation))
-        .route("/conversation/getlist", web::get().to(list_conversations))
-        .route("/conversation/members", web::get().to(conversation_members))
-        .route(
-            "/message/history/{conversation_id}",
-            web::get().to(message_history),
-        );
+pub fn conversation_routes(r: &mut Routes) {
+    r.post("/conversation/create", create_conversation)
+        .get("/conversation/getlist", list_conversations)
+        .get("/conversation/members", conversation_members)
+        .get("/message/history/{conversation_id}", message_history);
 }
 
 fn query(req: &HttpRequest) -> std::result::Result<Vec<(String, String)>, ApiError> {

@@ -10,6 +10,7 @@ use super::uniapp::{load_user, ok, party, UniApp};
 use super::{Caller, FaceError, Fields};
 use crate::conversations::{self, Entry, Filter};
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 type Result<T = HttpResponse> = std::result::Result<T, FaceError<UniApp>>;
@@ -18,10 +19,10 @@ type Form = Fields<UniApp>;
 type State = web::Data<AppState>;
 
 /// Registers the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/chat/revokeMessage", web::post().to(revoke))
-        .route("/api/chat/read", web::post().to(read))
-        .route("/api/chat/conversations", web::get().to(list));
+pub fn routes(r: &mut Routes) {
+    r.post("/api/chat/revokeMessage", revoke)
+        .post("/api/chat/read", read)
+        .get("/api/chat/conversations", list);
 }
 
 async fn revoke(state: State, me: Me, form: Form) -> Result {

@@ -15,6 +15,7 @@ use super::uniapp::{check_len, iso_time, load_user, local_time, ok, party, UniAp
 use super::{Caller, FaceError, Fields};
 use crate::error::ApiError;
 use crate::groups;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 type Result<T = HttpResponse> = std::result::Result<T, FaceError<UniApp>>;
@@ -23,20 +24,20 @@ type Form = Fields<UniApp>;
 type State = web::Data<AppState>;
 
 /// Registers the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/chat/group/create", web::post().to(create))
-        .route("/api/chat/grouplist", web::get().to(list))
-        .route("/api/chat/grouplist/{page}", web::get().to(list))
-        .route("/api/chat/groupinfo/{id}", web::get().to(info))
-        .route("/api/chat/groupUpdateName", web::post().to(rename))
-        .route("/api/chat/groupremark", web::post().to(remark))
-        .route("/api/chat/groupnickname", web::post().to(nickname))
-        .route("/api/chat/groupDeleteOrQuit", web::post().to(delete_or_quit))
-        .route("/api/chat/groupDeleteUser", web::post().to(delete_user))
-        .route("/api/chat/groupInviteUser", web::post().to(invite))
-        .route("/api/chat/groupAddUserSet", web::post().to(join_setting))
-        .route("/api/chat/groupAgreeOrNo", web::post().to(agree_or_no))
-        .route("/api/chat/groupQrcode/{id}", web::get().to(qrcode));
+pub fn routes(r: &mut Routes) {
+    r.post("/api/chat/group/create", create)
+        .get("/api/chat/grouplist", list)
+        .get("/api/chat/grouplist/{page}", list)
+        .get("/api/chat/groupinfo/{id}", info)
+        .post("/api/chat/groupUpdateName", rename)
+        .post("/api/chat/groupremark", remark)
+        .post("/api/chat/groupnickname", nickname)
+        .post("/api/chat/groupDeleteOrQuit", delete_or_quit)
+        .post("/api/chat/groupDeleteUser", delete_user)
+        .post("/api/chat/groupInviteUser", invite)
+        .post("/api/chat/groupAddUserSet", join_setting)
+        .post("/api/chat/groupAgreeOrNo", agree_or_no)
+        .get("/api/chat/groupQrcode/{id}", qrcode);
 }
 
 /// A group as the document shows it; `users` are the `group_users` rows to include.

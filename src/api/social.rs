@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::uniapp::{check_len, iso_time, load_user, local_time, ok, userinfo_json, UniApp};
 use super::{Caller, FaceError, Fields};
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::social;
 use crate::state::AppState;
 
@@ -22,22 +23,22 @@ type Form = Fields<UniApp>;
 type State = web::Data<AppState>;
 
 /// Registers the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/chat/applyfriend", web::post().to(apply_friend))
-        .route("/api/chat/listapplyfriend", web::get().to(list_apply))
-        .route("/api/chat/listapplyfriend/{page}", web::get().to(list_apply))
-        .route("/api/chat/handleapply/{id}", web::post().to(handle_apply))
-        .route("/api/chat/goodfriendlist", web::get().to(friend_list))
-        .route("/api/chat/goodfriendlist/{page}", web::get().to(friend_list))
-        .route("/api/chat/getgoodfriendinfo/{id}", web::get().to(friend_info))
-        .route("/api/chat/setblackgoodfriend/{id}", web::post().to(set_black))
-        .route("/api/chat/setstargoodfriend/{id}", web::post().to(set_star))
-        .route("/api/chat/setmeOrfriendCanSee/{id}", web::post().to(set_can_see))
-        .route("/api/chat/isApplyfriend/{uuid}", web::post().to(is_apply_friend))
-        .route("/api/chat/ismygoodfriend/{id}", web::post().to(is_my_friend))
-        .route("/api/chat/deletegoodfriend/{id}", web::post().to(delete_friend))
-        .route("/api/chat/getUserSetInfo", web::post().to(user_set_info))
-        .route("/api/chat/autoAddFriendAndAgree", web::post().to(auto_add_friend));
+pub fn routes(r: &mut Routes) {
+    r.post("/api/chat/applyfriend", apply_friend)
+        .get("/api/chat/listapplyfriend", list_apply)
+        .get("/api/chat/listapplyfriend/{page}", list_apply)
+        .post("/api/chat/handleapply/{id}", handle_apply)
+        .get("/api/chat/goodfriendlist", friend_list)
+        .get("/api/chat/goodfriendlist/{page}", friend_list)
+        .get("/api/chat/getgoodfriendinfo/{id}", friend_info)
+        .post("/api/chat/setblackgoodfriend/{id}", set_black)
+        .post("/api/chat/setstargoodfriend/{id}", set_star)
+        .post("/api/chat/setmeOrfriendCanSee/{id}", set_can_see)
+        .post("/api/chat/isApplyfriend/{uuid}", is_apply_friend)
+        .post("/api/chat/ismygoodfriend/{id}", is_my_friend)
+        .post("/api/chat/deletegoodfriend/{id}", delete_friend)
+        .post("/api/chat/getUserSetInfo", user_set_info)
+        .post("/api/chat/autoAddFriendAndAgree", auto_add_friend);
 }
 
 /// `page` (from 1) and `limit` of a list route: from the path and `?limit=`, also the

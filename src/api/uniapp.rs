@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::{tenant_of, token_of, Caller, Face, FaceError, Fields};
 use crate::auth::{valid_device_id, visitor_sign};
 use crate::error::ApiError;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// The uni-app face's envelope.
@@ -37,23 +38,20 @@ pub(crate) fn ok<T: Serialize>(data: T) -> HttpResponse {
 }
 
 /// Registers the face's routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/regChat", web::post().to(reg_chat))
-        .route("/api/loginChat", web::post().to(login_chat))
-        .route("/api/visitorRegister", web::post().to(visitor_register))
-        .route("/api/visitorregChat", web::post().to(visitor_reg_chat))
-        .route("/api/visitorloginChat", web::post().to(visitor_login_chat))
-        .route("/api/userinfo/{uuid}", web::get().to(userinfo))
-        .route("/api/chat/logout", web::post().to(logout))
-        .route("/api/chat/searchUser", web::post().to(search_user))
-        .route("/api/chat/updateUserinfo", web::post().to(update_userinfo))
-        .route("/api/chat/userset", web::post().to(userset))
-        .route("/api/chat/socket/sendmessage", web::post().to(send_message))
-        .route(
-            "/api/chat/chatGetmessageOffLine",
-            web::post().to(offline_messages),
-        )
-        .route("/api/chat/history/{chat_type}/{id}", web::get().to(history));
+pub fn routes(r: &mut Routes) {
+    r.post("/api/regChat", reg_chat)
+        .post("/api/loginChat", login_chat)
+        .post("/api/visitorRegister", visitor_register)
+        .post("/api/visitorregChat", visitor_reg_chat)
+        .post("/api/visitorloginChat", visitor_login_chat)
+        .get("/api/userinfo/{uuid}", userinfo)
+        .post("/api/chat/logout", logout)
+        .post("/api/chat/searchUser", search_user)
+        .post("/api/chat/updateUserinfo", update_userinfo)
+        .post("/api/chat/userset", userset)
+        .post("/api/chat/socket/sendmessage", send_message)
+        .post("/api/chat/chatGetmessageOffLine", offline_messages)
+        .get("/api/chat/history/{chat_type}/{id}", history);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -28,6 +28,13 @@ pub enum Error {
     Unavailable(&'static str),
 }
 
+impl Error {
+    /// Whether the database file is open in another process (a running server).
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, Error::Database(e) if matches!(**e, redb::Error::DatabaseAlreadyOpen))
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {

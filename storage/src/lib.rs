@@ -6,10 +6,13 @@
 //! - [`records`] are the values: users, messages, cursors.
 //! - [`Tx`] is the typed view of one write transaction; only the [`Writer`] makes one.
 //! - [`Snapshot`] is the typed view of one read transaction, for readers off the actor threads.
+//! - [`DumpRecord`]s are a whole-database copy: [`Snapshot::dump`] reads one out of a read
+//!   transaction (or a [`ReadOnlyStore`] opened beside no writer), [`Tx::load`] writes it back.
 //! - [`Writer`] is the group-commit writer: its own thread, one redb write transaction per
 //!   batch, every waiter answered after the commit that holds its write.
 
 pub mod codec;
+mod dump;
 mod error;
 pub mod histogram;
 pub mod records;
@@ -23,6 +26,7 @@ use std::path::Path;
 use redb::ReadableDatabase;
 use std::sync::Arc;
 
+pub use dump::DumpRecord;
 pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use records::{
@@ -74,5 +78,29 @@ impl Store {
     /// Stops the Writer after it has committed everything already submitted.
     pub fn shutdown(&self) {
         self.writer.shutdown();
+    }
+}
+
+/// A database file opened read-only, for tools such as the export. redb refuses it
+/// ([`Error::is_in_use`]) while a process (a running server) has the file open as a [`Store`].
+pub struct ReadOnlyStore {
+    db: redb::ReadOnlyDatabase,
+}
+
+impl ReadOnlyStore {
+    /// Opens an existing database file without writing to it.
+    pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyStore> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::NotFound(format!("no database at {}", path.display())));
+        }
+        Ok(ReadOnlyStore {
+            db: redb::ReadOnlyDatabase::open(path)?,
+        })
+    }
+
+    /// Opens a read transaction.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::new(self.db.begin_read()?))
     }
 }

@@ -15,7 +15,7 @@ use crate::Result;
 
 /// One read transaction; see the module doc.
 pub struct Snapshot {
-    txn: ReadTransaction,
+    pub(crate) txn: ReadTransaction,
 }
 
 /// A page of a conversation's history, newest first.

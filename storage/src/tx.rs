@@ -32,7 +32,7 @@ macro_rules! lazy_tables {
             }
 
             $(
-                fn $field(&self) -> Result<RefMut<'_, Table<'t, $k, $v>>> {
+                pub(crate) fn $field(&self) -> Result<RefMut<'_, Table<'t, $k, $v>>> {
                     if self.$field.get().is_none() {
                         let table = self.txn.open_table($def)?;
                         let _ = self.$field.set(RefCell::new(table));

@@ -1,0 +1,59 @@
+//! The admin face, on its own listener: JSON bodies signed with the `nonce`, `timestamp` and
+//! `sign` headers; answers are HTTP 200 `{"code":0,"msg":"success","result":...}` or a
+//! non-zero `code` (see the operation descriptions); an unknown route is 404.
+
+use super::Op;
+
+/// Every admin body may name the tenant.
+pub fn ops() -> Vec<Op> {
+    vec![
+        Op::post("/admin/robot/create", "Create or update a robot")
+            .body("name* userId appId")
+            .errors(&[404]),
+        Op::post(
+            "/admin/user/put_setting",
+            "Store a user setting (scope 3: conversation top)",
+        )
+        .body("userId* scope*:int key* value* appId")
+        .errors(&[404]),
+        Op::post("/admin/user/get_setting", "A user setting")
+            .body("userId* scope*:int key* appId")
+            .errors(&[404]),
+        Op::post("/admin/get_setting", "A tenant's system setting")
+            .body("id*:int appId")
+            .errors(&[404]),
+        Op::post("/admin/modify_setting", "Change a tenant's system setting")
+            .body("id*:int value* desc appId")
+            .errors(&[404]),
+        Op::post(
+            "/admin/file/conversation_files",
+            "The file messages of a conversation",
+        )
+        .body("userId* conversation*:object count:int fromTime:int order:int appId")
+        .errors(&[404]),
+        Op::post("/admin/file/user_files", "The file messages a user sent")
+            .body("userId* offset:int count:int desc:bool appId")
+            .errors(&[404]),
+        Op::post("/admin/file/get", "One file message")
+            .body("messageUid* appId")
+            .errors(&[404]),
+        Op::post(
+            "/admin/conversation/top",
+            "Pin or unpin a conversation for a user",
+        )
+        .body("userId* conversation*:object top*:int appId")
+        .errors(&[404]),
+        Op::post("/admin/conversation/is_top", "Whether a conversation is pinned")
+            .body("userId* conversation*:object appId")
+            .errors(&[404]),
+        Op::post("/admin/healthcheck", "Health").errors(&[404]),
+        Op::get("/admin/healthcheck", "Health").errors(&[404]),
+        Op::post("/admin/customer", "The customer id and name").errors(&[404]),
+        Op::post(
+            "/admin/export",
+            "The export file (JSON lines) of one tenant or all",
+        )
+        .body("tenant")
+        .errors(&[404]),
+    ]
+}

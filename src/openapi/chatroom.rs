@@ -1,0 +1,47 @@
+//! The chat-room face: users, contacts, bans, conversations (named by number) and history.
+//! Form or JSON bodies; the `token` header; `{"success":true,"message":...,...}` or the
+//! error's status with `{"success":false,"message":reason}`.
+
+use super::Op;
+
+pub fn ops() -> Vec<Op> {
+    vec![
+        Op::post("/user/register", "Register a user")
+            .public()
+            .body("username* password* nickname* email app_id")
+            .errors(&[400, 409, 503]),
+        Op::post("/user/login", "Log in; answers `token` and `id`")
+            .public()
+            .body("username* password* app_id")
+            .errors(&[400, 403, 404, 503]),
+        Op::get("/user/profile", "My profile").errors(&[404]),
+        Op::get("/user/profile/{id}", "A user's profile").errors(&[400, 404]),
+        Op::post(
+            "/user/ban/{bannerId}",
+            "Ban a user: their messages to me are refused",
+        )
+        .errors(&[400, 404, 409, 503]),
+        Op::delete("/user/unban/{bannerId}", "Lift a ban").errors(&[400, 404, 503]),
+        Op::post("/contacts/add", "Become contacts (friends) at once")
+            .body("id*:int")
+            .errors(&[400, 403, 404, 409, 503]),
+        Op::delete("/contacts/remove/{contactId}", "Remove a contact on both sides").errors(&[400, 404, 503]),
+        Op::get("/contacts/list", "My contacts"),
+        Op::post(
+            "/conversation/create",
+            "The conversation with one contact, or a new group with several",
+        )
+        .query("contactId*")
+        .errors(&[400, 403, 404, 503]),
+        Op::get("/conversation/getlist", "My conversations, newest activity first").errors(&[503]),
+        Op::get("/conversation/members", "The other members of a conversation")
+            .query("conversationId*")
+            .errors(&[400, 403, 404]),
+        Op::get(
+            "/message/history/{conversation_id}",
+            "A page of history, newest first",
+        )
+        .query("before:int limit:int")
+        .errors(&[400, 403, 404]),
+    ]
+}
