@@ -68,6 +68,7 @@ WORK=$(mktemp -d /tmp/parlor-compare.XXXXXX)
 mkdir -p "$WORK/bin"
 cp target/release/parlor target/release/loadgen target/release/baseline "$WORK/bin/"
 SERVER_PID=
+GEN_PID=
 
 stop_server() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -83,6 +84,7 @@ stop_server() {
 }
 
 cleanup() {
+  if [ -n "$GEN_PID" ]; then kill -TERM "$GEN_PID" 2>/dev/null || true; fi
   stop_server
   if [ -n "$KEEP" ]; then
     echo "compare.sh: logs and results kept in $WORK" >&2
@@ -100,7 +102,8 @@ if [ "$HARD" != unlimited ] && [ "$HARD" -lt "$WANT" ]; then
   echo "compare.sh: the hard open-file limit $HARD is below $WANT; raise it first" >&2
   exit 2
 fi
-ulimit -n "$WANT"
+SOFT=$(ulimit -Sn)
+if [ "$SOFT" != unlimited ] && [ "$SOFT" -lt "$WANT" ]; then ulimit -n "$WANT"; fi
 
 # Highest priority when allowed (root), as in BENCHMARKS.md; plain otherwise.
 NICE=()
@@ -163,7 +166,6 @@ set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning
-log_type notice
 EOF
       "${NICE[@]}" taskset -c 0 "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$LOG" 2>&1 &
       URL=mqtt://127.0.0.1:$port
@@ -183,11 +185,14 @@ FAILED=0
 for t in "${RUNS[@]}"; do
   echo "== $t" >&2
   start_server "$t"
-  set +e
+  # In the background, so that a signal to the script is handled at once.
   "${NICE[@]}" timeout "$BOUND" taskset -c 1 "$WORK/bin/loadgen" fanout --target "$t" --url "$URL" \
-    "${LOADGEN_ARGS[@]}" --summary-json | tee "$WORK/$t.out"
-  rc=${PIPESTATUS[0]}
-  set -e
+    "${LOADGEN_ARGS[@]}" --summary-json >"$WORK/$t.out" &
+  GEN_PID=$!
+  rc=0
+  wait "$GEN_PID" || rc=$?
+  GEN_PID=
+  cat "$WORK/$t.out"
   stop_server
   sed -n 's/^RESULT //p' "$WORK/$t.out" >"$WORK/$t.json"
   if [ "$rc" != 0 ]; then

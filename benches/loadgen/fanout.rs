@@ -390,7 +390,9 @@ async fn measure<O: Outlet>(
     let clean = stats::report(&stats, &info);
     if args.summary_json {
         let mut summary = stats::summary(&stats, &info);
-        summary["target"] = format!("{:?}", args.target).to_lowercase().into();
+        if let Some(name) = args.target.to_possible_value() {
+            summary["target"] = name.get_name().into();
+        }
         println!("RESULT {summary}");
     }
     Ok(clean)
