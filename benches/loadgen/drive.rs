@@ -8,6 +8,7 @@
 //!   and releases a backlog at once when it is late. Latency counts from the due time, so a stall of the server or the generator
 //!   shows up in the figures instead of being hidden (no coordinated omission). No window.
 
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +36,28 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub type Sink = SplitSink<Ws, Message>;
 
 /// A sender task; it gives its half of the socket back for closing, unless it broke.
-pub type Sender = JoinHandle<Option<Sink>>;
+pub type Sender<O = Sink> = JoinHandle<Option<O>>;
+
+/// Where a sender writes its messages: the sending half of a WebSocket, or the client of
+/// another protocol (see `fanout --target`).
+pub trait Outlet: Send + 'static {
+    /// Writes message `payload` of `plan`; `Err` says what failed.
+    fn put(&mut self, plan: &Plan, payload: &Payload) -> impl Future<Output = Result<(), String>> + Send;
+    /// Ends the connection politely.
+    fn end(self) -> impl Future<Output = ()> + Send;
+}
+
+impl Outlet for Sink {
+    async fn put(&mut self, plan: &Plan, payload: &Payload) -> Result<(), String> {
+        self.send(Message::text(plan.frame(payload)))
+            .await
+            .map_err(|e| format!("ws send: {e}"))
+    }
+
+    async fn end(mut self) {
+        let _ = self.close().await;
+    }
+}
 
 /// Where a sender's messages go.
 #[derive(Clone, Copy)]
@@ -67,7 +89,8 @@ impl Plan {
         self.rate.map(|r| self.start_ns + (k as f64 * 1e9 / r) as u64)
     }
 
-    fn frame(&self, payload: &Payload) -> String {
+    /// The `send` frame that carries `payload` to this plan's target.
+    pub fn frame(&self, payload: &Payload) -> String {
         match self.to {
             Target::User(id) => frames::send_frame(id, payload),
             Target::Group(id) => frames::group_send_frame(id, payload),
@@ -97,7 +120,12 @@ pub fn start_ns(rate: Option<f64>) -> u64 {
 }
 
 /// One sender's messages; returns its half of the socket for closing, unless it broke.
-pub async fn send(plan: Plan, mut sink: Sink, stats: Arc<Stats>, window: Option<&Semaphore>) -> Option<Sink> {
+pub async fn send<O: Outlet>(
+    plan: Plan,
+    mut sink: O,
+    stats: Arc<Stats>,
+    window: Option<&Semaphore>,
+) -> Option<O> {
     let mut due_indices = plan.rate.map(|rate| {
         let (first, step) = (plan.sender as u64, plan.senders as u64);
         schedule::register(first, step, plan.messages, plan.start_ns, rate)
@@ -123,8 +151,8 @@ pub async fn send(plan: Plan, mut sink: Sink, stats: Arc<Stats>, window: Option<
             actual_ns: now,
             index: k,
         };
-        if let Err(e) = sink.send(Message::text(plan.frame(&payload))).await {
-            stats.error(&format!("ws send: {e}"));
+        if let Err(e) = sink.put(&plan, &payload).await {
+            stats.error(&e);
             stats.senders_done.fetch_add(1, Relaxed);
             return None;
         }
@@ -208,7 +236,7 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 
 /// Stops senders that are still sending and closes the sockets of the others, and the
 /// `idle` sockets that never sent, with a close frame, all within a bound.
-pub async fn close_all(senders: Vec<Sender>, idle: Vec<Sink>) {
+pub async fn close_all<O: Outlet>(senders: Vec<Sender<O>>, idle: Vec<O>) {
     senders
         .iter()
         .filter(|s| !s.is_finished())
@@ -220,10 +248,7 @@ pub async fn close_all(senders: Vec<Sender>, idle: Vec<Sink>) {
                 sinks.push(sink);
             }
         }
-        let closes: Vec<_> = sinks
-            .into_iter()
-            .map(|mut sink| tokio::spawn(async move { sink.close().await }))
-            .collect();
+        let closes: Vec<_> = sinks.into_iter().map(|sink| tokio::spawn(sink.end())).collect();
         for c in closes {
             let _ = c.await;
         }

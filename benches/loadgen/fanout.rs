@@ -22,13 +22,32 @@
 //! pushed so far (the group has one timeline, so pushes must arrive in `seq` order), and
 //! checks that no member gets its own message pushed back. Notices in the timeline (the
 //! membership notice at `seq` 1) are counted apart and otherwise ignored.
+//!
+//! `--target` picks what serves the group; everything after the connections (sending,
+//! counting, checks, report) is the same code for all three:
+//!
+//! - `parlor` (default): the above, `--url` the server's client listener.
+//! - `baseline`: the bare broadcast server `baseline` (`--url http://host:port`), which
+//!   forwards each `send` frame unchanged to every other client and answers the sender with
+//!   an ack that does not carry the message (see [`crate::bare`]).
+//! - `mqtt`: an MQTT broker (`--url mqtt://host:port`); every member subscribes to one
+//!   run-unique topic and the senders publish their `send` frames to it (see
+//!   [`crate::mqtt`]).
+//!
+//! Neither forwarder numbers the messages, so for them "out of seq order" counts pushes of
+//! one sender arriving below an index of that sender already received (each sender sends in
+//! index order). Their acks come back in send order on the sender's connection, so each
+//! sender notes the payloads it sends and pairs every ack with the oldest one ([`Recorded`]).
+//! `--summary-json` ends the output with a line `RESULT {...}` ([`crate::stats::summary`])
+//! for scripts that compare targets (`benches/compare.sh`).
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
@@ -36,11 +55,22 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::clock;
-use crate::drive::{self, Plan, Sink, Target};
+use crate::drive::{self, Outlet, Plan, Sink, Target};
 use crate::frames::{self, Payload, ServerFrame};
 use crate::setup::{self, User, Ws};
 use crate::stats::{self, RunInfo, Stats};
-use crate::Common;
+use crate::{bare, mqtt, Common};
+
+/// What serves the group in a `fanout` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Server {
+    /// Parlor: users, friendships and one group of them.
+    Parlor,
+    /// The bare broadcast server `baseline` (no users, no storage).
+    Baseline,
+    /// An MQTT broker; the members subscribe to one topic.
+    Mqtt,
+}
 
 /// Options of the `fanout` mode.
 #[derive(Debug, Args)]
@@ -66,6 +96,14 @@ pub struct FanoutArgs {
     /// Messages sent first and counted, but left out of the latency figures [default: 5%].
     #[arg(long)]
     pub warmup: Option<u64>,
+    /// What serves the group: `parlor` (--url http://host:port), `baseline` (the bare
+    /// broadcast server, --url http://host:port) or `mqtt` (a broker, --url
+    /// mqtt://host:port).
+    #[arg(long, value_enum, default_value_t = Server::Parlor)]
+    pub target: Server,
+    /// End the output with one line `RESULT {...}`: the headline figures as JSON.
+    #[arg(long)]
+    pub summary_json: bool,
 }
 
 /// Most memory the members' duplicate bitsets may take (members × messages bits).
@@ -100,15 +138,89 @@ fn mode_name(args: &FanoutArgs) -> String {
         Some(r) => format!("open loop at {r} msg/s"),
         None => format!("closed loop, window {} messages", args.window),
     };
+    let target = match args.target {
+        Server::Parlor => "",
+        Server::Baseline => " to baseline",
+        Server::Mqtt => " over MQTT",
+    };
     format!(
-        "fanout, {} members, {} senders, {loop_kind}",
+        "fanout{target}, {} members, {} senders, {loop_kind}",
         args.members, args.senders
     )
 }
 
+/// The sends of one connection whose acks do not carry the message (baseline, MQTT), oldest
+/// first: such acks come back in send order, so each one belongs to the oldest send.
+#[derive(Default)]
+pub struct Pending(Mutex<VecDeque<Payload>>);
+
+impl Pending {
+    fn push(&self, payload: Payload) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(payload);
+    }
+
+    fn pop(&self) -> Option<Payload> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
+}
+
+/// An outlet that notes every payload in its connection's [`Pending`] before writing it.
+pub struct Recorded<O> {
+    inner: O,
+    pending: Arc<Pending>,
+}
+
+impl<O> Recorded<O> {
+    pub fn new(inner: O, pending: Arc<Pending>) -> Self {
+        Recorded { inner, pending }
+    }
+}
+
+impl<O: Outlet + Send> Outlet for Recorded<O> {
+    async fn put(&mut self, plan: &Plan, payload: &Payload) -> Result<(), String> {
+        self.pending.push(*payload);
+        self.inner.put(plan, payload).await
+    }
+
+    async fn end(self) {
+        self.inner.end().await
+    }
+}
+
+/// The members once connected: each one's reader, already counting, and the sending halves
+/// in member order.
+pub struct Joined<O> {
+    pub readers: Vec<JoinHandle<()>>,
+    pub outlets: Vec<O>,
+}
+
+impl<O> Joined<O> {
+    pub fn with_capacity(n: usize) -> Self {
+        Joined {
+            readers: Vec::with_capacity(n),
+            outlets: Vec::with_capacity(n),
+        }
+    }
+
+    /// Stops the readers of a set-up that failed half-way.
+    pub fn abort(&self) {
+        self.readers.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// What the members of a run share: the counters and the tracker.
+#[derive(Clone)]
+pub struct Shared {
+    pub stats: Arc<Stats>,
+    pub tracker: Arc<Tracker>,
+}
+
 /// What all readers share besides the counters: how many members each message still has
 /// to reach, the closed-loop window, and the per-member findings.
-struct Tracker {
+pub struct Tracker {
     senders: usize,
     messages: u64,
     /// Per message index: members it has not reached yet.
@@ -179,19 +291,53 @@ impl Tracker {
 /// Runs the mode; `Ok(false)` when deliveries were lost or messages refused.
 pub async fn run(args: &FanoutArgs) -> Result<bool, String> {
     validate(args)?;
-    let n = args.members;
     let warmup = args.warmup.unwrap_or(args.messages / 20).min(args.messages);
-    let (users, group) = set_up(args).await?;
+    let shared = Shared {
+        stats: Arc::new(Stats::with_fan(
+            args.senders,
+            args.messages,
+            warmup,
+            args.members as u64 - 1,
+        )),
+        tracker: Arc::new(Tracker::new(args)),
+    };
+    match args.target {
+        Server::Parlor => {
+            let (users, group) = set_up(args).await?;
+            let joined = connect(args, &users, &shared).await?;
+            let extra = vec![("group", group.to_string())];
+            measure(args, warmup, shared, joined, Target::Group(group), extra).await
+        }
+        Server::Baseline => {
+            let joined = bare::connect(args, &shared).await?;
+            measure(args, warmup, shared, joined, Target::Group(0), Vec::new()).await
+        }
+        Server::Mqtt => {
+            let (joined, topic) = mqtt::connect(args, &shared).await?;
+            let extra = vec![("topic", topic)];
+            measure(args, warmup, shared, joined, Target::Group(0), extra).await
+        }
+    }
+}
 
-    let stats = Arc::new(Stats::with_fan(args.senders, args.messages, warmup, n as u64 - 1));
-    let tracker = Arc::new(Tracker::new(args));
-    let (readers, mut sinks) = connect(args, &users, &stats, &tracker).await?;
+/// The send phase and the report, the same for every target: `to` is what the `send`
+/// frames name, `extra` the target's own rows of the table.
+async fn measure<O: Outlet>(
+    args: &FanoutArgs,
+    warmup: u64,
+    shared: Shared,
+    joined: Joined<O>,
+    to: Target,
+    mut extra: Vec<(&'static str, String)>,
+) -> Result<bool, String> {
+    let Shared { stats, tracker } = shared;
+    let Joined { readers, mut outlets } = joined;
     // Let the replay of the membership notice (sent while the members were offline) settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let start_ns = drive::start_ns(args.rate);
-    let idle = sinks.split_off(args.senders);
-    let senders: Vec<_> = sinks
+    let idle = outlets.split_off(args.senders);
+    let senders: Vec<_> = outlets
         .into_iter()
         .enumerate()
         .map(|(sender, sink)| {
@@ -199,7 +345,7 @@ pub async fn run(args: &FanoutArgs) -> Result<bool, String> {
                 sender,
                 senders: args.senders,
                 messages: args.messages,
-                to: Target::Group(group),
+                to,
                 rate: args.rate,
                 start_ns,
             };
@@ -216,36 +362,49 @@ pub async fn run(args: &FanoutArgs) -> Result<bool, String> {
     drive::close_all(senders, idle).await;
 
     let (short, worst) = tracker.members_short(stats.sent.load(Relaxed));
+    extra.extend([
+        (
+            "members short of deliv.",
+            format!("{short} (the most missing at one member: {worst})"),
+        ),
+        (
+            "members out of order",
+            tracker.members_reordered.load(Relaxed).to_string(),
+        ),
+        (
+            "members with duplicates",
+            tracker.members_with_duplicates.load(Relaxed).to_string(),
+        ),
+        ("notices (not counted)", tracker.notices.load(Relaxed).to_string()),
+    ]);
     let info = RunInfo {
         mode: mode_name(args),
-        clients: n,
+        clients: args.members,
         senders: args.senders,
         messages: args.messages,
         warmup,
         start_ns,
         timed_out,
-        extra: vec![
-            ("group", group.to_string()),
-            (
-                "members short of deliv.",
-                format!("{short} (the most missing at one member: {worst})"),
-            ),
-            (
-                "members out of order",
-                tracker.members_reordered.load(Relaxed).to_string(),
-            ),
-            (
-                "members with duplicates",
-                tracker.members_with_duplicates.load(Relaxed).to_string(),
-            ),
-            ("notices (not counted)", tracker.notices.load(Relaxed).to_string()),
-        ],
+        extra,
     };
-    Ok(stats::report(&stats, &info))
+    let clean = stats::report(&stats, &info);
+    if args.summary_json {
+        let mut summary = stats::summary(&stats, &info);
+        if let Some(name) = args.target.to_possible_value() {
+            summary["target"] = name.get_name().into();
+        }
+        println!("RESULT {summary}");
+    }
+    Ok(clean)
 }
 
 /// One sender's messages, its window slots taken from the shared tracker's window.
-async fn send_with(plan: Plan, sink: Sink, stats: Arc<Stats>, tracker: Option<Arc<Tracker>>) -> Option<Sink> {
+async fn send_with<O: Outlet>(
+    plan: Plan,
+    sink: O,
+    stats: Arc<Stats>,
+    tracker: Option<Arc<Tracker>>,
+) -> Option<O> {
     let window = tracker.as_ref().and_then(|t| t.window.as_ref());
     drive::send(plan, sink, stats, window).await
 }
@@ -275,83 +434,107 @@ async fn set_up(args: &FanoutArgs) -> Result<(Vec<User>, u64), String> {
     Ok((users, group))
 }
 
-/// Connects every member, starting each socket's reader at once; returns the readers and
-/// the sending halves in member order.
-async fn connect(
-    args: &FanoutArgs,
-    users: &[User],
-    stats: &Arc<Stats>,
-    tracker: &Arc<Tracker>,
-) -> Result<(Vec<JoinHandle<()>>, Vec<Sink>), String> {
-    let t = Instant::now();
+/// Connects every member, starting each socket's reader at once.
+async fn connect(args: &FanoutArgs, users: &[User], shared: &Shared) -> Result<Joined<Sink>, String> {
     let common = &args.common;
     let connector = setup::Connector::new(&common.url, &common.source_ips)?;
-    let progress = setup::Progress::new("connected", users.len());
-    let mut opened = futures_util::stream::iter(users)
-        .map(|u| connector.connect(&u.token))
-        .buffered(common.setup_concurrency.max(1));
-    let mut readers = Vec::with_capacity(users.len());
-    let mut sinks = Vec::with_capacity(users.len());
-    while let Some(ws) = opened.next().await {
-        let ws = match ws {
-            Ok(ws) => ws,
-            Err(e) => {
-                readers.iter().for_each(JoinHandle::abort);
-                return Err(e);
-            }
-        };
-        let (sink, stream) = ws.split();
-        let me = readers.len();
-        readers.push(tokio::spawn(read(me, stream, stats.clone(), tracker.clone())));
-        sinks.push(sink);
-        progress.tick();
-    }
-    eprintln!("connected {} sockets in {:.1?}", users.len(), t.elapsed());
-    Ok((readers, sinks))
+    let tokens = users.iter().map(|u| u.token.as_str());
+    connect_ws(args, shared, &connector, tokens, |member, stream| {
+        read_ws(member, stream, Member::on_frame)
+    })
+    .await
+    .map(|(joined, _)| joined)
 }
 
-/// One member's incoming frames, until the task is aborted.
-async fn read(me: usize, mut stream: SplitStream<Ws>, stats: Arc<Stats>, tracker: Arc<Tracker>) {
-    let mut member = Member {
-        me,
-        stats: &stats,
-        tracker: &tracker,
-        last_seq: 0,
-        seen: vec![0; tracker.messages.div_ceil(64) as usize],
-        reordered: false,
-        duplicated: false,
-    };
+/// Opens one WebSocket per token in member order (`--setup-concurrency` handshakes at once),
+/// each greeted with `connected`, and starts its reader (`read` of the member and the
+/// incoming half) at once; also returns each member's [`Pending`].
+pub async fn connect_ws<'a, F, R>(
+    args: &FanoutArgs,
+    shared: &Shared,
+    connector: &setup::Connector,
+    tokens: impl Iterator<Item = &'a str>,
+    read: R,
+) -> Result<(Joined<Sink>, Vec<Arc<Pending>>), String>
+where
+    R: Fn(Member, SplitStream<Ws>) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let t = Instant::now();
+    let n = args.members;
+    let progress = setup::Progress::new("connected", n);
+    let mut opened = futures_util::stream::iter(tokens)
+        .map(|token| connector.connect(token))
+        .buffered(args.common.setup_concurrency.max(1));
+    let mut joined = Joined::with_capacity(n);
+    let mut pending = Vec::with_capacity(n);
+    while let Some(ws) = opened.next().await {
+        let ws = ws.inspect_err(|_| joined.abort())?;
+        let (sink, stream) = ws.split();
+        let member = Member::new(joined.readers.len(), shared);
+        pending.push(member.pending.clone());
+        joined.readers.push(tokio::spawn(read(member, stream)));
+        joined.outlets.push(sink);
+        progress.tick();
+    }
+    eprintln!("connected {n} sockets in {:.1?}", t.elapsed());
+    Ok((joined, pending))
+}
+
+/// One member's incoming WebSocket frames, each text handed to `on_text`, until the task
+/// is aborted.
+pub async fn read_ws(mut member: Member, mut stream: SplitStream<Ws>, on_text: fn(&mut Member, &str, u64)) {
     while let Some(msg) = stream.next().await {
         let now = clock::now_ns();
         match msg {
-            Ok(Message::Text(text)) => member.on_frame(text.as_str(), now),
+            Ok(Message::Text(text)) => on_text(&mut member, text.as_str(), now),
             Ok(Message::Close(reason)) => {
                 let why = reason.map_or_else(String::new, |r| format!("{} {}", r.code, r.reason));
-                return stats.error(&format!("socket closed by the server: {why}"));
+                return member.stats.error(&format!("socket closed by the server: {why}"));
             }
             Ok(_) => {}
-            Err(e) => return stats.error(&format!("ws read: {e}")),
+            Err(e) => return member.stats.error(&format!("ws read: {e}")),
         }
     }
-    stats.error("socket ended");
+    member.stats.error("socket ended");
 }
 
-/// What one member's reader knows: who it is, the highest `seq` pushed so far and which
-/// messages it got.
-struct Member<'a> {
+/// What one member's reader knows: who it is, the highest `seq` pushed so far (Parlor) or
+/// the next index due from each sender (the forwarders), and which messages it got.
+pub struct Member {
     me: usize,
-    stats: &'a Stats,
-    tracker: &'a Tracker,
+    pub stats: Arc<Stats>,
+    tracker: Arc<Tracker>,
+    /// This member's sends awaiting an ack that does not carry the message.
+    pub pending: Arc<Pending>,
     last_seq: u64,
+    /// Per sender: one past the highest index received from it (forwarders only).
+    next_from: Vec<u64>,
     seen: Vec<u64>,
     reordered: bool,
     duplicated: bool,
 }
 
-impl Member<'_> {
-    fn on_frame(&mut self, text: &str, now: u64) {
+impl Member {
+    pub fn new(me: usize, shared: &Shared) -> Self {
+        let tracker = shared.tracker.clone();
+        Member {
+            me,
+            stats: shared.stats.clone(),
+            pending: Arc::default(),
+            last_seq: 0,
+            next_from: Vec::new(),
+            seen: vec![0; tracker.messages.div_ceil(64) as usize],
+            reordered: false,
+            duplicated: false,
+            tracker,
+        }
+    }
+
+    /// A frame from Parlor.
+    pub fn on_frame(&mut self, text: &str, now: u64) {
         match frames::parse(text) {
-            Ok(ServerFrame::Chat { payload, seq }) => self.on_push(payload, seq, now),
+            Ok(ServerFrame::Chat { payload, seq }) => self.on_push(payload, Some(seq), now),
             Ok(ServerFrame::Notice { .. }) => {
                 self.tracker.notices.fetch_add(1, Relaxed);
             }
@@ -362,8 +545,7 @@ impl Member<'_> {
             Ok(ServerFrame::Error { code, answers_send }) => {
                 self.stats.error(&code);
                 if answers_send {
-                    self.stats.refused.fetch_add(1, Relaxed);
-                    drive::free_slot(self.tracker.window.as_ref());
+                    self.refused();
                 }
             }
             Ok(ServerFrame::Connected | ServerFrame::Other) => {}
@@ -371,7 +553,40 @@ impl Member<'_> {
         }
     }
 
-    fn on_push(&mut self, payload: Payload, seq: u64, now: u64) {
+    /// A `send` frame of another member, forwarded unchanged by a baseline or MQTT target.
+    pub fn on_forwarded(&mut self, text: &str, now: u64) {
+        match frames::parse_send(text) {
+            Ok(payload) => self.on_push(payload, None, now),
+            Err(e) => self.stats.error(&format!("unexpected frame: {e}")),
+        }
+    }
+
+    /// An ack that does not carry the message: it answers this member's oldest pending send.
+    pub fn on_ack_in_order(&mut self, now: u64) {
+        match self.pending.pop() {
+            Some(p) => self.stats.ack(self.me, p, now),
+            None => self.stats.error("ack of nothing sent"),
+        }
+    }
+
+    /// A refusal (`code`) of this member's oldest pending send, in an ack that does not
+    /// carry the message.
+    pub fn on_refused_in_order(&mut self, code: &str) {
+        self.stats.error(code);
+        if self.pending.pop().is_some() {
+            self.refused();
+        }
+    }
+
+    /// One of this member's sends will not be delivered: it leaves the window.
+    fn refused(&self) {
+        self.stats.refused.fetch_add(1, Relaxed);
+        drive::free_slot(self.tracker.window.as_ref());
+    }
+
+    /// Message `payload` pushed to this member, at timeline position `seq` when the server
+    /// numbers its messages.
+    fn on_push(&mut self, payload: Payload, seq: Option<u64>, now: u64) {
         let index = payload.index;
         if index >= self.tracker.messages {
             return self.stats.error("foreign message index");
@@ -380,13 +595,12 @@ impl Member<'_> {
         if sender == self.me {
             return self.stats.error("own message pushed back to its sender");
         }
-        if seq < self.last_seq {
+        if !self.in_order(sender, index, seq) {
             self.stats.out_of_order.fetch_add(1, Relaxed);
             if !std::mem::replace(&mut self.reordered, true) {
                 self.tracker.members_reordered.fetch_add(1, Relaxed);
             }
         }
-        self.last_seq = self.last_seq.max(seq);
         let (word, bit) = ((index / 64) as usize, 1u64 << (index % 64));
         if self.seen[word] & bit != 0 {
             self.stats.duplicates.fetch_add(1, Relaxed);
@@ -399,5 +613,26 @@ impl Member<'_> {
         self.tracker.per_member[self.me].fetch_add(1, Relaxed);
         self.stats.first_delivery(self.me, sender, payload, now);
         self.tracker.reached(index);
+    }
+
+    /// Whether a push comes in order: `seq` never below an earlier one, or without `seq`,
+    /// no index of `sender` below one already received from it. Notes the push.
+    fn in_order(&mut self, sender: usize, index: u64, seq: Option<u64>) -> bool {
+        match seq {
+            Some(seq) => {
+                let ordered = seq >= self.last_seq;
+                self.last_seq = self.last_seq.max(seq);
+                ordered
+            }
+            None => {
+                if self.next_from.is_empty() {
+                    self.next_from = vec![0; self.tracker.senders];
+                }
+                let next = &mut self.next_from[sender];
+                let ordered = index >= *next;
+                *next = (*next).max(index + 1);
+                ordered
+            }
+        }
     }
 }

@@ -62,6 +62,21 @@ pub fn group_send_frame(group: u64, payload: &Payload) -> String {
     )
 }
 
+/// A `send` frame of ours as a target that forwards it unchanged hands it on (`fanout
+/// --target baseline|mqtt`): only its `data`, the encoded payload, matters.
+#[derive(Deserialize)]
+struct SendFrame<'a> {
+    #[serde(borrow)]
+    data: Cow<'a, str>,
+}
+
+/// The payload of one of our own `send` frames, forwarded unchanged by a comparison target.
+pub fn parse_send(text: &str) -> Result<Payload, String> {
+    let frame: SendFrame =
+        serde_json::from_str(text).map_err(|e| format!("not a send frame of ours: {e}"))?;
+    Payload::decode(&frame.data).ok_or_else(|| format!("foreign message content {:?}", frame.data))
+}
+
 /// A server frame, reduced to what the generator counts.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ServerFrame {
@@ -266,6 +281,20 @@ mod tests {
             sent["data"]
         );
         assert_eq!(parse(&push).unwrap(), ServerFrame::Chat { payload: p, seq: 2 });
+    }
+
+    #[test]
+    fn forwarded_send_frames() {
+        let p = Payload {
+            intended_ns: 4,
+            actual_ns: 5,
+            index: 6,
+        };
+        assert_eq!(parse_send(&group_send_frame(0, &p)).unwrap(), p);
+        assert_eq!(parse_send(&send_frame(2, &p)).unwrap(), p);
+        assert!(parse_send(r#"{"type":"ack"}"#).is_err());
+        assert!(parse_send(r#"{"data":"1:2"}"#).is_err());
+        assert!(parse_send("nope").is_err());
     }
 
     #[test]

@@ -13,12 +13,14 @@
 //! Run the server in release (`cargo build --release`), ideally pinned to other CPUs than the
 //! generator (`taskset`), and see `loadgen --help` for the limits to raise first.
 
+mod bare;
 mod clock;
 mod direct;
 mod drive;
 mod fanout;
 mod frames;
 mod machine;
+mod mqtt;
 mod offline;
 mod schedule;
 mod sessions;

@@ -442,3 +442,36 @@ fn print_verdict(stats: &Stats, info: &RunInfo, t: &Totals) -> bool {
     }
     t.clean()
 }
+
+/// The headline figures of a run as one JSON object, for scripts that compare runs
+/// (`fanout --summary-json`): the counters, deliveries per second over the same span as the
+/// table (first send to last delivery) and the send→receive latency from the intended send
+/// time in milliseconds (`null` without samples).
+pub fn summary(stats: &Stats, info: &RunInfo) -> serde_json::Value {
+    let t = Totals::of(stats, info.messages);
+    let since_start = |ns: u64| Duration::from_nanos(ns.saturating_sub(info.start_ns)).as_secs_f64();
+    let elapsed = since_start(stats.last_delivery_ns.load(Relaxed)).max(1e-9);
+    let lat = stats.merged();
+    let at = |q: f64| (!lat.deliver.is_empty()).then(|| lat.deliver.value_at_quantile(q) as f64 / 1_000.0);
+    serde_json::json!({
+        "mode": info.mode,
+        "clients": info.clients,
+        "senders": info.senders,
+        "messages": info.messages,
+        "sent": t.sent,
+        "acked": t.acked,
+        "expected": t.sent * stats.fan,
+        "delivered": t.delivered,
+        "lost": t.lost,
+        "duplicates": t.duplicates,
+        "out_of_order": t.out_of_order,
+        "errors": t.errors,
+        "elapsed_s": elapsed,
+        "deliveries_per_s": t.delivered as f64 / elapsed,
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "p999_ms": at(0.999),
+        "max_ms": (!lat.deliver.is_empty()).then(|| lat.deliver.max() as f64 / 1_000.0),
+        "clean": t.clean(),
+    })
+}

@@ -1,0 +1,178 @@
+//! The load generator's fan-out mode, end to end at a tiny size, against each of its targets:
+//! a real Parlor (the test harness), the real `baseline` binary and a real mosquitto broker
+//! started on a free port with its own configuration. Each run must exit 0, deliver every
+//! message to every member but its sender and end with its `RESULT` line; times are never
+//! checked.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::TestServer;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Lines};
+use tokio::process::{Child, Command};
+
+const MEMBERS: u64 = 5;
+const SENDERS: u64 = 2;
+const MESSAGES: u64 = 20;
+
+/// Runs `loadgen fanout` against `target` at `url` and returns the parsed `RESULT` line,
+/// after checking the exit code and that the table was printed.
+async fn fanout(target: &str, url: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["fanout", "--target", target, "--url", url, "--summary-json"])
+        .args(["--members", &MEMBERS.to_string()])
+        .args(["--senders", &SENDERS.to_string()])
+        .args(["--messages", &MESSAGES.to_string()])
+        .args(["--timeout", "30"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "loadgen --target {target} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.starts_with("machine: "), "{stdout}");
+    assert!(stdout.contains("== fanout"), "no table:\n{stdout}");
+    assert!(stdout.contains("deliveries/s"), "no table:\n{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let json = last
+        .strip_prefix("RESULT ")
+        .unwrap_or_else(|| panic!("the last line is not the RESULT line:\n{stdout}"));
+    let result: Value = serde_json::from_str(json).expect("RESULT is JSON");
+    assert_eq!(result["target"], target);
+    result
+}
+
+/// Checks the counts of a clean tiny run.
+fn assert_every_delivery(result: &Value) {
+    let due = MESSAGES * (MEMBERS - 1);
+    assert_eq!(result["sent"], MESSAGES, "{result}");
+    assert_eq!(result["acked"], MESSAGES, "{result}");
+    assert_eq!(result["expected"], due, "{result}");
+    assert_eq!(result["delivered"], due, "{result}");
+    assert_eq!(result["lost"], 0, "{result}");
+    assert_eq!(result["duplicates"], 0, "{result}");
+    assert_eq!(result["out_of_order"], 0, "{result}");
+    assert_eq!(result["errors"], 0, "{result}");
+    assert_eq!(result["clean"], true, "{result}");
+    assert_eq!(result["clients"], MEMBERS, "{result}");
+    assert_eq!(result["senders"], SENDERS, "{result}");
+    for key in ["deliveries_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms"] {
+        assert!(result[key].is_number(), "{key} missing: {result}");
+    }
+}
+
+/// How long a child may take to say it is ready.
+const READY_BOUND: Duration = Duration::from_secs(30);
+
+/// Reads a child's output line by line until one contains `marker`; returns that line, or
+/// panics with what came before when the output ends (or stays silent for [`READY_BOUND`]).
+async fn line_with<R: AsyncRead + Unpin>(
+    lines: &mut Lines<BufReader<R>>,
+    marker: &str,
+    what: &str,
+) -> String {
+    let mut seen = String::new();
+    loop {
+        let next = tokio::time::timeout(READY_BOUND, lines.next_line()).await;
+        match next {
+            Ok(Ok(Some(line))) if line.contains(marker) => return line,
+            Ok(Ok(Some(line))) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Ok(Ok(None)) => panic!("{what} ended without printing {marker:?}:\n{seen}"),
+            Ok(Err(e)) => panic!("reading the output of {what}: {e}"),
+            Err(_) => panic!("{what} did not print {marker:?} within {READY_BOUND:?}:\n{seen}"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn fanout_against_parlor() {
+    let (server, _dir) = TestServer::start().await;
+    let result = fanout("parlor", &server.base).await;
+    assert_every_delivery(&result);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn fanout_against_baseline() {
+    let mut baseline: Child = Command::new(env!("CARGO_BIN_EXE_baseline"))
+        .args(["--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("baseline starts");
+    let mut stdout = BufReader::new(baseline.stdout.take().expect("piped stdout")).lines();
+    let line = line_with(&mut stdout, "listening on ", "baseline").await;
+    let addr = line.rsplit(' ').next().expect("an address");
+    let result = fanout("baseline", &format!("http://{addr}")).await;
+    assert_every_delivery(&result);
+    baseline.kill().await.expect("baseline stops");
+}
+
+/// The mosquitto binary: the Debian package's, or one on `PATH`.
+fn mosquitto() -> PathBuf {
+    let installed = Path::new("/usr/sbin/mosquitto");
+    if installed.exists() {
+        return installed.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("mosquitto"))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "mosquitto is not installed: `apt-get install -y mosquitto` \
+                 (.ci/run installs it); this test runs the load generator against it"
+            )
+        })
+}
+
+#[actix_web::test]
+async fn fanout_against_mosquitto() {
+    let binary = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_queued_messages 100000\nlog_dest stderr\nlog_type error\nlog_type warning\n\
+             log_type information\n"
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mosquitto starts");
+    let stderr = broker.stderr.take().expect("piped stderr");
+    // mosquitto logs `running` (type information) once its listeners are open.
+    let mut lines = BufReader::new(stderr).lines();
+    line_with(&mut lines, " running", "mosquitto").await;
+    // Keep reading its log so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let result = fanout("mqtt", &format!("mqtt://127.0.0.1:{port}")).await;
+    assert_every_delivery(&result);
+    broker.kill().await.expect("mosquitto stops");
+}
