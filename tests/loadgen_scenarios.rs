@@ -109,3 +109,34 @@ async fn direct_open_loop_counts_every_message() {
     assert_eq!(row(&report, "acks"), "200");
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn a_member_that_stops_reading_gets_every_message_after_reconnecting() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small session mailbox, so that the member that does not read is cut early.
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.ws.mailbox = 16;
+        c.limits.rate_per_sec = 0;
+    })
+    .await;
+    let args = [
+        "fanout",
+        "--members",
+        "4",
+        "--senders",
+        "1",
+        "--messages",
+        "3000",
+        "--slow",
+        "1",
+    ];
+    let (_, report) = loadgen(&server, &args).await;
+    assert!(report.contains("1 not reading"), "{report}");
+    assert_eq!(
+        row(&report, "deliveries expected"),
+        "6000 (3000 sent x 2 receivers)"
+    );
+    assert_eq!(row(&report, "lost (expected - deliv.)"), "0");
+    assert!(row(&report, "slow member 0").ends_with("missing 0"), "{report}");
+    server.stop().await;
+}

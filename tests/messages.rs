@@ -126,6 +126,42 @@ async fn offline_messages_arrive_in_order_on_connect_and_only_once() {
 }
 
 #[actix_web::test]
+async fn a_queue_longer_than_one_replay_arrives_whole_and_in_order_around_live_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    // Replays of 4 messages at a time: 11 queued messages take three rounds.
+    let server = TestServer::start_in(dir.path(), |c| c.limits.offline_replay_max = 4).await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let carol = server.register_open("carol").await;
+    for i in 1..=8 {
+        server.send_rest(&alice, &bob, &format!("a{i}")).await;
+    }
+    for i in 1..=3 {
+        server.send_rest(&carol, &bob, &format!("c{i}")).await;
+    }
+    let mut wb = server.ws(&bob.token).await;
+    // A live message while the rounds run must not overtake the older ones of its conversation.
+    server.send_rest(&alice, &bob, "a9").await;
+    let (mut from_alice, mut from_carol) = (Vec::new(), Vec::new());
+    while from_alice.len() + from_carol.len() < 12 {
+        let push = wb.next_of_type("singleChat").await;
+        let text = push["data"]["data"].as_str().unwrap().to_owned();
+        let seq = push["data"]["seq"].as_u64().unwrap();
+        if text.starts_with('a') {
+            from_alice.push((seq, text));
+        } else {
+            from_carol.push((seq, text));
+        }
+    }
+    let expected_a: Vec<(u64, String)> = (1..=9).map(|i| (i, format!("a{i}"))).collect();
+    let expected_c: Vec<(u64, String)> = (1..=3).map(|i| (i, format!("c{i}"))).collect();
+    assert_eq!(from_alice, expected_a);
+    assert_eq!(from_carol, expected_c);
+    wb.assert_quiet(300).await;
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn get_offline_pushes_what_a_manual_ack_client_has_not_acked() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register_open("alice").await;

@@ -84,6 +84,23 @@ struct SessionEntry {
     held: Option<Vec<Pushed>>,
     /// Highest seq pushed per conversation that the session has not reported written.
     unreported: HashMap<Arc<str>, u64>,
+    /// Lowest seq handed to the session per conversation: where a cut rewinds to.
+    handed_from: HashMap<Arc<str>, u64>,
+    /// A replay cut short: once the session reports the first position written, the rest.
+    more: Option<((Arc<str>, u64), Unfinished)>,
+    /// Highest seq replayed per conversation over the rounds of the replay in progress.
+    replayed: HashMap<Arc<str>, u64>,
+}
+
+impl SessionEntry {
+    /// Notes a timeline frame handed to the session.
+    fn hand(&mut self, p: &Pushed) {
+        if let Some((conv, seq)) = &p.at {
+            let e = self.unreported.entry(conv.clone()).or_insert(0);
+            *e = (*e).max(*seq);
+            self.handed_from.entry(conv.clone()).or_insert(*seq);
+        }
+    }
 }
 
 struct TenantEntry {
@@ -98,15 +115,23 @@ enum ReplaySource {
     Convs(Vec<Arc<str>>),
     /// Every conversation of the user whose head is past the delivered cursor.
     All,
+    /// The rest of a replay cut short by `limits.offline_replay_max`: each conversation from
+    /// after the given seq (from the delivered cursor where none is given).
+    After(Vec<(Arc<str>, Option<u64>)>),
 }
+
+/// Conversations a replay round left for the next one, each with the last seq it read.
+type Unfinished = Vec<(Arc<str>, Option<u64>)>;
 
 /// The Router actor; see the module doc.
 pub struct Router {
     store: Store,
     config: RouterConfig,
     sessions: HashMap<UserKey, Vec<SessionEntry>>,
-    /// Sessions cut by the Router, waiting for their final report.
-    closing: HashMap<SessionId, HashMap<Arc<str>, u64>>,
+    /// Sessions cut by the Router: their final report is not trusted (see [`Router::cut`]).
+    closing: HashSet<SessionId>,
+    /// The Router's own address, for answers from the Writer.
+    me: Option<Addr<Router>>,
     pending: HashMap<UserKey, HashSet<Arc<str>>>,
     cursor_buf: HashMap<(UserKey, Arc<str>), (u64, u64)>,
     tenants: HashMap<Arc<str>, TenantEntry>,
@@ -128,7 +153,8 @@ impl Router {
             store,
             config,
             sessions: HashMap::new(),
-            closing: HashMap::new(),
+            closing: HashSet::new(),
+            me: None,
             pending,
             cursor_buf: HashMap::new(),
             tenants: HashMap::new(),
@@ -191,7 +217,7 @@ impl Router {
             }
             match s.addr.try_send(Deliver::Push(pushed.clone())) {
                 Ok(()) => {
-                    note(&mut s.unreported, pushed);
+                    s.hand(pushed);
                     taken = true;
                     self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
                 }
@@ -233,6 +259,14 @@ impl Router {
     }
 
     /// Removes a session from the registry and tells it to close.
+    ///
+    /// A cut session cannot say what reached its client: frames it handed to its socket may
+    /// still sit in buffers that closing discards (a slow consumer has megabytes there). So
+    /// its reports are not trusted: the user's delivered cursor of every conversation the
+    /// session was handed frames of moves back to just before the first of them (not below
+    /// the read cursor), and those conversations join the offline queue once that is
+    /// committed. The client may get some messages twice; it never misses one (pushes
+    /// carry `seq` to tell).
     fn cut(&mut self, user: &UserKey, id: SessionId, reason: &'static str) {
         let Some(list) = self.sessions.get_mut(user) else {
             return;
@@ -240,21 +274,72 @@ impl Router {
         let Some(pos) = list.iter().position(|s| s.id == id) else {
             return;
         };
-        let mut entry = list.swap_remove(pos);
+        let entry = list.swap_remove(pos);
         if list.is_empty() {
             self.sessions.remove(user);
         }
-        let mut unreported = std::mem::take(&mut entry.unreported);
-        for p in entry.held.take().unwrap_or_default() {
-            note(&mut unreported, &p);
-        }
-        // The frames it had not written become pending again when its last report arrives.
-        self.closing.insert(id, unreported);
+        self.closing.insert(id);
         // One control message past the mailbox bound: the session must learn it is cut.
         entry.addr.do_send(Deliver::Close { reason });
         self.stats.sessions_cut.fetch_add(1, Ordering::Relaxed);
         self.session_gone(&user.tenant);
         tracing::info!(user = user.id, tenant = %user.tenant, session = id, reason, "session cut");
+        let mut convs: Vec<(Arc<str>, u64)> = entry.handed_from.into_iter().collect();
+        // Frames held back during a replay were never handed over; their conversations are
+        // pending as they are.
+        let held = entry
+            .held
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.at.map(|a| a.0));
+        let more = entry
+            .more
+            .map(|m| m.1)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.0);
+        for conv in held.chain(more) {
+            if !convs.iter().any(|(c, _)| *c == conv) {
+                convs.push((conv, u64::MAX));
+            }
+        }
+        self.rewind(user.clone(), convs);
+    }
+
+    /// Moves `user`'s delivered cursors back to before the given seqs, then queues the
+    /// conversations for replay.
+    fn rewind(&mut self, user: UserKey, convs: Vec<(Arc<str>, u64)>) {
+        if convs.is_empty() {
+            return;
+        }
+        for (conv, _) in &convs {
+            // A buffered advance would undo the rewind when flushed after it.
+            self.cursor_buf.remove(&(user.clone(), conv.clone()));
+        }
+        let Some(me) = self.me.clone() else {
+            return;
+        };
+        let (tenant, uid) = (user.tenant.clone(), user.id);
+        let apply = convs.clone();
+        let queued = convs.iter().map(|(c, _)| c.clone()).collect();
+        let submitted = self.store.writer().submit_then(
+            move |tx: &Tx<'_>| {
+                for (conv, first) in &apply {
+                    tx.rewind_delivered(&tenant, uid, conv, first.saturating_sub(1))?;
+                }
+                Ok(())
+            },
+            move |result| {
+                me.do_send(Rewound {
+                    user,
+                    convs: queued,
+                    result,
+                })
+            },
+        );
+        if let Err(e) = submitted {
+            tracing::warn!(error = %e, "cursor rewind after a cut not submitted");
+        }
     }
 
     fn advance(&mut self, user: &UserKey, conv: &Arc<str>, seq: u64, read: bool) {
@@ -313,15 +398,16 @@ impl Router {
         let store = self.store.clone();
         let (tenant, uid) = (user.tenant.clone(), user.id);
         let read = tokio::task::spawn_blocking(
-            move || -> parlor_storage::Result<(Vec<MessageRecord>, Vec<Arc<str>>)> {
+            move || -> parlor_storage::Result<(Vec<MessageRecord>, Unfinished)> {
                 let snap = store.snapshot()?;
-                let convs: Vec<Arc<str>> = match source {
-                    ReplaySource::Convs(convs) => convs,
+                let convs: Vec<(Arc<str>, Option<u64>)> = match source {
+                    ReplaySource::Convs(convs) => convs.into_iter().map(|c| (c, None)).collect(),
+                    ReplaySource::After(convs) => convs,
                     ReplaySource::All => {
                         let mut convs = Vec::new();
                         for (conv, cursor) in snap.cursors_of(&tenant, uid)? {
                             if snap.head(&tenant, &conv)? > cursor.delivered {
-                                convs.push(Arc::from(conv.as_str()));
+                                convs.push((Arc::from(conv.as_str()), None));
                             }
                         }
                         convs
@@ -329,27 +415,27 @@ impl Router {
                 };
                 let mut out = Vec::new();
                 let mut unfinished = Vec::new();
-                for conv in convs {
+                for (conv, after) in convs {
                     let room = limit.saturating_sub(out.len());
                     if room == 0 {
-                        unfinished.push(conv);
+                        unfinished.push((conv, after));
                         continue;
                     }
                     // No cursor: the user left (a group); nothing of it is theirs any more.
                     let Some(cursor) = snap.cursor(&tenant, uid, &conv)? else {
                         continue;
                     };
-                    let delivered = cursor.delivered;
-                    let msgs = snap.messages_after(&tenant, &conv, delivered, room)?;
+                    let from = after.unwrap_or(cursor.delivered);
+                    let msgs = snap.messages_after(&tenant, &conv, from, room)?;
                     if msgs.len() == room {
-                        unfinished.push(conv);
+                        unfinished.push((conv, msgs.last().map(|m| m.seq)));
                     }
                     out.extend(msgs);
                 }
                 Ok((out, unfinished))
             },
         );
-        ctx.spawn(read.into_actor(self).map(move |res, act, _| {
+        ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
             let res = match res {
                 Ok(r) => r,
                 Err(e) => Err(parlor_storage::Error::Unavailable(if e.is_panic() {
@@ -358,7 +444,7 @@ impl Router {
                     "replay read cancelled"
                 })),
             };
-            act.finish_replay(user, session, res);
+            act.finish_replay(user, session, res, ctx);
         }));
     }
 
@@ -366,7 +452,8 @@ impl Router {
         &mut self,
         user: UserKey,
         session: SessionId,
-        res: parlor_storage::Result<(Vec<MessageRecord>, Vec<Arc<str>>)>,
+        res: parlor_storage::Result<(Vec<MessageRecord>, Unfinished)>,
+        ctx: &mut Context<Self>,
     ) {
         let (msgs, unfinished) = match res {
             Ok(r) => r,
@@ -375,15 +462,14 @@ impl Router {
                 (Vec::new(), Vec::new())
             }
         };
-        if !unfinished.is_empty() {
-            self.pending.entry(user.clone()).or_default().extend(unfinished);
-        }
         let Some(entry) = self
             .sessions
             .get_mut(&user)
             .and_then(|l| l.iter_mut().find(|s| s.id == session))
         else {
             // Gone before the read finished: everything read stays pending.
+            let rest = unfinished.into_iter().map(|(c, _)| c);
+            self.pending.entry(user.clone()).or_default().extend(rest);
             for m in &msgs {
                 self.pending
                     .entry(user.clone())
@@ -393,7 +479,7 @@ impl Router {
             return;
         };
         let mut batch = Vec::with_capacity(msgs.len());
-        let mut replayed: HashMap<Arc<str>, u64> = HashMap::new();
+        let replayed = &mut entry.replayed;
         for m in &msgs {
             let conv: Arc<str> = Arc::from(m.conv.as_str());
             let reported = self
@@ -410,21 +496,38 @@ impl Router {
                 at: Some((conv, m.seq)),
             });
         }
-        for p in entry.held.take().unwrap_or_default() {
-            let newer = match &p.at {
-                Some((conv, seq)) => replayed.get(conv).is_none_or(|max| seq > max),
-                None => true,
-            };
-            if newer {
-                batch.push(p);
+        let held = entry.held.take().unwrap_or_default();
+        if unfinished.is_empty() {
+            let replayed = std::mem::take(&mut entry.replayed);
+            for p in held {
+                let newer = match &p.at {
+                    Some((conv, seq)) => replayed.get(conv).is_none_or(|max| seq > max),
+                    None => true,
+                };
+                if newer {
+                    batch.push(p);
+                }
             }
+        } else {
+            // Live frames wait for the last round, so that nothing newer overtakes it.
+            entry.held = Some(held);
+        }
+        // The next round starts once the session reported this one written, so that a long
+        // queue is handed over a batch at a time rather than all into the session's buffer.
+        let last = batch.last().and_then(|p| p.at.clone());
+        match last {
+            Some(last) if !unfinished.is_empty() => entry.more = Some((last, unfinished)),
+            None if !unfinished.is_empty() => {
+                return self.start_replay(user, session, ReplaySource::After(unfinished), ctx);
+            }
+            _ => {}
         }
         if batch.is_empty() {
             return;
         }
         let count = batch.len() as u64;
         for p in &batch {
-            note(&mut entry.unreported, p);
+            entry.hand(p);
         }
         if entry.addr.try_send(Deliver::Replay(batch)).is_err() {
             self.cut(&user, session, "slow consumer");
@@ -434,10 +537,23 @@ impl Router {
     }
 }
 
-fn note(unreported: &mut HashMap<Arc<str>, u64>, p: &Pushed) {
-    if let Some((conv, seq)) = &p.at {
-        let e = unreported.entry(conv.clone()).or_insert(0);
-        *e = (*e).max(*seq);
+/// Writer → Router: the cursors of a cut session were rewound; queue the conversations.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Rewound {
+    user: UserKey,
+    convs: Vec<Arc<str>>,
+    result: parlor_storage::Result<()>,
+}
+
+impl Handler<Rewound> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Rewound, _: &mut Self::Context) {
+        if let Err(e) = &msg.result {
+            tracing::warn!(user = msg.user.id, error = %e, "cursor rewind after a cut failed");
+        }
+        self.pending.entry(msg.user).or_default().extend(msg.convs);
     }
 }
 
@@ -479,6 +595,7 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.config.mailbox);
+        self.me = Some(ctx.address());
         ctx.run_interval(self.config.cursor_flush, |act, _| {
             act.flush_cursors();
         });
@@ -513,6 +630,9 @@ impl Handler<Connect> for Router {
             jti,
             held: replay.then(Vec::new),
             unreported: HashMap::new(),
+            handed_from: HashMap::new(),
+            more: None,
+            replayed: HashMap::new(),
         });
         self.stats.sessions_online.fetch_add(1, Ordering::Relaxed);
         let counts = &self.tenant(&user.tenant, ctx).counts;
@@ -532,29 +652,30 @@ impl Handler<Disconnect> for Router {
             session,
             written,
         } = msg;
+        if self.closing.remove(&session) {
+            // Cut: its conversations were rewound and queued (see `cut`).
+            return;
+        }
         for (conv, seq) in &written {
             self.advance(&user, conv, *seq, false);
         }
-        let mut unreported = match self.closing.remove(&session) {
-            Some(u) => u,
-            None => {
-                let Some(list) = self.sessions.get_mut(&user) else {
-                    return;
-                };
-                let Some(pos) = list.iter().position(|s| s.id == session) else {
-                    return;
-                };
-                let mut entry = list.swap_remove(pos);
-                if list.is_empty() {
-                    self.sessions.remove(&user);
-                }
-                self.session_gone(&user.tenant);
-                for p in entry.held.take().unwrap_or_default() {
-                    note(&mut entry.unreported, &p);
-                }
-                entry.unreported
-            }
+        let Some(list) = self.sessions.get_mut(&user) else {
+            return;
         };
+        let Some(pos) = list.iter().position(|s| s.id == session) else {
+            return;
+        };
+        let mut entry = list.swap_remove(pos);
+        if list.is_empty() {
+            self.sessions.remove(&user);
+        }
+        self.session_gone(&user.tenant);
+        for p in entry.held.take().unwrap_or_default() {
+            entry.hand(&p);
+        }
+        let mut unreported = entry.unreported;
+        let more = entry.more.map(|m| m.1).unwrap_or_default();
+        unreported.extend(more.into_iter().map(|(conv, _)| (conv, u64::MAX)));
         let written: HashMap<_, _> = written.into_iter().collect();
         unreported.retain(|conv, seq| written.get(conv).is_none_or(|w| w < seq));
         if !unreported.is_empty() {
@@ -682,7 +803,11 @@ fn validate(msg: &SendMessage, policy: &Policy) -> Result<(), SendError> {
 impl Handler<Advance> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: Advance, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Advance, ctx: &mut Self::Context) {
+        if !msg.read && msg.session.is_some_and(|id| self.closing.contains(&id)) {
+            // A report of a cut session arriving after the cut: not trusted (see `cut`).
+            return;
+        }
         for (conv, seq) in &msg.positions {
             self.advance(&msg.user, conv, *seq, msg.read);
             if msg.read {
@@ -698,6 +823,14 @@ impl Handler<Advance> for Router {
             for (conv, seq) in &msg.positions {
                 if entry.unreported.get(conv).is_some_and(|pushed| pushed <= seq) {
                     entry.unreported.remove(conv);
+                }
+            }
+            let reached = entry.more.as_ref().is_some_and(|((conv, last), _)| {
+                msg.positions.iter().any(|(c, seq)| c == conv && seq >= last)
+            });
+            if reached {
+                if let Some((_, rest)) = entry.more.take() {
+                    self.start_replay(msg.user, id, ReplaySource::After(rest), ctx);
                 }
             }
         }

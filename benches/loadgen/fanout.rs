@@ -104,6 +104,17 @@ pub struct FanoutArgs {
     /// End the output with one line `RESULT {...}`: the headline figures as JSON.
     #[arg(long)]
     pub summary_json: bool,
+    /// Parlor only: the last this many members never read their socket during the run,
+    /// then reconnect and must get every message (see [`crate::slow`]).
+    #[arg(long, default_value_t = 0)]
+    pub slow: usize,
+}
+
+impl FanoutArgs {
+    /// Members that read during the run.
+    fn fast(&self) -> usize {
+        self.members - self.slow
+    }
 }
 
 /// Most memory the members' duplicate bitsets may take (members × messages bits).
@@ -117,6 +128,13 @@ fn validate(args: &FanoutArgs) -> Result<(), String> {
         return Err(format!(
             "--senders must be between 1 and --members ({}), got {}",
             args.members, args.senders
+        ));
+    }
+    if args.slow > 0 && (args.target != Server::Parlor || args.slow + args.senders >= args.members) {
+        return Err(format!(
+            "--slow needs --target parlor and leaves at least one reading member besides the \
+             senders ({} members, {} senders, {} slow)",
+            args.members, args.senders, args.slow
         ));
     }
     let receivers = args.members as u64 - 1;
@@ -143,8 +161,12 @@ fn mode_name(args: &FanoutArgs) -> String {
         Server::Baseline => " to baseline",
         Server::Mqtt => " over MQTT",
     };
+    let slow = match args.slow {
+        0 => String::new(),
+        n => format!(", {n} not reading"),
+    };
     format!(
-        "fanout{target}, {} members, {} senders, {loop_kind}",
+        "fanout{target}, {} members, {} senders{slow}, {loop_kind}",
         args.members, args.senders
     )
 }
@@ -238,7 +260,7 @@ pub struct Tracker {
 
 impl Tracker {
     fn new(args: &FanoutArgs) -> Self {
-        let receivers = (args.members - 1) as u32;
+        let receivers = (args.fast() - 1) as u32;
         Tracker {
             senders: args.senders,
             messages: args.messages,
@@ -247,7 +269,7 @@ impl Tracker {
             notices: AtomicU64::new(0),
             members_reordered: AtomicU64::new(0),
             members_with_duplicates: AtomicU64::new(0),
-            per_member: (0..args.members).map(|_| AtomicU64::new(0)).collect(),
+            per_member: (0..args.fast()).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -297,16 +319,25 @@ pub async fn run(args: &FanoutArgs) -> Result<bool, String> {
             args.senders,
             args.messages,
             warmup,
-            args.members as u64 - 1,
+            args.fast() as u64 - 1,
         )),
         tracker: Arc::new(Tracker::new(args)),
     };
     match args.target {
         Server::Parlor => {
             let (users, group) = set_up(args).await?;
-            let joined = connect(args, &users, &shared).await?;
+            let (fast, slow) = users.split_at(args.fast());
+            let joined = connect(args, fast, &shared).await?;
+            let slow = connect_slow(args, slow).await?;
+            let stats = shared.stats.clone();
             let extra = vec![("group", group.to_string())];
-            measure(args, warmup, shared, joined, Target::Group(group), extra).await
+            let clean = measure(args, warmup, shared, joined, Target::Group(group), extra).await?;
+            if slow.users.is_empty() {
+                return Ok(clean);
+            }
+            let timeout = Duration::from_secs(args.common.timeout);
+            let sent = stats.sent.load(Relaxed);
+            Ok(crate::slow::settle(slow, &args.common.url, sent, timeout).await? && clean)
         }
         Server::Baseline => {
             let joined = bare::connect(args, &shared).await?;
@@ -446,6 +477,25 @@ async fn connect(args: &FanoutArgs, users: &[User], shared: &Shared) -> Result<J
     .map(|(joined, _)| joined)
 }
 
+/// Connects the slow members and leaves their sockets unread; notes the server's memory.
+async fn connect_slow(args: &FanoutArgs, users: &[User]) -> Result<crate::slow::Slow, String> {
+    let connector = setup::Connector::new(&args.common.url, &args.common.source_ips)?;
+    let mut streams = Vec::with_capacity(users.len());
+    for u in users {
+        let (_sink, stream) = connector.connect(&u.token).await?.split();
+        streams.push(stream);
+    }
+    let before = match users.is_empty() {
+        true => None,
+        false => crate::sessions::server_figures(&setup::http_client()?, &args.common.url).await,
+    };
+    Ok(crate::slow::Slow {
+        users: users.to_vec(),
+        streams,
+        before,
+    })
+}
+
 /// Opens one WebSocket per token in member order (`--setup-concurrency` handshakes at once),
 /// each greeted with `connected`, and starts its reader (`read` of the member and the
 /// incoming half) at once; also returns each member's [`Pending`].
@@ -461,7 +511,7 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let t = Instant::now();
-    let n = args.members;
+    let n = args.fast();
     let progress = setup::Progress::new("connected", n);
     let mut opened = futures_util::stream::iter(tokens)
         .map(|token| connector.connect(token))

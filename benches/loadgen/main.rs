@@ -25,6 +25,7 @@ mod offline;
 mod schedule;
 mod sessions;
 mod setup;
+mod slow;
 mod stats;
 
 use std::net::IpAddr;

@@ -46,9 +46,9 @@ pub struct SessionsArgs {
 
 /// The server's own figures, read from its `/metrics`.
 #[derive(Debug, Clone, Copy, Default)]
-struct ServerFigures {
-    rss: u64,
-    sessions: u64,
+pub struct ServerFigures {
+    pub rss: u64,
+    pub sessions: u64,
 }
 
 /// What the readers of all sockets share.
@@ -240,7 +240,7 @@ async fn read(mut ws: setup::Ws, watch: Arc<Watch>) {
 }
 
 /// The server's resident memory and open sessions from `/metrics`, when it serves them.
-async fn server_figures(http: &reqwest::Client, base: &str) -> Option<ServerFigures> {
+pub async fn server_figures(http: &reqwest::Client, base: &str) -> Option<ServerFigures> {
     let url = format!("{}/metrics", base.trim_end_matches('/'));
     let text = http.get(url).send().await.ok()?.text().await.ok()?;
     let value = |name: &str| {
