@@ -8,13 +8,15 @@
 //!
 //! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
 //! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
-//! WebSocket session actor), [`state`] (what handlers share).
+//! WebSocket session actor), [`files`] (uploads, the object store, video screenshots),
+//! [`state`] (what handlers share).
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod conversations;
 pub mod error;
+pub mod files;
 pub mod groups;
 pub mod social;
 pub mod state;
@@ -190,8 +192,10 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .map_err(started)?;
     }
 
+    let files = Arc::new(files::Files::open(&config).map_err(StartError::Config)?);
     let state = web::Data::new(AppState {
         config: config.clone(),
+        files,
         store: store.clone(),
         router: router.clone(),
         router_stats,
@@ -213,6 +217,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .configure(api::chatroom::conversation_routes)
             .configure(api::chat21::routes)
             .configure(api::chat21::conversation_routes)
+            .configure(api::files::routes)
             .default_service(web::to(not_found))
     })
     // Frames are small and latency matters: no Nagle delay on the sockets.

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
                 &mut shown.auth.jwt_secret,
                 &mut shown.admin.secret,
                 &mut shown.auth.visitor_app_secret,
+                &mut shown.files.s3_secret_access_key,
             ] {
                 if !secret.is_empty() {
                     *secret = "********".into();

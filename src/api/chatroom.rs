@@ -3,7 +3,7 @@
 //! `{"success":false,"message":"reason"}` with the status of [`ApiError::status`].
 //! Contacts are the core's friendships: a contact added here is a friend on the uni-app
 //! face and the reverse. A ban is the core's block: the banned user's messages to the
-//! banning user are refused.
+//! banning user are refused. `/message/image` stores an image (see [`crate::files`]).
 
 use std::collections::HashMap;
 
@@ -51,7 +51,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/user/unban/{bannerId}", web::delete().to(unban))
         .route("/contacts/add", web::post().to(add_contact))
         .route("/contacts/remove/{contactId}", web::delete().to(remove_contact))
-        .route("/contacts/list", web::get().to(list_contacts));
+        .route("/contacts/list", web::get().to(list_contacts))
+        .route("/message/image", web::post().to(upload_image));
+}
+
+/// `POST /message/image`: an image in the multipart field `image`; the answer's `message`
+/// is its URL (also `url`, with `width` and `height`).
+async fn upload_image(req: HttpRequest, state: State, me: Me, payload: web::Payload) -> Result {
+    let folder = format!("message/{}", crate::files::today());
+    let (file, _) = super::files::upload_to(
+        &state,
+        &req,
+        payload,
+        (me.tenant(), me.id()),
+        &["image"],
+        crate::files::Accept::Images,
+        &folder,
+    )
+    .await?;
+    let url = crate::files::served_url(&file.path);
+    Ok(success(
+        &url,
+        json!({"url": url, "width": file.width, "height": file.height}),
+    ))
 }
 
 fn user_json(u: &UserRecord) -> Value {

@@ -1,0 +1,430 @@
+//! Files: uploads on the uni-app and chat-room faces, serving stored files (types,
+//! lengths, ranges, caching), refusals (no token, too large, a type disguised by its
+//! name, folder traversal), content deduplication, video screenshots with ffmpeg, and
+//! the `metadata` of image and video messages.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DIY: &str = "/api/chat/uploadStreamSingleToServerDiy/";
+const ALIYUN: &str = "/api/chat/uploadAliyun";
+const ROOM_IMAGE: &str = "/message/image";
+
+/// A real PNG image of `w`×`h` pixels.
+fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().unwrap();
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i as u8).wrapping_add(seed)).collect();
+        writer.write_image_data(&data).unwrap();
+    }
+    out
+}
+
+/// The start of an ELF executable: a type no configuration allows.
+fn elf() -> Vec<u8> {
+    let mut v = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    v.extend_from_slice(&[0u8; 8]);
+    v.extend_from_slice(&[2, 0, 0x3e, 0]);
+    v.resize(512, 0);
+    v
+}
+
+/// A multipart upload: one file (named `x.png` whatever it holds) and text fields.
+struct Upload<'a> {
+    path: String,
+    token: Option<&'a str>,
+    field: &'a str,
+    texts: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Upload<'a> {
+    fn to(path: &str, token: Option<&'a str>, field: &'a str) -> Self {
+        Upload {
+            path: path.to_owned(),
+            token,
+            field,
+            texts: Vec::new(),
+        }
+    }
+
+    fn text(mut self, name: &'a str, value: &'a str) -> Self {
+        self.texts.push((name, value));
+        self
+    }
+
+    async fn send(self, server: &TestServer, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let mut form = Form::new().part(self.field.to_owned(), Part::bytes(bytes).file_name("x.png"));
+        for (k, v) in self.texts {
+            form = form.text(k.to_owned(), v.to_owned());
+        }
+        let mut req = server.http.post(server.url(&self.path)).multipart(form);
+        if let Some(t) = self.token {
+            req = req.header("token", t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        (status, body)
+    }
+}
+
+/// Uploads to `uploadStreamSingleToServerDiy/{dir}` as the field `file`.
+async fn upload(server: &TestServer, dir: &str, token: Option<&str>, bytes: Vec<u8>) -> (StatusCode, Value) {
+    Upload::to(&format!("{DIY}{dir}"), token, "file")
+        .send(server, bytes)
+        .await
+}
+
+/// Uploads and returns the stored file's URL.
+async fn upload_ok(server: &TestServer, dir: &str, user: &User, bytes: Vec<u8>) -> String {
+    let data = assert_ok(&upload(server, dir, Some(&user.token), bytes).await);
+    data["url"].as_str().expect("a url").to_owned()
+}
+
+/// GETs `url` (a path of the server) with one extra header.
+async fn fetch(server: &TestServer, url: &str, header: Option<(&str, &str)>) -> reqwest::Response {
+    let mut req = server.http.get(server.url(url));
+    if let Some((k, v)) = header {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The objects in the files directory (one per distinct content).
+fn objects_on_disk(dir: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        std::fs::read_dir(p)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&dir.join("files").join("objects"))
+}
+
+/// A request written by hand, for paths a client library would normalize; returns the
+/// status code.
+async fn raw_post(server: &TestServer, path: &str, token: &str) -> u16 {
+    let body =
+        "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\nabc\r\n--X--\r\n";
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\ntoken: {token}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer}"))
+}
+
+#[actix_web::test]
+async fn an_upload_is_served_back_byte_identical_with_its_headers() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let image = png(3, 2, 7);
+    let url = upload_ok(&server, "chatImgs", &alice, image.clone()).await;
+    let day = chrono::Local::now().format("%Y%m%d").to_string();
+    let prefix = format!("/public/uploads/Diy/chatImgs/{day}/");
+    assert!(url.starts_with(&prefix), "{url}");
+    let name = &url[prefix.len()..];
+    let (ms, rest) = name.split_once('_').expect("<ms>_<random>.png");
+    assert!(ms.parse::<u64>().is_ok() && rest.ends_with(".png"), "{name}");
+
+    // No token is needed to read a file: URLs go in <img> tags.
+    let resp = fetch(&server, &url, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-type"], "image/png");
+    assert_eq!(h["content-length"], image.len().to_string().as_str());
+    let etag = format!("\"{}\"", sha256_hex(&image));
+    assert_eq!(h["etag"], etag.as_str());
+    assert!(h["cache-control"].to_str().unwrap().contains("immutable"));
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), image.as_slice());
+
+    // A single range.
+    let resp = fetch(&server, &url, Some(("range", "bytes=2-9"))).await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    let expected = format!("bytes 2-9/{}", image.len());
+    assert_eq!(resp.headers()["content-range"], expected.as_str());
+    assert_eq!(resp.headers()["content-length"], "8");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &image[2..10]);
+    let resp = fetch(&server, &url, Some(("range", "bytes=-4"))).await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &image[image.len() - 4..]);
+    // Unsatisfiable.
+    let past = format!("bytes={}-", image.len());
+    let resp = fetch(&server, &url, Some(("range", &past))).await;
+    assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let expected = format!("bytes */{}", image.len());
+    assert_eq!(resp.headers()["content-range"], expected.as_str());
+
+    // The client's copy is current.
+    let resp = fetch(&server, &url, Some(("if-none-match", &etag))).await;
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(resp.headers()["etag"], etag.as_str());
+    assert!(resp.bytes().await.unwrap().is_empty());
+    let resp = fetch(&server, &url, Some(("if-none-match", "\"other\""))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // HEAD answers the headers.
+    let resp = server.http.head(server.url(&url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-length"], image.len().to_string().as_str());
+
+    // Unknown files, and paths that try to leave the store.
+    for missing in [
+        "/public/uploads/Diy/chatImgs/nope.png",
+        "/public/uploads/",
+        "/public/uploads/..%2F..%2Fparlor.redb",
+        "/public/uploads/objects",
+    ] {
+        let resp = fetch(&server, missing, None).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{missing}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["msg"], "fail");
+    }
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn uploads_are_refused_without_a_token_over_the_limit_and_of_disguised_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.files.max_bytes = 64 * 1024).await;
+    let alice = server.register("alice").await;
+    let me = Some(alice.token.as_str());
+
+    let reason = assert_fail(
+        &upload(&server, "chatImgs", None, png(2, 2, 1)).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert!(reason.contains("token"), "{reason}");
+    let got = upload(&server, "chatImgs", Some("not-a-token"), png(2, 2, 1)).await;
+    assert_fail(&got, StatusCode::UNAUTHORIZED);
+
+    // Over the limit: a PNG signature followed by more than 64 KiB.
+    let mut big = png(2, 2, 1);
+    big.resize(64 * 1024 + 1, 0);
+    let reason = assert_fail(
+        &upload(&server, "chatImgs", me, big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    assert!(reason.contains("65536"), "{reason}");
+    // Exactly at the limit is fine.
+    let mut at_limit = png(2, 2, 2);
+    at_limit.resize(64 * 1024, 0);
+    upload_ok(&server, "chatImgs", &alice, at_limit).await;
+
+    // The name says PNG; the bytes say otherwise.
+    let reason = assert_fail(
+        &upload(&server, "chatImgs", me, elf()).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(reason.contains("not allowed"), "{reason}");
+    let text = b"just some text\n".to_vec();
+    let reason = assert_fail(
+        &upload(&server, "chatImgs", me, text).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(reason.contains("not recognized"), "{reason}");
+    assert_fail(
+        &upload(&server, "chatImgs", me, Vec::new()).await,
+        StatusCode::BAD_REQUEST,
+    );
+
+    // The file must be in the field `file`, in a multipart body.
+    let got = Upload::to(&format!("{DIY}chatImgs"), me, "image")
+        .send(&server, png(2, 2, 1))
+        .await;
+    let reason = assert_fail(&got, StatusCode::BAD_REQUEST);
+    assert!(reason.contains("file is required"), "{reason}");
+    let got = server
+        .post_form(&format!("{DIY}chatImgs"), me, &[("file", "x")])
+        .await;
+    assert_fail(&got, StatusCode::BAD_REQUEST);
+
+    // Only the one accepted upload reached the store; no partial file is left behind.
+    assert_eq!(objects_on_disk(dir.path()), 1);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("files/tmp")).unwrap().count(),
+        0
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn the_folder_is_a_plain_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let alice = server.register("alice").await;
+    let long = "a".repeat(65);
+    for bad in [
+        "..",
+        "%2e%2e",
+        ".",
+        "a%2Fb",
+        "a%2F..%2F..",
+        "a%5Cb",
+        "a.b",
+        "a%20b",
+        &long,
+    ] {
+        let status = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
+        assert!(status == 400 || status == 404, "{bad}: {status}");
+    }
+    for bad in ["a/b", "../x", "x/../../y"] {
+        let status = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
+        assert_eq!(status, 404, "{bad}");
+    }
+    let got = upload(&server, &long, Some(&alice.token), png(1, 1, 0)).await;
+    let reason = assert_fail(&got, StatusCode::BAD_REQUEST);
+    assert!(reason.contains("folder"), "{reason}");
+    assert_eq!(objects_on_disk(dir.path()), 0);
+    // Nothing was written outside the store either.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let known = ["files", "parlor.redb", "jwt_secret"];
+    assert!(names.iter().all(|n| known.contains(&n.as_str())), "{names:?}");
+    let url = upload_ok(&server, &"a".repeat(64), &alice, png(1, 1, 0)).await;
+    assert!(url.contains(&"a".repeat(64)));
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn identical_content_is_stored_once_with_one_record_per_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    let image = png(4, 4, 9);
+    let first = upload_ok(&server, "chatImgs", &alice, image.clone()).await;
+    let second = upload_ok(&server, "other", &bob, image.clone()).await;
+    assert_ne!(first, second);
+    assert_eq!(objects_on_disk(dir.path()), 1);
+    for url in [&first, &second] {
+        let resp = fetch(&server, url, None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.bytes().await.unwrap().as_ref(), image.as_slice());
+    }
+    upload_ok(&server, "chatImgs", &alice, png(4, 4, 10)).await;
+    assert_eq!(objects_on_disk(dir.path()), 2);
+    server.stop().await;
+
+    // Metadata and objects survive a restart.
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let resp = fetch(&server, &first, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), image.as_slice());
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn visitors_upload_and_upload_aliyun_answers_the_documents_shape() {
+    let (server, _dir) = TestServer::start().await;
+    let visitor = register_visitor(&server).await;
+    let me = Some(visitor.token.as_str());
+    let url = upload_ok(&server, "chatImgs", &visitor, png(2, 2, 3)).await;
+    assert!(url.starts_with("/public/uploads/Diy/chatImgs/"));
+
+    let got = Upload::to(ALIYUN, me, "img")
+        .text("name", "img")
+        .text("imageClassId", "3")
+        .send(&server, png(5, 5, 5))
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["code"], 200);
+    assert_eq!(got.1["msg"], "上传成功");
+    let item = &got.1["data"][0];
+    let path = item["path"].as_str().unwrap();
+    assert!(path.starts_with("images/") && path.ends_with(".png"), "{path}");
+    assert_eq!(item["url"], format!("/public/uploads/{path}"));
+    assert_eq!(item["image_class_id"], 3);
+    assert!(item["create_time"].as_u64().unwrap() > 1_700_000_000);
+    let resp = fetch(&server, item["url"].as_str().unwrap(), None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let bad = Upload::to(ALIYUN, me, "img")
+        .text("imageClassId", "many")
+        .send(&server, png(5, 5, 5))
+        .await;
+    assert!(assert_fail(&bad, StatusCode::BAD_REQUEST).contains("imageClassId"));
+    let bad = Upload::to(ALIYUN, None, "img").send(&server, png(1, 1, 1)).await;
+    assert_fail(&bad, StatusCode::UNAUTHORIZED);
+    let bad = Upload::to(ALIYUN, me, "img").send(&server, elf()).await;
+    assert_fail(&bad, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn the_chat_room_uploads_images() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let me = Some(alice.token.as_str());
+    let image = png(6, 4, 1);
+    let got = Upload::to(ROOM_IMAGE, me, "image")
+        .send(&server, image.clone())
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["success"], true);
+    let url = got.1["message"].as_str().unwrap();
+    assert!(url.starts_with("/public/uploads/"), "{url}");
+    assert_eq!(got.1["url"], url);
+    assert_eq!(got.1["width"], 6);
+    assert_eq!(got.1["height"], 4);
+    let resp = fetch(&server, url, None).await;
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), image.as_slice());
+
+    let refused = |got: &(StatusCode, Value), status: StatusCode| {
+        assert_eq!(got.0, status, "{}", got.1);
+        assert_eq!(got.1["success"], false, "{}", got.1);
+        got.1["message"].as_str().unwrap().to_owned()
+    };
+    let got = Upload::to(ROOM_IMAGE, None, "image")
+        .send(&server, png(1, 1, 1))
+        .await;
+    refused(&got, StatusCode::UNAUTHORIZED);
+    let got = Upload::to(ROOM_IMAGE, me, "file")
+        .send(&server, png(1, 1, 1))
+        .await;
+    assert!(refused(&got, StatusCode::BAD_REQUEST).contains("image is required"));
+    let got = Upload::to(ROOM_IMAGE, me, "image").send(&server, elf()).await;
+    refused(&got, StatusCode::BAD_REQUEST);
+    // A video is an allowed upload, but not an image.
+    let mut mp4 = vec![0, 0, 0, 0x18];
+    mp4.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2mp41");
+    mp4.resize(64, 0);
+    let got = Upload::to(ROOM_IMAGE, me, "image").send(&server, mp4).await;
+    assert!(refused(&got, StatusCode::BAD_REQUEST).contains("image"));
+    let got = server.post_json(ROOM_IMAGE, me, &json!({"image": "x"})).await;
+    refused(&got, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
