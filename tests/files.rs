@@ -428,3 +428,230 @@ async fn the_chat_room_uploads_images() {
     refused(&got, StatusCode::BAD_REQUEST);
     server.stop().await;
 }
+
+/// A one-second 128×96 test video made by ffmpeg. Fails, saying why, when ffmpeg is
+/// missing: screenshots cannot be tested without it.
+fn test_video(dir: &Path) -> Vec<u8> {
+    let out = dir.join("out.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=1:size=128x96:rate=10",
+        ])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("ffmpeg is required to test video screenshots (apt-get install -y ffmpeg): {e}")
+        });
+    assert!(status.success(), "ffmpeg could not make the test video");
+    std::fs::read(out).unwrap()
+}
+
+/// The width of a PNG image, from its header.
+fn png_width(image: &[u8]) -> u32 {
+    assert_eq!(&image[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    u32::from_be_bytes(image[16..20].try_into().unwrap())
+}
+
+fn decode64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
+
+const SHOT: &str = "/api/chat/getVideoScreenshot";
+
+#[actix_web::test]
+async fn a_screenshot_of_an_uploaded_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path());
+    let server = TestServer::start_in(&dir.path().join("server"), |_| {}).await;
+    let alice = server.register("alice").await;
+    let me = Some(alice.token.as_str());
+    let url = upload_ok(&server, "videos", &alice, video.clone()).await;
+    assert!(url.ends_with(".mp4"), "{url}");
+    let resp = fetch(&server, &url, None).await;
+    assert_eq!(resp.headers()["content-type"], "video/mp4");
+
+    // The document's defaults: 20 ms, 260 px, png; a form body.
+    let data = assert_ok(&server.post_form(SHOT, me, &[("videoUrl", &url)]).await);
+    assert_eq!(data["format"], "png");
+    assert_eq!(data["time"], 20);
+    assert_eq!(data["width"], 260);
+    let image = decode64(data["base64"].as_str().unwrap());
+    assert_eq!(png_width(&image), 260);
+    let shot = data["url"].as_str().unwrap();
+    assert!(
+        shot.starts_with("/public/uploads/Diy/VideoScreenshot/screenshot_"),
+        "{shot}"
+    );
+    let resp = fetch(&server, shot, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), image.as_slice());
+
+    // JSON, a full URL of this server, another time, width and format.
+    let full = server.url(&url);
+    let body = json!({"videoUrl": full, "time": 500, "width": 64, "format": "jpg"});
+    let data = assert_ok(&server.post_json(SHOT, me, &body).await);
+    assert_eq!(data["format"], "jpg");
+    assert_eq!(data["width"], 64);
+    let image = decode64(data["base64"].as_str().unwrap());
+    assert_eq!(&image[..3], b"\xff\xd8\xff", "a JPEG");
+    let body = json!({"videoUrl": url, "width": 32});
+    let image = decode64(
+        assert_ok(&server.post_json(SHOT, me, &body).await)["base64"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(png_width(&image), 32);
+
+    // Refusals.
+    let fail = |got: (StatusCode, Value), status| assert_fail(&got, status);
+    fail(
+        server.post_form(SHOT, None, &[("videoUrl", &url)]).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let reason = fail(server.post_form(SHOT, me, &[]).await, StatusCode::BAD_REQUEST);
+    assert!(reason.contains("videoUrl"), "{reason}");
+    for (field, value) in [
+        ("format", "gif"),
+        ("width", "8"),
+        ("width", "wide"),
+        ("time", "-1"),
+    ] {
+        let got = server
+            .post_form(SHOT, me, &[("videoUrl", &url), (field, value)])
+            .await;
+        fail(got, StatusCode::BAD_REQUEST);
+    }
+    // Past the end of the video there is no frame.
+    let got = server
+        .post_form(SHOT, me, &[("videoUrl", &url), ("time", "60000")])
+        .await;
+    assert!(fail(got, StatusCode::BAD_REQUEST).contains("no frame"));
+    // A stored image is not a video.
+    let image_url = upload_ok(&server, "chatImgs", &alice, png(2, 2, 2)).await;
+    let got = server.post_form(SHOT, me, &[("videoUrl", &image_url)]).await;
+    assert!(fail(got, StatusCode::BAD_REQUEST).contains("not a video"));
+    // Unknown stored files, and other tenants' files, are not found.
+    let got = server
+        .post_form(SHOT, me, &[("videoUrl", "/public/uploads/Diy/x/1/none.mp4")])
+        .await;
+    fail(got, StatusCode::NOT_FOUND);
+    let (_, other) = server
+        .post_form(
+            "/api/regChat",
+            None,
+            &[("username", "alice"), ("password", "secret1"), ("app_id", "acme")],
+        )
+        .await;
+    let other = user_of(&other);
+    let got = server
+        .post_form(SHOT, Some(&other.token), &[("videoUrl", &url)])
+        .await;
+    fail(got, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn screenshot_urls_are_fetched_only_from_allowed_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path());
+    // This server is also the allowed host, under the name `localhost`.
+    let server = TestServer::start_in(&dir.path().join("server"), |c| {
+        c.files.fetch_allowed_hosts = vec!["localhost".into()];
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let me = Some(alice.token.as_str());
+    let url = upload_ok(&server, "videos", &alice, video).await;
+    let port = server.addr.port();
+    let remote = format!("http://localhost:{port}{url}");
+    let data = assert_ok(
+        &server
+            .post_form(SHOT, me, &[("videoUrl", &remote), ("width", "40")])
+            .await,
+    );
+    assert_eq!(png_width(&decode64(data["base64"].as_str().unwrap())), 40);
+
+    let missing = format!("http://localhost:{port}/public/uploads/none.mp4");
+    let reason = assert_fail(
+        &server.post_form(SHOT, me, &[("videoUrl", &missing)]).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(reason.contains("404"), "{reason}");
+    for refused in [
+        "http://example.com/video.mp4".to_owned(),
+        format!("http://127.0.0.2:{port}{url}"),
+        format!("ftp://localhost:{port}{url}"),
+        "file:///etc/passwd".to_owned(),
+        "/etc/passwd".to_owned(),
+        "../../parlor.redb".to_owned(),
+        format!("http://localhost.evil.example:{port}{url}"),
+    ] {
+        let got = server.post_form(SHOT, me, &[("videoUrl", &refused)]).await;
+        let reason = assert_fail(&got, StatusCode::FORBIDDEN);
+        assert!(reason.contains("fetch_allowed_hosts"), "{refused}: {reason}");
+    }
+    server.stop().await;
+
+    // With the default configuration nothing is fetched at all.
+    let server = TestServer::start_in(&dir.path().join("server"), |_| {}).await;
+    let alice = server
+        .post_form(
+            "/api/loginChat",
+            None,
+            &[("username", "alice"), ("password", "secret1")],
+        )
+        .await;
+    let token = user_of(&alice.1).token;
+    let got = server
+        .post_form(SHOT, Some(&token), &[("videoUrl", &remote)])
+        .await;
+    assert_fail(&got, StatusCode::FORBIDDEN);
+    // The stored file itself still works.
+    assert_ok(&server.post_form(SHOT, Some(&token), &[("videoUrl", &url)]).await);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn without_ffmpeg_a_screenshot_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path());
+    let server = TestServer::start_in(&dir.path().join("server"), |c| {
+        c.files.ffmpeg = "/nonexistent/ffmpeg".into();
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let url = upload_ok(&server, "videos", &alice, video).await;
+    let got = server
+        .post_form(SHOT, Some(&alice.token), &[("videoUrl", &url)])
+        .await;
+    let reason = assert_fail(&got, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reason.contains("ffmpeg is not installed"), "{reason}");
+    server.stop().await;
+
+    // An ffmpeg that never finishes is stopped at files.ffmpeg_timeout_secs.
+    let stuck = dir.path().join("stuck-ffmpeg");
+    std::fs::write(&stuck, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    let mut perms = std::fs::metadata(&stuck).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&stuck, perms).unwrap();
+    let server = TestServer::start_in(&dir.path().join("server"), |c| {
+        c.files.ffmpeg = stuck.to_string_lossy().into_owned();
+        c.files.ffmpeg_timeout_secs = 1;
+    })
+    .await;
+    let got = server
+        .post_form(SHOT, Some(&alice.token), &[("videoUrl", &url)])
+        .await;
+    let reason = assert_fail(&got, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reason.contains("longer than 1 s"), "{reason}");
+    server.stop().await;
+}
