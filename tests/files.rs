@@ -8,78 +8,13 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DIY: &str = "/api/chat/uploadStreamSingleToServerDiy/";
 const ALIYUN: &str = "/api/chat/uploadAliyun";
 const ROOM_IMAGE: &str = "/message/image";
-
-/// A real PNG image of `w`×`h` pixels.
-fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, w, h);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().unwrap();
-        let data: Vec<u8> = (0..w * h * 3).map(|i| (i as u8).wrapping_add(seed)).collect();
-        writer.write_image_data(&data).unwrap();
-    }
-    out
-}
-
-/// The start of an ELF executable: a type no configuration allows.
-fn elf() -> Vec<u8> {
-    let mut v = b"\x7fELF\x02\x01\x01\x00".to_vec();
-    v.extend_from_slice(&[0u8; 8]);
-    v.extend_from_slice(&[2, 0, 0x3e, 0]);
-    v.resize(512, 0);
-    v
-}
-
-/// A multipart upload: one file (named `x.png` whatever it holds) and text fields.
-struct Upload<'a> {
-    path: String,
-    token: Option<&'a str>,
-    field: &'a str,
-    texts: Vec<(&'a str, &'a str)>,
-}
-
-impl<'a> Upload<'a> {
-    fn to(path: &str, token: Option<&'a str>, field: &'a str) -> Self {
-        Upload {
-            path: path.to_owned(),
-            token,
-            field,
-            texts: Vec::new(),
-        }
-    }
-
-    fn text(mut self, name: &'a str, value: &'a str) -> Self {
-        self.texts.push((name, value));
-        self
-    }
-
-    async fn send(self, server: &TestServer, bytes: Vec<u8>) -> (StatusCode, Value) {
-        let mut form = Form::new().part(self.field.to_owned(), Part::bytes(bytes).file_name("x.png"));
-        for (k, v) in self.texts {
-            form = form.text(k.to_owned(), v.to_owned());
-        }
-        let mut req = server.http.post(server.url(&self.path)).multipart(form);
-        if let Some(t) = self.token {
-            req = req.header("token", t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-        (status, body)
-    }
-}
 
 /// Uploads to `uploadStreamSingleToServerDiy/{dir}` as the field `file`.
 async fn upload(server: &TestServer, dir: &str, token: Option<&str>, bytes: Vec<u8>) -> (StatusCode, Value) {
@@ -653,5 +588,111 @@ async fn without_ffmpeg_a_screenshot_says_so() {
         .await;
     let reason = assert_fail(&got, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reason.contains("longer than 1 s"), "{reason}");
+    server.stop().await;
+}
+
+const SEND: &str = "/api/chat/socket/sendmessage";
+
+/// A uni-app REST send of a `kind` message to `to` with `fields`.
+async fn send_media(
+    server: &TestServer,
+    from: &User,
+    to: &User,
+    kind: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let to = to.id.to_string();
+    let mut form = vec![("sendto_id", to.as_str()), ("type", kind)];
+    form.extend_from_slice(fields);
+    server.post_form(SEND, Some(&from.token), &form).await
+}
+
+#[actix_web::test]
+async fn image_and_video_messages_keep_their_metadata_on_every_face() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    server.befriend(&alice, &bob).await;
+    let url = upload_ok(&server, "chatImgs", &alice, png(3, 2, 1)).await;
+
+    // uni-app: an image whose content is a file stored here gets that file's metadata.
+    let sent = assert_ok(&send_media(&server, &alice, &bob, "image", &[("data", &url)]).await);
+    let expected = json!({"src": url, "width": 3, "height": 2});
+    assert_eq!(sent["options"]["metadata"], expected, "{sent}");
+    // A full URL of this server works too.
+    let full = server.url(&url);
+    let sent = assert_ok(&send_media(&server, &alice, &bob, "image", &[("data", &full)]).await);
+    assert_eq!(sent["options"]["metadata"]["width"], 3, "{sent}");
+    // Given metadata is kept as given (a video elsewhere), as a field or in the options.
+    let video_meta = json!({"src": "https://cdn.example.com/v.mp4", "width": 640, "height": 360});
+    let meta_text = video_meta.to_string();
+    let fields = [("data", "v"), ("metadata", meta_text.as_str())];
+    let sent = assert_ok(&send_media(&server, &alice, &bob, "video", &fields).await);
+    assert_eq!(sent["options"]["metadata"], video_meta);
+    let options = json!({"metadata": video_meta}).to_string();
+    let fields = [("data", "v"), ("options", options.as_str())];
+    let sent = assert_ok(&send_media(&server, &alice, &bob, "video", &fields).await);
+    assert_eq!(sent["options"]["metadata"], video_meta);
+    for bad in [
+        r#"{"src":"a","width":"wide"}"#,
+        "[1,2]",
+        "not json",
+        r#"{"src":1}"#,
+    ] {
+        let got = send_media(
+            &server,
+            &alice,
+            &bob,
+            "image",
+            &[("data", &url), ("metadata", bad)],
+        )
+        .await;
+        assert!(
+            assert_fail(&got, StatusCode::BAD_REQUEST).contains("metadata"),
+            "{bad}"
+        );
+    }
+
+    // WebSocket: `metadata` beside the frame's fields.
+    let mut ws = server.ws(&alice.token).await;
+    ws.send_json(&json!({
+        "type": "send", "cid": "m1", "to": bob.id, "msgType": "image", "data": url,
+        "metadata": {"src": url, "width": 3, "height": 2},
+    }))
+    .await;
+    let ack = ws.next_of_type("ack").await;
+    assert_eq!(ack["data"]["options"]["metadata"], expected, "{ack}");
+    ws.send_json(
+        &json!({"type": "send", "cid": "m2", "to": bob.id, "msgType": "image", "data": url, "metadata": 7}),
+    )
+    .await;
+    let err = ws.next_of_type("error").await;
+    assert_eq!(err["code"], "invalid", "{err}");
+
+    // Bob's history (uni-app) and the chat-room history show it.
+    let (_, history) = server
+        .get(
+            &format!("/api/chat/history/single/{}", alice.id),
+            Some(&bob.token),
+        )
+        .await;
+    let newest = &history["data"]["list"][0];
+    assert_eq!(newest["options"]["metadata"], expected, "{history}");
+    let created = server
+        .post_json(
+            &format!("/conversation/create?contactId={}", alice.id),
+            Some(&bob.token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(created.0, StatusCode::OK, "{}", created.1);
+    let n = created.1["conversation"]["id"].as_u64().unwrap();
+    let (_, room) = server
+        .get(&format!("/message/history/{n}"), Some(&bob.token))
+        .await;
+    let newest = &room["messages"][0];
+    assert_eq!(newest["type"], "image", "{room}");
+    assert_eq!(newest["metadata"], expected, "{room}");
+    ws.close().await;
     server.stop().await;
 }

@@ -369,6 +369,10 @@ fn content(m: &MessageRecord) -> String {
 }
 
 fn message_json(m: &MessageRecord) -> Value {
+    let metadata = serde_json::from_str::<Value>(&m.options)
+        .ok()
+        .and_then(|o| o.get("metadata").cloned())
+        .unwrap_or(Value::Null);
     json!({
         "id": m.seq,
         "uuid": m.id,
@@ -377,6 +381,7 @@ fn message_json(m: &MessageRecord) -> Value {
         "type": m.kind,
         "sent_at": local_time(m.create_time),
         "revoked": m.revoked,
+        "metadata": metadata,
     })
 }
 
