@@ -696,3 +696,72 @@ async fn image_and_video_messages_keep_their_metadata_on_every_face() {
     ws.close().await;
     server.stop().await;
 }
+
+/// A stand-in for another host: answers `/elsewhere` and `/file` with redirects (to a host
+/// that is not allowed, and to `file://`), `/image` with a PNG and `/big` with a video
+/// larger than the fetch limit. Returns its address.
+async fn other_host() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = request.split(' ').nth(1).unwrap_or("/").to_owned();
+                let (head, body): (String, Vec<u8>) = match path.as_str() {
+                    "/elsewhere" => (
+                        "302 Found\r\nLocation: http://127.0.0.1:1/v.mp4".into(),
+                        Vec::new(),
+                    ),
+                    "/file" => ("302 Found\r\nLocation: file:///etc/passwd".into(), Vec::new()),
+                    "/image" => ("200 OK\r\nContent-Type: video/mp4".into(), png(2, 2, 2)),
+                    _ => {
+                        let mut mp4 = vec![0, 0, 0, 0x18];
+                        mp4.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2mp41");
+                        mp4.resize(4096, 0);
+                        ("200 OK\r\nContent-Type: video/mp4".into(), mp4)
+                    }
+                };
+                let answer = format!(
+                    "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
+#[actix_web::test]
+async fn fetches_follow_no_redirect_off_the_allowed_hosts_and_are_bounded() {
+    let other = other_host().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.files.fetch_allowed_hosts = vec![other.to_string()];
+        c.files.fetch_max_bytes = 1024;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let me = Some(alice.token.as_str());
+    let shot = |path: &str| {
+        let url = format!("http://{other}{path}");
+        let server = &server;
+        async move { server.post_form(SHOT, me, &[("videoUrl", &url)]).await }
+    };
+    let reason = assert_fail(&shot("/elsewhere").await, StatusCode::FORBIDDEN);
+    assert!(reason.contains("fetch_allowed_hosts"), "{reason}");
+    assert_fail(&shot("/file").await, StatusCode::FORBIDDEN);
+    // What the host sends is checked like an upload: a PNG is no video, whatever its header.
+    let reason = assert_fail(&shot("/image").await, StatusCode::BAD_REQUEST);
+    assert!(reason.contains("not a video"), "{reason}");
+    let reason = assert_fail(&shot("/big").await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reason.contains("1024"), "{reason}");
+    server.stop().await;
+}
