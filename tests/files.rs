@@ -316,6 +316,18 @@ async fn visitors_upload_and_upload_aliyun_answers_the_documents_shape() {
     assert_fail(&bad, StatusCode::UNAUTHORIZED);
     let bad = Upload::to(ALIYUN, me, "img").send(&server, elf()).await;
     assert_fail(&bad, StatusCode::BAD_REQUEST);
+    let mut many = Upload::to(ALIYUN, me, "img");
+    for _ in 0..33 {
+        many = many.text("extra", "1");
+    }
+    let bad = many.send(&server, png(1, 1, 1)).await;
+    assert!(assert_fail(&bad, StatusCode::BAD_REQUEST).contains("more than 32 fields"));
+    let long = "x".repeat(5000);
+    let bad = Upload::to(ALIYUN, me, "img")
+        .text("imageClassId", &long)
+        .send(&server, png(1, 1, 1))
+        .await;
+    assert!(assert_fail(&bad, StatusCode::BAD_REQUEST).contains("4096"));
     server.stop().await;
 }
 
@@ -578,11 +590,13 @@ async fn without_ffmpeg_a_screenshot_says_so() {
     let mut perms = std::fs::metadata(&stuck).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&stuck, perms).unwrap();
-    let server = TestServer::start_in(&dir.path().join("server"), |c| {
+    let server = TestServer::start_in(&dir.path().join("stuck"), |c| {
         c.files.ffmpeg = stuck.to_string_lossy().into_owned();
         c.files.ffmpeg_timeout_secs = 1;
     })
     .await;
+    let alice = server.register("alice").await;
+    let url = upload_ok(&server, "videos", &alice, test_video(dir.path())).await;
     let got = server
         .post_form(SHOT, Some(&alice.token), &[("videoUrl", &url)])
         .await;

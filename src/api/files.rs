@@ -28,6 +28,8 @@ type State = web::Data<AppState>;
 
 /// Most bytes of a text field beside the file.
 const TEXT_FIELD_MAX: usize = 4096;
+/// Most text fields beside the file.
+const TEXT_FIELDS_MAX: usize = 32;
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -53,6 +55,7 @@ pub async fn receive_multipart(
     let mut form = Multipart::new(req.headers(), payload);
     let mut upload = None;
     let mut texts = HashMap::new();
+    let mut fields = 0;
     while let Some(field) = form.next().await {
         let mut field =
             field.map_err(|e| ApiError::invalid(format!("the body must be multipart/form-data: {e}")))?;
@@ -65,6 +68,12 @@ pub async fn receive_multipart(
                 .to_owned();
             upload = Some(state.files.receive(&mut field, &original, accept).await?);
             continue;
+        }
+        fields += 1;
+        if fields > TEXT_FIELDS_MAX {
+            return Err(ApiError::invalid(format!(
+                "more than {TEXT_FIELDS_MAX} fields beside the file"
+            )));
         }
         let mut text = Vec::new();
         while let Some(chunk) = field
