@@ -273,13 +273,6 @@ async fn identical_content_is_stored_once_with_one_record_per_upload() {
     upload_ok(&server, "chatImgs", &alice, png(4, 4, 10)).await;
     assert_eq!(objects_on_disk(dir.path()), 2);
     server.stop().await;
-
-    // Metadata and objects survive a restart.
-    let server = TestServer::start_in(dir.path(), |_| {}).await;
-    let resp = fetch(&server, &first, None).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.bytes().await.unwrap().as_ref(), image.as_slice());
-    server.stop().await;
 }
 
 #[actix_web::test]
