@@ -1226,15 +1226,7 @@ async fn user_files_lists_the_files_a_user_uploaded() {
 
     // Another tenant sees none of these: its own user lists its own files only, and the
     // user of the default tenant does not exist there.
-    let (status, body) = server
-        .post_form(
-            "/api/regChat",
-            None,
-            &[("username", "alice"), ("password", "secret1"), ("app_id", "acme")],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let acme_alice = user_of(&body);
+    let acme_alice = server.register_in("acme", "alice").await;
     let body = json!({"userId": acme_alice.id, "appId": "acme"});
     assert_eq!(
         ok(&admin(&server, "/admin/file/user_files", &body).await),

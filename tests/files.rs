@@ -479,21 +479,9 @@ async fn a_screenshot_of_an_uploaded_video() {
     let image_url = upload_ok(&server, "chatImgs", &alice, png(2, 2, 2)).await;
     let got = server.post_form(SHOT, me, &[("videoUrl", &image_url)]).await;
     assert!(fail(got, StatusCode::BAD_REQUEST).contains("not a video"));
-    // Unknown stored files, and other tenants' files, are not found.
+    // Unknown stored files are not found (other tenants' files: see the admin test).
     let got = server
         .post_form(SHOT, me, &[("videoUrl", "/public/uploads/Diy/x/1/none.mp4")])
-        .await;
-    fail(got, StatusCode::NOT_FOUND);
-    let (_, other) = server
-        .post_form(
-            "/api/regChat",
-            None,
-            &[("username", "alice"), ("password", "secret1"), ("app_id", "acme")],
-        )
-        .await;
-    let other = user_of(&other);
-    let got = server
-        .post_form(SHOT, Some(&other.token), &[("videoUrl", &url)])
         .await;
     fail(got, StatusCode::NOT_FOUND);
     server.stop().await;
@@ -770,5 +758,59 @@ async fn fetches_follow_no_redirect_off_the_allowed_hosts_and_are_bounded() {
     assert!(reason.contains("not a video"), "{reason}");
     let reason = assert_fail(&shot("/big").await, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(reason.contains("1024"), "{reason}");
+    server.stop().await;
+}
+
+/// A signed admin request (the admin listener of `server`); returns the answer.
+async fn admin(server: &TestServer, path: &str, body: &Value) -> Value {
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let timestamp = parlor_actors::now_ms().to_string();
+    let resp = server
+        .http
+        .post(format!(
+            "http://{}{path}",
+            server.admin.expect("an admin listener")
+        ))
+        .header("nonce", &nonce)
+        .header("timestamp", &timestamp)
+        .header(
+            "sign",
+            parlor::api::admin::sign(&nonce, "files-admin-secret", &timestamp),
+        )
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn the_admin_lists_uploads_of_its_own_tenant_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.admin.bind = "127.0.0.1:0".into();
+        c.admin.secret = "files-admin-secret".into();
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let url = upload_ok(&server, "chatImgs", &alice, png(2, 2, 2)).await;
+    let got = admin(&server, "/admin/file/user_files", &json!({"userId": alice.uuid})).await;
+    assert_eq!(got["result"][0]["url"], url.as_str(), "{got}");
+
+    // Another tenant: the user is unknown there, and its own users have no files.
+    let body = json!({"userId": alice.uuid, "appId": "acme"});
+    assert_eq!(admin(&server, "/admin/file/user_files", &body).await["code"], 253);
+    let other = server.register_in("acme", "alice").await;
+    let body = json!({"userId": other.uuid, "appId": "acme"});
+    assert_eq!(
+        admin(&server, "/admin/file/user_files", &body).await["result"],
+        json!([])
+    );
+    // Nor can the other tenant's user use the file's URL as its own video.
+    let got = server
+        .post_form(SHOT, Some(&other.token), &[("videoUrl", &url)])
+        .await;
+    assert_fail(&got, StatusCode::NOT_FOUND);
     server.stop().await;
 }

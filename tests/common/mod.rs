@@ -149,6 +149,18 @@ impl TestServer {
         user_of(&body)
     }
 
+    /// Registers `username` (password `secret1`) in the tenant `app_id`.
+    pub async fn register_in(&self, app_id: &str, username: &str) -> User {
+        let form = [
+            ("username", username),
+            ("password", "secret1"),
+            ("app_id", app_id),
+        ];
+        let (status, body) = self.post_form("/api/regChat", None, &form).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        user_of(&body)
+    }
+
     /// Registers `username` and lets anyone message it (`chatset` 2 for users and visitors).
     pub async fn register_open(&self, username: &str) -> User {
         let user = self.register(username).await;
