@@ -23,6 +23,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub router: RouterSettings,
     pub users: UsersConfig,
+    pub files: FilesConfig,
 }
 
 /// The client listener.
@@ -91,6 +92,9 @@ pub struct StorageConfig {
     pub max_batch: usize,
     /// Most writes waiting for the Writer before sends are refused as busy. Default 65536.
     pub write_queue: usize,
+    /// Directory of the uploaded files (the `local` object store); empty is `files` in the
+    /// data directory. Default empty.
+    pub files_dir: PathBuf,
 }
 
 impl Default for StorageConfig {
@@ -99,6 +103,7 @@ impl Default for StorageConfig {
             path: "data/parlor.redb".into(),
             max_batch: 4096,
             write_queue: 65_536,
+            files_dir: PathBuf::new(),
         }
     }
 }
@@ -109,6 +114,16 @@ impl StorageConfig {
         match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
+        }
+    }
+
+    /// The directory of the `local` object store: `files_dir`, or `files` in the data
+    /// directory.
+    pub fn files_dir(&self) -> PathBuf {
+        if self.files_dir.as_os_str().is_empty() {
+            self.data_dir().join("files")
+        } else {
+            self.files_dir.clone()
         }
     }
 }
@@ -249,6 +264,102 @@ impl Default for UsersConfig {
             default_userset: r#"{"chatset":{"visitor":0,"user":0}}"#.into(),
             default_invite_confirm: 1,
             default_avatar: String::new(),
+        }
+    }
+}
+
+/// Where uploaded files are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilesBackend {
+    /// A directory next to the database (`storage.files_dir`).
+    Local,
+    /// An S3-compatible bucket (`files.s3_*`).
+    S3,
+}
+
+/// Uploads, the object store and video screenshots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// `local` (a directory, `storage.files_dir`) or `s3` (a bucket). Default `local`.
+    pub backend: FilesBackend,
+    /// Largest uploaded file in bytes. Default 20971520 (20 MiB).
+    pub max_bytes: u64,
+    /// Content types accepted, as detected from the bytes (magic numbers), never from the
+    /// name. Default the common image, video and audio types.
+    pub allowed_types: Vec<String>,
+    /// Hosts (`name` or `name:port`) a screenshot's `videoUrl` may be fetched from; empty:
+    /// only files stored here. Default empty.
+    pub fetch_allowed_hosts: Vec<String>,
+    /// Largest video fetched from an allowed host, in bytes. Default 104857600 (100 MiB).
+    pub fetch_max_bytes: u64,
+    /// Seconds a fetch from an allowed host may take. Default 30.
+    pub fetch_timeout_secs: u64,
+    /// The ffmpeg program taking screenshots (a name on `PATH` or a path). Default `ffmpeg`.
+    #[serde(deserialize_with = "text")]
+    pub ffmpeg: String,
+    /// Seconds one ffmpeg run may take before it is killed. Default 20.
+    pub ffmpeg_timeout_secs: u64,
+    /// The bucket (`s3` backend).
+    #[serde(deserialize_with = "text")]
+    pub s3_bucket: String,
+    /// The bucket's region. Default `us-east-1`.
+    #[serde(deserialize_with = "text")]
+    pub s3_region: String,
+    /// Endpoint of an S3-compatible service (MinIO, R2, OSS...); empty is AWS. Default empty.
+    #[serde(deserialize_with = "text")]
+    pub s3_endpoint: String,
+    /// Access key id; empty takes the credentials of the environment (`AWS_*`). Default empty.
+    #[serde(deserialize_with = "text")]
+    pub s3_access_key_id: String,
+    /// Secret access key. Default empty.
+    #[serde(deserialize_with = "text")]
+    pub s3_secret_access_key: String,
+    /// Public base URL of the bucket (`https://bucket.example.com`): `uploadAliyun` answers
+    /// `<s3_public_url>/<object key>`; empty answers the `/public/uploads/...` path served
+    /// here. Default empty.
+    #[serde(deserialize_with = "text")]
+    pub s3_public_url: String,
+    /// Allow a plain `http://` endpoint (a local MinIO). Default false.
+    pub s3_allow_http: bool,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            backend: FilesBackend::Local,
+            max_bytes: 20 * 1024 * 1024,
+            allowed_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "image/webp",
+                "image/bmp",
+                "video/mp4",
+                "video/webm",
+                "video/quicktime",
+                "audio/mpeg",
+                "audio/ogg",
+                "audio/x-wav",
+                "audio/aac",
+                "audio/m4a",
+                "application/pdf",
+            ]
+            .map(String::from)
+            .to_vec(),
+            fetch_allowed_hosts: Vec::new(),
+            fetch_max_bytes: 100 * 1024 * 1024,
+            fetch_timeout_secs: 30,
+            ffmpeg: "ffmpeg".into(),
+            ffmpeg_timeout_secs: 20,
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_endpoint: String::new(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+            s3_public_url: String::new(),
+            s3_allow_http: false,
         }
     }
 }
@@ -406,17 +517,30 @@ impl Config {
         if self.limits.history_max == 0 || self.limits.search_max == 0 || self.limits.page_max == 0 {
             return invalid("limits.history_max", "page limits must be at least 1");
         }
+        if self.files.max_bytes == 0 || self.files.fetch_max_bytes == 0 {
+            return invalid("files.max_bytes", "file limits must be at least 1 byte");
+        }
+        if self.files.ffmpeg_timeout_secs == 0 || self.files.fetch_timeout_secs == 0 {
+            return invalid("files.ffmpeg_timeout_secs", "timeouts must be at least 1 second");
+        }
+        if self.files.ffmpeg.trim().is_empty() {
+            return invalid("files.ffmpeg", "must name the ffmpeg program");
+        }
+        if self.files.backend == FilesBackend::S3 && self.files.s3_bucket.trim().is_empty() {
+            return invalid("files.s3_bucket", "is required with files.backend = \"s3\"");
+        }
         Ok(())
     }
 
     /// The keys whose values are secrets, with a handle on each: what `check-config` masks.
     /// A new secret key belongs in this list.
-    fn secrets_mut(&mut self) -> [(&'static str, &mut String); 4] {
+    fn secrets_mut(&mut self) -> [(&'static str, &mut String); 5] {
         [
             ("auth.jwt_secret", &mut self.auth.jwt_secret),
             ("auth.visitor_salt", &mut self.auth.visitor_salt),
             ("auth.visitor_app_secret", &mut self.auth.visitor_app_secret),
             ("admin.secret", &mut self.admin.secret),
+            ("files.s3_secret_access_key", &mut self.files.s3_secret_access_key),
         ]
     }
 

@@ -8,9 +8,10 @@
 //!
 //! Modules: [`config`] (TOML + `PARLOR_*` env), [`error`] (errors → HTTP statuses),
 //! [`auth`] (tokens, passwords, visitor signatures), [`api`] (the faces), [`ws`] (the
-//! WebSocket session actor), [`state`] (what handlers share), [`dump`] (export and import),
-//! [`routes`] (listable route registration), [`openapi`] (the OpenAPI documents), [`metrics`]
-//! (Prometheus) and [`web`] (the web chat client served at `/`).
+//! WebSocket session actor), [`state`] (what handlers share), [`files`] (uploads, the object
+//! store, video screenshots), [`dump`] (export and import), [`routes`] (listable route
+//! registration), [`openapi`] (the OpenAPI documents), [`metrics`] (Prometheus) and [`web`]
+//! (the web chat client served at `/`).
 
 pub mod api;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod conversations;
 pub mod dump;
 pub mod error;
+pub mod files;
 pub mod groups;
 pub mod metrics;
 pub mod openapi;
@@ -199,8 +201,10 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             .map_err(started)?;
     }
 
+    let files = Arc::new(files::Files::open(&config).map_err(StartError::Config)?);
     let state = Data::new(AppState {
         config: config.clone(),
+        files,
         store: store.clone(),
         router: router.clone(),
         router_stats,
@@ -295,6 +299,7 @@ pub fn client_routes(r: &mut Routes) {
     api::chatroom::conversation_routes(r);
     api::chat21::routes(r);
     api::chat21::conversation_routes(r);
+    api::files::routes(r);
 }
 
 /// Every route of the admin listener.

@@ -1,5 +1,5 @@
-//! What every handler shares: the configuration, the store, the Router and the auth
-//! services. Built once in [`crate::run`], outside the HTTP workers.
+//! What every handler shares: the configuration, the store, the Router, the auth
+//! services and the files. Built once in [`crate::run`], outside the HTTP workers.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use parlor_storage::{Snapshot, Store};
 use crate::auth::{Auth, DeviceLimiter};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::files::Files;
 
 /// Shared state of the HTTP and WebSocket handlers.
 pub struct AppState {
@@ -20,6 +21,8 @@ pub struct AppState {
     pub router: Addr<Router>,
     pub router_stats: Arc<RouterStats>,
     pub auth: Arc<Auth>,
+    /// Uploaded files and their object store.
+    pub files: Arc<Files>,
     pub devices: DeviceLimiter,
     /// Source of WebSocket session ids.
     pub next_session: AtomicU64,

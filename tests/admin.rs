@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{assert_fail, user_of, TestServer, User};
+use common::{assert_fail, png, user_of, TestServer, Upload, User, DIY};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -1151,18 +1151,30 @@ async fn conversation_files_lists_the_file_messages_of_a_conversation() {
 }
 
 #[actix_web::test]
-async fn user_files_lists_the_files_a_user_sent() {
+async fn user_files_lists_the_files_a_user_uploaded() {
     let (server, _dir) = start().await;
-    let alice = server.register_open("alice").await;
+    let alice = server.register("alice").await;
     let bob = server.register_open("bob_1").await;
-    let carol = server.register_open("carol").await;
-
-    send_file(&server, &alice, &bob, "file", "1.pdf", 1).await;
-    server.send_rest(&alice, &bob, "not a file").await;
-    send_file(&server, &alice, &carol, "image", "2.png", 2).await;
-    send_file(&server, &bob, &alice, "file", "bobs.pdf", 3).await;
-    send_file(&server, &alice, &bob, "video", "3.mp4", 4).await;
-    send_file(&server, &alice, &carol, "audio", "4.mp3", 5).await;
+    let upload = |user: &User, name: &'static str, seed: u8| {
+        let token = user.token.clone();
+        let server = &server;
+        async move {
+            let folder = format!("{DIY}chat");
+            let got = Upload::to(&folder, Some(&token), "file")
+                .named(name)
+                .send(server, png(3, 2, seed))
+                .await;
+            assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+            got.1["data"]["url"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = upload(&alice, "1.png", 1).await;
+    upload(&alice, "2.png", 2).await;
+    // The same bytes again: one object, but a file of its own in the list.
+    upload(&alice, "3.png", 1).await;
+    upload(&bob, "bobs.png", 4).await;
+    // Messages with files do not make uploads.
+    send_file(&server, &alice, &bob, "file", "sent.pdf", 1).await;
 
     let user_files = |extra: Value| {
         let mut body = json!({"userId": alice.uuid});
@@ -1172,45 +1184,56 @@ async fn user_files_lists_the_files_a_user_sent() {
         body
     };
     let list = ok(&admin(&server, "/admin/file/user_files", &user_files(json!({}))).await);
-    assert_eq!(names(&list), ["4.mp3", "3.mp4", "2.png", "1.pdf"]);
-    assert!(list
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|f| f["from"] == alice.uuid.as_str()));
+    assert_eq!(names(&list), ["3.png", "2.png", "1.png"]);
+    let oldest = &list[2];
+    assert_eq!(oldest["url"], first.as_str());
+    assert_eq!(oldest["size"], png(3, 2, 1).len());
+    assert_eq!(oldest["type"], "image");
+    assert_eq!(oldest["contentType"], "image/png");
+    assert_eq!(
+        (oldest["width"].clone(), oldest["height"].clone()),
+        (json!(3), json!(2))
+    );
+    assert_eq!(oldest["from"], alice.uuid.as_str());
+    assert_eq!(oldest["sha256"], list[0]["sha256"]);
+    assert!(oldest["timestamp"].as_u64().unwrap() > 0);
     let list = ok(&admin(
         &server,
         "/admin/file/user_files",
-        &user_files(json!({"desc": true, "offset": 1, "count": 2})),
+        &user_files(json!({"desc": false, "offset": 1, "count": 1})),
     )
     .await);
-    assert_eq!(names(&list), ["3.mp4", "2.png"]);
+    assert_eq!(names(&list), ["2.png"]);
     let list = ok(&admin(
         &server,
         "/admin/file/user_files",
-        &user_files(json!({"desc": false})),
-    )
-    .await);
-    assert_eq!(names(&list), ["1.pdf", "2.png", "3.mp4", "4.mp3"]);
-    let list = ok(&admin(
-        &server,
-        "/admin/file/user_files",
-        &user_files(json!({"desc": false, "offset": 3, "count": 10})),
-    )
-    .await);
-    assert_eq!(names(&list), ["4.mp3"]);
-    let list = ok(&admin(
-        &server,
-        "/admin/file/user_files",
-        &user_files(json!({"offset": 4})),
+        &user_files(json!({"offset": 3})),
     )
     .await);
     assert_eq!(list, json!([]));
-
     let list = ok(&admin(&server, "/admin/file/user_files", &json!({"userId": bob.id})).await);
-    assert_eq!(names(&list), ["bobs.pdf"]);
-    let list = ok(&admin(&server, "/admin/file/user_files", &json!({"userId": carol.uuid})).await);
-    assert_eq!(list, json!([]));
+    assert_eq!(names(&list), ["bobs.png"]);
+    for bad in [
+        json!({"offset": -1}),
+        json!({"count": 0}),
+        json!({"desc": "sideways"}),
+    ] {
+        refused(
+            &admin(&server, "/admin/file/user_files", &user_files(bad)).await,
+            251,
+        );
+    }
+
+    // Another tenant sees none of these: its own user lists its own files only, and the
+    // user of the default tenant does not exist there.
+    let acme_alice = server.register_in("acme", "alice").await;
+    let body = json!({"userId": acme_alice.id, "appId": "acme"});
+    assert_eq!(
+        ok(&admin(&server, "/admin/file/user_files", &body).await),
+        json!([])
+    );
+    let body = json!({"userId": alice.uuid, "appId": "acme"});
+    refused(&admin(&server, "/admin/file/user_files", &body).await, 253);
     server.stop().await;
 }
 
@@ -1269,8 +1292,28 @@ async fn file_get_describes_a_file_message() {
     )
     .await);
     assert_eq!(names(&list), ["photo.jpg"]);
-    let list = ok(&admin(&server, "/admin/file/user_files", &json!({"userId": alice.uuid})).await);
-    assert_eq!(names(&list), ["photo.jpg"]);
+
+    // A message showing a file uploaded here: its name and size come from the upload.
+    let image = png(4, 4, 4);
+    let folder = format!("{DIY}chat");
+    let got = Upload::to(&folder, Some(&alice.token), "file")
+        .named("holiday.png")
+        .send(&server, image.clone())
+        .await;
+    let url = got.1["data"]["url"].as_str().unwrap().to_owned();
+    let shown = send_kind(
+        &server,
+        &alice,
+        "single",
+        bob.id,
+        "image",
+        &json!(url).to_string(),
+    )
+    .await;
+    let got = ok(&admin(&server, "/admin/file/get", &json!({"messageUid": id_of(&shown)})).await);
+    assert_eq!(got["filename"], "holiday.png");
+    assert_eq!(got["size"], image.len());
+    assert_eq!(got["url"], url.as_str());
     server.stop().await;
 }
 

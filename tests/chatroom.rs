@@ -41,11 +41,7 @@ async fn delete(server: &TestServer, path: &str, token: Option<&str>) -> Got {
     if let Some(t) = token {
         req = req.header("token", t);
     }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-    (status, body)
+    TestServer::finish(req.send().await.unwrap()).await
 }
 
 /// `POST /user/register` with a JSON body.

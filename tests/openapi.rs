@@ -28,7 +28,7 @@ fn registered(table: &RouteTable) -> BTreeSet<(String, String)> {
     table
         .0
         .iter()
-        .map(|(m, p)| (m.as_str().to_owned(), (*p).to_owned()))
+        .map(|(m, p)| (m.as_str().to_owned(), parlor::openapi::openapi_path(p)))
         .collect()
 }
 

@@ -17,7 +17,7 @@
 //! | 253 | not exist: an unknown user, conversation, message or setting |
 //! | 4 | server error (storage failure, busy) |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
@@ -26,13 +26,14 @@ use dashmap::DashMap;
 use parlor_actors::group::group_conv;
 use parlor_actors::policy::SETTINGS;
 use parlor_actors::{direct_conv, GetPolicy, SetPolicy, TenantOf};
-use parlor_storage::{ChatType, MessageRecord, Role, Snapshot, UserRecord};
+use parlor_storage::{ChatType, FileRecord, MessageRecord, Role, Snapshot, UserRecord};
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 
 use super::uniapp::new_user;
 use crate::conversations::{self, Change};
 use crate::error::ApiError;
+use crate::files;
 use crate::routes::Routes;
 use crate::state::AppState;
 
@@ -670,13 +671,20 @@ async fn conversation_files(state: State, body: Signed) -> Result {
                             m.create_time <= from_time
                         })
             };
-            let files = s.scan_messages(&t, &conv, floor, !oldest_first, keep, limit)?;
-            Ok((files.clone(), names(s, &t, files.iter().map(|m| m.from_id))?))
+            let messages = s.scan_messages(&t, &conv, floor, !oldest_first, keep, limit)?;
+            let mut files = Vec::with_capacity(messages.len());
+            for m in messages {
+                if let Some(file) = stored_file_of(s, &t, &m)? {
+                    files.push((m, file));
+                }
+            }
+            let users = names(s, &t, files.iter().map(|(m, _)| m.from_id))?;
+            Ok((files, users))
         })
         .await?;
     let list: Vec<Value> = files
         .iter()
-        .filter_map(|m| file_of(m).map(|(url, name, size)| file_json(m, &url, &name, size, &users)))
+        .map(|(m, (url, name, size))| file_json(m, url, name, *size, &users))
         .collect();
     Ok(success(Value::Array(list)))
 }
@@ -697,6 +705,8 @@ fn names(
     Ok(out)
 }
 
+/// The files a user uploaded (the metadata table), `offset`/`count`, newest first unless
+/// `desc` is false.
 async fn user_files(state: State, body: Signed) -> Result {
     let tenant = body.tenant()?;
     let me = user(&state, &tenant, &body.str("userId")?).await?;
@@ -706,50 +716,81 @@ async fn user_files(state: State, body: Signed) -> Result {
     }
     let desc = body.bool("desc")?.unwrap_or(true);
     let limit = count(&body)?;
-    let (t, my_id, want) = (tenant.clone(), me.id, offset as usize + limit);
-    let (mut files, users) = state
-        .read(move |s| {
-            // The files the user sent, in the conversations the user is part of.
-            let mut all: BTreeMap<(u64, String), MessageRecord> = BTreeMap::new();
-            for (conv, _) in s.cursors_of(&t, my_id)? {
-                let floor = conversations::history_floor(s, &t, my_id, &conv).unwrap_or(u64::MAX);
-                if floor == u64::MAX {
-                    continue;
-                }
-                let keep = |m: &MessageRecord| m.from_id == my_id && file_of(m).is_some();
-                for m in s.scan_messages(&t, &conv, floor, desc, keep, want)? {
-                    all.insert((m.create_time, m.id.clone()), m);
-                }
-            }
-            let files: Vec<MessageRecord> = all.into_values().collect();
-            let users = names(s, &t, std::iter::once(my_id))?;
-            Ok((files, users))
-        })
+    let (t, my_id) = (tenant.clone(), me.id);
+    let files = state
+        .read(move |s| Ok(s.files_of(&t, my_id, desc, offset as usize, limit)?))
         .await?;
-    if desc {
-        files.reverse();
-    }
-    let list: Vec<Value> = files
-        .iter()
-        .skip(offset as usize)
-        .take(limit)
-        .filter_map(|m| file_of(m).map(|(url, name, size)| file_json(m, &url, &name, size, &users)))
-        .collect();
+    let list: Vec<Value> = files.iter().map(|f| upload_json(f, &me.uuid)).collect();
     Ok(success(Value::Array(list)))
+}
+
+/// The message type a content type stands for.
+fn kind_of(content_type: &str) -> &'static str {
+    match content_type.split('/').next() {
+        Some("image") => "image",
+        Some("video") => "video",
+        Some("audio") => "audio",
+        _ => "file",
+    }
+}
+
+fn upload_json(f: &FileRecord, from: &str) -> Value {
+    let filename = if f.original_name.is_empty() {
+        f.path.rsplit('/').next().unwrap_or_default()
+    } else {
+        &f.original_name
+    };
+    json!({
+        "fileId": f.id,
+        "filename": filename,
+        "url": files::served_url(&f.path),
+        "size": f.size,
+        "type": kind_of(&f.content_type),
+        "contentType": f.content_type,
+        "sha256": f.sha256,
+        "width": f.width,
+        "height": f.height,
+        "from": from,
+        "timestamp": f.created_ms,
+    })
+}
+
+/// The file of a file message, its size and name completed from the metadata table when
+/// the message points at a file stored here.
+fn stored_file_of(
+    s: &Snapshot,
+    tenant: &str,
+    m: &MessageRecord,
+) -> std::result::Result<Option<(String, String, u64)>, ApiError> {
+    let Some((url, name, size)) = file_of(m) else {
+        return Ok(None);
+    };
+    let stored = match files::stored_path(&url, "") {
+        Some(path) => s.file_by_path(&path)?.filter(|f| f.tenant == tenant),
+        None => None,
+    };
+    Ok(Some(match stored {
+        Some(f) if !f.original_name.is_empty() => (url, f.original_name, f.size),
+        Some(f) => (url, name, f.size),
+        None => (url, name, size),
+    }))
 }
 
 async fn file_get(state: State, body: Signed) -> Result {
     let tenant = body.tenant()?;
     let id = body.str("messageUid")?;
     let (t, key) = (tenant.clone(), id.clone());
-    let m = state
+    let (m, file) = state
         .read(move |s| {
-            s.message_by_id(&t, &key)?
-                .ok_or_else(|| ApiError::NotFound(format!("message {key} does not exist")))
+            let m = s
+                .message_by_id(&t, &key)?
+                .ok_or_else(|| ApiError::NotFound(format!("message {key} does not exist")))?;
+            let file = stored_file_of(s, &t, &m)?;
+            Ok((m, file))
         })
         .await?;
     let (url, name, size) =
-        file_of(&m).ok_or_else(|| AdminError::new(253, format!("message {id} is not a file")))?;
+        file.ok_or_else(|| AdminError::new(253, format!("message {id} is not a file")))?;
     Ok(success(
         json!({"messageUid": m.id, "filename": name, "url": url, "size": size, "type": m.kind}),
     ))

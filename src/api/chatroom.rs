@@ -3,7 +3,7 @@
 //! `{"success":false,"message":"reason"}` with the status of [`ApiError::status`].
 //! Contacts are the core's friendships: a contact added here is a friend on the uni-app
 //! face and the reverse. A ban is the core's block: the banned user's messages to the
-//! banning user are refused.
+//! banning user are refused. `/message/image` stores an image (see [`crate::files`]).
 
 use std::collections::HashMap;
 
@@ -52,7 +52,29 @@ pub fn routes(r: &mut Routes) {
         .delete("/user/unban/{bannerId}", unban)
         .post("/contacts/add", add_contact)
         .delete("/contacts/remove/{contactId}", remove_contact)
-        .get("/contacts/list", list_contacts);
+        .get("/contacts/list", list_contacts)
+        .post("/message/image", upload_image);
+}
+
+/// `POST /message/image`: an image in the multipart field `image`; the answer's `message`
+/// is its URL (also `url`, with `width` and `height`).
+async fn upload_image(req: HttpRequest, state: State, me: Me, payload: web::Payload) -> Result {
+    let folder = format!("message/{}", crate::files::today());
+    let (file, _) = super::files::upload_to(
+        &state,
+        &req,
+        payload,
+        (me.tenant(), me.id()),
+        &["image"],
+        crate::files::Accept::Images,
+        &folder,
+    )
+    .await?;
+    let url = crate::files::served_url(&file.path);
+    Ok(success(
+        &url,
+        json!({"url": url, "width": file.width, "height": file.height}),
+    ))
 }
 
 fn user_json(u: &UserRecord) -> Value {
@@ -345,6 +367,10 @@ fn content(m: &MessageRecord) -> String {
 }
 
 fn message_json(m: &MessageRecord) -> Value {
+    let metadata = serde_json::from_str::<Value>(&m.options)
+        .ok()
+        .and_then(|o| o.get("metadata").cloned())
+        .unwrap_or(Value::Null);
     json!({
         "id": m.seq,
         "uuid": m.id,
@@ -353,6 +379,7 @@ fn message_json(m: &MessageRecord) -> Value {
         "type": m.kind,
         "sent_at": local_time(m.create_time),
         "revoked": m.revoked,
+        "metadata": metadata,
     })
 }
 

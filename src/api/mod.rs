@@ -6,6 +6,7 @@ pub mod admin;
 pub mod chat21;
 pub mod chatroom;
 pub mod conversations;
+pub mod files;
 pub mod groups;
 pub mod social;
 pub mod uniapp;
@@ -280,6 +281,15 @@ fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, Api
     )))
 }
 
+/// Whether `name` is 1 to 64 ASCII letters, digits, `_` or `-`: safe as a key, a path
+/// segment or a folder.
+pub fn plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// The tenant named by a request without a token: the `X-App-Id` header or the `app_id`
 /// field, `default` when neither.
 pub fn tenant_of<F: Face>(req: &HttpRequest, fields: &Fields<F>) -> Result<String, ApiError> {
@@ -290,12 +300,7 @@ pub fn tenant_of<F: Face>(req: &HttpRequest, fields: &Fields<F>) -> Result<Strin
         .map(str::to_owned)
         .or(fields.opt_str("app_id")?);
     let tenant = named.unwrap_or_else(|| "default".into());
-    if tenant.is_empty()
-        || tenant.len() > 64
-        || !tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !plain_name(&tenant) {
         return Err(ApiError::invalid(
             "app_id must be 1 to 64 letters, digits, _ or -",
         ));

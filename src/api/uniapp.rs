@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::{tenant_of, token_of, Caller, Face, FaceError, Fields};
 use crate::auth::{valid_device_id, visitor_sign};
 use crate::error::ApiError;
+use crate::files;
 use crate::routes::Routes;
 use crate::state::AppState;
 
@@ -701,7 +702,7 @@ async fn visitor_login_chat(req: HttpRequest, state: State, form: Form) -> Resul
 // ---------------------------------------------------------------------------------------
 // Messages
 
-async fn send_message(state: State, me: Me, form: Form) -> Result {
+async fn send_message(req: HttpRequest, state: State, me: Me, form: Form) -> Result {
     let to = form.u64("sendto_id")?;
     let chat_type = match form.opt_str("chatType")?.as_deref() {
         None | Some("single") => ChatType::Single,
@@ -713,9 +714,11 @@ async fn send_message(state: State, me: Me, form: Form) -> Result {
         .value("data")
         .ok_or_else(|| ApiError::invalid("data is required"))?;
     let data = content_json(data);
-    let options = options_json(form.value("options"))?;
+    let options = files::with_metadata(options_json(form.value("options"))?, form.value("metadata"))?;
     let cid = form.opt_str("cid")?;
     let tenant = me.tenant().to_owned();
+    let host = req.connection_info().host().to_owned();
+    let options = files::fill_metadata(&state, &tenant, &kind, &data, options, &host).await?;
     let (from, to_user) = if chat_type == ChatType::Single {
         let (t, from_id) = (tenant.clone(), me.id());
         let (from, to_user) = state

@@ -43,5 +43,11 @@ pub fn ops() -> Vec<Op> {
         )
         .query("before:int limit:int")
         .errors(&[400, 403, 404]),
+        Op::post(
+            "/message/image",
+            "Upload an image; `message` is its URL (also url, width, height)",
+        )
+        .multipart("image*:file")
+        .errors(&[400, 413, 415, 503]),
     ]
 }

@@ -16,7 +16,7 @@ use actix_web::http::Method;
 use actix_web::HttpResponse;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
@@ -53,6 +53,8 @@ pub struct Op {
     pub query: &'static str,
     /// Error statuses (besides the face's common ones: 401 with `auth`, 503 when busy).
     pub errors: &'static [u16],
+    /// The body is `multipart/form-data` (an upload) instead of the face's media types.
+    pub multipart: bool,
 }
 
 impl Op {
@@ -65,6 +67,7 @@ impl Op {
             body: "",
             query: "",
             errors: &[],
+            multipart: false,
         }
     }
 
@@ -106,6 +109,13 @@ impl Op {
 
     pub const fn errors(mut self, errors: &'static [u16]) -> Op {
         self.errors = errors;
+        self
+    }
+
+    /// An upload: the body fields (a `name:file` is the file) come as `multipart/form-data`.
+    pub const fn multipart(mut self, fields: &'static str) -> Op {
+        self.body = fields;
+        self.multipart = true;
         self
     }
 }
@@ -182,7 +192,7 @@ fn document(title: &str, ops: &[(Face, Op)]) -> OpenApi {
     let mut paths = PathsBuilder::new();
     for (face, op) in ops {
         paths = paths.path(
-            op.path,
+            openapi_path(op.path),
             PathItem::new(http_method(&op.method), operation(*face, op)),
         );
     }
@@ -289,7 +299,7 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
         .operation_id(Some(format!(
             "{}_{}",
             op.method.as_str().to_lowercase(),
-            op.path
+            openapi_path(op.path)
                 .replace(['{', '}'], "")
                 .replace('/', "_")
                 .trim_matches('_')
@@ -333,7 +343,12 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
         }
         let schema: RefOr<Schema> = object.build().into();
         let mut body = RequestBodyBuilder::new().required(Some(Required::True));
-        for media in face.media() {
+        let media: &[&str] = if op.multipart {
+            &["multipart/form-data"]
+        } else {
+            face.media()
+        };
+        for media in media {
             body = body.content(*media, Content::new(Some(schema.clone())));
         }
         b = b.request_body(Some(body.build()));
@@ -356,6 +371,13 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
         ResponseBuilder::new()
             .description("The metrics (see the README's Metrics section)")
             .content("text/plain", Content::new(Some(string())))
+    } else if op.path == "/public/uploads/{path:.*}" {
+        ResponseBuilder::new()
+            .description(
+                "The stored file with its type, `Content-Length`, `ETag` (sha256) and immutable caching; \
+                 a single `Range` gives 206 (416 when unsatisfiable), `If-None-Match` 304",
+            )
+            .content("application/octet-stream", Content::new(Some(string())))
     } else if op.path == "/" || op.path == "/web/{file}" {
         ResponseBuilder::new()
             .description(
@@ -417,11 +439,25 @@ fn admin_requirement() -> SecurityRequirement {
     serde_json::from_value(serde_json::Value::Object(value)).expect("a security requirement")
 }
 
-/// The `{param}` names of a path.
+/// The `{param}` names of a path (an actix pattern `{name:regex}` names `name`).
 fn path_params(path: &str) -> Vec<&str> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|p| p.split(':').next().unwrap_or(p))
         .collect()
+}
+
+/// The OpenAPI form of an actix path: `{name:regex}` becomes `{name}`.
+pub fn openapi_path(path: &str) -> String {
+    path.split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(p) => format!("{{{}}}", p.split(':').next().unwrap_or(p)),
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn fields(spec: &str) -> Vec<(&str, bool, RefOr<Schema>)> {
@@ -437,6 +473,11 @@ fn fields(spec: &str) -> Vec<(&str, bool, RefOr<Schema>)> {
                 "bool" => ObjectBuilder::new().schema_type(Type::Boolean).build().into(),
                 "object" => object(),
                 "array" => ArrayBuilder::new().items(string()).build().into(),
+                "file" => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                    .build()
+                    .into(),
                 _ => string(),
             };
             (name, required, schema)

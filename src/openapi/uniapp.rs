@@ -176,12 +176,37 @@ pub fn ops() -> Vec<Op> {
         )
         .query("type http chatType")
         .errors(&[400, 403, 404]),
+        // Files
+        Op::post(
+            "/api/chat/uploadStreamSingleToServerDiy/{diydir}",
+            "Upload one file into a folder (letters, digits, _ and -); answers its /public/uploads URL",
+        )
+        .multipart("file*:file")
+        .errors(&[400, 413, 415, 503]),
+        Op::post(
+            "/api/chat/uploadAliyun",
+            "Upload one file to the configured object store; answers url, path, image_class_id, create_time",
+        )
+        .multipart("img*:file name imageClassId:int")
+        .errors(&[400, 413, 415, 503]),
+        Op::post(
+            "/api/chat/getVideoScreenshot",
+            "A frame of a stored video or one on an allowed host, as base64 and a stored URL",
+        )
+        .body("videoUrl* time:int width:int format")
+        .errors(&[400, 403, 404, 413, 415, 500, 503]),
+        Op::get("/public/uploads/{path:.*}", "A stored file")
+            .public()
+            .errors(&[404, 416]),
+        Op::head("/public/uploads/{path:.*}", "A stored file's headers")
+            .public()
+            .errors(&[404, 416]),
         // Messages
         Op::post(
             "/api/chat/socket/sendmessage",
             "Send a direct or group message; answers the stored message",
         )
-        .body("sendto_id*:int chatType type* data* options cid")
+        .body("sendto_id*:int chatType type* data* options metadata:object cid")
         .errors(&[400, 403, 404, 429, 503]),
         Op::post(
             "/api/chat/chatGetmessageOffLine",

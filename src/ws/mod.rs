@@ -202,7 +202,9 @@ impl Session {
                 )
             }
         };
-        let options = match options_json(frame.options.as_ref()) {
+        let options = options_json(frame.options.as_ref())
+            .and_then(|o| crate::files::with_metadata(o, frame.metadata.as_ref()));
+        let options = match options {
             Ok(o) => o,
             Err(e) => {
                 return self.error(

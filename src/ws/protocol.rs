@@ -30,6 +30,9 @@ pub struct SendFrame {
     pub msg_type: String,
     pub data: Value,
     pub options: Option<Value>,
+    /// The picture of an image or video message (`src`, `width`, `height`), kept in the
+    /// options as `metadata`.
+    pub metadata: Option<Value>,
 }
 
 /// Why a frame was refused: a snake_case code, a human message and the frame's `cid`.
@@ -114,6 +117,7 @@ pub fn decode(text: &str) -> Result<ClientFrame, FrameError> {
                 msg_type,
                 data,
                 options: obj.get("options").cloned(),
+                metadata: obj.get("metadata").cloned(),
             }))
         }
         "revoke" => {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
 use crate::records::{
-    ApplyRecord, ConvState, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord, UserRecord,
+    ApplyRecord, ConvState, FileRecord, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
+    UserRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result, Snapshot, Tx};
@@ -115,6 +116,8 @@ pub enum DumpRecord {
     TenantSetting { tenant: String, id: u32, value: String },
     /// A revoked token id and its expiry (seconds); database-wide.
     RevokedToken { jti: String, exp: u64 },
+    /// The metadata of an uploaded file (the bytes stay in the object store).
+    File(FileRecord),
 }
 
 /// Iterates a whole table, binding each key and value; `$body` returns a `Result<()>`.
@@ -205,7 +208,10 @@ impl Snapshot {
             NUM_CONVS,
             USER_SETTINGS,
             TENANT_SETTINGS,
-            REVOKED_TOKENS
+            REVOKED_TOKENS,
+            FILES,
+            USER_FILES,
+            FILE_PATHS
         ))
     }
 
@@ -369,6 +375,11 @@ impl Snapshot {
             jti: jti.to_owned(),
             exp
         }));
+        each!(txn, FILES, |(t, _), v| if mine(t) {
+            emit(DumpRecord::File(decode(v)?))
+        } else {
+            Ok(())
+        });
         Ok(())
     }
 }
@@ -512,6 +523,7 @@ impl Tx<'_> {
             } => self.put_user_setting(tenant, *user, *scope, key, value)?,
             DumpRecord::TenantSetting { tenant, id, value } => self.put_tenant_setting(tenant, *id, value)?,
             DumpRecord::RevokedToken { jti, exp } => self.revoke_token(jti, *exp)?,
+            DumpRecord::File(file) => self.restore_file(file)?,
         }
         Ok(())
     }

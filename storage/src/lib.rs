@@ -3,7 +3,7 @@
 //! - [`tables`] names the redb tables and their native tuple keys (keys are never
 //!   bincode-encoded, so redb orders them and ranges over them).
 //! - [`codec`] turns records into versioned bincode values and back.
-//! - [`records`] are the values: users, messages, cursors.
+//! - [`records`] are the values: users, messages, cursors, file metadata.
 //! - [`Tx`] is the typed view of one write transaction; only the [`Writer`] makes one.
 //! - [`Snapshot`] is the typed view of one read transaction, for readers off the actor threads.
 //! - [`DumpRecord`]s are a whole-database copy: [`Snapshot::dump`] reads one out of a read
@@ -30,8 +30,8 @@ pub use dump::DumpRecord;
 pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use records::{
-    ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FriendRecord, GroupRecord, JoinRequest,
-    MemberRecord, MessageRecord, Role, UserRecord,
+    ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord,
+    JoinRequest, MemberRecord, MessageRecord, Role, UserRecord,
 };
 pub use snapshot::{HistoryPage, Snapshot, StartupState};
 pub use tx::Tx;

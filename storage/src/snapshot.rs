@@ -7,8 +7,8 @@ use redb::{ReadTransaction, ReadableTable};
 
 use crate::codec::decode;
 use crate::records::{
-    ApplyRecord, ApplyStatus, ConvState, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord,
-    MessageRecord, UserRecord,
+    ApplyRecord, ApplyStatus, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord, JoinRequest,
+    MemberRecord, MessageRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::Result;
@@ -461,6 +461,57 @@ impl Snapshot {
                 if out.len() >= limit {
                     break;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A file's metadata by id.
+    pub fn file(&self, tenant: &str, id: u64) -> Result<Option<FileRecord>> {
+        let table = self.txn.open_table(FILES)?;
+        let value = table.get((tenant, id))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// A file's metadata by its served path (any tenant: the path names one file).
+    pub fn file_by_path(&self, path: &str) -> Result<Option<FileRecord>> {
+        let found = self.txn.open_table(FILE_PATHS)?.get(path)?.map(|v| {
+            let (tenant, id) = v.value();
+            (tenant.to_owned(), id)
+        });
+        found.map_or(Ok(None), |(tenant, id)| self.file(&tenant, id))
+    }
+
+    /// The files `owner` uploaded, oldest first (or newest first with `desc`), skipping
+    /// `offset` and returning at most `limit`.
+    pub fn files_of(
+        &self,
+        tenant: &str,
+        owner: u64,
+        desc: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<FileRecord>> {
+        let table = self.txn.open_table(USER_FILES)?;
+        let range = table.range((tenant, owner, 0)..=(tenant, owner, u64::MAX))?;
+        let ids: Vec<u64> = if desc {
+            range
+                .rev()
+                .skip(offset)
+                .take(limit)
+                .map(|r| r.map(|(k, _)| k.value().2))
+                .collect::<std::result::Result<_, _>>()?
+        } else {
+            range
+                .skip(offset)
+                .take(limit)
+                .map(|r| r.map(|(k, _)| k.value().2))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(f) = self.file(tenant, id)? {
+                out.push(f);
             }
         }
         Ok(out)

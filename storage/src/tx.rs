@@ -10,8 +10,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::codec::{decode, encode};
 use crate::records::{
-    ApplyRecord, ConvState, Cursor, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
-    UserRecord,
+    ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord, JoinRequest, MemberRecord,
+    MessageRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result};
@@ -72,6 +72,9 @@ lazy_tables! {
     user_groups: USER_GROUPS => (&'static str, u64, u64), ();
     join_requests: JOIN_REQUESTS => (&'static str, u64, u64), &'static [u8];
     stranger_table: STRANGER_SENDS => (&'static str, u64, u64), u64;
+    files: FILES => (&'static str, u64), &'static [u8];
+    user_files: USER_FILES => (&'static str, u64, u64), ();
+    file_paths: FILE_PATHS => &'static str, (&'static str, u64);
 }
 
 impl Tx<'_> {
@@ -531,6 +534,30 @@ impl Tx<'_> {
     /// Stores a tenant setting (a policy override).
     pub fn put_tenant_setting(&self, tenant: &str, id: u32, value: &str) -> Result<()> {
         self.tenant_settings()?.insert((tenant, id), value)?;
+        Ok(())
+    }
+
+    /// Stores the metadata of a new upload, giving it the tenant's next file id. Refuses a
+    /// path already taken with [`Error::Conflict`], writing nothing.
+    pub fn insert_file(&self, file: &mut FileRecord) -> Result<()> {
+        if self.file_paths()?.get(file.path.as_str())?.is_some() {
+            return Err(Error::Conflict(format!("file {} exists", file.path)));
+        }
+        let tenant = file.tenant.as_str();
+        file.id = self.next_counter(&format!("next_file_id:{tenant}"))?;
+        self.files()?.insert((tenant, file.id), encode(file).as_slice())?;
+        self.user_files()?.insert((tenant, file.owner, file.id), ())?;
+        self.file_paths()?.insert(file.path.as_str(), (tenant, file.id))?;
+        Ok(())
+    }
+
+    /// Stores a file record with the id it already has (an import); its counter is
+    /// restored apart.
+    pub fn restore_file(&self, file: &FileRecord) -> Result<()> {
+        let tenant = file.tenant.as_str();
+        self.files()?.insert((tenant, file.id), encode(file).as_slice())?;
+        self.user_files()?.insert((tenant, file.owner, file.id), ())?;
+        self.file_paths()?.insert(file.path.as_str(), (tenant, file.id))?;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use futures_util::{SinkExt, StreamExt};
 use parlor::config::Config;
+use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -95,7 +96,8 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
-    async fn finish(resp: reqwest::Response) -> (StatusCode, Value) {
+    /// The status and JSON body of a response (a body that is not JSON fails the test).
+    pub async fn finish(resp: reqwest::Response) -> (StatusCode, Value) {
         let status = resp.status();
         let text = resp.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
@@ -143,6 +145,18 @@ impl TestServer {
                 &[("username", username), ("password", "secret1")],
             )
             .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        user_of(&body)
+    }
+
+    /// Registers `username` (password `secret1`) in the tenant `app_id`.
+    pub async fn register_in(&self, app_id: &str, username: &str) -> User {
+        let form = [
+            ("username", username),
+            ("password", "secret1"),
+            ("app_id", app_id),
+        ];
+        let (status, body) = self.post_form("/api/regChat", None, &form).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         user_of(&body)
     }
@@ -331,5 +345,82 @@ impl Ws {
 
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Uploads
+
+/// The uni-app face's upload route; append the folder.
+pub const DIY: &str = "/api/chat/uploadStreamSingleToServerDiy/";
+
+/// A real PNG image of `w`×`h` pixels.
+pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().unwrap();
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i as u8).wrapping_add(seed)).collect();
+        writer.write_image_data(&data).unwrap();
+    }
+    out
+}
+
+/// The start of an ELF executable: a type no configuration allows.
+pub fn elf() -> Vec<u8> {
+    let mut v = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    v.extend_from_slice(&[0u8; 8]);
+    v.extend_from_slice(&[2, 0, 0x3e, 0]);
+    v.resize(512, 0);
+    v
+}
+
+/// A multipart upload: one file (named `x.png` unless [`Upload::named`], whatever it
+/// holds) and text fields.
+pub struct Upload<'a> {
+    path: String,
+    token: Option<&'a str>,
+    field: &'a str,
+    name: &'a str,
+    texts: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Upload<'a> {
+    pub fn to(path: &str, token: Option<&'a str>, field: &'a str) -> Self {
+        Upload {
+            path: path.to_owned(),
+            token,
+            field,
+            name: "x.png",
+            texts: Vec::new(),
+        }
+    }
+
+    /// The client's name of the file.
+    pub fn named(mut self, name: &'a str) -> Self {
+        self.name = name;
+        self
+    }
+
+    pub fn text(mut self, name: &'a str, value: &'a str) -> Self {
+        self.texts.push((name, value));
+        self
+    }
+
+    pub async fn send(self, server: &TestServer, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let mut form = Form::new().part(
+            self.field.to_owned(),
+            Part::bytes(bytes).file_name(self.name.to_owned()),
+        );
+        for (k, v) in self.texts {
+            form = form.text(k.to_owned(), v.to_owned());
+        }
+        let mut req = server.http.post(server.url(&self.path)).multipart(form);
+        if let Some(t) = self.token {
+            req = req.header("token", t);
+        }
+        TestServer::finish(req.send().await.unwrap()).await
     }
 }
