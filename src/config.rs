@@ -620,7 +620,9 @@ mod tests {
         assert_eq!(shown.admin.secret, "***");
         assert_eq!(shown.auth.jwt_secret, "");
         assert_eq!(shown.auth.visitor_app_secret, "***");
-        assert_eq!(Config::secret_keys().len(), 4);
+        assert_eq!(shown.files.s3_secret_access_key, "");
+        assert_eq!(Config::secret_keys().len(), 5);
+        assert!(Config::secret_keys().contains(&"files.s3_secret_access_key"));
     }
 
     #[test]
