@@ -84,7 +84,8 @@ struct SessionEntry {
     held: Option<Vec<Pushed>>,
     /// Highest seq pushed per conversation that the session has not reported written.
     unreported: HashMap<Arc<str>, u64>,
-    /// Lowest seq handed to the session per conversation: where a cut rewinds to.
+    /// Lowest seq handed to the session per conversation and not confirmed read by it:
+    /// where a cut rewinds to.
     handed_from: HashMap<Arc<str>, u64>,
     /// A replay cut short: once the session reports the first position written, the rest.
     more: Option<((Arc<str>, u64), Unfinished)>,
@@ -823,6 +824,10 @@ impl Handler<Advance> for Router {
             for (conv, seq) in &msg.positions {
                 if entry.unreported.get(conv).is_some_and(|pushed| pushed <= seq) {
                     entry.unreported.remove(conv);
+                }
+                // Confirmed up to `seq`: a cut rewinds no further back than after it.
+                if let Some(from) = entry.handed_from.get_mut(conv) {
+                    *from = (*from).max(seq + 1);
                 }
             }
             let reached = entry.more.as_ref().is_some_and(|((conv, last), _)| {

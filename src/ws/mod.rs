@@ -87,6 +87,9 @@ async fn upgrade(
         manual_ack: manual,
         last_heard: Instant::now(),
         written: HashMap::new(),
+        probe: None,
+        probes_sent: 0,
+        confirmed: HashMap::new(),
         peers: HashMap::new(),
         groups: HashMap::new(),
     };
@@ -94,6 +97,15 @@ async fn upgrade(
         .frame_size(state.config.ws.max_frame_bytes)
         .start()
         .map_err(|e| ApiError::invalid(format!("not a WebSocket upgrade: {e}")))
+}
+
+/// The payload of probe number `n`: `p` and the number, so that a heartbeat's empty pong
+/// never answers a probe.
+fn probe_payload(n: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(9);
+    p.push(b'p');
+    p.extend_from_slice(&n.to_be_bytes());
+    p
 }
 
 /// One WebSocket connection; see the module doc.
@@ -109,8 +121,14 @@ pub struct Session {
     config: WsConfig,
     manual_ack: bool,
     last_heard: Instant,
-    /// Highest seq written per conversation since the last report.
+    /// Highest seq written per conversation and not yet covered by a probe.
     written: HashMap<Arc<str>, u64>,
+    /// The probe in flight: a ping sent after the frames of these positions; its pong
+    /// proves the client read them (a WebSocket is one ordered stream).
+    probe: Option<(u64, HashMap<Arc<str>, u64>)>,
+    probes_sent: u64,
+    /// Positions the client is known to have read, not yet reported to the Router.
+    confirmed: HashMap<Arc<str>, u64>,
     peers: HashMap<u64, Party>,
     groups: HashMap<u64, Addr<Group>>,
 }
@@ -123,6 +141,20 @@ impl Session {
         }
     }
 
+    /// A pong: when it answers the probe in flight, the probe's positions are confirmed.
+    fn on_pong(&mut self, payload: &[u8]) {
+        let answers = matches!(&self.probe, Some((id, _)) if payload == probe_payload(*id).as_slice());
+        if !answers {
+            return;
+        }
+        if let Some((_, positions)) = self.probe.take() {
+            for (conv, seq) in positions {
+                let e = self.confirmed.entry(conv).or_insert(0);
+                *e = (*e).max(seq);
+            }
+        }
+    }
+
     fn note_written(&mut self, conv: &Arc<str>, seq: u64) {
         if self.manual_ack {
             return;
@@ -131,11 +163,21 @@ impl Session {
         *e = (*e).max(seq);
     }
 
-    fn report(&mut self) {
-        if self.written.is_empty() {
+    /// Every report interval: reports what the client confirmed, and probes what was
+    /// written since the last probe. Written is not delivered: a frame can sit in the
+    /// server's and the kernel's buffers when the connection drops, so only frames a pong
+    /// has confirmed move the delivered cursor; the others stay pending for the next
+    /// connect (a client may see some of them twice, never miss one).
+    fn report(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.probe.is_none() && !self.written.is_empty() {
+            self.probes_sent += 1;
+            ctx.ping(&probe_payload(self.probes_sent));
+            self.probe = Some((self.probes_sent, std::mem::take(&mut self.written)));
+        }
+        if self.confirmed.is_empty() {
             return;
         }
-        let positions = self.written.drain().collect();
+        let positions = self.confirmed.drain().collect();
         self.router.do_send(Advance {
             user: self.user.clone(),
             session: Some(self.id),
@@ -401,7 +443,9 @@ impl Actor for Session {
                 ctx.ping(b"");
             }
         });
-        ctx.run_interval(Config::ms(self.config.report_interval_ms), |act, _| act.report());
+        ctx.run_interval(Config::ms(self.config.report_interval_ms), |act, ctx| {
+            act.report(ctx)
+        });
         let connect = Connect {
             user: self.user.clone(),
             session: self.id,
@@ -421,7 +465,8 @@ impl Actor for Session {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        let written = self.written.drain().collect();
+        // Only what the client confirmed; what was written after the last pong stays pending.
+        let written = self.confirmed.drain().collect();
         self.router.do_send(Disconnect {
             user: self.user.clone(),
             session: self.id,
@@ -459,7 +504,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
         match msg {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
-            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Pong(payload)) => self.on_pong(&payload),
             Ok(ws::Message::Binary(_)) => self.error(
                 FrameError {
                     cid: None,
