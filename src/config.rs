@@ -182,8 +182,12 @@ pub struct WsConfig {
     pub max_frame_bytes: usize,
     /// Frames waiting for one session before it counts as slow and is cut. Default 1024.
     pub mailbox: usize,
-    /// How often a session reports what it wrote (its delivered cursor), ms. Default 200.
+    /// How often a session reports what its client confirmed (its delivered cursor), ms.
+    /// Default 200.
     pub report_interval_ms: u64,
+    /// Least time between two delivery probes of a session (a ping whose pong confirms the
+    /// frames written before it), ms; a replay batch is probed at once. Default 1000.
+    pub probe_interval_ms: u64,
 }
 
 impl Default for WsConfig {
@@ -194,6 +198,7 @@ impl Default for WsConfig {
             max_frame_bytes: 64 * 1024,
             mailbox: 1024,
             report_interval_ms: 200,
+            probe_interval_ms: 1000,
         }
     }
 }

@@ -89,6 +89,7 @@ async fn upgrade(
         written: HashMap::new(),
         probe: None,
         probes_sent: 0,
+        last_probe: Instant::now(),
         confirmed: HashMap::new(),
         peers: HashMap::new(),
         groups: HashMap::new(),
@@ -127,6 +128,7 @@ pub struct Session {
     /// proves the client read them (a WebSocket is one ordered stream).
     probe: Option<(u64, HashMap<Arc<str>, u64>)>,
     probes_sent: u64,
+    last_probe: Instant,
     /// Positions the client is known to have read, not yet reported to the Router.
     confirmed: HashMap<Arc<str>, u64>,
     peers: HashMap<u64, Party>,
@@ -139,6 +141,17 @@ impl Session {
         if let Some((conv, seq)) = &p.at {
             self.note_written(conv, *seq);
         }
+    }
+
+    /// Sends a probe behind what was written, unless one is in flight or nothing is new.
+    fn probe(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.probe.is_some() || self.written.is_empty() {
+            return;
+        }
+        self.probes_sent += 1;
+        self.last_probe = Instant::now();
+        ctx.ping(&probe_payload(self.probes_sent));
+        self.probe = Some((self.probes_sent, std::mem::take(&mut self.written)));
     }
 
     /// A pong: when it answers the probe in flight, the probe's positions are confirmed.
@@ -169,10 +182,8 @@ impl Session {
     /// has confirmed move the delivered cursor; the others stay pending for the next
     /// connect (a client may see some of them twice, never miss one).
     fn report(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.probe.is_none() && !self.written.is_empty() {
-            self.probes_sent += 1;
-            ctx.ping(&probe_payload(self.probes_sent));
-            self.probe = Some((self.probes_sent, std::mem::take(&mut self.written)));
+        if self.last_probe.elapsed() >= Config::ms(self.config.probe_interval_ms) {
+            self.probe(ctx);
         }
         if self.confirmed.is_empty() {
             return;
@@ -486,6 +497,8 @@ impl Handler<Deliver> for Session {
                 for p in &batch {
                     self.write(p, ctx);
                 }
+                // The next round of a long replay waits for this one's confirmation.
+                self.probe(ctx);
             }
             Deliver::Close { reason } => {
                 ctx.close(Some(ws::CloseReason {

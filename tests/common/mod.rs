@@ -28,6 +28,7 @@ pub fn test_config(dir: &Path) -> Config {
     c.auth.argon2_memory_kib = 64;
     c.auth.argon2_iterations = 1;
     c.ws.report_interval_ms = 20;
+    c.ws.probe_interval_ms = 20;
     c.router.cursor_flush_ms = 20;
     c
 }
