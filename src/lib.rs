@@ -123,6 +123,13 @@ impl Running {
         let _ = tokio::task::spawn_blocking(move || {
             let _ = arbiter.join();
             store.shutdown();
+            // HTTP worker threads drop their copies of the state (and so of the store) a
+            // moment after the server stopped; the file is closed with the last copy, so
+            // wait for them (bounded) before saying the server stopped.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while store.handles() > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         })
         .await;
         tracing::info!("stopped");

@@ -75,6 +75,12 @@ impl Store {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
     }
 
+    /// How many handles share the open database (this one included); the file is closed
+    /// when the last one is dropped.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.db)
+    }
+
     /// Stops the Writer after it has committed everything already submitted.
     pub fn shutdown(&self) {
         self.writer.shutdown();
