@@ -82,11 +82,9 @@ struct SessionEntry {
     jti: Arc<str>,
     /// While the session's offline replay is being read, live frames wait here.
     held: Option<Vec<Pushed>>,
-    /// Highest seq pushed per conversation that the session has not reported written.
+    /// Highest seq handed to the session per conversation that its client has not
+    /// confirmed reading yet.
     unreported: HashMap<Arc<str>, u64>,
-    /// Lowest seq handed to the session per conversation and not confirmed read by it:
-    /// where a cut rewinds to.
-    handed_from: HashMap<Arc<str>, u64>,
     /// A replay cut short: once the session reports the first position written, the rest.
     more: Option<((Arc<str>, u64), Unfinished)>,
     /// Highest seq replayed per conversation over the rounds of the replay in progress.
@@ -99,8 +97,19 @@ impl SessionEntry {
         if let Some((conv, seq)) = &p.at {
             let e = self.unreported.entry(conv.clone()).or_insert(0);
             *e = (*e).max(*seq);
-            self.handed_from.entry(conv.clone()).or_insert(*seq);
         }
+    }
+
+    /// What the session leaves unconfirmed when it goes: frames handed and not confirmed,
+    /// frames held behind a replay, and the conversations of an unfinished replay.
+    fn into_unconfirmed(mut self) -> HashMap<Arc<str>, u64> {
+        for p in self.held.take().unwrap_or_default() {
+            self.hand(&p);
+        }
+        let more = self.more.take().map(|m| m.1).unwrap_or_default();
+        self.unreported
+            .extend(more.into_iter().map(|(conv, _)| (conv, u64::MAX)));
+        self.unreported
     }
 }
 
@@ -129,10 +138,9 @@ pub struct Router {
     store: Store,
     config: RouterConfig,
     sessions: HashMap<UserKey, Vec<SessionEntry>>,
-    /// Sessions cut by the Router: their final report is not trusted (see [`Router::cut`]).
-    closing: HashSet<SessionId>,
-    /// The Router's own address, for answers from the Writer.
-    me: Option<Addr<Router>>,
+    /// Sessions cut by the Router, waiting for their final report: what each left
+    /// unconfirmed.
+    closing: HashMap<SessionId, HashMap<Arc<str>, u64>>,
     pending: HashMap<UserKey, HashSet<Arc<str>>>,
     cursor_buf: HashMap<(UserKey, Arc<str>), (u64, u64)>,
     tenants: HashMap<Arc<str>, TenantEntry>,
@@ -154,8 +162,7 @@ impl Router {
             store,
             config,
             sessions: HashMap::new(),
-            closing: HashSet::new(),
-            me: None,
+            closing: HashMap::new(),
             pending,
             cursor_buf: HashMap::new(),
             tenants: HashMap::new(),
@@ -259,15 +266,9 @@ impl Router {
         }
     }
 
-    /// Removes a session from the registry and tells it to close.
-    ///
-    /// A cut session cannot say what reached its client: frames it handed to its socket may
-    /// still sit in buffers that closing discards (a slow consumer has megabytes there). So
-    /// its reports are not trusted: the user's delivered cursor of every conversation the
-    /// session was handed frames of moves back to just before the first of them (not below
-    /// the read cursor), and those conversations join the offline queue once that is
-    /// committed. The client may get some messages twice; it never misses one (pushes
-    /// carry `seq` to tell).
+    /// Removes a session from the registry and tells it to close. Only what its client
+    /// confirmed moved the delivered cursor (see the session's probes), so everything else
+    /// it was handed becomes pending again when its last report arrives.
     fn cut(&mut self, user: &UserKey, id: SessionId, reason: &'static str) {
         let Some(list) = self.sessions.get_mut(user) else {
             return;
@@ -279,68 +280,12 @@ impl Router {
         if list.is_empty() {
             self.sessions.remove(user);
         }
-        self.closing.insert(id);
         // One control message past the mailbox bound: the session must learn it is cut.
         entry.addr.do_send(Deliver::Close { reason });
+        self.closing.insert(id, entry.into_unconfirmed());
         self.stats.sessions_cut.fetch_add(1, Ordering::Relaxed);
         self.session_gone(&user.tenant);
         tracing::info!(user = user.id, tenant = %user.tenant, session = id, reason, "session cut");
-        let mut convs: Vec<(Arc<str>, u64)> = entry.handed_from.into_iter().collect();
-        // Frames held back during a replay were never handed over; their conversations are
-        // pending as they are.
-        let held = entry
-            .held
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| p.at.map(|a| a.0));
-        let more = entry
-            .more
-            .map(|m| m.1)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.0);
-        for conv in held.chain(more) {
-            if !convs.iter().any(|(c, _)| *c == conv) {
-                convs.push((conv, u64::MAX));
-            }
-        }
-        self.rewind(user.clone(), convs);
-    }
-
-    /// Moves `user`'s delivered cursors back to before the given seqs, then queues the
-    /// conversations for replay.
-    fn rewind(&mut self, user: UserKey, convs: Vec<(Arc<str>, u64)>) {
-        if convs.is_empty() {
-            return;
-        }
-        for (conv, _) in &convs {
-            // A buffered advance would undo the rewind when flushed after it.
-            self.cursor_buf.remove(&(user.clone(), conv.clone()));
-        }
-        let Some(me) = self.me.clone() else {
-            return;
-        };
-        let (tenant, uid) = (user.tenant.clone(), user.id);
-        let apply = convs.clone();
-        let queued = convs.iter().map(|(c, _)| c.clone()).collect();
-        let submitted = self.store.writer().submit_then(
-            move |tx: &Tx<'_>| {
-                for (conv, first) in &apply {
-                    tx.rewind_delivered(&tenant, uid, conv, first.saturating_sub(1))?;
-                }
-                Ok(())
-            },
-            move |result| {
-                me.do_send(Rewound {
-                    user,
-                    convs: queued,
-                    result,
-                })
-            },
-        );
-        if let Err(e) = submitted {
-            tracing::warn!(error = %e, "cursor rewind after a cut not submitted");
-        }
     }
 
     fn advance(&mut self, user: &UserKey, conv: &Arc<str>, seq: u64, read: bool) {
@@ -538,26 +483,6 @@ impl Router {
     }
 }
 
-/// Writer → Router: the cursors of a cut session were rewound; queue the conversations.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Rewound {
-    user: UserKey,
-    convs: Vec<Arc<str>>,
-    result: parlor_storage::Result<()>,
-}
-
-impl Handler<Rewound> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: Rewound, _: &mut Self::Context) {
-        if let Err(e) = &msg.result {
-            tracing::warn!(user = msg.user.id, error = %e, "cursor rewind after a cut failed");
-        }
-        self.pending.entry(msg.user).or_default().extend(msg.convs);
-    }
-}
-
 /// The write of one direct message: deduplicate by `cid`, check the sender may send
 /// ([`rules::check_direct`]), stamp the next seq, append, create the recipient's cursor,
 /// and move the sender's cursors over its own message. Returns the stored message and
@@ -596,7 +521,6 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.config.mailbox);
-        self.me = Some(ctx.address());
         ctx.run_interval(self.config.cursor_flush, |act, _| {
             act.flush_cursors();
         });
@@ -631,7 +555,6 @@ impl Handler<Connect> for Router {
             jti,
             held: replay.then(Vec::new),
             unreported: HashMap::new(),
-            handed_from: HashMap::new(),
             more: None,
             replayed: HashMap::new(),
         });
@@ -653,30 +576,26 @@ impl Handler<Disconnect> for Router {
             session,
             written,
         } = msg;
-        if self.closing.remove(&session) {
-            // Cut: its conversations were rewound and queued (see `cut`).
-            return;
-        }
         for (conv, seq) in &written {
             self.advance(&user, conv, *seq, false);
         }
-        let Some(list) = self.sessions.get_mut(&user) else {
-            return;
+        let mut unreported = match self.closing.remove(&session) {
+            Some(u) => u,
+            None => {
+                let Some(list) = self.sessions.get_mut(&user) else {
+                    return;
+                };
+                let Some(pos) = list.iter().position(|s| s.id == session) else {
+                    return;
+                };
+                let entry = list.swap_remove(pos);
+                if list.is_empty() {
+                    self.sessions.remove(&user);
+                }
+                self.session_gone(&user.tenant);
+                entry.into_unconfirmed()
+            }
         };
-        let Some(pos) = list.iter().position(|s| s.id == session) else {
-            return;
-        };
-        let mut entry = list.swap_remove(pos);
-        if list.is_empty() {
-            self.sessions.remove(&user);
-        }
-        self.session_gone(&user.tenant);
-        for p in entry.held.take().unwrap_or_default() {
-            entry.hand(&p);
-        }
-        let mut unreported = entry.unreported;
-        let more = entry.more.map(|m| m.1).unwrap_or_default();
-        unreported.extend(more.into_iter().map(|(conv, _)| (conv, u64::MAX)));
         let written: HashMap<_, _> = written.into_iter().collect();
         unreported.retain(|conv, seq| written.get(conv).is_none_or(|w| w < seq));
         if !unreported.is_empty() {
@@ -805,10 +724,6 @@ impl Handler<Advance> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Advance, ctx: &mut Self::Context) {
-        if !msg.read && msg.session.is_some_and(|id| self.closing.contains(&id)) {
-            // A report of a cut session arriving after the cut: not trusted (see `cut`).
-            return;
-        }
         for (conv, seq) in &msg.positions {
             self.advance(&msg.user, conv, *seq, msg.read);
             if msg.read {
@@ -824,10 +739,6 @@ impl Handler<Advance> for Router {
             for (conv, seq) in &msg.positions {
                 if entry.unreported.get(conv).is_some_and(|pushed| pushed <= seq) {
                     entry.unreported.remove(conv);
-                }
-                // Confirmed up to `seq`: a cut rewinds no further back than after it.
-                if let Some(from) = entry.handed_from.get_mut(conv) {
-                    *from = (*from).max(seq + 1);
                 }
             }
             let reached = entry.more.as_ref().is_some_and(|((conv, last), _)| {

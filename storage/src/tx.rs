@@ -273,21 +273,6 @@ impl Tx<'_> {
         }))
     }
 
-    /// Moves a member's delivered cursor back to `to` (never below its read cursor), so that
-    /// what follows is offered again; returns whether it moved.
-    pub fn rewind_delivered(&self, tenant: &str, user: u64, conv: &str, to: u64) -> Result<bool> {
-        let mut cursors = self.cursors()?;
-        let Some((d, r)) = cursors.get((tenant, user, conv))?.map(|v| v.value()) else {
-            return Ok(false);
-        };
-        let next = to.max(r);
-        if next >= d {
-            return Ok(false);
-        }
-        cursors.insert((tenant, user, conv), (next, r))?;
-        Ok(true)
-    }
-
     /// Records a revoked token id until its expiry.
     pub fn revoke_token(&self, jti: &str, exp: u64) -> Result<()> {
         self.revoked()?.insert(jti, exp)?;
