@@ -274,7 +274,7 @@ fn render_core(state: &AppState, out: &mut String) {
         &w.commit_seconds.snapshot(),
     );
 
-    let db_bytes = std::fs::metadata(&state.config.storage.path).map_or(0, |m| m.len());
+    let db_bytes = state.store.file_size(&state.config.storage.path);
     one(
         out,
         "parlor_db_file_bytes",
