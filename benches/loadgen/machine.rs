@@ -1,7 +1,7 @@
 //! What the numbers were measured on, and whether this process may open enough sockets.
 //!
-//! The machine line names the CPUs the generator may use (`available_parallelism`, which
-//! honours `taskset`), the CPU model (`model name` of `/proc/cpuinfo`), the kernel release
+//! The machine line names the online CPUs (`/sys/devices/system/cpu/online`), how many of
+//! them the generator may use (`available_parallelism`, which honours `taskset`), the CPU model (`model name` of `/proc/cpuinfo`), the kernel release
 //! (`/proc/sys/kernel/osrelease`) and the CPU list the
 //! process is pinned to (`Cpus_allowed_list` of `/proc/self/status`) when that is narrower
 //! than the online CPUs. The fd check reads the `Max open files` limits (soft, hard) of
@@ -21,13 +21,30 @@ use std::time::Instant;
 
 /// One line describing the machine, printed before any result.
 pub fn line() -> String {
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let online = fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|l| count_cpus(l.trim()))
+        .unwrap_or(usable);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
     let pinned = pinned_cpus().unwrap_or_else(|| "no".into());
     let cpu = cpu_model().unwrap_or_else(|| "unknown".into());
-    format!("machine: nproc={nproc} cpu=\"{cpu}\" kernel={kernel} pinned={pinned}")
+    format!(
+        "machine: nproc={online} (generator may use {usable}) cpu=\"{cpu}\" kernel={kernel} pinned={pinned}"
+    )
+}
+
+/// The number of CPUs in a list such as `0-3,6,8-9`.
+fn count_cpus(list: &str) -> Option<usize> {
+    list.split(',').try_fold(0, |n, part| {
+        let count = match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().ok()?.checked_sub(a.parse::<usize>().ok()?)? + 1,
+            None => part.parse::<usize>().map(|_| 1).ok()?,
+        };
+        Some(n + count)
+    })
 }
 
 /// The `model name` of the first CPU in `/proc/cpuinfo`.
@@ -172,5 +189,19 @@ pub fn fsync_probe(dir: &Path, count: usize) -> String {
         }
         Ok(_) => "fsync probe: skipped".into(),
         Err(e) => format!("fsync probe: failed in {}: {e}", dir.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_cpus;
+
+    #[test]
+    fn counts_cpu_lists() {
+        assert_eq!(count_cpus("0"), Some(1));
+        assert_eq!(count_cpus("0-1"), Some(2));
+        assert_eq!(count_cpus("0-3,6,8-9"), Some(7));
+        assert_eq!(count_cpus("3-1"), None);
+        assert_eq!(count_cpus("x"), None);
     }
 }

@@ -20,7 +20,8 @@ use crate::clock;
 
 /// One registered sender: where its indices go and the next one it owes.
 struct Entry {
-    tx: UnboundedSender<u64>,
+    /// Dropped after the last index, which ends the sender's receiver.
+    tx: Option<UnboundedSender<u64>>,
     next: u64,
     step: u64,
     end: u64,
@@ -72,7 +73,7 @@ pub fn register(first: u64, step: u64, end: u64, start_ns: u64, rate: f64) -> Un
     let s = schedule();
     let mut q = s.queue.lock().unwrap_or_else(|p| p.into_inner());
     let entry = Entry {
-        tx,
+        tx: Some(tx),
         next: first,
         step: step.max(1),
         end,
@@ -108,12 +109,13 @@ fn run(s: &Schedule) {
         q.heap.pop();
         let entry = &mut q.entries[id];
         // A sender that went away (its socket broke) simply stops being served.
-        if entry.tx.send(entry.next).is_ok() {
-            entry.next += entry.step;
-            if entry.next < entry.end {
-                let next_due = entry.due_ns();
-                q.heap.push(Reverse((next_due, id)));
-            }
+        let sent = entry.tx.as_ref().is_some_and(|tx| tx.send(entry.next).is_ok());
+        entry.next += entry.step;
+        if sent && entry.next < entry.end {
+            let next_due = entry.due_ns();
+            q.heap.push(Reverse((next_due, id)));
+        } else {
+            entry.tx = None;
         }
     }
 }
