@@ -19,6 +19,7 @@ use parlor_storage::{ChatType, Cursor, GroupRecord, JoinRequest, MemberRecord, M
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::inbox::Inbox;
 use crate::messages::*;
 use crate::policy::RateLimiter;
 use crate::{wire, Policy, Router, SendError, Tenant};
@@ -65,6 +66,8 @@ pub struct Group {
     idle: Duration,
     last_active: Instant,
     in_flight: usize,
+    /// Sends committed and not yet fanned out, in commit order.
+    committed: Arc<Inbox<Committed>>,
 }
 
 /// The writes of one group change, applied in one transaction.
@@ -107,6 +110,7 @@ impl Group {
             idle,
             last_active: Instant::now(),
             in_flight: 0,
+            committed: Arc::default(),
         };
         group.refresh_ids();
         group
@@ -498,9 +502,7 @@ impl Actor for Group {
     }
 }
 
-/// Writer → Group: a send's commit, delivered in commit order.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A send's commit, queued by the Writer thread in the Group's [`Inbox`] in commit order.
 struct Committed {
     exclude: Option<SessionId>,
     result: Result<(MessageRecord, bool), SendError>,
@@ -550,15 +552,19 @@ impl Handler<SendMessage> for Group {
             Origin::Rest => None,
         };
         let (reply, answer) = oneshot::channel();
-        let (tenant, group) = (self.tenant.clone(), ctx.address());
+        let (tenant, group, inbox) = (self.tenant.clone(), ctx.address(), self.committed.clone());
         let submitted = self.store.writer().submit_then(
             move |tx| append_group(tx, &tenant, record),
+            // On the Writer thread: queued, the Group woken once per run of commits.
             move |res| {
-                group.do_send(Committed {
+                let first = inbox.push(Committed {
                     exclude,
                     result: res.map_err(SendError::from),
                     reply,
-                })
+                });
+                if first {
+                    group.do_send(DrainCommitted);
+                }
             },
         );
         if let Err(e) = submitted {
@@ -569,18 +575,25 @@ impl Handler<SendMessage> for Group {
     }
 }
 
-impl Handler<Committed> for Group {
+/// Writer → Group: commits wait in the Group's [`Inbox`].
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DrainCommitted;
+
+impl Handler<DrainCommitted> for Group {
     type Result = ();
 
-    fn handle(&mut self, c: Committed, _: &mut Self::Context) {
-        self.in_flight -= 1;
-        let answer = c.result.map(|(stored, fresh)| {
-            if fresh {
-                self.fan_out(&stored, c.exclude, &[]);
-            }
-            Arc::new(stored)
-        });
-        let _ = c.reply.send(answer);
+    fn handle(&mut self, _: DrainCommitted, _: &mut Self::Context) {
+        for c in self.committed.take() {
+            self.in_flight -= 1;
+            let answer = c.result.map(|(stored, fresh)| {
+                if fresh {
+                    self.fan_out(&stored, c.exclude, &[]);
+                }
+                Arc::new(stored)
+            });
+            let _ = c.reply.send(answer);
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod group;
+pub mod inbox;
 pub mod messages;
 pub mod policy;
 pub mod revoke;

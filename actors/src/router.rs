@@ -23,6 +23,7 @@ use actix::prelude::*;
 use parlor_storage::{ChatType, MessageRecord, Role, StartupState, Store, Tx};
 use tokio::sync::oneshot;
 
+use crate::inbox::Inbox;
 use crate::messages::*;
 use crate::policy::RateLimiter;
 use crate::{direct_conv, rules, wire, Policy, SendError, Tenant};
@@ -146,6 +147,8 @@ pub struct Router {
     tenants: HashMap<Arc<str>, TenantEntry>,
     rates: RateLimiter,
     stats: Arc<RouterStats>,
+    /// Direct sends committed and not yet fanned out, in commit order.
+    committed: Arc<Inbox<Committed>>,
 }
 
 impl Router {
@@ -168,6 +171,7 @@ impl Router {
             tenants: HashMap::new(),
             rates: RateLimiter::default(),
             stats: Arc::new(RouterStats::default()),
+            committed: Arc::default(),
         }
     }
 
@@ -549,7 +553,12 @@ impl Handler<Connect> for Router {
             .map(|s| s.into_iter().collect())
             .unwrap_or_default();
         let replay = !convs.is_empty();
-        self.sessions.entry(user.clone()).or_default().push(SessionEntry {
+        // Most users have one session: room for one, not the four a first push reserves.
+        let list = self
+            .sessions
+            .entry(user.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
+        list.push(SessionEntry {
             id: session,
             addr,
             jti,
@@ -607,9 +616,7 @@ impl Handler<Disconnect> for Router {
     }
 }
 
-/// Writer → Router: a send's commit, delivered in commit order.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A send's commit, queued by the Writer thread in the Router's [`Inbox`] in commit order.
 struct Committed {
     tenant: Arc<str>,
     origin: Origin,
@@ -651,18 +658,22 @@ impl Handler<SendMessage> for Router {
         };
         let (reply, answer) = oneshot::channel();
         let (tenant, role, origin) = (msg.tenant.clone(), msg.from_role, msg.origin);
-        let router = ctx.address();
+        let (router, inbox) = (ctx.address(), self.committed.clone());
         let submitted = self.store.writer().submit_then(
             move |tx| append_direct(tx, &tenant, record, role),
-            // On the Writer thread, in commit order: one message, no future to poll here.
+            // On the Writer thread, in commit order: queued, and the Router woken once for
+            // all the commits that queue up before it drains them.
             move |res| {
                 let result = res.map_err(SendError::from).and_then(|r| r);
-                router.do_send(Committed {
+                let first = inbox.push(Committed {
                     tenant: msg.tenant,
                     origin,
                     result,
                     reply,
                 });
+                if first {
+                    router.do_send(DrainCommitted);
+                }
             },
         );
         if let Err(e) = submitted {
@@ -672,18 +683,25 @@ impl Handler<SendMessage> for Router {
     }
 }
 
-impl Handler<Committed> for Router {
+/// Writer → Router: commits wait in the Router's [`Inbox`].
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DrainCommitted;
+
+impl Handler<DrainCommitted> for Router {
     type Result = ();
 
-    fn handle(&mut self, c: Committed, _: &mut Self::Context) {
-        let answer = c.result.map(|(stored, fresh)| {
-            if fresh {
-                self.accepted(&c.tenant);
-                self.fan_out(&c.tenant, &stored, c.origin);
-            }
-            Arc::new(stored)
-        });
-        let _ = c.reply.send(answer);
+    fn handle(&mut self, _: DrainCommitted, _: &mut Self::Context) {
+        for c in self.committed.take() {
+            let answer = c.result.map(|(stored, fresh)| {
+                if fresh {
+                    self.accepted(&c.tenant);
+                    self.fan_out(&c.tenant, &stored, c.origin);
+                }
+                Arc::new(stored)
+            });
+            let _ = c.reply.send(answer);
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 /// The same allocator as the server's, so that neither side pays more per frame for it.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
