@@ -21,6 +21,7 @@ pub mod dump;
 pub mod error;
 pub mod files;
 pub mod groups;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -10,9 +10,10 @@ use parlor::config::Config;
 use parlor::dump::Export;
 use parlor_storage::ReadOnlyStore;
 
-/// With the `mimalloc` feature, mimalloc is the allocator: it serves the many small,
-/// short-lived allocations of frames and envelopes with a little less work per call than the
-/// system allocator, at the price of more resident memory per idle connection.
+/// The allocator (the default `mimalloc` feature): frames, messages, envelopes and the
+/// store's page buffers are many short-lived allocations made on one thread and freed on
+/// another, which mimalloc serves with less work per call than the system allocator. See
+/// [`parlor::memory`] for the one setting it needs.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -81,6 +82,7 @@ fn load(cli: &Cli) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
+    parlor::memory::disable_transparent_huge_pages();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -142,6 +142,8 @@ async fn run(mode: &Mode) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
+    // The same memory settings as the server's.
+    parlor::memory::disable_transparent_huge_pages();
     clock::init();
     let cli = Cli::parse();
     let common = cli.mode.common();
