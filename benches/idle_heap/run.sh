@@ -5,8 +5,9 @@
 #   benches/idle_heap/run.sh [--sessions N] [--out DIR]      (default 2,000 sessions)
 #
 # Needs valgrind (Debian package valgrind) and python3. The server is the release build
-# with the system allocator (the default; massif sees only malloc), on 127.0.0.1:7302, with
-# an empty data directory under DIR. Loopback only, bounded by the generator's --timeout.
+# with the system allocator (`--no-default-features`: massif sees only malloc, and mimalloc
+# maps its own memory), on 127.0.0.1:7302, with an empty data directory under DIR. The
+# default build is restored afterwards. Loopback only, bounded by the generator's --timeout.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,8 +23,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release --bin parlor --bin loadgen
 rm -rf "$OUT"; mkdir -p "$OUT/data"
+cargo build --release --no-default-features --bin parlor
+cp target/release/parlor "$OUT/parlor-system-alloc"
+cargo build --release --bin parlor --bin loadgen
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 PARLOR_SERVER__BIND=127.0.0.1:$PORT \
@@ -31,7 +34,7 @@ PARLOR_STORAGE__PATH="$OUT/data/parlor.redb" \
 PARLOR_AUTH__ARGON2_MEMORY_KIB=64 PARLOR_AUTH__ARGON2_ITERATIONS=1 \
 PARLOR_LIMITS__RATE_PER_SEC=0 \
 valgrind --tool=massif --depth=40 --threshold=0.2 --detailed-freq=4 \
-  --massif-out-file="$OUT/massif.out" target/release/parlor >"$OUT/server.log" 2>&1 &
+  --massif-out-file="$OUT/massif.out" "$OUT/parlor-system-alloc" >"$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 300); do
