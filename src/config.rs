@@ -38,6 +38,11 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Serve Prometheus metrics at `GET /metrics` on the client listener. Default true.
     pub metrics: bool,
+    /// Kernel send buffer of each client connection, bytes (`SO_SNDBUF`; the kernel doubles
+    /// it); 0 leaves the kernel's autotuning, which lets an unread connection hold megabytes.
+    /// A client that stops reading fills this, then the session's mailbox, and is cut.
+    /// Default 131072.
+    pub socket_send_buffer: usize,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +52,7 @@ impl Default for ServerConfig {
             workers: 0,
             shutdown_timeout_secs: 5,
             metrics: true,
+            socket_send_buffer: 131_072,
         }
     }
 }

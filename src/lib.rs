@@ -233,6 +233,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     })
     // Frames are small and latency matters: no Nagle delay on the sockets.
     .tcp_nodelay(true)
+    .on_connect(send_buffer(config.server.socket_send_buffer))
     .listen(listener)?
     .shutdown_timeout(config.server.shutdown_timeout_secs);
     if config.server.workers > 0 {
@@ -326,4 +327,24 @@ async fn healthz(state: Data<AppState>) -> HttpResponse {
 
 async fn not_found() -> HttpResponse {
     UniApp::render(&ApiError::NotFound("no such route".into()))
+}
+
+/// Sets the kernel send buffer of each accepted connection to `bytes` (0: leave it to the
+/// kernel). Capped, the buffer makes a client that stops reading visible to its session
+/// within a bounded amount of data: actix-http stops polling the session's frames once the
+/// socket and its own write buffer are full, the session's mailbox fills, and the Router cuts
+/// the session, leaving its messages pending for the next connection.
+fn send_buffer(
+    bytes: usize,
+) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
+    move |conn, _| {
+        if bytes == 0 {
+            return;
+        }
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes) {
+                tracing::warn!(error = %e, bytes, "cannot set the send buffer of a connection");
+            }
+        }
+    }
 }

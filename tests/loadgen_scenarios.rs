@@ -113,9 +113,11 @@ async fn direct_open_loop_counts_every_message() {
 #[actix_web::test]
 async fn a_member_that_stops_reading_gets_every_message_after_reconnecting() {
     let dir = tempfile::tempdir().unwrap();
-    // A small session mailbox, so that the member that does not read is cut early.
+    // A small send buffer and session mailbox, so that the member that does not read is cut
+    // early.
     let server = TestServer::start_in(dir.path(), |c| {
         c.ws.mailbox = 16;
+        c.server.socket_send_buffer = 16_384;
         c.limits.rate_per_sec = 0;
     })
     .await;
@@ -137,6 +139,11 @@ async fn a_member_that_stops_reading_gets_every_message_after_reconnecting() {
         "6000 (3000 sent x 2 receivers)"
     );
     assert_eq!(row(&report, "lost (expected - deliv.)"), "0");
+    assert_eq!(row(&report, "cut by the server"), "1 of 1", "{report}");
+    assert!(
+        row(&report, "slow member 0").contains("slow consumer"),
+        "{report}"
+    );
     assert!(row(&report, "slow member 0").ends_with("missing 0"), "{report}");
     server.stop().await;
 }

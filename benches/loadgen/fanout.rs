@@ -477,9 +477,15 @@ async fn connect(args: &FanoutArgs, users: &[User], shared: &Shared) -> Result<J
     .map(|(joined, _)| joined)
 }
 
-/// Connects the slow members and leaves their sockets unread; notes the server's memory.
+/// `SO_RCVBUF` of a slow member's socket. Loopback's autotuned buffers would otherwise hold
+/// megabytes of unread frames in the kernel, out of the server's sight.
+const SLOW_RECV_BUFFER: u32 = 4096;
+
+/// Connects the slow members, with small receive buffers like clients on a slow link, and
+/// leaves their sockets unread; notes the server's memory.
 async fn connect_slow(args: &FanoutArgs, users: &[User]) -> Result<crate::slow::Slow, String> {
-    let connector = setup::Connector::new(&args.common.url, &args.common.source_ips)?;
+    let connector = setup::Connector::new(&args.common.url, &args.common.source_ips)?
+        .with_recv_buffer(&args.common.url, SLOW_RECV_BUFFER)?;
     let mut streams = Vec::with_capacity(users.len());
     for u in users {
         let (_sink, stream) = connector.connect(&u.token).await?.split();

@@ -276,6 +276,8 @@ pub struct Connector {
     server: Option<SocketAddr>,
     sources: Vec<IpAddr>,
     next: AtomicUsize,
+    /// `SO_RCVBUF` of each socket, set before it connects (a client that reads slowly).
+    recv_buffer: Option<u32>,
 }
 
 impl Connector {
@@ -286,22 +288,29 @@ impl Connector {
         let server = if sources.is_empty() {
             None
         } else {
-            let authority = url
-                .strip_prefix("ws://")
-                .and_then(|r| r.split('/').next())
-                .ok_or_else(|| format!("--source-ips needs a plain http:// --url, got {base}"))?;
-            let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
-                .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-                .find(|a| sources.iter().all(|s| s.is_ipv4() == a.is_ipv4()))
-                .ok_or_else(|| format!("{authority} has no address of the family of --source-ips"))?;
-            Some(addr)
+            Some(server_addr(&url, base, |a| {
+                sources.iter().all(|s| s.is_ipv4() == a.is_ipv4())
+            })?)
         };
         Ok(Connector {
             url,
             server,
             sources: sources.to_vec(),
             next: AtomicUsize::new(0),
+            recv_buffer: None,
         })
+    }
+
+    /// The same connector, its sockets made with a receive buffer of `bytes` (the kernel's
+    /// minimum applies): a client on a slow link, whose unread frames back up into the
+    /// server's buffers soon rather than into megabytes of loopback socket buffers.
+    pub fn with_recv_buffer(mut self, base: &str, bytes: u32) -> Result<Self, String> {
+        if self.server.is_none() {
+            self.server = Some(server_addr(&self.url, base, |_| true)?);
+            self.sources = Vec::new();
+        }
+        self.recv_buffer = Some(bytes);
+        Ok(self)
     }
 
     /// Opens one socket for the user with `token` and waits for its `connected` frame.
@@ -329,8 +338,11 @@ impl Connector {
                     .0
             }
             Some(server) => {
-                let i = self.next.fetch_add(1, Relaxed) % self.sources.len();
-                let tcp = bound_tcp(self.sources[i], server).await?;
+                let source = match self.sources.len() {
+                    0 => None,
+                    n => Some(self.sources[self.next.fetch_add(1, Relaxed) % n]),
+                };
+                let tcp = bound_tcp(source, server, self.recv_buffer).await?;
                 tokio_tungstenite::client_async_with_config(
                     url.as_str(),
                     MaybeTlsStream::Plain(tcp),
@@ -353,21 +365,45 @@ fn ws_config() -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-/// A TCP connection to `server` from `source` (any port), Nagle off.
-async fn bound_tcp(source: IpAddr, server: SocketAddr) -> Result<TcpStream, String> {
-    let socket = if source.is_ipv4() {
+/// The socket address of a plain `ws://` URL's host, the first that `family` accepts.
+fn server_addr(url: &str, base: &str, family: impl Fn(&SocketAddr) -> bool) -> Result<SocketAddr, String> {
+    let authority = url
+        .strip_prefix("ws://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| format!("binding sockets needs a plain http:// --url, got {base}"))?;
+    std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .find(family)
+        .ok_or_else(|| format!("{authority} has no address of the family of --source-ips"))
+}
+
+/// A TCP connection to `server`, from `source` (any port) when given, with a receive buffer
+/// of `recv_buffer` bytes when given; Nagle off.
+async fn bound_tcp(
+    source: Option<IpAddr>,
+    server: SocketAddr,
+    recv_buffer: Option<u32>,
+) -> Result<TcpStream, String> {
+    let socket = if server.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
     .map_err(|e| format!("socket: {e}"))?;
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .map_err(|e| format!("bind to {source}: {e}"))?;
+    if let Some(source) = source {
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .map_err(|e| format!("bind to {source}: {e}"))?;
+    }
+    if let Some(bytes) = recv_buffer {
+        socket
+            .set_recv_buffer_size(bytes)
+            .map_err(|e| format!("receive buffer of {bytes} bytes: {e}"))?;
+    }
     let tcp = socket
         .connect(server)
         .await
-        .map_err(|e| format!("connect from {source} to {server}: {e}"))?;
+        .map_err(|e| format!("connect to {server}: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
     Ok(tcp)
 }
