@@ -467,15 +467,8 @@ fn append_group(
             return Ok((existing, false));
         }
     }
-    m.seq = tx.head(tenant, &m.conv)? + 1;
-    tx.append_message(tenant, &m)?;
-    let mine = tx.cursor(tenant, m.from_id, &m.conv)?.unwrap_or_default();
-    let delivered = if mine.delivered + 1 == m.seq {
-        m.seq
-    } else {
-        mine.delivered
-    };
-    tx.advance_cursor(tenant, m.from_id, &m.conv, delivered, m.seq)?;
+    tx.append_next(tenant, &mut m)?;
+    tx.pass_own_message(tenant, m.from_id, &m.conv, m.seq, false)?;
     Ok((m, true))
 }
 

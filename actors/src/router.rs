@@ -505,18 +505,10 @@ fn append_direct(
     if let Err(refused) = rules::check_direct(tx, tenant, &m, role)? {
         return Ok(Err(refused));
     }
-    m.seq = tx.head(tenant, &m.conv)? + 1;
-    tx.append_message(tenant, &m)?;
+    tx.append_next(tenant, &mut m)?;
     tx.ensure_cursor(tenant, m.to_id, &m.conv)?;
-    tx.ensure_cursor(tenant, m.from_id, &m.conv)?;
-    let mine = tx.cursor(tenant, m.from_id, &m.conv)?.unwrap_or_default();
     // Delivered moves over the sender's own message only when nothing before it waits.
-    let delivered = if mine.delivered + 1 == m.seq {
-        m.seq
-    } else {
-        mine.delivered
-    };
-    tx.advance_cursor(tenant, m.from_id, &m.conv, delivered, m.seq)?;
+    tx.pass_own_message(tenant, m.from_id, &m.conv, m.seq, true)?;
     Ok(Ok((m, true)))
 }
 

@@ -214,6 +214,59 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Appends `msg` as the next message of its conversation: stamps `msg.seq` with the
+    /// head's successor and writes the message, its id, its `cid` and the new head. The
+    /// send paths use it (one head lookup; the seq cannot be taken, being past the head of
+    /// this very transaction); [`append_message`](Self::append_message) stores a message
+    /// whose seq is already set.
+    pub fn append_next(&self, tenant: &str, msg: &mut MessageRecord) -> Result<()> {
+        {
+            let mut heads = self.heads()?;
+            let head = heads
+                .get((tenant, msg.conv.as_str()))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            msg.seq = head + 1;
+            heads.insert((tenant, msg.conv.as_str()), msg.seq)?;
+        }
+        let conv = msg.conv.as_str();
+        self.messages()?
+            .insert((tenant, conv, msg.seq), encode(msg).as_slice())?;
+        self.message_ids()?
+            .insert((tenant, msg.id.as_str()), (conv, msg.seq))?;
+        if let Some(cid) = &msg.cid {
+            self.dedup_table()?
+                .insert((tenant, msg.from_id, cid.as_str()), (conv, msg.seq))?;
+        }
+        Ok(())
+    }
+
+    /// Moves `user`'s cursor over their own message `seq` in one lookup and at most one
+    /// write: read up to `seq`, delivered up to `seq` when nothing before it is still
+    /// undelivered. A user without a cursor gets one when `create` is set (the sender of a
+    /// direct message) and is left alone otherwise (only members have cursors).
+    pub fn pass_own_message(
+        &self,
+        tenant: &str,
+        user: u64,
+        conv: &str,
+        seq: u64,
+        create: bool,
+    ) -> Result<()> {
+        let mut cursors = self.cursors()?;
+        let current = cursors.get((tenant, user, conv))?.map(|v| v.value());
+        let (delivered, read) = match current {
+            Some(c) => c,
+            None if create => (0, 0),
+            None => return Ok(()),
+        };
+        let next = (if delivered + 1 == seq { seq } else { delivered }, read.max(seq));
+        if current != Some(next) {
+            cursors.insert((tenant, user, conv), next)?;
+        }
+        Ok(())
+    }
+
     /// Replaces a stored message in place (same conversation and seq), e.g. to revoke it.
     pub fn put_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
         let key = (tenant, msg.conv.as_str(), msg.seq);

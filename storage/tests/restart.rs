@@ -483,3 +483,92 @@ fn full_queue_is_refused_at_once() {
     assert_eq!(store.snapshot().unwrap().cursors_of("acme", 3).unwrap().len(), 1);
     store.shutdown();
 }
+
+#[test]
+fn append_next_stamps_the_head_successor_and_own_messages_move_the_sender_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parlor.redb");
+    let store = open(&path);
+    let seqs = store
+        .writer()
+        .write_blocking(|tx| {
+            let mut seqs = Vec::new();
+            for i in 1..=3u64 {
+                let mut m = message("d:1:2", 0, 1, Some(&format!("n{i}")));
+                m.id = format!("next-{i}");
+                tx.append_next("acme", &mut m)?;
+                seqs.push(m.seq);
+                // The sender of a direct message gets a cursor; a non-member of a group none.
+                tx.pass_own_message("acme", 1, "d:1:2", m.seq, true)?;
+            }
+            tx.pass_own_message("acme", 9, "g:7", 1, false)?;
+            // Another tenant's conversation of the same name has its own head.
+            let mut other = message("d:1:2", 0, 1, None);
+            other.id = "other-1".into();
+            tx.append_next("other", &mut other)?;
+            seqs.push(other.seq);
+            Ok(seqs)
+        })
+        .unwrap();
+    assert_eq!(seqs, vec![1, 2, 3, 1]);
+    // The recipient has read nothing yet; the sender's cursor passed all three, delivered
+    // included, since nothing before them waited.
+    store
+        .writer()
+        .write_blocking(|tx| {
+            assert_eq!(
+                tx.cursor("acme", 1, "d:1:2")?,
+                Some(Cursor {
+                    delivered: 3,
+                    read: 3
+                })
+            );
+            tx.ensure_cursor("acme", 2, "d:1:2")?;
+            tx.set_cursor(
+                "acme",
+                1,
+                "d:1:2",
+                Cursor {
+                    delivered: 1,
+                    read: 3,
+                },
+            )?;
+            let mut m = message("d:1:2", 0, 2, None);
+            m.id = "next-4".into();
+            tx.append_next("acme", &mut m)?;
+            // Seq 4 from user 2; user 1 passing it as if own would jump over the undelivered
+            // 2 and 3: delivered stays.
+            tx.pass_own_message("acme", 1, "d:1:2", m.seq, true)
+        })
+        .unwrap();
+    store.shutdown();
+    drop(store);
+
+    let store = open(&path);
+    let s = store.snapshot().unwrap();
+    assert_eq!(s.head("acme", "d:1:2").unwrap(), 4);
+    assert_eq!(s.head("other", "d:1:2").unwrap(), 1);
+    let second = s.message_by_id("acme", "next-2").unwrap().expect("stored by id");
+    assert_eq!((second.seq, second.cid.as_deref()), (2, Some("n2")));
+    assert_eq!(
+        s.message("acme", "d:1:2", 3).unwrap().map(|m| m.id),
+        Some("next-3".into())
+    );
+    assert_eq!(
+        s.cursor("acme", 1, "d:1:2").unwrap(),
+        Some(Cursor {
+            delivered: 1,
+            read: 4
+        })
+    );
+    assert_eq!(
+        s.cursor("acme", 2, "d:1:2").unwrap(),
+        Some(Cursor {
+            delivered: 0,
+            read: 0
+        })
+    );
+    assert_eq!(s.cursor("acme", 9, "g:7").unwrap(), None);
+    drop(s);
+    store.shutdown();
+}
