@@ -196,13 +196,7 @@ impl Tx<'_> {
         if self.messages()?.get(key)?.is_some() {
             return Err(Error::Conflict(format!("{}#{} exists", msg.conv, msg.seq)));
         }
-        self.messages()?.insert(key, encode(msg).as_slice())?;
-        self.message_ids()?
-            .insert((tenant, msg.id.as_str()), (msg.conv.as_str(), msg.seq))?;
-        if let Some(cid) = &msg.cid {
-            self.dedup_table()?
-                .insert((tenant, msg.from_id, cid.as_str()), (msg.conv.as_str(), msg.seq))?;
-        }
+        self.store_message(tenant, msg)?;
         let mut heads = self.heads()?;
         let head = heads
             .get((tenant, msg.conv.as_str()))?
@@ -229,6 +223,11 @@ impl Tx<'_> {
             msg.seq = head + 1;
             heads.insert((tenant, msg.conv.as_str()), msg.seq)?;
         }
+        self.store_message(tenant, msg)
+    }
+
+    /// Writes a message with its seq set, its id and its `cid`; the head is the caller's.
+    fn store_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
         let conv = msg.conv.as_str();
         self.messages()?
             .insert((tenant, conv, msg.seq), encode(msg).as_slice())?;
