@@ -26,22 +26,15 @@ pub fn disable_transparent_huge_pages() -> bool {
     }
 }
 
-/// Whether transparent huge pages are off for this process (`PR_GET_THP_DISABLE`).
-pub fn transparent_huge_pages_disabled() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: PR_GET_THP_DISABLE takes no pointer and only reads the process's flag.
-        unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// Whether transparent huge pages are off for this process (`PR_GET_THP_DISABLE`).
+    fn transparent_huge_pages_disabled() -> bool {
+        // SAFETY: PR_GET_THP_DISABLE takes no pointer and only reads the process's flag.
+        unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
+    }
 
     #[test]
     fn turns_huge_pages_off_for_the_process() {

@@ -485,7 +485,7 @@ const SLOW_RECV_BUFFER: u32 = 4096;
 /// leaves their sockets unread; notes the server's memory.
 async fn connect_slow(args: &FanoutArgs, users: &[User]) -> Result<crate::slow::Slow, String> {
     let connector = setup::Connector::new(&args.common.url, &args.common.source_ips)?
-        .with_recv_buffer(&args.common.url, SLOW_RECV_BUFFER)?;
+        .with_recv_buffer(SLOW_RECV_BUFFER)?;
     let mut streams = Vec::with_capacity(users.len());
     for u in users {
         let (_sink, stream) = connector.connect(&u.token).await?.split();

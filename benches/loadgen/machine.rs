@@ -1,10 +1,10 @@
 //! What the numbers were measured on, and whether this process may open enough sockets.
 //!
 //! The machine line names the online CPUs (`/sys/devices/system/cpu/online`), how many of
-//! them the generator may use (`available_parallelism`, which honours `taskset`), the CPU model (`model name` of `/proc/cpuinfo`), the kernel release
-//! (`/proc/sys/kernel/osrelease`) and the CPU list the
-//! process is pinned to (`Cpus_allowed_list` of `/proc/self/status`) when that is narrower
-//! than the online CPUs. The fd check reads the `Max open files` limits (soft, hard) of
+//! them the generator may use (`available_parallelism`, which honours `taskset`), the CPU
+//! model (`model name` of `/proc/cpuinfo`), the kernel release (`/proc/sys/kernel/osrelease`)
+//! and the CPU list the process is pinned to (`Cpus_allowed_list` of `/proc/self/status`)
+//! when that is narrower than the online CPUs. The fd check reads the `Max open files` limits (soft, hard) of
 //! `/proc/self/limits`; the generator cannot raise it itself, so it stops early with a message
 //! telling the user to run `ulimit -n` first.
 //!

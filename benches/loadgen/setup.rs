@@ -288,9 +288,8 @@ impl Connector {
         let server = if sources.is_empty() {
             None
         } else {
-            Some(server_addr(&url, base, |a| {
-                sources.iter().all(|s| s.is_ipv4() == a.is_ipv4())
-            })?)
+            let addr = server_addr(&url, |a| sources.iter().all(|s| s.is_ipv4() == a.is_ipv4()))?;
+            Some(addr.ok_or_else(|| format!("{base} has no address of the family of --source-ips"))?)
         };
         Ok(Connector {
             url,
@@ -304,10 +303,10 @@ impl Connector {
     /// The same connector, its sockets made with a receive buffer of `bytes` (the kernel's
     /// minimum applies): a client on a slow link, whose unread frames back up into the
     /// server's buffers soon rather than into megabytes of loopback socket buffers.
-    pub fn with_recv_buffer(mut self, base: &str, bytes: u32) -> Result<Self, String> {
+    pub fn with_recv_buffer(mut self, bytes: u32) -> Result<Self, String> {
         if self.server.is_none() {
-            self.server = Some(server_addr(&self.url, base, |_| true)?);
-            self.sources = Vec::new();
+            let addr = server_addr(&self.url, |_| true)?;
+            self.server = Some(addr.ok_or_else(|| format!("{} has no address", self.url))?);
         }
         self.recv_buffer = Some(bytes);
         Ok(self)
@@ -365,16 +364,15 @@ fn ws_config() -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-/// The socket address of a plain `ws://` URL's host, the first that `family` accepts.
-fn server_addr(url: &str, base: &str, family: impl Fn(&SocketAddr) -> bool) -> Result<SocketAddr, String> {
+/// The first socket address of a plain `ws://` URL's host that `family` accepts.
+fn server_addr(url: &str, family: impl Fn(&SocketAddr) -> bool) -> Result<Option<SocketAddr>, String> {
     let authority = url
         .strip_prefix("ws://")
         .and_then(|r| r.split('/').next())
-        .ok_or_else(|| format!("binding sockets needs a plain http:// --url, got {base}"))?;
-    std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .ok_or_else(|| format!("binding sockets needs a plain http:// --url, got {url}"))?;
+    Ok(std::net::ToSocketAddrs::to_socket_addrs(authority)
         .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-        .find(family)
-        .ok_or_else(|| format!("{authority} has no address of the family of --source-ips"))
+        .find(family))
 }
 
 /// A TCP connection to `server`, from `source` (any port) when given, with a receive buffer
