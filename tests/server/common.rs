@@ -1,8 +1,6 @@
 //! Test harness: a real Parlor on an ephemeral port with a temporary data directory, and
 //! real HTTP (reqwest) and WebSocket (tokio-tungstenite) clients.
 
-#![allow(dead_code)]
-
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

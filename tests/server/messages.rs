@@ -2,7 +2,7 @@
 //! offline queues (reconnect, `chatGetmessageOffLine`, restart, `kill -9`), duplicate
 //! `cid`s, history paging and every refusal of the send paths.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `GET /metrics`: the Prometheus text format, counters that follow what the server did, and
 //! the switch that turns the endpoint off.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -7,7 +7,7 @@
 //! a running server, a malformed or cut file, an unknown tenant, an export from a running
 //! server whose admin listener is off.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

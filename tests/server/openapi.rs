@@ -2,7 +2,7 @@
 //! OpenAPI 3, describes exactly the routes each listener registers (method and path), and
 //! gives every operation at least one error response, its security and its path parameters.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

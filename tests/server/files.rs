@@ -3,7 +3,7 @@
 //! name, folder traversal), content deduplication, video screenshots with ffmpeg, and
 //! the `metadata` of image and video messages.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

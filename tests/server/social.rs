@@ -8,7 +8,7 @@
 //! and visitors. Every failure is checked for its status and the
 //! `{"msg":"fail","data":"reason"}` envelope.
 
-mod common;
+use crate::common;
 
 use common::{assert_fail, assert_ok, register_visitor, user_of, TestServer, User};
 use reqwest::StatusCode;

@@ -10,7 +10,7 @@
 //! effect at once and surviving a restart), conversation and user file lists, file lookup,
 //! conversation top, health check and customer.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -9,7 +9,7 @@
 //! (list, detail, messages, archive and delete for the caller only), and the same
 //! conversation seen from the uni-app face.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

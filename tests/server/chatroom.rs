@@ -5,7 +5,7 @@
 //! same relation as the uni-app face's friends and blacklist: the tests check that a change
 //! made on one face shows on the other, and that a ban refuses the banned user's messages.
 
-mod common;
+use crate::common;
 
 use common::{assert_ok, TestServer, User};
 use reqwest::StatusCode;

@@ -4,7 +4,7 @@
 //! message to every member but its sender and end with its `RESULT` line; times are never
 //! checked.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! headers and revalidation, every file the page refers to served, and the refusals (an
 //! unknown file, another method) in the uni-app envelope.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH};

@@ -9,7 +9,7 @@
 //! restart with groups intact, and a group actor that stops when idle and comes back on
 //! demand. Every refusal is checked for its status and the `{"msg":"fail"}` envelope.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

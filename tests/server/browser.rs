@@ -8,7 +8,7 @@
 //! Needs `chromium` and `chromedriver` on the PATH (Debian: `apt-get install -y chromium
 //! chromium-driver`); without them the test fails and says so.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

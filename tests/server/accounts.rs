@@ -6,7 +6,7 @@
 //! per-device rate limit. Every failure is checked for its status and the
 //! `{"msg":"fail","data":"reason"}` envelope.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! face's `/conversation/...` and `/message/history/...` routes; and one conversation seen
 //! through every face.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

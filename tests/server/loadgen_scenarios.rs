@@ -3,7 +3,7 @@
 //! with the counts the run implies. No figure of speed is checked here; BENCHMARKS.md holds
 //! those.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

@@ -1,0 +1,25 @@
+//! The server's integration tests, one module per face or feature, in one test binary (one
+//! link of the whole server instead of one per file). Each test starts a real Parlor on an
+//! ephemeral port with a temporary data directory and talks to it over real HTTP and
+//! WebSocket clients; `cargo test --test server <module>::` runs one module.
+
+// Helpers shared by the modules; each module uses a part of them.
+#[allow(dead_code)]
+mod common;
+
+mod accounts;
+mod admin;
+mod browser;
+mod chat21;
+mod chatroom;
+mod cli;
+mod conversations;
+mod files;
+mod groups;
+mod loadgen_scenarios;
+mod loadgen_smoke;
+mod messages;
+mod metrics;
+mod openapi;
+mod social;
+mod web;
