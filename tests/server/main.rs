@@ -3,8 +3,7 @@
 //! ephemeral port with a temporary data directory and talks to it over real HTTP and
 //! WebSocket clients; `cargo test --test server <module>::` runs one module.
 
-// Helpers shared by the modules; each module uses a part of them.
-#[allow(dead_code)]
+// Helpers shared by the modules.
 mod common;
 
 mod accounts;
