@@ -174,7 +174,7 @@ fn label(value: &str) -> String {
 
 fn render_core(state: &AppState, out: &mut String) {
     let r = &state.router_stats;
-    let counters: [(&str, &str, &str, u64); 6] = [
+    let counters: [(&str, &str, &str, u64); 8] = [
         (
             "parlor_sessions_open",
             "gauge",
@@ -210,6 +210,18 @@ fn render_core(state: &AppState, out: &mut String) {
             "counter",
             "Messages replayed to sessions from their offline queues.",
             r.replayed.load(Relaxed),
+        ),
+        (
+            "parlor_groups_running",
+            "gauge",
+            "Group actors in memory; one stops after router.group_idle_secs without work.",
+            r.groups_running.load(Relaxed),
+        ),
+        (
+            "parlor_groups_started_total",
+            "counter",
+            "Group actors started, first starts and restarts on demand alike.",
+            r.groups_started.load(Relaxed),
         ),
     ];
     for (name, kind, help, value) in counters {

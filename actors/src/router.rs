@@ -65,6 +65,10 @@ pub struct RouterStats {
     pub deferred: AtomicU64,
     pub sessions_cut: AtomicU64,
     pub replayed: AtomicU64,
+    /// Group actors in memory (a group's actor stops after `group_idle` without work).
+    pub groups_running: AtomicU64,
+    /// Group actors started, first starts and restarts on demand alike.
+    pub groups_started: AtomicU64,
     /// Per tenant, in the order the tenants were first seen; the lock is taken when a tenant
     /// appears and when the metrics are read, never per message.
     pub tenants: std::sync::Mutex<Vec<(Arc<str>, Arc<TenantCounts>)>>,
@@ -189,6 +193,7 @@ impl Router {
                 ctx.address(),
                 self.store.clone(),
                 self.config.group_idle,
+                self.stats.clone(),
             )
             .start();
             let counts = Arc::new(TenantCounts::default());

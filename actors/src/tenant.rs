@@ -3,6 +3,7 @@
 //! tenant. A group's actor is started on first use from redb, and forgotten when it stops.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::group::{group_conv, notice_record, GroupState};
 use crate::messages::*;
+use crate::router::RouterStats;
 use crate::{Group, Policy, Router, SendError};
 
 type Waiter = oneshot::Sender<Result<Addr<Group>, SendError>>;
@@ -23,6 +25,8 @@ pub struct Tenant {
     router: Addr<Router>,
     store: Store,
     group_idle: Duration,
+    /// The server's counters; this tenant keeps `groups_running` and `groups_started`.
+    stats: Arc<RouterStats>,
     groups: HashMap<u64, Addr<Group>>,
     loading: HashMap<u64, Vec<Waiter>>,
 }
@@ -34,6 +38,7 @@ impl Tenant {
         router: Addr<Router>,
         store: Store,
         group_idle: Duration,
+        stats: Arc<RouterStats>,
     ) -> Self {
         Tenant {
             name,
@@ -41,6 +46,7 @@ impl Tenant {
             router,
             store,
             group_idle,
+            stats,
             groups: HashMap::new(),
             loading: HashMap::new(),
         }
@@ -58,6 +64,8 @@ impl Tenant {
             self.group_idle,
         );
         let addr = group.start();
+        self.stats.groups_running.fetch_add(1, Ordering::Relaxed);
+        self.stats.groups_started.fetch_add(1, Ordering::Relaxed);
         self.groups.insert(id, addr.clone());
         addr
     }
@@ -177,6 +185,8 @@ impl Handler<GroupStopped> for Tenant {
     type Result = ();
 
     fn handle(&mut self, GroupStopped(id): GroupStopped, _: &mut Self::Context) {
+        // Every Group sends this once, when it stops.
+        self.stats.groups_running.fetch_sub(1, Ordering::Relaxed);
         if self.groups.get(&id).is_some_and(|a| !a.connected()) {
             self.groups.remove(&id);
         }

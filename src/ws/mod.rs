@@ -222,12 +222,27 @@ impl Session {
     }
 
     /// A read receipt names at most the conversation's head, as over REST: a larger `seq`
-    /// would count later messages as read and tell the peer (or the group's count) so.
+    /// would count later messages as read and tell the peer (or the group's count) so. A
+    /// conversation the user does not take part in is refused with an `error` frame, as REST
+    /// refuses it.
     fn on_read(&mut self, conversation: String, seq: u64, ctx: &mut ws::WebsocketContext<Self>) {
         let (store, tenant, conv) = (self.store.clone(), self.user.tenant.clone(), conversation.clone());
-        let head = tokio::task::spawn_blocking(move || store.snapshot().and_then(|s| s.head(&tenant, &conv)));
+        let me = self.user.id;
+        let head = tokio::task::spawn_blocking(move || -> Result<u64, ApiError> {
+            let s = store.snapshot()?;
+            crate::conversations::history_floor(&s, &tenant, me, &conv)?;
+            Ok(s.head(&tenant, &conv)?)
+        });
         ctx.spawn(head.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(head)) => act.advance(conversation, seq.min(head), true),
+            Ok(Err(e @ (ApiError::Forbidden(_) | ApiError::NotFound(_)))) => act.error(
+                FrameError {
+                    cid: None,
+                    code: e.kind(),
+                    msg: e.to_string(),
+                },
+                ctx,
+            ),
             _ => act.error(
                 FrameError {
                     cid: None,
