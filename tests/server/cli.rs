@@ -111,6 +111,13 @@ async fn login(server: &TestServer, username: &str) -> User {
 /// What the HTTP API shows `user`: friends, groups, conversations and every history.
 async fn view(server: &TestServer, user: &User, peers: &[u64], groups: &[u64]) -> Value {
     let get = |path: String| async move { assert_ok(&server.get(&path, Some(&user.token)).await) };
+    // The chat-room face's success envelope, whole.
+    let room = |path: &'static str| async move {
+        let (status, body) = server.get(path, Some(&user.token)).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["success"], true, "{path}: {body}");
+        body
+    };
     let mut histories = Vec::new();
     for peer in peers {
         histories.push(get(format!("/api/chat/history/single/{peer}?limit=100")).await);
@@ -124,8 +131,8 @@ async fn view(server: &TestServer, user: &User, peers: &[u64], groups: &[u64]) -
         "conversations": get("/api/chat/conversations".into()).await,
         "applications": get("/api/chat/listapplyfriend/1".into()).await,
         // The chat-room face names conversations by number.
-        "rooms": server.get("/conversation/getlist", Some(&user.token)).await.1,
-        "contacts": server.get("/contacts/list", Some(&user.token)).await.1,
+        "rooms": room("/conversation/getlist").await,
+        "contacts": room("/contacts/list").await,
         "histories": histories,
     })
 }

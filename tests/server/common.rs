@@ -135,6 +135,40 @@ impl TestServer {
         Self::finish(req.send().await.unwrap()).await
     }
 
+    /// The value of an unlabelled sample of `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
+    }
+
+    /// Polls `/metrics` until `name` has `value`; fails after [`FRAME_TIMEOUT`].
+    pub async fn wait_metric(&self, name: &str, value: f64) {
+        eventually(
+            || async { self.metric(name).await == value },
+            &format!("{name} = {value}"),
+        )
+        .await;
+    }
+
+    /// Closes `ws` and waits until the Router has unregistered its session (with the
+    /// positions its client confirmed), so that what follows sees the user's session gone.
+    pub async fn hang_up(&self, ws: Ws) {
+        let open = self.metric("parlor_sessions_open").await;
+        assert!(open >= 1.0, "no session is open");
+        ws.close().await;
+        self.wait_metric("parlor_sessions_open", open - 1.0).await;
+    }
+
     /// Registers `username` (password `secret1`) and returns it with its token.
     pub async fn register(&self, username: &str) -> User {
         let (status, body) = self
@@ -222,6 +256,22 @@ impl TestServer {
     }
 }
 
+/// Polls `check` every 10 ms until it holds; fails, naming `what`, after [`FRAME_TIMEOUT`].
+pub async fn eventually<F, Fut>(mut check: F, what: &str)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {FRAME_TIMEOUT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The user in a login/register response.
 pub fn user_of(body: &Value) -> User {
     let d = &body["data"];
@@ -283,12 +333,19 @@ impl Ws {
         self.stream.send(Message::text(s.to_owned())).await.unwrap();
     }
 
-    /// The next text frame as JSON, skipping pings; fails after [`FRAME_TIMEOUT`].
+    /// The next text frame as JSON, skipping pings; fails if none arrives within
+    /// [`FRAME_TIMEOUT`] of the call (pings and other control frames do not extend it).
     pub async fn next_json(&mut self) -> Value {
+        self.next_json_by(tokio::time::Instant::now() + FRAME_TIMEOUT)
+            .await
+    }
+
+    /// The next text frame as JSON, skipping control frames; fails at `deadline`.
+    pub async fn next_json_by(&mut self, deadline: tokio::time::Instant) -> Value {
         loop {
-            let msg = tokio::time::timeout(FRAME_TIMEOUT, self.stream.next())
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
-                .expect("a frame before the timeout")
+                .expect("a frame before the deadline")
                 .expect("stream open")
                 .expect("frame ok");
             match msg {
@@ -299,10 +356,12 @@ impl Ws {
         }
     }
 
-    /// The next frame whose `type` is `kind`, skipping others.
+    /// The next frame whose `type` is `kind`, skipping others; fails if none arrives within
+    /// [`FRAME_TIMEOUT`] of the call, however many other frames arrive meanwhile.
     pub async fn next_of_type(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
         loop {
-            let v = self.next_json().await;
+            let v = self.next_json_by(deadline).await;
             if v["type"] == kind {
                 return v;
             }
@@ -322,18 +381,27 @@ impl Ws {
         }
     }
 
+    /// A `ping` frame answered by its `pong`: every frame sent before has been handled by the
+    /// session, and what it told the Router is queued there ahead of anything sent after.
+    pub async fn sync(&mut self) {
+        self.send_json(&json!({"type": "ping"})).await;
+        self.next_of_type("pong").await;
+    }
+
     /// Sends a `send` frame.
     pub async fn send_msg(&mut self, cid: &str, to: u64, text: &str) {
         self.send_json(&json!({"type": "send", "cid": cid, "to": to, "msgType": "text", "data": text}))
             .await;
     }
 
-    /// Waits for the close frame (or the end of the stream) and returns its code.
+    /// Waits for the close frame (or the end of the stream) and returns its code; fails if
+    /// the socket is still open [`FRAME_TIMEOUT`] after the call, whatever arrives meanwhile.
     pub async fn closed(&mut self) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
         loop {
-            match tokio::time::timeout(FRAME_TIMEOUT, self.stream.next())
+            match tokio::time::timeout_at(deadline, self.stream.next())
                 .await
-                .expect("closes in time")
+                .expect("closes before the deadline")
             {
                 Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
                 Some(Ok(_)) => continue,

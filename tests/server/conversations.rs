@@ -143,13 +143,21 @@ async fn next_text(ws: &mut Ws) -> Value {
     }
 }
 
-/// Frames until none arrives for `quiet_ms`.
+/// Frames until none arrives for `quiet_ms`; fails if the socket is not quiet within
+/// [`common::FRAME_TIMEOUT`].
 async fn drain(ws: &mut Ws, quiet_ms: u64) -> Vec<Value> {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + common::FRAME_TIMEOUT;
     let mut out = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_millis(quiet_ms), ws.stream.next()).await {
+        let quiet = tokio::time::Instant::now() + Duration::from_millis(quiet_ms);
+        assert!(
+            quiet <= deadline,
+            "frames kept coming for {:?}",
+            common::FRAME_TIMEOUT
+        );
+        match tokio::time::timeout_at(quiet, ws.stream.next()).await {
             Err(_) => return out,
             Ok(Some(Ok(Message::Text(t)))) => out.push(serde_json::from_str(&t).unwrap()),
             Ok(Some(Ok(_))) => continue,
@@ -550,31 +558,35 @@ async fn revoke_over_websocket_is_acked_with_the_placeholder_and_refusals_are_er
 #[actix_web::test]
 async fn revoke_works_inside_the_window_and_is_refused_past_it() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |c| c.limits.revoke_window_secs = 2).await;
+    // Well inside the default window (300 s), however slow the machine.
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
     let alice = server.register("alice").await;
     let bob = server.register("bob_1").await;
     server.befriend(&alice, &bob).await;
     let mut wa = server.ws(&alice.token).await;
 
+    let sent = std::time::Instant::now();
     let early = id_of(&server.send_rest(&alice, &bob, "early words").await);
     let late_rest = id_of(&server.send_rest(&alice, &bob, "late words").await);
     wa.send_msg("w1", bob.id, "late socket words").await;
     let late_ws = id_of(&wa.next_of_type("ack").await["data"]);
-
-    // About window − 1 s after sending: still allowed.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_placeholder(
         &assert_ok(&revoke(&server, &alice, &early, "single", bob.id).await),
         &alice,
     );
+    wa.close().await;
+    server.stop().await;
 
-    // Past the window: refused by the server's clock, over REST and over the socket.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The same messages under a window of 1 s, once they are surely older than that: refused
+    // by the server's clock, over REST and over the socket.
+    let server = TestServer::start_in(dir.path(), |c| c.limits.revoke_window_secs = 1).await;
+    let mut wa = server.ws(&alice.token).await;
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(sent.elapsed())).await;
     let reason = assert_fail(
         &revoke(&server, &alice, &late_rest, "single", bob.id).await,
         StatusCode::FORBIDDEN,
     );
-    assert!(reason.contains("2 s"), "{reason}");
+    assert!(reason.contains("1 s"), "{reason}");
     wa.send_json(&json!({"type": "revoke", "cid": "w2", "id": late_ws}))
         .await;
     let e = wa.next_of_type("error").await;
@@ -625,10 +637,8 @@ async fn offline_recipient_gets_the_placeholder_and_the_notice_never_the_content
     assert_placeholder(&chats[1]["data"], &alice);
     assert_eq!(chats[1]["data"]["id"], id);
     assert_revoke_notice(chats[2], &id, &alice);
-    wb.close().await;
-
     // Written once counts as delivered: the next connect gets nothing again.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.hang_up(wb).await;
     let mut again = server.ws(&bob.token).await;
     again.assert_quiet(300).await;
     server.stop().await;
@@ -796,10 +806,7 @@ async fn read_and_ack_frames_past_the_head_do_not_swallow_later_messages() {
         json!({"conversation": key, "seq": 1, "user_id": bob.id})
     );
     wait_unread(&server, &bob, &key, 0).await;
-    // Let the cursor flush happen, then go away.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    wb.close().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.hang_up(wb).await;
 
     server.send_rest(&alice, &bob, "two").await;
     server.send_rest(&alice, &bob, "three").await;
@@ -968,8 +975,14 @@ async fn rest_read_is_refused_for_conversations_not_mine_and_bad_input() {
     let mut wc = server.ws(&carol.token).await;
     wc.send_json(&json!({"type": "read", "conversation": key, "seq": 1}))
         .await;
+    let e = wc.next_of_type("error").await;
+    assert_eq!(e["code"], "forbidden", "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("participant"), "{e}");
+    // Nor one for a conversation that does not exist.
+    wc.send_json(&json!({"type": "read", "conversation": "g:999999", "seq": 1}))
+        .await;
+    assert_eq!(wc.next_of_type("error").await["code"], "not_found");
     wa.assert_quiet(300).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(list(&server, carol, "").await.is_empty());
     wait_unread(&server, bob, &key, 1).await;
     server.stop().await;

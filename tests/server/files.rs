@@ -57,25 +57,30 @@ fn objects_on_disk(dir: &Path) -> usize {
     walk(&dir.join("files").join("objects"))
 }
 
-/// A request written by hand, for paths a client library would normalize; returns the
-/// status code.
-async fn raw_post(server: &TestServer, path: &str, token: &str) -> u16 {
-    let body =
-        "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\nabc\r\n--X--\r\n";
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\ntoken: {token}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+/// A multipart upload of `file` written by hand, for paths a client library would
+/// normalize; returns the status code and the body.
+async fn raw_post(server: &TestServer, path: &str, token: &str, file: &[u8]) -> (u16, String) {
+    let mut body =
+        b"--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n".to_vec();
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n--X--\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\ntoken: {token}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         server.addr,
         body.len()
     );
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
-    answer
+    let status = answer
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {answer}"))
+        .unwrap_or_else(|| panic!("no status in {answer}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
 }
 
 #[actix_web::test]
@@ -230,12 +235,21 @@ async fn the_folder_is_a_plain_name() {
         "a%20b",
         &long,
     ] {
-        let status = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
-        assert!(status == 400 || status == 404, "{bad}: {status}");
+        // A real image, so that only the folder can be what is refused.
+        let (status, body) = raw_post(&server, &format!("{DIY}{bad}"), &alice.token, &png(1, 1, 0)).await;
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{bad}: {body}"));
+        assert_eq!(body["msg"], "fail", "{bad}: {body}");
+        match status {
+            400 => assert!(body["data"].as_str().unwrap().contains("folder"), "{bad}: {body}"),
+            // Decoded to a path with a slash, it is no upload route at all.
+            404 => assert!(bad.contains("%2F") || bad.contains("%2e"), "{bad}: {body}"),
+            other => panic!("{bad}: {other} {body}"),
+        }
     }
     for bad in ["a/b", "../x", "x/../../y"] {
-        let status = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
-        assert_eq!(status, 404, "{bad}");
+        let (status, body) = raw_post(&server, &format!("{DIY}{bad}"), &alice.token, &png(1, 1, 0)).await;
+        assert_eq!(status, 404, "{bad}: {body}");
+        assert!(body.contains("\"fail\""), "{bad}: {body}");
     }
     let got = upload(&server, &long, Some(&alice.token), png(1, 1, 0)).await;
     let reason = assert_fail(&got, StatusCode::BAD_REQUEST);

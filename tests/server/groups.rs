@@ -12,7 +12,6 @@
 use crate::common;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use common::{assert_fail, assert_ok, register_visitor, TestServer, User, Ws};
 use reqwest::StatusCode;
@@ -673,9 +672,8 @@ async fn fan_out_to_twenty_members_with_offline_catch_up_loses_and_repeats_nothi
             // the server's probe behind the last frame included (its pong confirms them).
             for mut ws in sockets.drain(8..) {
                 ws.assert_quiet(300).await;
-                ws.close().await;
+                server.hang_up(ws).await;
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
     for ws in &mut sockets {
@@ -697,10 +695,9 @@ async fn fan_out_to_twenty_members_with_offline_catch_up_loses_and_repeats_nothi
         let got = read_msgs(&mut ws, gid, 30).await;
         assert_eq!(got, expected, "{}", u.username);
         ws.assert_quiet(300).await;
-        ws.close().await;
+        server.hang_up(ws).await;
     }
     // Delivered once: reconnecting brings nothing again.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut again = server.ws(&offline[0].token).await;
     again.assert_quiet(400).await;
     // The timeline has no gap and no duplicate.
@@ -963,9 +960,8 @@ async fn a_member_who_quits_no_longer_receives_nor_reads_the_group() {
     );
 
     // Coming back, and asking for offline messages, brings nothing of the group.
-    wb.close().await;
+    server.hang_up(wb).await;
     send_group(&server, &owner, gid, "while bob is away").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut wb = server.ws(&bob.token).await;
     wb.assert_quiet(300).await;
     ask_offline(&server, bob).await;
@@ -1051,8 +1047,7 @@ async fn the_owner_dissolves_the_group_for_everyone() {
     }
 
     // Nobody gets the dissolved group's timeline again.
-    wa.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.hang_up(wa).await;
     let mut wa = server.ws(&owner.token).await;
     ask_offline(&server, &owner).await;
     ask_offline(&server, bob).await;
@@ -1066,8 +1061,7 @@ async fn the_owner_dissolves_the_group_for_everyone() {
         next_notice(ws, gid2, "groupCreate").await;
         next_group_msg(ws, gid2).await;
     }
-    wa.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.hang_up(wa).await;
     let g2 = gid2.to_string();
     assert_ok(&post(&server, &owner, "/api/chat/groupDeleteOrQuit", &[("id", &g2)]).await);
     next_notice(&mut wb, gid2, "groupDissolve").await;
@@ -1149,13 +1143,12 @@ async fn a_removed_member_gets_the_notice_and_nothing_after() {
     }
 
     // Away and back: no replay of what was said after the removal, not even on request.
-    wb.close().await;
+    server.hang_up(wb).await;
     send_group(&server, &owner, gid, "while bob is away").await;
     assert_eq!(
         next_group_msg(&mut wc, gid).await["data"]["data"],
         "while bob is away"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut wb = server.ws(&bob.token).await;
     wb.assert_quiet(300).await;
     ask_offline(&server, bob).await;
@@ -1648,9 +1641,9 @@ async fn groups_survive_a_restart() {
     next_notice(&mut wd, gid, "groupRename").await;
     next_notice(&mut wd, gid, "groupRemove").await;
     send_group(&server, bob, gid, "before restart").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    wd.close().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Reading on answers the probe behind the notices: they are confirmed as delivered.
+    wd.assert_quiet(300).await;
+    server.hang_up(wd).await;
     let info_before = assert_ok(&info(&server, &owner, gid).await);
     let list_before = group_list(&server, bob, "/api/chat/grouplist/1").await;
     server.stop().await;
@@ -1730,31 +1723,41 @@ async fn an_idle_group_actor_stops_and_comes_back_on_demand() {
         next_notice(ws, gid, "groupRename").await;
     }
 
+    // The group's actor is in memory while it works, and stops once idle.
+    assert_eq!(server.metric("parlor_groups_running").await, 1.0);
+    let mut started = server.metric("parlor_groups_started_total").await;
+    server.wait_metric("parlor_groups_running", 0.0).await;
+
     for round in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1600)).await;
         // REST: the actor is started again from redb, with the name set before it stopped.
         let m = send_group(&server, &owner, gid, &format!("rest {round}")).await;
         assert_eq!(m["to_name"], "idle");
+        started += 1.0;
+        assert_eq!(server.metric("parlor_groups_started_total").await, started);
         for ws in [&mut wa, &mut wb] {
             assert_eq!(next_group_msg(ws, gid).await["data"]["id"], m["id"]);
         }
-        tokio::time::sleep(Duration::from_millis(1600)).await;
+        server.wait_metric("parlor_groups_running", 0.0).await;
         // WebSocket: the session's cached address is stale; it looks the group up again.
         ws_send_group(&mut wb, &format!("w{round}"), gid, "ws after idle").await;
         let ack = wb.next_of_type("ack").await;
         assert_eq!(ack["data"]["seq"], m["seq"].as_u64().unwrap() + 1, "{ack}");
+        started += 1.0;
+        assert_eq!(server.metric("parlor_groups_started_total").await, started);
         assert_eq!(
             next_group_msg(&mut wa, gid).await["data"]["id"],
             ack["data"]["id"]
         );
+        server.wait_metric("parlor_groups_running", 0.0).await;
     }
     // Membership rules too: an outsider is still refused after a reload.
     let outsider = server.register("outsider1").await;
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_fail(
+    let refused = assert_fail(
         &send_group_raw(&server, &outsider, gid, "x").await,
         StatusCode::FORBIDDEN,
     );
+    assert!(refused.contains("member"), "{refused}");
+    assert_eq!(server.metric("parlor_groups_started_total").await, started + 1.0);
     wa.assert_quiet(200).await;
     wb.assert_quiet(100).await;
     server.stop().await;

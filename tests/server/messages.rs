@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{assert_fail, user_of, TestServer, User};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -117,9 +117,8 @@ async fn offline_messages_arrive_in_order_on_connect_and_only_once() {
         assert_eq!(push["data"]["data"], format!("m{i}"));
     }
     wb.assert_quiet(300).await;
-    wb.close().await;
     // What was written to a session counts as delivered: a new connect gets nothing again.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.hang_up(wb).await;
     let mut again = server.ws(&bob.token).await;
     again.assert_quiet(400).await;
     server.stop().await;
@@ -181,7 +180,7 @@ async fn get_offline_pushes_what_a_manual_ack_client_has_not_acked() {
 
     wb.send_json(&json!({"type": "ack", "conversation": conv(&alice, &bob), "seq": 2}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wb.sync().await;
     server
         .post_form("/api/chat/chatGetmessageOffLine", Some(&bob.token), &[])
         .await;
@@ -413,25 +412,55 @@ async fn rest_send_refusals() {
         .await;
     assert_fail(&(status, body), StatusCode::BAD_REQUEST);
     // Over the rate: the burst is spent, the next send is refused.
-    let mut limited = false;
+    let mut accepted = Vec::new();
+    let mut limited = None;
     for _ in 0..20 {
         let got = send(base(&[]), t.clone()).await;
         if got.0 == StatusCode::TOO_MANY_REQUESTS {
-            limited = true;
+            limited = Some(got);
             break;
         }
         assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+        accepted.push(got.1["data"]["id"].clone());
     }
-    assert!(limited, "the rate limit refuses sends past the burst");
-    // Refused sends stored nothing: only the accepted ones are in history.
-    let (_, page) = server
-        .get(
-            &format!("/api/chat/history/single/{}", bob.id),
-            Some(&alice.token),
-        )
-        .await;
-    let stored = page["data"]["list"].as_array().unwrap();
-    assert!(stored.iter().all(|m| m["data"] == "x"));
+    let limited = limited.expect("the rate limit refuses sends past the burst");
+    let reason = assert_fail(&limited, StatusCode::TOO_MANY_REQUESTS);
+    assert!(reason.contains("per second"), "{reason}");
+    // Refused sends stored nothing: the history holds exactly the accepted ones, and the
+    // refused message to herself made no conversation.
+    let page = common::assert_ok(
+        &server
+            .get(
+                &format!("/api/chat/history/single/{}?limit=100", bob.id),
+                Some(&alice.token),
+            )
+            .await,
+    );
+    let mut stored: Vec<String> = page["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut accepted: Vec<String> = accepted.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    stored.sort();
+    accepted.sort();
+    assert_eq!(stored, accepted);
+    let convs = common::assert_ok(&server.get("/api/chat/conversations", Some(&alice.token)).await);
+    let keys: Vec<&Value> = convs["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["conversation"])
+        .collect();
+    assert_eq!(
+        keys,
+        [&json!(format!(
+            "d:{}:{}",
+            alice.id.min(bob.id),
+            alice.id.max(bob.id)
+        ))]
+    );
     server.stop().await;
 }
 
@@ -534,7 +563,11 @@ async fn websocket_needs_a_valid_token() {
     .unwrap();
     req.headers_mut().insert("token", alice.token.parse().unwrap());
     let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let hello = futures_util::StreamExt::next(&mut stream).await.unwrap().unwrap();
+    let hello = tokio::time::timeout(common::FRAME_TIMEOUT, futures_util::StreamExt::next(&mut stream))
+        .await
+        .expect("a frame before the timeout")
+        .unwrap()
+        .unwrap();
     assert!(hello.to_text().unwrap().contains("connected"));
     server.stop().await;
 }
@@ -548,10 +581,19 @@ async fn a_silent_client_is_disconnected_by_the_heartbeat() {
     })
     .await;
     let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let mut ws = server.ws(&alice.token).await;
-    // Not reading means not answering pings.
+    // A client that reads answers the pings, and stays through many timeouts.
+    ws.assert_quiet(600).await;
+    assert_eq!(server.metric("parlor_sessions_open").await, 1.0);
+    // Not reading means not answering them: the server drops the session.
     tokio::time::sleep(Duration::from_millis(600)).await;
+    server.wait_metric("parlor_sessions_open", 0.0).await;
     ws.closed().await;
+    // What is sent meanwhile waits for the next connect.
+    let sent = server.send_rest(&bob, &alice, "while cut").await;
+    let mut again = server.ws(&alice.token).await;
+    assert_eq!(again.next_of_type("singleChat").await["data"]["id"], sent["id"]);
     server.stop().await;
 }
 
@@ -587,8 +629,21 @@ struct Process {
     base: String,
 }
 
+/// A failed test leaves no server behind.
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Process {
     async fn start(dir: &std::path::Path) -> Process {
+        Process::start_with(dir, &[]).await
+    }
+
+    /// A process with extra `PARLOR_*` variables.
+    async fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -604,6 +659,7 @@ impl Process {
                 r#"{"chatset":{"visitor":2,"user":2}}"#,
             )
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -627,25 +683,38 @@ impl Process {
     }
 }
 
+/// Registers `name` through `base` and returns it.
+async fn register_at(http: &reqwest::Client, base: &str, name: &str) -> User {
+    let body: Value = http
+        .post(format!("{base}/api/regChat"))
+        .form(&[("username", name), ("password", "secret1")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    user_of(&body)
+}
+
+/// A WebSocket of `user` on `base`, once its `connected` frame arrived.
+async fn ws_at(base: &str, user: &User) -> common::Ws {
+    let url = format!("{}/ws?token={}", base.replace("http", "ws"), user.token);
+    let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = common::Ws { stream };
+    ws.next_of_type("connected").await;
+    ws
+}
+
 #[actix_web::test]
 async fn acknowledged_messages_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = Process::start(dir.path()).await;
     let http = reqwest::Client::new();
-    let mut users = Vec::new();
-    for name in ["alice", "bob_1"] {
-        let body: Value = http
-            .post(format!("{}/api/regChat", p.base))
-            .form(&[("username", name), ("password", "secret1")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        users.push(user_of(&body));
-    }
-    let (alice, bob) = (&users[0], &users[1]);
+    let (alice, bob) = (
+        &register_at(&http, &p.base, "alice").await,
+        &register_at(&http, &p.base, "bob_1").await,
+    );
     let mut acked = HashSet::new();
     for i in 0..20 {
         let body: Value = http
@@ -669,9 +738,7 @@ async fn acknowledged_messages_survive_kill_9() {
     p.child.wait().unwrap();
 
     let mut p = Process::start(dir.path()).await;
-    let url = format!("{}/ws?token={}", p.base.replace("http", "ws"), bob.token);
-    let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut ws = common::Ws { stream };
+    let mut ws = ws_at(&p.base, bob).await;
     let mut got = HashSet::new();
     while got.len() < acked.len() {
         let push = ws.next_of_type("singleChat").await;
@@ -685,14 +752,106 @@ async fn acknowledged_messages_survive_kill_9() {
 #[actix_web::test]
 async fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Process::start(dir.path()).await;
-    let pid = p.child.id().to_string();
+    // Sessions confirm and report at once, and cursors are committed by the shutdown only:
+    // the periodic flush never comes.
+    let env = [
+        ("PARLOR_ROUTER__CURSOR_FLUSH_MS", "3600000"),
+        ("PARLOR_WS__PROBE_INTERVAL_MS", "20"),
+        ("PARLOR_WS__REPORT_INTERVAL_MS", "20"),
+        ("PARLOR_SERVER__SHUTDOWN_TIMEOUT_SECS", "1"),
+    ];
+    let mut p = Process::start_with(dir.path(), &env).await;
+    let http = reqwest::Client::new();
+    let alice = register_at(&http, &p.base, "alice").await;
+    let bob = register_at(&http, &p.base, "bob_1").await;
+    let key = format!("d:{}:{}", alice.id.min(bob.id), alice.id.max(bob.id));
+    let mut wa = ws_at(&p.base, &alice).await;
+    let mut wb = ws_at(&p.base, &bob).await;
+
+    // Ten messages that Bob receives, confirms (his reading answers the probe behind them)
+    // and reads up to 5.
+    for i in 1..=10u64 {
+        wa.send_msg(&format!("a{i}"), bob.id, &format!("m{i}")).await;
+        assert_eq!(wa.next_of_type("ack").await["data"]["seq"], i);
+        assert_eq!(wb.next_of_type("singleChat").await["data"]["seq"], i);
+    }
+    wb.send_json(&json!({"type": "read", "conversation": key, "seq": 5}))
+        .await;
+    assert_eq!(wa.next_of_type("read").await["data"]["seq"], 5);
+    wb.assert_quiet(300).await;
+
+    // Twenty more in flight, Bob no longer reading, and SIGTERM right behind them.
+    for i in 11..=30u64 {
+        wa.send_msg(&format!("a{i}"), bob.id, &format!("m{i}")).await;
+    }
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args(["-TERM", &p.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+    // Every ack that made it out before the socket closed.
+    let mut acked = Vec::new();
+    loop {
+        let next = tokio::time::timeout(common::FRAME_TIMEOUT, wa.stream.next())
+            .await
+            .expect("the socket closes before the deadline");
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "ack" {
+                    acked.push(v["data"]["seq"].as_u64().unwrap());
+                }
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(_)) => continue,
+        }
+    }
     let exit = p.child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     assert!(dir.path().join("jwt_secret").exists());
+
+    let mut p = Process::start_with(dir.path(), &env).await;
+    // The timeline has no gap and no duplicate, and holds every acknowledged message.
+    let get = |path: String, user: &User| {
+        http.get(format!("{}{path}", p.base))
+            .header("token", user.token.clone())
+            .send()
+    };
+    let page: Value = get(format!("/api/chat/history/single/{}?limit=100", bob.id), &alice)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut seqs: Vec<u64> = page["data"]["list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    let head = seqs.len() as u64;
+    assert_eq!(seqs, (1..=head).collect::<Vec<u64>>());
+    assert!(acked.iter().all(|s| *s <= head), "acked {acked:?}, head {head}");
+    assert!(head >= 10);
+    // Bob's read position was kept: the rest is unread.
+    let convs: Value = get("/api/chat/conversations".into(), &bob)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = convs["data"]["list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["conversation"] == key))
+        .unwrap_or_else(|| panic!("{convs}"));
+    assert_eq!(conv["unread"], head - 5, "{conv}");
+    // His delivered position too: he is sent what he never confirmed, from 11 on, once.
+    let mut wb = ws_at(&p.base, &bob).await;
+    for want in 11..=head {
+        assert_eq!(wb.next_of_type("singleChat").await["data"]["seq"], want);
+    }
+    wb.assert_quiet(300).await;
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
 }
