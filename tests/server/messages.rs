@@ -417,6 +417,8 @@ async fn rest_send_refusals() {
     for _ in 0..20 {
         let got = send(base(&[]), t.clone()).await;
         if got.0 == StatusCode::TOO_MANY_REQUESTS {
+            let reason = assert_fail(&got, StatusCode::TOO_MANY_REQUESTS);
+            assert!(reason.starts_with("too many messages: at most"), "{reason}");
             limited = true;
             break;
         }
@@ -515,16 +517,21 @@ async fn an_oversized_frame_closes_with_1009() {
 async fn websocket_needs_a_valid_token() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register_open("alice").await;
-    for path in [
-        "/ws".to_string(),
-        "/ws?token=garbage".to_string(),
-        format!("/ws?token={}x", alice.token),
+    for (path, reason) in [
+        ("/ws".to_string(), "token is required"),
+        ("/ws?token=garbage".to_string(), "token is invalid"),
+        (
+            format!("/ws?token={}x", alice.token),
+            "token signature is invalid",
+        ),
     ] {
         let url = format!("ws://{}{}", server.addr, path);
-        match tokio_tungstenite::connect_async(url).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
-            other => panic!("{path}: expected 401, got {other:?}"),
-        }
+        let got = common::ws_refusal(url).await;
+        assert_eq!(
+            common::assert_fail(&got, StatusCode::UNAUTHORIZED),
+            reason,
+            "{path}"
+        );
     }
     // The token header works as well as the query.
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
