@@ -59,7 +59,7 @@ fn objects_on_disk(dir: &Path) -> usize {
 
 /// A request written by hand, for paths a client library would normalize; returns the
 /// status code.
-async fn raw_post(server: &TestServer, path: &str, token: &str) -> u16 {
+async fn raw_post(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
     let body =
         "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\nabc\r\n--X--\r\n";
     let request = format!(
@@ -71,11 +71,16 @@ async fn raw_post(server: &TestServer, path: &str, token: &str) -> u16 {
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
-    answer
+    let status = answer
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {answer}"))
+        .unwrap_or_else(|| panic!("no status in {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or_else(|| panic!("no JSON body in {answer}"));
+    (status, body)
 }
 
 #[actix_web::test]
@@ -141,9 +146,12 @@ async fn an_upload_is_served_back_byte_identical_with_its_headers() {
         "/public/uploads/objects",
     ] {
         let resp = fetch(&server, missing, None).await;
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{missing}");
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["msg"], "fail");
+        let got = TestServer::finish(resp).await;
+        let reason = assert_fail(&got, StatusCode::NOT_FOUND);
+        assert!(
+            reason.starts_with("no file /public/uploads/"),
+            "{missing}: {reason}"
+        );
     }
     server.stop().await;
 }
@@ -230,12 +238,21 @@ async fn the_folder_is_a_plain_name() {
         "a%20b",
         &long,
     ] {
-        let status = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
-        assert!(status == 400 || status == 404, "{bad}: {status}");
+        let (status, body) = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
+        assert_eq!(body["msg"], "fail", "{bad}: {body}");
+        // A name the route takes is refused by the check; one that leaves the route's one
+        // segment matches no route at all.
+        let reason = match status {
+            400 => "the folder must be 1 to 64 letters, digits, _ or -",
+            404 => "no such route",
+            _ => panic!("{bad}: {status} {body}"),
+        };
+        assert_eq!(body["data"], reason, "{bad}");
     }
     for bad in ["a/b", "../x", "x/../../y"] {
-        let status = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
+        let (status, body) = raw_post(&server, &format!("{DIY}{bad}"), &alice.token).await;
         assert_eq!(status, 404, "{bad}");
+        assert_eq!(body, json!({"msg": "fail", "data": "no such route"}), "{bad}");
     }
     let got = upload(&server, &long, Some(&alice.token), png(1, 1, 0)).await;
     let reason = assert_fail(&got, StatusCode::BAD_REQUEST);
