@@ -2048,3 +2048,21 @@ async fn visitor_register_never_hands_out_a_registered_account() {
         .await;
     assert_eq!(assert_ok(&got)["id"], first.id);
 }
+
+#[actix_web::test]
+async fn a_search_returns_at_most_search_max_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.limits.search_max = 3).await;
+    let me = server.register("findme0").await;
+    for i in 1..=5 {
+        server.register(&format!("findme{i}")).await;
+    }
+    let found = names(&search(&server, &me.token, "findme").await);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(!found.contains(&"findme0".to_owned()), "{found:?}");
+    assert!(found.iter().all(|n| n.starts_with("findme")), "{found:?}");
+    // Under the cap every match is listed.
+    let found = names(&search(&server, &me.token, "findme5").await);
+    assert_eq!(found, vec!["findme5".to_owned()]);
+    server.stop().await;
+}

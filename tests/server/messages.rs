@@ -944,3 +944,45 @@ async fn cid_and_msg_type_lengths_are_checked_over_the_websocket() {
     assert_eq!(history_ids(&server, &alice, &bob).await.len(), 1);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn a_history_page_asked_larger_than_history_max_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.limits.history_max = 3).await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(server.send_rest(&alice, &bob, &format!("h{i}")).await["id"].clone());
+    }
+    // The uni-app face: the newest three of five.
+    let got = server
+        .get(
+            &format!("/api/chat/history/single/{}?limit=100", bob.id),
+            Some(&alice.token),
+        )
+        .await;
+    let list = common::assert_ok(&got)["list"].as_array().unwrap().clone();
+    let mut ids: Vec<Value> = list.iter().map(|m| m["id"].clone()).collect();
+    ids.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    assert_eq!(ids, sent[2..].to_vec(), "{list:?}");
+    // The chat-room face: its conversation number, then a page of at most three.
+    let got = server.get("/conversation/getlist", Some(&alice.token)).await;
+    let number = got.1["conversations"][0]["id"].clone();
+    let got = server
+        .get(
+            &format!("/message/history/{number}?limit=100"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(got.1["success"], true, "{}", got.1);
+    let uuids: Vec<Value> = got.1["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["uuid"].clone())
+        .rev()
+        .collect();
+    assert_eq!(uuids, sent[2..].to_vec(), "{}", got.1);
+    server.stop().await;
+}
