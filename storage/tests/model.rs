@@ -14,7 +14,7 @@ use parlor_storage::{
     ChatType, Cursor, Error, MessageRecord, Role, Snapshot, Store, Tx, UserRecord, WriterConfig,
 };
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 use tokio::sync::oneshot;
 
 /// Tenant names; one is a prefix of the others, so a range that leaked would show.
@@ -637,8 +637,9 @@ fn run(batches: Vec<(bool, Vec<Op>)>) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
-        // The minimal failing input is printed; no regression file next to the tests.
-        failure_persistence: None,
+        // Saved failures are replayed first, and a new one is saved, from the file beside
+        // this one: `model.proptest-regressions`.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 
@@ -646,6 +647,23 @@ proptest! {
     fn store_matches_model(batches in batches()) {
         run(batches)?;
     }
+}
+
+/// The case saved in `model.proptest-regressions`, run on its own: one append of 60 bytes
+/// to a direct conversation, written alone.
+#[test]
+fn saved_regression_one_append_to_a_direct_conversation() {
+    let batches = vec![(
+        false,
+        vec![Op::Append {
+            tenant: 0,
+            conv: 0,
+            sender: 1,
+            cid: None,
+            len: 60,
+        }],
+    )];
+    run(batches).unwrap();
 }
 
 /// A fixed sequence covering each kind of refusal once, so a regression shows without

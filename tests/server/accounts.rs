@@ -10,7 +10,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{assert_fail, assert_ok, user_of, TestServer, User};
+use common::{assert_fail, assert_ok, assert_ws_unauthorized, user_of, ws_refusal, TestServer, User};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use parlor::auth::Claims;
 use reqwest::StatusCode;
@@ -129,14 +129,6 @@ fn forge(claims: &Claims, alg: Algorithm, secret: &[u8]) -> String {
 }
 
 /// The status with which `/ws` refuses an upgrade; panics when it is accepted.
-async fn ws_refused(request: impl IntoClientRequest + Unpin) -> u16 {
-    match tokio_tungstenite::connect_async(request).await {
-        Ok(_) => panic!("the upgrade was accepted"),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("unexpected WebSocket error: {e}"),
-    }
-}
-
 fn ws_url(server: &TestServer, query: &str) -> String {
     format!("ws://{}/ws{query}", server.addr)
 }
@@ -1000,14 +992,16 @@ async fn logout_closes_the_tokens_websocket_and_refuses_it_afterwards() {
     ws_second.next_of_type("pong").await;
 
     // A new connection with the revoked token is refused before the upgrade.
-    assert_eq!(
-        ws_refused(ws_url(&server, &format!("?token={}", first.token))).await,
-        401
-    );
-    assert_eq!(
-        ws_refused(ws_request_with(&server, "token", &first.token)).await,
-        401
-    );
+    assert_ws_unauthorized(
+        ws_url(&server, &format!("?token={}", first.token)),
+        "token was logged out",
+    )
+    .await;
+    assert_ws_unauthorized(
+        ws_request_with(&server, "token", &first.token),
+        "token was logged out",
+    )
+    .await;
     // The live token still connects.
     let again = server.ws(&second.token).await;
     again.close().await;
@@ -1032,7 +1026,7 @@ async fn bad_tokens_are_refused_on_http_and_on_the_websocket() {
         StatusCode::UNAUTHORIZED,
     );
     assert!(text.contains("token is required"), "{text}");
-    assert_eq!(ws_refused(ws_url(&server, "")).await, 401);
+    assert_ws_unauthorized(ws_url(&server, ""), "token is required").await;
 
     let other_secret = forge(&claims, Algorithm::HS256, b"another-secret-entirely");
     let other_alg = forge(&claims, Algorithm::HS512, &server_secret(&server));
@@ -1050,22 +1044,26 @@ async fn bad_tokens_are_refused_on_http_and_on_the_websocket() {
     .unwrap()
     .to_owned();
     let tampered = tampered_parts.join(".");
-    for (what, token) in [
-        ("garbage", "garbage"),
-        ("three garbage parts", "a.b.c"),
-        ("another secret", other_secret.as_str()),
-        ("another algorithm", other_alg.as_str()),
-        ("tampered claims", tampered.as_str()),
+    for (what, token, reason) in [
+        ("garbage", "garbage", "token is invalid"),
+        ("three garbage parts", "a.b.c", "token is invalid"),
+        (
+            "another secret",
+            other_secret.as_str(),
+            "token signature is invalid",
+        ),
+        ("another algorithm", other_alg.as_str(), "token is invalid"),
+        ("tampered claims", tampered.as_str(), "token signature is invalid"),
     ] {
         let got = search(&server, token, "x").await;
-        assert_fail(&got, StatusCode::UNAUTHORIZED);
+        let text = assert_fail(&got, StatusCode::UNAUTHORIZED);
+        assert_eq!(text, reason, "{what}");
         let got = server.post_form("/api/chat/logout", Some(token), &[]).await;
-        assert_fail(&got, StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            ws_refused(ws_url(&server, &format!("?token={token}"))).await,
-            401,
-            "{what}"
-        );
+        let text = assert_fail(&got, StatusCode::UNAUTHORIZED);
+        assert_eq!(text, reason, "{what}");
+        let got = ws_refusal(ws_url(&server, &format!("?token={token}"))).await;
+        let text = assert_fail(&got, StatusCode::UNAUTHORIZED);
+        assert_eq!(text, reason, "{what}");
     }
     let got = search(&server, &other_secret, "x").await;
     assert!(
@@ -1086,14 +1084,16 @@ async fn an_expired_token_is_refused_on_http_and_on_the_websocket() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let text = assert_fail(&search(&server, &user.token, "x").await, StatusCode::UNAUTHORIZED);
     assert!(text.contains("expired"), "{text}");
-    assert_fail(
+    let text = assert_fail(
         &server.post_form("/api/chat/logout", Some(&user.token), &[]).await,
         StatusCode::UNAUTHORIZED,
     );
-    assert_eq!(
-        ws_refused(ws_url(&server, &format!("?token={}", user.token))).await,
-        401
-    );
+    assert_eq!(text, "token expired");
+    assert_ws_unauthorized(
+        ws_url(&server, &format!("?token={}", user.token)),
+        "token expired",
+    )
+    .await;
     // A fresh login issues a token that works again.
     let got = server
         .post_form(
@@ -1170,10 +1170,11 @@ async fn tokens_are_taken_from_the_header_authorization_and_the_query() {
         ws.next_of_type("connected").await;
         ws.close().await;
     }
-    assert_eq!(
-        ws_refused(ws_request_with(&server, "authorization", "Bearer nope")).await,
-        401
-    );
+    assert_ws_unauthorized(
+        ws_request_with(&server, "authorization", "Bearer nope"),
+        "token is invalid",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2046,4 +2047,22 @@ async fn visitor_register_never_hands_out_a_registered_account() {
         )
         .await;
     assert_eq!(assert_ok(&got)["id"], first.id);
+}
+
+#[actix_web::test]
+async fn a_search_returns_at_most_search_max_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.limits.search_max = 3).await;
+    let me = server.register("findme0").await;
+    for i in 1..=5 {
+        server.register(&format!("findme{i}")).await;
+    }
+    let found = names(&search(&server, &me.token, "findme").await);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(!found.contains(&"findme0".to_owned()), "{found:?}");
+    assert!(found.iter().all(|n| n.starts_with("findme")), "{found:?}");
+    // Under the cap every match is listed.
+    let found = names(&search(&server, &me.token, "findme5").await);
+    assert_eq!(found, vec!["findme5".to_owned()]);
+    server.stop().await;
 }

@@ -631,7 +631,7 @@ async fn admin_routes_are_served_only_on_the_admin_listener() {
     for path in ["/admin/healthcheck", "/admin/customer", "/admin/get_setting"] {
         let (status, body) = post_raw(&server, server.url(path), &fresh_headers(), Some(r#"{"id":1}"#)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
-        assert_eq!(body["msg"], "fail", "{body}");
+        assert_eq!(body, json!({"msg": "fail", "data": "no such route"}), "{path}");
     }
     // And the client routes are not on the admin listener; unknown admin routes are 404.
     let (status, body) = post_raw(
@@ -642,7 +642,7 @@ async fn admin_routes_are_served_only_on_the_admin_listener() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["code"], 253, "{body}");
+    assert_eq!(body, json!({"code": 253, "msg": "no such route"}));
     let (status, body) = post_raw(
         &server,
         admin_url(&server, "/admin/user/delete"),
@@ -651,7 +651,7 @@ async fn admin_routes_are_served_only_on_the_admin_listener() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["code"], 253, "{body}");
+    assert_eq!(body, json!({"code": 253, "msg": "no such route"}));
     server.stop().await;
 }
 
@@ -675,8 +675,9 @@ async fn an_empty_secret_serves_no_admin_listener() {
         "nothing listens on {bind}"
     );
     // The client listener still serves, without the admin routes.
-    let (status, _) = post_raw(&server, server.url("/admin/healthcheck"), &fresh_headers(), None).await;
+    let (status, body) = post_raw(&server, server.url("/admin/healthcheck"), &fresh_headers(), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({"msg": "fail", "data": "no such route"}));
     server.stop().await;
 
     // The harness's default configuration has no secret either.
@@ -1410,5 +1411,150 @@ async fn healthcheck_and_customer_answer_from_the_server() {
         ok(&answer),
         json!({"customerId": "parlor", "customerName": "Parlor"})
     );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_nonce_is_accepted_again_once_its_window_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path(), |c| c.admin.window_secs = 1).await;
+    let n = nonce();
+    let first_use = tokio::time::Instant::now();
+    let first = headers_with(&n, &now_ms().to_string(), SECRET);
+    ok(&admin_raw(&server, "/admin/healthcheck", &first, None).await);
+    // Refused while a request carrying it could still be inside the window (either side of
+    // the clock: twice the window), then accepted again.
+    let deadline = first_use + Duration::from_secs(10);
+    loop {
+        let again = headers_with(&n, &now_ms().to_string(), SECRET);
+        let answer = admin_raw(&server, "/admin/healthcheck", &again, None).await;
+        if answer["code"] == 0 {
+            break;
+        }
+        assert_eq!(
+            answer,
+            json!({"code": 244, "msg": "auth failure: the nonce was used already"})
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nonce is never accepted again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        first_use.elapsed() >= Duration::from_secs(2),
+        "accepted again after {:?}",
+        first_use.elapsed()
+    );
+    // A timestamp outside the one-second window is refused.
+    let old = headers_with(&nonce(), &(now_ms() - 1500).to_string(), SECRET);
+    assert_eq!(
+        admin_raw(&server, "/admin/healthcheck", &old, None).await,
+        json!({"code": 243, "msg": "sign expired: the timestamp is more than 1 s from the server's clock"})
+    );
+    server.stop().await;
+}
+
+/// Sets system setting `id` of the default tenant.
+async fn set_setting(server: &TestServer, id: u32, value: &str) {
+    let answer = admin(
+        server,
+        "/admin/modify_setting",
+        &json!({"id": id, "value": value}),
+    )
+    .await;
+    assert_eq!(answer, json!({"code": 0, "msg": "success"}), "{id}={value}");
+}
+
+#[actix_web::test]
+async fn settings_2_to_6_take_effect_on_sends_connects_and_groups() {
+    let (server, _dir) = start().await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let carol = server.register_open("carol").await;
+    let send = |from: &User, to: &User, data: String| {
+        let (token, to) = (from.token.clone(), to.id.to_string());
+        let server = &server;
+        async move {
+            server
+                .post_form(
+                    "/api/chat/socket/sendmessage",
+                    Some(&token),
+                    &[
+                        ("sendto_id", to.as_str()),
+                        ("type", "text"),
+                        ("data", data.as_str()),
+                    ],
+                )
+                .await
+        }
+    };
+
+    // 2: the largest message content.
+    assert_eq!(send(&alice, &bob, "x".repeat(100)).await.0, StatusCode::OK);
+    set_setting(&server, 2, "64").await;
+    let reason = assert_fail(
+        &send(&alice, &bob, "x".repeat(100)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    assert!(reason.ends_with("the limit is 64"), "{reason}");
+    assert_eq!(send(&alice, &bob, "x".repeat(10)).await.0, StatusCode::OK);
+
+    // 3 and 4: one message a second, a burst of one.
+    set_setting(&server, 3, "1").await;
+    set_setting(&server, 4, "1").await;
+    assert_eq!(send(&carol, &bob, "c1".into()).await.0, StatusCode::OK);
+    let got = send(&carol, &bob, "c2".into()).await;
+    assert_eq!(
+        assert_fail(&got, StatusCode::TOO_MANY_REQUESTS),
+        "too many messages: at most 1 per second"
+    );
+    set_setting(&server, 3, "0").await;
+    assert_eq!(send(&carol, &bob, "c3".into()).await.0, StatusCode::OK);
+
+    // 5: bob has four messages waiting; a connect pushes a round of two. With manual
+    // acknowledgement nothing more comes until bob acknowledges them; then the next round.
+    set_setting(&server, 5, "2").await;
+    let mut wb = server.ws_at(&format!("/ws?token={}&ack=manual", bob.token)).await;
+    let mut pushed = std::collections::HashSet::new();
+    let mut round = Vec::new();
+    for _ in 0..2 {
+        let m = wb.next_of_type("singleChat").await;
+        pushed.insert(m["data"]["id"].clone());
+        round.push((m["data"]["conversation"].clone(), m["data"]["seq"].clone()));
+    }
+    wb.assert_quiet(300).await;
+    for (conversation, seq) in round {
+        wb.send_json(&json!({"type": "ack", "conversation": conversation, "seq": seq}))
+            .await;
+    }
+    for _ in 0..2 {
+        pushed.insert(wb.next_of_type("singleChat").await["data"]["id"].clone());
+    }
+    assert_eq!(pushed.len(), 4);
+    wb.close().await;
+
+    // 6: a group of at most two members.
+    set_setting(&server, 6, "2").await;
+    let create = |members: Value| {
+        let server = &server;
+        let token = alice.token.clone();
+        async move {
+            let resp = server
+                .http
+                .post(server.url("/api/default/groups"))
+                .header("Authorization", token)
+                .json(&json!({"group_name": "Team", "group_members": members}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    let (status, text) = create(json!({ bob.uuid.clone(): 1, carol.uuid.clone(): 1 })).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{text}");
+    assert_eq!(text, "the group is full: at most 2 members");
+    let (status, text) = create(json!({ bob.uuid.clone(): 1 })).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
     server.stop().await;
 }

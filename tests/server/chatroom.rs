@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use common::{assert_ok, TestServer, User};
+use common::{assert_fail, assert_ok, TestServer, User};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -414,8 +414,10 @@ async fn a_ban_refuses_the_banned_users_messages_until_unban() {
     assert_eq!(assert_success(&got)["message"], "屏蔽成功");
     assert_refused(&ban(&server, &banner, banned.id).await, StatusCode::CONFLICT);
     let got = send(&server, &banned, &banner, "after").await;
-    assert_eq!(got.0, StatusCode::FORBIDDEN, "{}", got.1);
-    assert_eq!(got.1["msg"], "fail");
+    assert_eq!(
+        assert_fail(&got, StatusCode::FORBIDDEN),
+        "the recipient has blocked you"
+    );
     // Over the WebSocket too.
     let mut ws = server.ws(&banned.token).await;
     ws.send_msg("b1", banner.id, "ws").await;
@@ -483,7 +485,7 @@ async fn a_contact_is_a_uni_app_friend_and_a_friend_is_a_contact() {
             &[("friend_id", room_id.as_str())],
         )
         .await;
-    assert_eq!(got.0, StatusCode::CONFLICT, "{}", got.1);
+    assert_eq!(assert_fail(&got, StatusCode::CONFLICT), "you are already friends");
 
     // uni-app application + agreement → contacts on both sides.
     let c = server.register("carol").await;
@@ -550,7 +552,10 @@ async fn a_chat_room_ban_is_the_uni_app_blacklist() {
     assert_eq!(assert_ok(&info)["isblack"], 1);
     // A ban does not end the contact, but the banned contact cannot write.
     assert_eq!(contact_ids(&server, &a).await, vec![b.id]);
-    assert_eq!(send(&server, &b, &a, "hi").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        assert_fail(&send(&server, &b, &a, "hi").await, StatusCode::FORBIDDEN),
+        "the recipient has blocked you"
+    );
 
     // Taking b off the uni-app blacklist is an unban; the chat-room unban then finds none.
     let black = format!("/api/chat/setblackgoodfriend/{}", b.id);

@@ -491,3 +491,35 @@ impl<'a> Upload<'a> {
         TestServer::finish(req.send().await.unwrap()).await
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Refused upgrades
+
+/// Asks for a WebSocket the server must refuse before the upgrade; returns the refusal's
+/// status and its JSON body (a body that is not JSON fails the test).
+pub async fn ws_refusal(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+) -> (StatusCode, Value) {
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => panic!("the upgrade was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+            let text = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            let body =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+            (status, body)
+        }
+        Err(e) => panic!("unexpected WebSocket error: {e}"),
+    }
+}
+
+/// Asserts that the server refuses the WebSocket `request` with 401 in the uni-app
+/// envelope, and that the reason contains `reason`.
+pub async fn assert_ws_unauthorized(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    reason: &str,
+) {
+    let got = ws_refusal(request).await;
+    let text = assert_fail(&got, StatusCode::UNAUTHORIZED);
+    assert!(text.contains(reason), "expected {reason:?}: {text}");
+}

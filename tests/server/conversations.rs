@@ -293,6 +293,14 @@ async fn chat21_delete(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// Asserts Chat21's refusal `{"success":false,"err":...}` with `status`; returns `err`.
+#[track_caller]
+fn chat21_refused(got: &Got, status: StatusCode) -> String {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["success"], false, "{}", got.1);
+    got.1["err"].as_str().expect("err is a string").to_owned()
+}
+
 /// Archives (`delete` false) or deletes the conversation of `user` with `peer`.
 async fn archive(server: &TestServer, user: &User, peer: &User, delete: bool) {
     let got = chat21_delete(
@@ -1223,7 +1231,10 @@ async fn archive_hides_the_conversation_until_a_new_message_arrives() {
     server.befriend(&carol, &dave).await;
     server.send_rest(&carol, &dave, "acme talk").await;
     let got = chat21_delete(&server, Some(&carol.token), "default", &dave.uuid, "").await;
-    assert_eq!(got.0, StatusCode::UNAUTHORIZED, "{}", got.1);
+    assert_eq!(
+        chat21_refused(&got, StatusCode::UNAUTHORIZED),
+        "the token's app_id is not this APP_ID"
+    );
     let got = chat21_delete(&server, Some(&carol.token), "acme", &dave.uuid, "?delete=false").await;
     assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
     assert!(list(&server, &carol, "").await.is_empty());
@@ -1231,14 +1242,20 @@ async fn archive_hides_the_conversation_until_a_new_message_arrives() {
 
     // Refusals: no token, a bad flag, an unknown recipient, a conversation never had.
     let got = chat21_delete(&server, None, "default", &alice.uuid, "").await;
-    assert_eq!(got.0, StatusCode::UNAUTHORIZED, "{}", got.1);
+    assert_eq!(chat21_refused(&got, StatusCode::UNAUTHORIZED), "Unauthorized.");
     let got = chat21_delete(&server, Some(&bob.token), "default", &alice.uuid, "?delete=maybe").await;
+    // Chat21 answers a bad field with 405 and a plain text naming it.
     assert_eq!(got.0, StatusCode::METHOD_NOT_ALLOWED, "{}", got.1);
+    assert_eq!(got.1, "delete must be true or false");
     let got = chat21_delete(&server, Some(&bob.token), "default", "no-such-user", "").await;
-    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
+    assert_eq!(
+        chat21_refused(&got, StatusCode::NOT_FOUND),
+        "no-such-user is neither a user nor a group"
+    );
     let eve = server.register("eve_1").await;
     let got = chat21_delete(&server, Some(&bob.token), "default", &eve.uuid, "").await;
-    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
+    let reason = chat21_refused(&got, StatusCode::NOT_FOUND);
+    assert!(reason.ends_with("is not one of yours"), "{reason}");
     server.stop().await;
 }
 

@@ -1033,7 +1033,8 @@ async fn the_owner_dissolves_the_group_for_everyone() {
             vec![("group_id", g.as_str()), ("user_id", b.as_str())],
         ),
     ] {
-        assert_fail(&post(&server, &owner, path, &form).await, StatusCode::NOT_FOUND);
+        let reason = assert_fail(&post(&server, &owner, path, &form).await, StatusCode::NOT_FOUND);
+        assert_eq!(reason, format!("group {gid} does not exist"), "{path}");
     }
     let qr = qrcode(
         &server,
@@ -1041,7 +1042,9 @@ async fn the_owner_dissolves_the_group_for_everyone() {
         Some(&owner.token),
     )
     .await;
-    assert_eq!(qr.0, StatusCode::NOT_FOUND);
+    let body: Value = serde_json::from_slice(&qr.2).expect("a JSON refusal");
+    let reason = assert_fail(&(qr.0, body), StatusCode::NOT_FOUND);
+    assert_eq!(reason, format!("group {gid} does not exist"));
     for ws in [&mut wa, &mut wb] {
         ws.assert_quiet(200).await;
     }
@@ -1550,20 +1553,29 @@ async fn groupqrcode_is_a_png_for_members() {
     let https = format!("{path}?type=H5&http=https://example.test");
     assert_png(&qrcode(&server, &https, Some(&bob.token)).await);
 
-    let refused = |got: (StatusCode, String, Vec<u8>), status: StatusCode| {
-        assert_eq!(got.0, status, "{}", String::from_utf8_lossy(&got.2));
+    let refused = |got: (StatusCode, String, Vec<u8>), status: StatusCode, reason: &str| {
         let body: Value = serde_json::from_slice(&got.2).expect("a JSON refusal");
-        assert_eq!(body["msg"], "fail", "{body}");
+        let text = assert_fail(&(got.0, body), status);
+        assert!(text.contains(reason), "expected {reason:?}: {text}");
     };
     let ftp = format!("{path}?token={}&type=H5&http=ftp://x", bob.token);
-    refused(qrcode(&server, &ftp, None).await, StatusCode::BAD_REQUEST);
+    refused(qrcode(&server, &ftp, None).await, StatusCode::BAD_REQUEST, "http");
     let no_base = format!("{path}?token={}&type=H5", bob.token);
-    refused(qrcode(&server, &no_base, None).await, StatusCode::BAD_REQUEST);
+    refused(
+        qrcode(&server, &no_base, None).await,
+        StatusCode::BAD_REQUEST,
+        "http",
+    );
     let bad_type = format!("{path}?token={}&type=H5&http=http://x&chatType=room", bob.token);
-    refused(qrcode(&server, &bad_type, None).await, StatusCode::BAD_REQUEST);
+    refused(
+        qrcode(&server, &bad_type, None).await,
+        StatusCode::BAD_REQUEST,
+        "chatType",
+    );
     refused(
         qrcode(&server, &format!("{path}?token={}", outsider.token), None).await,
         StatusCode::FORBIDDEN,
+        "not a member",
     );
     refused(
         qrcode(
@@ -1573,6 +1585,7 @@ async fn groupqrcode_is_a_png_for_members() {
         )
         .await,
         StatusCode::NOT_FOUND,
+        "group 999999 does not exist",
     );
     refused(
         qrcode(
@@ -1582,8 +1595,13 @@ async fn groupqrcode_is_a_png_for_members() {
         )
         .await,
         StatusCode::BAD_REQUEST,
+        "id",
     );
-    refused(qrcode(&server, &path, None).await, StatusCode::UNAUTHORIZED);
+    refused(
+        qrcode(&server, &path, None).await,
+        StatusCode::UNAUTHORIZED,
+        "token is required",
+    );
     server.stop().await;
 }
 

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{assert_fail, user_of, TestServer, User};
@@ -425,7 +425,7 @@ async fn rest_send_refusals() {
     }
     let limited = limited.expect("the rate limit refuses sends past the burst");
     let reason = assert_fail(&limited, StatusCode::TOO_MANY_REQUESTS);
-    assert!(reason.contains("per second"), "{reason}");
+    assert!(reason.starts_with("too many messages: at most"), "{reason}");
     // Refused sends stored nothing: the history holds exactly the accepted ones, and the
     // refused message to herself made no conversation.
     let page = common::assert_ok(
@@ -544,16 +544,21 @@ async fn an_oversized_frame_closes_with_1009() {
 async fn websocket_needs_a_valid_token() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register_open("alice").await;
-    for path in [
-        "/ws".to_string(),
-        "/ws?token=garbage".to_string(),
-        format!("/ws?token={}x", alice.token),
+    for (path, reason) in [
+        ("/ws".to_string(), "token is required"),
+        ("/ws?token=garbage".to_string(), "token is invalid"),
+        (
+            format!("/ws?token={}x", alice.token),
+            "token signature is invalid",
+        ),
     ] {
         let url = format!("ws://{}{}", server.addr, path);
-        match tokio_tungstenite::connect_async(url).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
-            other => panic!("{path}: expected 401, got {other:?}"),
-        }
+        let got = common::ws_refusal(url).await;
+        assert_eq!(
+            common::assert_fail(&got, StatusCode::UNAUTHORIZED),
+            reason,
+            "{path}"
+        );
     }
     // The token header works as well as the query.
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
@@ -854,4 +859,287 @@ async fn sigterm_stops_the_server_cleanly() {
     wb.assert_quiet(300).await;
     p.child.kill().unwrap();
     p.child.wait().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals of the core over the WebSocket: rate, a full write queue, lengths
+
+/// Reads `ack` and `error` frames until one has arrived for each of `cids`; returns them by
+/// `cid` (other frames are skipped).
+async fn answers(ws: &mut common::Ws, cids: &[String]) -> HashMap<String, Value> {
+    let mut got = HashMap::new();
+    while got.len() < cids.len() {
+        let v = ws.next_json().await;
+        if v["type"] != "ack" && v["type"] != "error" {
+            continue;
+        }
+        let cid = v["cid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no cid: {v}"))
+            .to_owned();
+        assert!(cids.contains(&cid), "an answer to no frame of this round: {v}");
+        assert!(got.insert(cid, v.clone()).is_none(), "two answers: {v}");
+    }
+    got
+}
+
+/// Asserts an `error` frame: its `cid`, `code` and `msg`, and nothing else but the time.
+#[track_caller]
+fn assert_error_frame(frame: &Value, cid: &str, code: &str, msg: &str) {
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert!(frame["timestamp"].as_u64().is_some(), "{frame}");
+    let mut rest = frame.clone();
+    rest.as_object_mut().unwrap().remove("timestamp");
+    assert_eq!(
+        rest,
+        json!({"type": "error", "cid": cid, "code": code, "msg": msg})
+    );
+}
+
+/// The ids of the messages alice and bob see in their conversation (uni-app history).
+async fn history_ids(server: &TestServer, me: &User, peer: &User) -> Vec<String> {
+    let got = server
+        .get(
+            &format!("/api/chat/history/single/{}?limit=200", peer.id),
+            Some(&me.token),
+        )
+        .await;
+    common::assert_ok(&got)["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_websocket_send_past_the_burst_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.limits.rate_per_sec = 1;
+        c.limits.rate_burst = 2;
+    })
+    .await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let mut wa = server.ws(&alice.token).await;
+    let cids: Vec<String> = (0..3).map(|i| format!("r{i}")).collect();
+    for cid in &cids {
+        wa.send_msg(cid, bob.id, cid).await;
+    }
+    // The burst of 2 is spent at once; the third, well within a second, is refused.
+    let got = answers(&mut wa, &cids).await;
+    assert_eq!(got["r0"]["type"], "ack", "{}", got["r0"]);
+    assert_eq!(got["r1"]["type"], "ack", "{}", got["r1"]);
+    assert_error_frame(
+        &got["r2"],
+        "r2",
+        "rate_limited",
+        "too many messages: at most 1 per second",
+    );
+    // Nothing was stored for it.
+    let stored = history_ids(&server, &alice, &bob).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_full_write_queue_refuses_sends_as_overloaded_and_a_retry_with_the_cid_stores_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.storage.write_queue = 1;
+        c.limits.rate_per_sec = 0;
+    })
+    .await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let mut wa = server.ws(&alice.token).await;
+    // A burst faster than one commit per write: the queue of one overflows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut refused = Vec::new();
+    let mut acked = HashSet::new();
+    let mut round = 0;
+    while refused.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no send was refused as overloaded"
+        );
+        let cids: Vec<String> = (0..200).map(|i| format!("o{round}-{i}")).collect();
+        for cid in &cids {
+            wa.send_msg(cid, bob.id, cid).await;
+        }
+        for (cid, frame) in answers(&mut wa, &cids).await {
+            if frame["type"] == "ack" {
+                acked.insert(frame["data"]["id"].as_str().unwrap().to_owned());
+            } else {
+                assert_error_frame(&frame, &cid, "overloaded", "server is busy, retry");
+                refused.push(cid);
+            }
+        }
+        round += 1;
+    }
+    // Nothing refused was stored; a retry with the same cid stores it once.
+    assert_eq!(history_ids(&server, &alice, &bob).await.len(), acked.len());
+    for cid in &refused {
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "{cid} was never stored");
+            wa.send_msg(cid, bob.id, cid).await;
+            let got = answers(&mut wa, std::slice::from_ref(cid)).await;
+            if got[cid]["type"] == "ack" {
+                acked.insert(got[cid]["data"]["id"].as_str().unwrap().to_owned());
+                break;
+            }
+            assert_error_frame(&got[cid], cid, "overloaded", "server is busy, retry");
+        }
+    }
+    let stored: HashSet<String> = history_ids(&server, &alice, &bob).await.into_iter().collect();
+    assert_eq!(stored, acked);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_revoke_while_the_write_queue_is_full_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.storage.write_queue = 1;
+        c.limits.rate_per_sec = 0;
+    })
+    .await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let carol = server.register_open("carol").await;
+    let mut wa = server.ws(&alice.token).await;
+    let mut wc = server.ws(&carol.token).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut round = 0;
+    let refused = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no revoke was refused as unavailable"
+        );
+        // Alice's messages to revoke, sent while the queue is quiet.
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let msg = server.send_rest(&alice, &bob, &format!("m{round}-{i}")).await;
+            ids.push(msg["id"].as_str().unwrap().to_owned());
+        }
+        // Carol floods the queue; alice's revokes go in meanwhile.
+        let flood: Vec<String> = (0..300).map(|i| format!("f{round}-{i}")).collect();
+        for cid in &flood {
+            wc.send_msg(cid, bob.id, cid).await;
+        }
+        let revokes: Vec<String> = (0..ids.len()).map(|i| format!("v{round}-{i}")).collect();
+        for (cid, id) in revokes.iter().zip(&ids) {
+            wa.send_json(&json!({"type": "revoke", "cid": cid, "id": id}))
+                .await;
+        }
+        answers(&mut wc, &flood).await;
+        let got = answers(&mut wa, &revokes).await;
+        round += 1;
+        let mut refused = Vec::new();
+        for (cid, id) in revokes.iter().zip(&ids) {
+            let frame = &got[cid];
+            if frame["type"] == "ack" {
+                assert_eq!(frame["data"]["revoked"], true, "{frame}");
+            } else {
+                assert_error_frame(frame, cid, "unavailable", "server is busy, retry");
+                refused.push((cid.clone(), id.clone()));
+            }
+        }
+        if !refused.is_empty() {
+            break refused;
+        }
+    };
+    // The refused revoke changed nothing, and a retry when the queue has room revokes.
+    for (cid, id) in refused {
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "{id} was never revoked");
+            wa.send_json(&json!({"type": "revoke", "cid": cid, "id": id}))
+                .await;
+            let got = answers(&mut wa, std::slice::from_ref(&cid)).await;
+            if got[&cid]["type"] == "ack" {
+                assert_eq!(got[&cid]["data"]["id"], id.as_str());
+                assert_eq!(got[&cid]["data"]["revoked"], true);
+                break;
+            }
+            assert_error_frame(&got[&cid], &cid, "unavailable", "server is busy, retry");
+        }
+    }
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn cid_and_msg_type_lengths_are_checked_over_the_websocket() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let mut wa = server.ws(&alice.token).await;
+    let long_cid = "c".repeat(65);
+    wa.send_json(&json!({"type": "send", "cid": long_cid, "to": bob.id, "data": "x"}))
+        .await;
+    let e = wa.next_of_type("error").await;
+    assert_error_frame(&e, &long_cid, "invalid", "cid must be 1 to 64 characters");
+    wa.send_json(&json!({"type": "send", "cid": "", "to": bob.id, "data": "x"}))
+        .await;
+    let e = wa.next_of_type("error").await;
+    assert_error_frame(&e, "", "invalid", "cid must be 1 to 64 characters");
+    let long_type = "t".repeat(33);
+    for (cid, kind) in [("t1", long_type.as_str()), ("t2", "")] {
+        wa.send_json(&json!({"type": "send", "cid": cid, "to": bob.id, "msgType": kind, "data": "x"}))
+            .await;
+        let e = wa.next_of_type("error").await;
+        assert_error_frame(&e, cid, "invalid", "type must be 1 to 32 characters");
+    }
+    // At the limits both are taken.
+    let cid = "c".repeat(64);
+    wa.send_json(&json!({"type": "send", "cid": cid, "to": bob.id, "msgType": "t".repeat(32), "data": "x"}))
+        .await;
+    let ack = wa.next_of_type("ack").await;
+    assert_eq!(ack["cid"], cid.as_str());
+    assert_eq!(ack["data"]["type"], "t".repeat(32));
+    // Only that one was stored.
+    assert_eq!(history_ids(&server, &alice, &bob).await.len(), 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_history_page_asked_larger_than_history_max_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.limits.history_max = 3).await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(server.send_rest(&alice, &bob, &format!("h{i}")).await["id"].clone());
+    }
+    // The uni-app face: the newest three of five.
+    let got = server
+        .get(
+            &format!("/api/chat/history/single/{}?limit=100", bob.id),
+            Some(&alice.token),
+        )
+        .await;
+    let list = common::assert_ok(&got)["list"].as_array().unwrap().clone();
+    let mut ids: Vec<Value> = list.iter().map(|m| m["id"].clone()).collect();
+    ids.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    assert_eq!(ids, sent[2..].to_vec(), "{list:?}");
+    // The chat-room face: its conversation number, then a page of at most three.
+    let got = server.get("/conversation/getlist", Some(&alice.token)).await;
+    let number = got.1["conversations"][0]["id"].clone();
+    let got = server
+        .get(
+            &format!("/message/history/{number}?limit=100"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(got.1["success"], true, "{}", got.1);
+    let uuids: Vec<Value> = got.1["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["uuid"].clone())
+        .rev()
+        .collect();
+    assert_eq!(uuids, sent[2..].to_vec(), "{}", got.1);
+    server.stop().await;
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use common::TestServer;
 use reqwest::StatusCode;
+use serde_json::json;
 
 /// Reads `/metrics` and returns every sample as `name{labels}` → value, after checking that
 /// each line is a comment or a well-formed sample.
@@ -105,8 +106,14 @@ async fn counters_follow_sessions_messages_and_requests() {
 async fn failures_and_unknown_paths_are_counted_without_growing_the_series() {
     let (server, _dir) = TestServer::start().await;
     for path in ["/no/such/a", "/no/such/b", "/random/c"] {
-        let resp = server.http.get(server.url(path)).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let got = server.get(path, None).await;
+        assert_eq!(
+            got,
+            (
+                StatusCode::NOT_FOUND,
+                json!({"msg": "fail", "data": "no such route"})
+            )
+        );
     }
     let resp = server
         .http
@@ -115,7 +122,14 @@ async fn failures_and_unknown_paths_are_counted_without_growing_the_series() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let got = TestServer::finish(resp).await;
+    assert_eq!(
+        got,
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"msg": "fail", "data": "token is required"})
+        )
+    );
     let samples = scrape(&server).await;
     let unmatched = "parlor_http_request_duration_seconds_count{face=\"server\",method=\"GET\",route=\"(unmatched)\",status=\"404\"}";
     assert_eq!(get(&samples, unmatched), 3.0);
@@ -129,7 +143,13 @@ async fn failures_and_unknown_paths_are_counted_without_growing_the_series() {
 async fn the_endpoint_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |c| c.server.metrics = false).await;
-    let resp = server.http.get(server.url("/metrics")).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let got = server.get("/metrics", None).await;
+    assert_eq!(
+        got,
+        (
+            StatusCode::NOT_FOUND,
+            json!({"msg": "fail", "data": "no such route"})
+        )
+    );
     server.stop().await;
 }

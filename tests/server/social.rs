@@ -357,16 +357,19 @@ async fn tenants_never_see_each_others_users() {
         &[],
     )
     .await;
-    assert_fail(&got, StatusCode::NOT_FOUND);
+    let reason = assert_fail(&got, StatusCode::NOT_FOUND);
+    assert!(reason.contains("does not exist"), "{reason}");
     let got = server
         .post_json("/contacts/add", Some(&other.token), &json!({"id": alice.id}))
         .await;
     assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
     assert_eq!(got.1["success"], false);
-    assert_eq!(
-        send(&server, &other, &alice, "hi", None).await.0,
-        StatusCode::NOT_FOUND
+    assert_eq!(got.1["message"], format!("user {} does not exist", alice.id));
+    let reason = assert_fail(
+        &send(&server, &other, &alice, "hi", None).await,
+        StatusCode::NOT_FOUND,
     );
+    assert_eq!(reason, format!("user {} does not exist", alice.id));
     assert_eq!(friend_ids(&server, &alice).await, Vec::<u64>::new());
     assert_eq!(applications(&server, &alice, "").await["pendingCount"], 0);
     server.stop().await;

@@ -7,7 +7,7 @@ use crate::common;
 use common::TestServer;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::json;
 
 async fn get(server: &TestServer, path: &str) -> reqwest::Response {
     server.http.get(server.url(path)).send().await.unwrap()
@@ -184,17 +184,24 @@ async fn unknown_files_and_other_methods_are_refused_in_the_envelope() {
         let (status, body) = server.get(path, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         assert_eq!(body["msg"], "fail", "{path}: {body}");
+        let reason = body["data"].as_str().unwrap();
+        assert!(
+            reason == "no such route" || reason.starts_with("no file "),
+            "{path}: {body}"
+        );
     }
     let resp = server.http.post(server.url("/")).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["msg"], "fail");
+    let no_route = (
+        StatusCode::NOT_FOUND,
+        json!({"msg": "fail", "data": "no such route"}),
+    );
+    assert_eq!(TestServer::finish(resp).await, no_route);
     let resp = server
         .http
         .delete(server.url("/web/app.js"))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(TestServer::finish(resp).await, no_route);
     server.stop().await;
 }
