@@ -11,6 +11,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use dashmap::DashMap;
@@ -238,6 +240,30 @@ impl DeviceLimiter {
         hits.push_back(now);
         true
     }
+}
+
+/// The token of a request: the `token` header, `Authorization` (with or without
+/// `Bearer `), or the `token`/`jwt` query parameter.
+pub fn token_of(req: &HttpRequest) -> Option<String> {
+    let headers = req.headers();
+    if let Some(t) = headers.get("token").and_then(|v| v.to_str().ok()) {
+        return Some(t.trim().to_owned());
+    }
+    if let Some(a) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let a = a.trim();
+        let t = a
+            .strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("JWT "))
+            .unwrap_or(a);
+        return Some(t.trim().to_owned());
+    }
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| {
+            q.0.into_iter()
+                .find(|(k, _)| k == "token" || k == "jwt")
+                .map(|(_, v)| v)
+        })
 }
 
 #[cfg(test)]

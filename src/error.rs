@@ -1,5 +1,9 @@
-//! The server's errors and their HTTP statuses, in one place. Each API face renders an
-//! [`ApiError`] in its own envelope (see [`crate::api::Face`]); the status is decided here.
+//! The server's errors, in one place: every refusal and failure of an operation is an
+//! [`ApiError`], whose [`status`](ApiError::status) is its HTTP status on every face and whose
+//! [`code`](ApiError::code) is the `code` of the WebSocket's `error` frame (the table of the
+//! README's *Error codes*). Each HTTP face renders it in its own envelope (see
+//! [`crate::faces::Face`]). A storage failure's detail is logged here and never reaches a
+//! client.
 
 use actix_web::http::StatusCode;
 use parlor_actors::SendError;
@@ -28,9 +32,15 @@ pub enum ApiError {
     /// Over a rate limit.
     #[error("{0}")]
     TooMany(String),
-    /// The server is busy; retry.
+    /// The write queue is full: nothing was written; retry (a send with the same `cid`).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The actor in charge was stopping or restarting, or the server is shutting down; retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Storage failed: nothing was committed. The text is generic; the detail is in the log.
+    #[error("{0}")]
+    Storage(String),
     /// A failure of the server; the text says what, never a secret.
     #[error("{0}")]
     Internal(String),
@@ -47,13 +57,14 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Overloaded(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The snake_case kind, for envelopes that carry one.
-    pub fn kind(&self) -> &'static str {
+    /// The snake_case code: the WebSocket `error` frame's `code`, the same for the same
+    /// condition whichever operation met it.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid(_) => "invalid",
             ApiError::Unauthorized(_) => "unauthorized",
@@ -61,14 +72,24 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
-            ApiError::TooMany(_) => "too_many",
+            ApiError::TooMany(_) => "rate_limited",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Storage(_) => "storage",
             ApiError::Internal(_) => "internal",
         }
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {
         ApiError::Invalid(msg.into())
+    }
+
+    /// The server's own error envelope, `{"msg":"fail","data":"reason"}` with [`status`](Self::status):
+    /// the uni-app face's, which the routes outside the faces answer in too (`/ws`, `/healthz`,
+    /// `/metrics`, the web client, unknown paths).
+    pub fn to_response(&self) -> actix_web::HttpResponse {
+        actix_web::HttpResponse::build(self.status())
+            .json(serde_json::json!({"msg": "fail", "data": self.to_string()}))
     }
 }
 
@@ -83,8 +104,11 @@ impl From<SendError> for ApiError {
             SendError::NotFound(_) => ApiError::NotFound(text),
             SendError::Conflict(_) => ApiError::Conflict(text),
             SendError::Full { .. } => ApiError::Invalid(text),
-            SendError::Overloaded => ApiError::Unavailable(text),
-            SendError::Storage(_) => ApiError::Internal(text),
+            SendError::Overloaded => ApiError::Overloaded(text),
+            SendError::Storage(detail) => {
+                tracing::error!(error = %detail, "storage failure");
+                ApiError::Storage("storage failure: nothing was written".into())
+            }
         }
     }
 }
@@ -94,10 +118,10 @@ impl From<parlor_storage::Error> for ApiError {
         match e {
             parlor_storage::Error::Conflict(m) => ApiError::Conflict(m),
             parlor_storage::Error::NotFound(m) => ApiError::NotFound(m),
-            parlor_storage::Error::Unavailable(m) => ApiError::Unavailable(m.into()),
+            parlor_storage::Error::Unavailable(m) => ApiError::Overloaded(m.into()),
             other => {
                 tracing::error!(error = %other, "storage failure");
-                ApiError::Internal("storage failure".into())
+                ApiError::Storage("storage failure: nothing was written".into())
             }
         }
     }

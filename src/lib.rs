@@ -13,19 +13,17 @@
 //! registration), [`openapi`] (the OpenAPI documents), [`metrics`] (Prometheus) and [`web`]
 //! (the web chat client served at `/`).
 
-pub mod api;
 pub mod auth;
 pub mod config;
-pub mod conversations;
+pub mod core;
 pub mod dump;
 pub mod error;
+pub mod faces;
 pub mod files;
-pub mod groups;
 pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
-pub mod social;
 pub mod state;
 pub mod web;
 pub mod ws;
@@ -43,8 +41,6 @@ use parlor_actors::router::{FlushCursors, RouterConfig};
 use parlor_actors::{Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
 
-use crate::api::uniapp::UniApp;
-use crate::api::Face;
 use crate::auth::{load_or_create_secret, Auth, DeviceLimiter};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -248,7 +244,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             StartError::Config(format!("admin.bind: cannot listen on {}: {e}", config.admin.bind))
         })?;
         let admin_addr = listener.local_addr()?;
-        let nonces = Data::new(api::admin::Nonces::new(std::time::Duration::from_secs(
+        let nonces = Data::new(faces::admin::Nonces::new(std::time::Duration::from_secs(
             config.admin.window_secs,
         )));
         let admin_state = state.clone();
@@ -259,7 +255,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
                 .app_data(http_metrics.clone())
                 .wrap(middleware::from_fn(metrics::track))
                 .configure(|cfg| admin_routes(&mut Routes::serving(cfg)))
-                .default_service(actix_web::web::to(api::admin::not_found))
+                .default_service(actix_web::web::to(faces::admin::not_found))
         })
         .listen(listener)?
         .workers(1)
@@ -300,20 +296,16 @@ pub fn client_routes(r: &mut Routes) {
         .get("/openapi.json", openapi::client_document)
         .get("/metrics", metrics::serve);
     web::routes(r);
-    api::uniapp::routes(r);
-    api::social::routes(r);
-    api::groups::routes(r);
-    api::conversations::routes(r);
-    api::chatroom::routes(r);
-    api::chatroom::conversation_routes(r);
-    api::chat21::routes(r);
-    api::chat21::conversation_routes(r);
-    api::files::routes(r);
+    faces::uniapp::routes(r);
+    faces::chatroom::routes(r);
+    faces::chatroom::conversation_routes(r);
+    faces::chat21::routes(r);
+    faces::chat21::conversation_routes(r);
 }
 
 /// Every route of the admin listener.
 pub fn admin_routes(r: &mut Routes) {
-    api::admin::routes(r);
+    faces::admin::routes(r);
     r.get("/openapi.json", openapi::admin_document);
 }
 
@@ -326,7 +318,7 @@ async fn healthz(state: Data<AppState>) -> HttpResponse {
 }
 
 async fn not_found() -> HttpResponse {
-    UniApp::render(&ApiError::NotFound("no such route".into()))
+    ApiError::NotFound("no such route".into()).to_response()
 }
 
 /// Sets the kernel send buffer of each accepted connection to `bytes` (0: leave it to the

@@ -181,7 +181,7 @@ fn export_from_server(
         use std::io::Write;
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = parlor_actors::now_ms().to_string();
-        let sign = parlor::api::admin::sign(&nonce, &config.admin.secret, &timestamp);
+        let sign = parlor::faces::admin::sign(&nonce, &config.admin.secret, &timestamp);
         let body = match &tenant {
             Some(t) => serde_json::json!({ "tenant": t }),
             None => serde_json::json!({}),

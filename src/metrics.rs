@@ -22,8 +22,6 @@ use dashmap::DashMap;
 use parlor_actors::router::TenantCounts;
 use parlor_storage::{Histogram, HistogramSnapshot};
 
-use crate::api::uniapp::UniApp;
-use crate::api::Face;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -115,7 +113,7 @@ pub async fn track(
 /// `GET /metrics`.
 pub async fn serve(state: web::Data<AppState>, http: Option<web::Data<HttpMetrics>>) -> HttpResponse {
     if !state.config.server.metrics {
-        return UniApp::render(&ApiError::NotFound("no such route".into()));
+        return ApiError::NotFound("no such route".into()).to_response();
     }
     let mut out = String::with_capacity(16 * 1024);
     render_core(&state, &mut out);

@@ -13,8 +13,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
-use crate::api::uniapp::UniApp;
-use crate::api::Face;
 use crate::error::ApiError;
 use crate::routes::Routes;
 
@@ -76,7 +74,7 @@ async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
 
 fn serve(req: &HttpRequest, name: &str) -> HttpResponse {
     let Some(i) = ASSETS.iter().position(|a| a.name == name) else {
-        return UniApp::render(&ApiError::NotFound(format!("no file {name}")));
+        return ApiError::NotFound(format!("no file {name}")).to_response();
     };
     let (asset, tag) = (&ASSETS[i], &TAGS[i]);
     let fresh = req

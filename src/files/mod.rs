@@ -265,7 +265,7 @@ pub fn today() -> String {
 
 /// Checks a client-chosen folder name: 1 to 64 letters, digits, `_` or `-`.
 pub fn check_folder(name: &str) -> Result<(), ApiError> {
-    if !crate::api::plain_name(name) {
+    if !crate::core::plain_name(name) {
         return Err(ApiError::invalid(
             "the folder must be 1 to 64 letters, digits, _ or -",
         ));

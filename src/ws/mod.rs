@@ -16,20 +16,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, MailboxError, Running, StreamHandler,
-    WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Running, StreamHandler, WrapFuture,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use parlor_actors::{
-    wire, Advance, Connect, Deliver, Disconnect, Group, GroupOf, Origin, Party, Pushed, Router, SendError,
-    SendMessage, TenantOf, UserKey,
+    wire, Advance, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
 };
-use parlor_storage::{ChatType, MessageRecord, Role, Store};
+use parlor_storage::{ChatType, Role, Store};
 
-use crate::api::uniapp::{content_json, options_json, party, UniApp};
-use crate::api::{token_of, Face};
+use crate::auth::token_of;
 use crate::config::{Config, WsConfig};
+use crate::core::accounts::{party, resolve_external};
+use crate::core::messages::{content_json, options_json};
+use crate::core::{conversations, messages};
 use crate::error::ApiError;
 use crate::state::AppState;
 use protocol::{ClientFrame, FrameError, SendFrame};
@@ -41,7 +41,7 @@ const PEER_CACHE: usize = 1024;
 pub async fn connect(req: HttpRequest, stream: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     match upgrade(req, stream, state).await {
         Ok(resp) => resp,
-        Err(e) => UniApp::render(&e),
+        Err(e) => e.to_response(),
     }
 }
 
@@ -69,7 +69,7 @@ async fn upgrade(
         Err(_) => {
             let claims = state.auth.verify_external(&token)?;
             let tenant = claims.app_id.unwrap_or_else(|| "default".into());
-            let user = crate::api::chat21::resolve_or_create(&state, &tenant, &claims.sub).await?;
+            let user = resolve_external(&state, &tenant, &claims.sub).await?;
             (user, claims.jti.unwrap_or_else(|| format!("sub:{}", claims.sub)))
         }
     };
@@ -94,7 +94,6 @@ async fn upgrade(
         last_probe: Instant::now(),
         confirmed: HashMap::new(),
         peers: HashMap::new(),
-        groups: HashMap::new(),
     };
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.config.ws.max_frame_bytes)
@@ -134,7 +133,6 @@ pub struct Session {
     /// Positions the client is known to have read, not yet reported to the Router.
     confirmed: HashMap<Arc<str>, u64>,
     peers: HashMap<u64, Party>,
-    groups: HashMap<u64, Addr<Group>>,
 }
 
 impl Session {
@@ -228,31 +226,18 @@ impl Session {
     /// conversation the user does not take part in is refused with an `error` frame, as REST
     /// refuses it.
     fn on_read(&mut self, conversation: String, seq: u64, ctx: &mut ws::WebsocketContext<Self>) {
-        let (store, tenant, conv) = (self.store.clone(), self.user.tenant.clone(), conversation.clone());
-        let me = self.user.id;
-        let head = tokio::task::spawn_blocking(move || -> Result<u64, ApiError> {
-            let s = store.snapshot()?;
-            crate::conversations::history_floor(&s, &tenant, me, &conv)?;
-            Ok(s.head(&tenant, &conv)?)
-        });
-        ctx.spawn(head.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Ok(head)) => act.advance(conversation, seq.min(head), true),
-            Ok(Err(e @ (ApiError::Forbidden(_) | ApiError::NotFound(_)))) => act.error(
-                FrameError {
-                    cid: None,
-                    code: e.kind(),
-                    msg: e.to_string(),
-                },
-                ctx,
-            ),
-            _ => act.error(
-                FrameError {
-                    cid: None,
-                    code: "storage",
-                    msg: "cannot read the conversation".into(),
-                },
-                ctx,
-            ),
+        let (state, tenant, me, session) = (
+            self.state.clone(),
+            self.user.tenant.clone(),
+            self.user.id,
+            self.id,
+        );
+        let read =
+            async move { conversations::read(&state, &tenant, me, &conversation, seq, Some(session)).await };
+        ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                act.error(FrameError::of(None, &e), ctx);
+            }
         }));
     }
 
@@ -325,73 +310,21 @@ impl Session {
 
     fn on_revoke(&mut self, cid: Option<String>, id: String, ctx: &mut ws::WebsocketContext<Self>) {
         let (state, tenant, by) = (self.state.clone(), self.user.tenant.clone(), self.me.clone());
-        let revoke = async move { crate::conversations::revoke(&state, &tenant, by, &id).await };
+        let revoke = async move { conversations::revoke(&state, &tenant, by, &id).await };
         ctx.spawn(revoke.into_actor(self).map(move |res, act, ctx| match res {
             Ok(revoked) => ctx.text(wire::ack_frame(cid.as_deref(), &revoked)),
-            Err(e) => act.error(
-                FrameError {
-                    cid,
-                    code: e.kind(),
-                    msg: e.to_string(),
-                },
-                ctx,
-            ),
+            Err(e) => act.error(FrameError::of(cid, &e), ctx),
         }));
     }
 
-    /// Group sends go to the group's actor, looked up once (later frames wait, keeping
-    /// their order) and kept while it lives.
+    /// A group send: the core routes it to the group's actor.
     fn on_group_send(&mut self, frame: SendFrame, options: String, ctx: &mut ws::WebsocketContext<Self>) {
-        let gid = frame.to;
-        if let Some(addr) = self.groups.get(&gid).filter(|a| a.connected()).cloned() {
-            let msg = self.message(
-                &frame,
-                Party {
-                    id: gid,
-                    ..Party::default()
-                },
-                ChatType::Group,
-                options,
-            );
-            return self.finish(frame.cid, addr.send(msg), ctx);
-        }
-        let (router, tenant) = (self.router.clone(), self.user.tenant.clone());
-        let lookup = async move {
-            let tenant = router
-                .send(TenantOf(tenant))
-                .await
-                .map_err(|_| SendError::Overloaded)?;
-            tenant
-                .send(GroupOf(gid))
-                .await
-                .map_err(|_| SendError::Overloaded)?
+        let to = Party {
+            id: frame.to,
+            ..Party::default()
         };
-        ctx.wait(lookup.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(addr) => {
-                if act.groups.len() >= PEER_CACHE {
-                    act.groups.clear();
-                }
-                act.groups.insert(gid, addr.clone());
-                let msg = act.message(
-                    &frame,
-                    Party {
-                        id: gid,
-                        ..Party::default()
-                    },
-                    ChatType::Group,
-                    options,
-                );
-                act.finish(frame.cid, addr.send(msg), ctx);
-            }
-            Err(e) => act.error(
-                FrameError {
-                    cid: frame.cid,
-                    code: e.code(),
-                    msg: e.to_string(),
-                },
-                ctx,
-            ),
-        }));
+        let msg = self.message(&frame, to, ChatType::Group, options);
+        self.finish(frame.cid, msg, ctx);
     }
 
     fn message(&self, frame: &SendFrame, to: Party, chat_type: ChatType, options: String) -> SendMessage {
@@ -421,37 +354,21 @@ impl Session {
             ..Party::default()
         });
         let msg = self.message(&frame, to, chat_type, options);
-        self.finish(frame.cid, self.router.send(msg), ctx);
+        self.finish(frame.cid, msg, ctx);
     }
 
-    /// Answers a send with an `ack` after its commit, or an `error`.
-    fn finish<F>(&mut self, cid: Option<String>, send: F, ctx: &mut ws::WebsocketContext<Self>)
-    where
-        F: std::future::Future<Output = Result<Result<Arc<MessageRecord>, SendError>, MailboxError>>
-            + 'static,
-    {
+    /// Sends `msg` through the core; answers with an `ack` after its commit, or an `error`.
+    /// Later frames do not wait: a conversation's order is decided where the core routes it.
+    fn finish(&mut self, cid: Option<String>, msg: SendMessage, ctx: &mut ws::WebsocketContext<Self>) {
+        let state = self.state.clone();
+        let send = async move { messages::send(&state, msg).await };
         ctx.spawn(send.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Ok(stored)) => {
+            Ok(stored) => {
                 ctx.text(wire::ack_frame(cid.as_deref(), &stored));
                 let conv: Arc<str> = Arc::from(stored.conv.as_str());
                 act.note_written(&conv, stored.seq);
             }
-            Ok(Err(e)) => act.error(
-                FrameError {
-                    cid,
-                    code: e.code(),
-                    msg: e.to_string(),
-                },
-                ctx,
-            ),
-            Err(_) => act.error(
-                FrameError {
-                    cid,
-                    code: "unavailable",
-                    msg: "the conversation is restarting; retry with the same cid".into(),
-                },
-                ctx,
-            ),
+            Err(e) => act.error(FrameError::of(cid, &e), ctx),
         }));
     }
 }

@@ -43,6 +43,18 @@ pub struct FrameError {
     pub msg: String,
 }
 
+impl FrameError {
+    /// The `error` frame of an operation's refusal: its code from the one table of
+    /// [`ApiError::code`](crate::error::ApiError::code).
+    pub fn of(cid: Option<String>, e: &crate::error::ApiError) -> Self {
+        FrameError {
+            cid,
+            code: e.code(),
+            msg: e.to_string(),
+        }
+    }
+}
+
 fn err(cid: &Option<String>, code: &'static str, msg: impl Into<String>) -> FrameError {
     FrameError {
         cid: cid.clone(),

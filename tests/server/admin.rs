@@ -71,7 +71,7 @@ fn headers_with(nonce: &str, timestamp: &str, secret: &str) -> Vec<(&'static str
     vec![
         ("nonce", nonce.to_owned()),
         ("timestamp", timestamp.to_owned()),
-        ("sign", parlor::api::admin::sign(nonce, secret, timestamp)),
+        ("sign", parlor::faces::admin::sign(nonce, secret, timestamp)),
     ]
 }
 
@@ -280,7 +280,7 @@ async fn login(server: &TestServer, username: &str, password: &str) -> (StatusCo
 #[actix_web::test]
 async fn the_documents_signature_example_matches_and_only_its_age_is_refused() {
     assert_eq!(
-        parlor::api::admin::sign(DOC_NONCE, SECRET, DOC_TIMESTAMP),
+        parlor::faces::admin::sign(DOC_NONCE, SECRET, DOC_TIMESTAMP),
         DOC_SIGN
     );
     let doc_headers = || {

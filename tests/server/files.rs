@@ -796,7 +796,7 @@ async fn admin(server: &TestServer, path: &str, body: &Value) -> Value {
         .header("timestamp", &timestamp)
         .header(
             "sign",
-            parlor::api::admin::sign(&nonce, "files-admin-secret", &timestamp),
+            parlor::faces::admin::sign(&nonce, "files-admin-secret", &timestamp),
         )
         .json(body)
         .send()

@@ -998,7 +998,7 @@ async fn a_full_write_queue_refuses_sends_as_overloaded_and_a_retry_with_the_cid
 }
 
 #[actix_web::test]
-async fn a_revoke_while_the_write_queue_is_full_is_unavailable() {
+async fn a_revoke_while_the_write_queue_is_full_is_overloaded() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |c| {
         c.storage.write_queue = 1;
@@ -1015,7 +1015,7 @@ async fn a_revoke_while_the_write_queue_is_full_is_unavailable() {
     let refused = loop {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no revoke was refused as unavailable"
+            "no revoke was refused as overloaded"
         );
         // Alice's messages to revoke, sent while the queue is quiet.
         let mut ids = Vec::new();
@@ -1042,7 +1042,7 @@ async fn a_revoke_while_the_write_queue_is_full_is_unavailable() {
             if frame["type"] == "ack" {
                 assert_eq!(frame["data"]["revoked"], true, "{frame}");
             } else {
-                assert_error_frame(frame, cid, "unavailable", "server is busy, retry");
+                assert_error_frame(frame, cid, "overloaded", "server is busy, retry");
                 refused.push((cid.clone(), id.clone()));
             }
         }
@@ -1062,7 +1062,7 @@ async fn a_revoke_while_the_write_queue_is_full_is_unavailable() {
                 assert_eq!(got[&cid]["data"]["revoked"], true);
                 break;
             }
-            assert_error_frame(&got[&cid], &cid, "unavailable", "server is busy, retry");
+            assert_error_frame(&got[&cid], &cid, "overloaded", "server is busy, retry");
         }
     }
     server.stop().await;

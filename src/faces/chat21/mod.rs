@@ -18,15 +18,14 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use parlor_actors::{CreateGroup, GroupOp, Origin, Party, SendMessage, TenantOf};
-use parlor_storage::{ChatType, GroupRecord, MessageRecord, Role, Snapshot, UserRecord};
+use parlor_actors::{GroupOp, Origin, Party, SendMessage};
+use parlor_storage::{ChatType, GroupRecord, MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Map, Value};
 
-use super::uniapp::{new_user, party};
 use super::{token_of, Face, FaceError};
-use crate::conversations;
+use crate::core::accounts::{party, resolve_external};
+use crate::core::{conversations, groups, messages};
 use crate::error::ApiError;
-use crate::groups;
 use crate::routes::Routes;
 use crate::state::AppState;
 
@@ -93,65 +92,9 @@ impl FromRequest for Chat21User {
             if req.match_info().get("app_id") != Some(tenant.as_str()) {
                 return Err(ApiError::Unauthorized("the token's app_id is not this APP_ID".into()).into());
             }
-            let user = resolve_or_create(&state, &tenant, &claims.sub).await?;
+            let user = resolve_external(&state, &tenant, &claims.sub).await?;
             Ok(Chat21User { user })
         })
-    }
-}
-
-fn find(s: &Snapshot, tenant: &str, id: &str) -> parlor_storage::Result<Option<UserRecord>> {
-    if let Some(u) = s.user_by_uuid(tenant, id)? {
-        return Ok(Some(u));
-    }
-    match id.parse::<u64>() {
-        Ok(n) => s.user(tenant, n),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The user a Chat21 id names, created when Parlor has not seen it.
-pub async fn resolve_or_create(
-    state: &State,
-    tenant: &str,
-    id: &str,
-) -> std::result::Result<UserRecord, ApiError> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::invalid(
-            "a user id must be 1 to 128 characters without spaces",
-        ));
-    }
-    let lookup = || {
-        let (t, key) = (tenant.to_owned(), id.to_owned());
-        state.read(move |s| Ok(find(s, &t, &key)?))
-    };
-    if let Some(u) = lookup().await? {
-        return Ok(u);
-    }
-    let mut user = new_user(state, tenant, id, Role::User);
-    user.uuid = id.to_owned();
-    // Chat21 has no friendships: its users take messages from anyone.
-    user.userset = r#"{"chatset":{"visitor":2,"user":2}}"#.into();
-    let t = tenant.to_owned();
-    let created = state
-        .store
-        .writer()
-        .write(move |tx| {
-            if tx.user_id_by_username(&t, &user.username)?.is_some() {
-                user.username = format!("c21-{}", uuid::Uuid::new_v4().simple());
-            }
-            match tx.insert_user(&mut user) {
-                Ok(()) => Ok(Some(user)),
-                // A concurrent first use created it: read that one.
-                Err(parlor_storage::Error::Conflict(_)) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .await?;
-    match created {
-        Some(u) => Ok(u),
-        None => lookup()
-            .await?
-            .ok_or_else(|| ApiError::Internal(format!("user {id} could not be created"))),
     }
 }
 
@@ -255,7 +198,7 @@ fn member_ids(map: &Map<String, Value>, name: &str) -> std::result::Result<Vec<S
 async fn parties(state: &State, tenant: &str, ids: &[String]) -> std::result::Result<Vec<Party>, ApiError> {
     let mut seen = BTreeMap::new();
     for id in ids {
-        let u = resolve_or_create(state, tenant, id).await?;
+        let u = resolve_external(state, tenant, id).await?;
         seen.insert(u.id, party(&u));
     }
     Ok(seen.into_values().collect())
@@ -276,22 +219,14 @@ async fn create_group(req: HttpRequest, state: State, me: Chat21User, payload: w
         }
     };
     let members = parties(&state, me.tenant(), &ids).await?;
-    let tenant_addr = state.router.send(TenantOf(me.tenant().into())).await?;
-    let created = tenant_addr
-        .send(CreateGroup {
-            owner: party(&me.user),
-            members,
-            name: Some(name),
-            ext_id,
-        })
-        .await?;
+    let created = groups::create(&state, me.tenant(), party(&me.user), members, Some(name), ext_id).await;
     let record = match created {
         Ok(record) => record,
         // A taken group_id is a conflict (409), not one of the 405 refusals of a change.
-        Err(parlor_actors::SendError::Conflict(_)) => {
+        Err(ApiError::Conflict(_)) => {
             return Ok(HttpResponse::Conflict().json(json!({"success": false, "err": "group_id exists"})))
         }
-        Err(other) => return Err(ApiError::from(other).into()),
+        Err(other) => return Err(other.into()),
     };
     let group = group_json(&state, me.tenant(), &record).await?;
     Ok(HttpResponse::Created().json(json!({"success": true, "group": group})))
@@ -317,7 +252,7 @@ async fn command(state: &State, me: &Chat21User, group: &str, op: GroupOp) -> Re
 async fn join_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
     let map = body(&req, payload).await?;
     let member = text_field(&map, "member_id")?;
-    let user = party(&resolve_or_create(&state, me.tenant(), &member).await?);
+    let user = party(&resolve_external(&state, me.tenant(), &member).await?);
     let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
     command(
         &state,
@@ -342,7 +277,7 @@ async fn set_members(req: HttpRequest, state: State, me: Chat21User, payload: we
 async fn leave_group(req: HttpRequest, state: State, me: Chat21User) -> Result {
     let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
     let member = req.match_info().get("member_id").unwrap_or_default().to_owned();
-    let user = resolve_or_create(&state, me.tenant(), &member).await?;
+    let user = resolve_external(&state, me.tenant(), &member).await?;
     // Leaving yourself is quitting (the owner's leaving dissolves the group); removing
     // someone else is the owner's.
     let op = if user.id == me.user.id {
@@ -533,12 +468,9 @@ async fn send_message(req: HttpRequest, state: State, me: Chat21User, payload: w
             },
             ..base
         };
-        (
-            groups::send(&state, &tenant, group.id, msg).await?,
-            group.ext_id.clone(),
-        )
+        (messages::send(&state, msg).await?, group.ext_id.clone())
     } else {
-        let recipient = resolve_or_create(&state, &tenant, &recipient_id).await?;
+        let recipient = resolve_external(&state, &tenant, &recipient_id).await?;
         let msg = SendMessage {
             to: Party {
                 id: recipient.id,
@@ -547,7 +479,7 @@ async fn send_message(req: HttpRequest, state: State, me: Chat21User, payload: w
             },
             ..base
         };
-        (state.router.send(msg).await??, None)
+        (messages::send(&state, msg).await?, None)
     };
     let (t, ids) = (tenant.clone(), [stored.from_id, stored.to_id]);
     let users = state.read(move |s| Ok(users_of(s, &t, ids)?)).await?;
@@ -567,7 +499,7 @@ async fn conversation_with(
             if let Some(gid) = s.group_id_by_ext(&t, &key)? {
                 return Ok(parlor_actors::group::group_conv(gid));
             }
-            match find(s, &t, &key)? {
+            match crate::core::accounts::find_external(s, &t, &key)? {
                 Some(u) => Ok(parlor_actors::direct_conv(my_id, u.id)),
                 None => Err(ApiError::NotFound(format!("{key} is neither a user nor a group"))),
             }

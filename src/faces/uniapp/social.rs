@@ -5,22 +5,18 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use parlor_actors::{wire, Notify, UserKey};
+use actix_web::{web, HttpRequest};
+use parlor_actors::wire;
 use parlor_storage::{ApplyRecord, ApplyStatus, FriendRecord, UserRecord};
 use serde_json::{json, Value};
 
-use super::uniapp::{check_len, iso_time, load_user, local_time, ok, userinfo_json, UniApp};
-use super::{Caller, FaceError, Fields};
+use super::{ok, userinfo_json, Form, Me, Result, State};
+use crate::core::accounts::load as load_user;
+use crate::core::{check_len, social};
 use crate::error::ApiError;
+use crate::faces::{iso_time, local_time};
 use crate::routes::Routes;
-use crate::social;
 use crate::state::AppState;
-
-type Result<T = HttpResponse> = std::result::Result<T, FaceError<UniApp>>;
-type Me = Caller<UniApp>;
-type Form = Fields<UniApp>;
-type State = web::Data<AppState>;
 
 /// Registers the routes.
 pub fn routes(r: &mut Routes) {
@@ -162,10 +158,7 @@ async fn apply_friend(state: State, me: Me, form: Form) -> Result {
     let from = load_user(&state, me.tenant(), me.id()).await?;
     let text = format!("{}申请加您为好友", display_name(&from));
     let frame = notice("applyFriend", &from, target, text, apply_json(&a));
-    state.router.do_send(Notify {
-        user: UserKey::new(me.tenant(), target),
-        frame,
-    });
+    social::notify(&state, me.tenant(), target, frame);
     Ok(ok("ok"))
 }
 
@@ -220,10 +213,7 @@ async fn handle_apply(req: HttpRequest, state: State, me: Me, form: Form) -> Res
         let from = load_user(&state, me.tenant(), me.id()).await?;
         let text = format!("{}同意了您的好友申请", display_name(&from));
         let frame = notice("agreeFriend", &from, a.applicant, text, apply_json(&a));
-        state.router.do_send(Notify {
-            user: UserKey::new(me.tenant(), a.applicant),
-            frame,
-        });
+        social::notify(&state, me.tenant(), a.applicant, frame);
     }
     Ok(ok("ok"))
 }
@@ -449,9 +439,6 @@ async fn auto_add_friend(state: State, me: Me, form: Form) -> Result {
     let from = load_user(&state, me.tenant(), me.id()).await?;
     let text = format!("{}已添加您为好友", display_name(&from));
     let frame = notice("addFriend", &from, target, text, json!({"friend_id": me.id()}));
-    state.router.do_send(Notify {
-        user: UserKey::new(me.tenant(), target),
-        frame,
-    });
+    social::notify(&state, me.tenant(), target, frame);
     Ok(ok("ok"))
 }

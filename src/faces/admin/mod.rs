@@ -23,15 +23,15 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use dashmap::DashMap;
+use parlor_actors::direct_conv;
 use parlor_actors::group::group_conv;
 use parlor_actors::policy::SETTINGS;
-use parlor_actors::{direct_conv, GetPolicy, SetPolicy, TenantOf};
-use parlor_storage::{ChatType, FileRecord, MessageRecord, Role, Snapshot, UserRecord};
+use parlor_storage::{ChatType, FileRecord, MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 
-use super::uniapp::new_user;
-use crate::conversations::{self, Change};
+use crate::core::conversations::{self, Change};
+use crate::core::{accounts, settings};
 use crate::error::ApiError;
 use crate::files;
 use crate::routes::Routes;
@@ -76,7 +76,10 @@ impl From<ApiError> for AdminError {
             ApiError::NotFound(_) => 253,
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => 244,
             ApiError::TooMany(_) => 250,
-            ApiError::Unavailable(_) | ApiError::Internal(_) => 4,
+            ApiError::Overloaded(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Storage(_)
+            | ApiError::Internal(_) => 4,
         };
         AdminError::new(code, e.to_string())
     }
@@ -408,11 +411,6 @@ async fn robot_create(state: State, body: Signed) -> Result {
             .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rng.gen_range(0..32)]))
             .collect()
     };
-    let auth = state.auth.clone();
-    let pw = secret.clone();
-    let hash = web::block(move || auth.hash_password(&pw))
-        .await
-        .map_err(ApiError::from)??;
     let existing = match &wanted {
         Some(id) => {
             let (t, key) = (tenant.clone(), id.clone());
@@ -420,47 +418,7 @@ async fn robot_create(state: State, body: Signed) -> Result {
         }
         None => None,
     };
-    let robot = match existing {
-        Some(u) if u.role != Role::Robot => {
-            return Err(AdminError::new(251, format!("user {} is not a robot", u.uuid)))
-        }
-        Some(mut u) => {
-            u.nickname = name;
-            u.password_hash = hash;
-            u.updated_ms = parlor_actors::now_ms();
-            let stored = u.clone();
-            state.store.writer().write(move |tx| tx.put_user(&stored)).await?;
-            u
-        }
-        None => {
-            let uuid = wanted.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let mut u = new_user(&state, &tenant, "", Role::Robot);
-            u.uuid = uuid;
-            u.nickname = name;
-            u.password_hash = hash;
-            // Anyone may message a robot.
-            u.userset = r#"{"chatset":{"visitor":2,"user":2}}"#.into();
-            state
-                .store
-                .writer()
-                .write(move |tx| {
-                    // A login name for loginChat: `rb` and 12 hex digits, free in the tenant.
-                    loop {
-                        u.username = format!("rb{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-                        if tx.user_id_by_username(&u.tenant, &u.username)?.is_none() {
-                            break;
-                        }
-                    }
-                    tx.insert_user(&mut u)?;
-                    Ok(u)
-                })
-                .await
-                .map_err(|e| match e {
-                    parlor_storage::Error::Conflict(m) => AdminError::new(251, m),
-                    other => other.into(),
-                })?
-        }
-    };
+    let robot = accounts::put_robot(&state, &tenant, existing, wanted, name, secret.clone()).await?;
     Ok(success(
         json!({"userId": robot.uuid, "secret": secret, "id": robot.id, "username": robot.username}),
     ))
@@ -495,12 +453,7 @@ async fn put_setting(state: State, body: Signed) -> Result {
         )
         .await?;
     } else {
-        let t = tenant.clone();
-        state
-            .store
-            .writer()
-            .write(move |tx| tx.put_user_setting(&t, me.id, scope, &key, &value))
-            .await?;
+        settings::put_user_setting(&state, &tenant, me.id, scope, key, value).await?;
     }
     Ok(success(json!({})))
 }
@@ -562,9 +515,10 @@ async fn get_system_setting(state: State, body: Signed) -> Result {
         .find(|(i, _)| *i == id)
         .map(|(_, d)| *d)
         .ok_or_else(|| AdminError::new(253, format!("setting {id} does not exist")))?;
-    let tenant_addr = state.router.send(TenantOf(tenant.as_str().into())).await?;
-    let policy = tenant_addr.send(GetPolicy).await?;
-    let value = policy.setting(id).unwrap_or_default();
+    let value = settings::policy(&state, &tenant)
+        .await?
+        .setting(id)
+        .unwrap_or_default();
     Ok(success(
         json!({"id": id, "value": value.to_string(), "desc": desc}),
     ))
@@ -579,17 +533,8 @@ async fn modify_system_setting(state: State, body: Signed) -> Result {
     }
     let value = body.str("value")?;
     body.opt_str("desc")?;
-    let tenant_addr = state.router.send(TenantOf(tenant.as_str().into())).await?;
-    let mut policy = tenant_addr.send(GetPolicy).await?;
-    policy.set(id, &value).map_err(|e| AdminError::new(251, e))?;
-    let (t, v) = (tenant.clone(), value.trim().to_owned());
-    state
-        .store
-        .writer()
-        .write(move |tx| tx.put_tenant_setting(&t, id, &v))
-        .await?;
     // It takes effect for the next message, without a restart.
-    tenant_addr.send(SetPolicy(policy)).await?;
+    settings::set_policy(&state, &tenant, id, &value).await?;
     Ok(HttpResponse::Ok().json(json!({"code": 0, "msg": "success"})))
 }
 

@@ -5,19 +5,15 @@
 //! face and the reverse. A ban is the core's block: the banned user's messages to the
 //! banning user are refused. `/message/image` stores an image (see [`crate::files`]).
 
-use std::collections::HashMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
-use parlor_actors::{CreateGroup, TenantOf};
-use parlor_storage::{MessageRecord, Role, Snapshot, UserRecord};
+use parlor_storage::{MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Value};
 
-use super::uniapp::{check_len, load_user, local_time, new_user, party, password_login};
-use super::{tenant_of, Caller, Face, FaceError, Fields};
-use crate::conversations;
+use super::{local_time, query_pairs, tenant_of, Caller, Face, FaceError, Fields};
+use crate::core::accounts::{self, load as load_user, party, Profile};
+use crate::core::{check_len, conversations, groups, social};
 use crate::error::ApiError;
 use crate::routes::Routes;
-use crate::social;
 use crate::state::AppState;
 
 /// The chat-room face's envelope.
@@ -60,7 +56,7 @@ pub fn routes(r: &mut Routes) {
 /// is its URL (also `url`, with `width` and `height`).
 async fn upload_image(req: HttpRequest, state: State, me: Me, payload: web::Payload) -> Result {
     let folder = format!("message/{}", crate::files::today());
-    let (file, _) = super::files::upload_to(
+    let (file, _) = super::upload::upload_to(
         &state,
         &req,
         payload,
@@ -89,11 +85,7 @@ fn user_json(u: &UserRecord) -> Value {
 }
 
 fn path_id(req: &HttpRequest, name: &str) -> std::result::Result<u64, ApiError> {
-    req.match_info()
-        .get(name)
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| ApiError::invalid(format!("{name} must be a user id")))
+    super::path_id(req, name, "a user id")
 }
 
 fn check_chatroom_username(name: &str) -> std::result::Result<(), ApiError> {
@@ -119,13 +111,12 @@ async fn register(req: HttpRequest, state: State, form: Form) -> Result {
             return Err(ApiError::invalid("email must be an address").into());
         }
     }
-    let mut user = new_user(&state, &tenant, &username, Role::User);
-    user.nickname = nickname;
-    user.email = email;
-    let auth = state.auth.clone();
-    user.password_hash = web::block(move || auth.hash_password(&password)).await??;
-    let user = super::uniapp::insert_user(&state, user).await?;
-    Ok(success("注册成功！", json!({"id": user.id})))
+    let profile = Profile {
+        nickname: Some(nickname),
+        email,
+    };
+    let login = accounts::register(&state, &tenant, &username, password, profile).await?;
+    Ok(success("注册成功！", json!({"id": login.user.id})))
 }
 
 async fn login(req: HttpRequest, state: State, form: Form) -> Result {
@@ -133,9 +124,11 @@ async fn login(req: HttpRequest, state: State, form: Form) -> Result {
     let username = form.str("username")?;
     let password = form.str("password")?;
     check_chatroom_username(&username)?;
-    let user = password_login(&state, &tenant, &username, password).await?;
-    let (token, _) = state.auth.issue(&user);
-    Ok(success("登录成功", json!({"token": token, "id": user.id})))
+    let login = accounts::login_quietly(&state, &tenant, &username, password).await?;
+    Ok(success(
+        "登录成功",
+        json!({"token": login.token, "id": login.user.id}),
+    ))
 }
 
 async fn my_profile(state: State, me: Me) -> Result {
@@ -202,11 +195,7 @@ pub fn conversation_routes(r: &mut Routes) {
 }
 
 fn query(req: &HttpRequest) -> std::result::Result<Vec<(String, String)>, ApiError> {
-    Ok(
-        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-            .map_err(|_| ApiError::invalid("malformed query string"))?
-            .into_inner(),
-    )
+    query_pairs(req)
 }
 
 /// The conversation key of a chat-room conversation number, for a participant.
@@ -224,42 +213,6 @@ async fn conversation_of(state: &State, me: &Me, number: &str) -> std::result::R
             Ok(conv)
         })
         .await
-}
-
-/// Numbers for conversations that have none yet (given on first sight, in one write).
-async fn numbers(
-    state: &State,
-    tenant: &str,
-    convs: Vec<String>,
-) -> std::result::Result<HashMap<String, u64>, ApiError> {
-    let (t, wanted) = (tenant.to_owned(), convs.clone());
-    let known = state
-        .read(move |s| {
-            let mut out = HashMap::new();
-            for c in wanted {
-                if let Some(n) = s.conv_number(&t, &c)? {
-                    out.insert(c, n);
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-    let missing: Vec<String> = convs.into_iter().filter(|c| !known.contains_key(c)).collect();
-    if missing.is_empty() {
-        return Ok(known);
-    }
-    let t = tenant.to_owned();
-    let given = state
-        .store
-        .writer()
-        .write(move |tx| {
-            missing
-                .into_iter()
-                .map(|c| tx.conv_number(&t, &c).map(|n| (c, n)))
-                .collect::<parlor_storage::Result<Vec<_>>>()
-        })
-        .await?;
-    Ok(known.into_iter().chain(given).collect())
 }
 
 fn members_of(s: &Snapshot, tenant: &str, conv: &str, me: u64) -> parlor_storage::Result<Vec<u64>> {
@@ -292,59 +245,21 @@ async fn create_conversation(req: HttpRequest, state: State, me: Me) -> Result {
         }
     }
     ids.retain(|id| *id != me.id());
-    ids.sort_unstable();
-    ids.dedup();
     if ids.is_empty() {
         return Err(ApiError::invalid("contactId is required").into());
     }
-    let (t, my_id, wanted) = (me.tenant().to_owned(), me.id(), ids.clone());
-    let (owner, contacts) = state
-        .read(move |s| {
-            let owner = s
-                .user(&t, my_id)?
-                .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
-            let mut contacts = Vec::new();
-            for id in wanted {
-                let u = s
-                    .user(&t, id)?
-                    .ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
-                if s.friend(&t, my_id, id)?.is_none() {
-                    return Err(ApiError::Forbidden(format!(
-                        "user {id} is not one of your contacts"
-                    )));
-                }
-                contacts.push(u);
-            }
-            Ok((owner, contacts))
-        })
-        .await?;
+    let (owner, contacts) =
+        groups::friends_as_members(&state, me.tenant(), me.id(), ids, "one of your contacts").await?;
     let (conv, kind) = if contacts.len() == 1 {
         // The single conversation with that contact: the same one every time.
-        let conv = parlor_actors::direct_conv(me.id(), contacts[0].id);
-        let (t, c, a, b) = (me.tenant().to_owned(), conv.clone(), me.id(), contacts[0].id);
-        state
-            .store
-            .writer()
-            .write(move |tx| {
-                tx.ensure_cursor(&t, a, &c)?;
-                tx.ensure_cursor(&t, b, &c)
-            })
-            .await?;
+        let conv = conversations::open_direct(&state, me.tenant(), me.id(), contacts[0].id).await?;
         (conv, "single")
     } else {
-        let tenant_addr = state.router.send(TenantOf(me.tenant().into())).await?;
         let members = contacts.iter().map(party).collect();
-        let g = tenant_addr
-            .send(CreateGroup {
-                owner: party(&owner),
-                members,
-                name: None,
-                ext_id: None,
-            })
-            .await??;
+        let g = groups::create(&state, me.tenant(), party(&owner), members, None, None).await?;
         (parlor_actors::group::group_conv(g.id), "group")
     };
-    let n = numbers(&state, me.tenant(), vec![conv.clone()]).await?[&conv];
+    let n = conversations::numbers(&state, me.tenant(), vec![conv.clone()]).await?[&conv];
     let mut members: Vec<u64> = contacts.iter().map(|u| u.id).collect();
     members.sort_unstable();
     let c = json!({"id": n, "type": kind, "members": members});
@@ -404,7 +319,7 @@ async fn list_conversations(state: State, me: Me) -> Result {
             Ok(out)
         })
         .await?;
-    let numbers = numbers(
+    let numbers = conversations::numbers(
         &state,
         me.tenant(),
         entries.iter().map(|(e, _)| e.conv.clone()).collect(),

@@ -1,15 +1,15 @@
-//! The HTTP faces. Each face is a module with its routes; they share the extractors here:
-//! [`Fields`] (a form or JSON body with typed, checked accessors), [`Caller`] (the token's
-//! user), and [`FaceError`], which renders an [`ApiError`] in the face's own envelope.
+//! The HTTP faces, one module each: [`uniapp`] (split by area), [`chatroom`], [`chat21`]
+//! and [`admin`]. A handler parses its request, calls one operation of [`crate::core`] and
+//! writes the face's envelope; no face imports another. They share what is here: the
+//! extractors [`Fields`] (a form or JSON body with typed, checked accessors) and [`Caller`]
+//! (the token's user), [`FaceError`], which renders an [`ApiError`] in the face's own
+//! envelope, and the request and time helpers every face uses.
 
 pub mod admin;
 pub mod chat21;
 pub mod chatroom;
-pub mod conversations;
-pub mod files;
-pub mod groups;
-pub mod social;
 pub mod uniapp;
+pub mod upload;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -69,29 +69,7 @@ impl<F: Face> ResponseError for FaceError<F> {
     }
 }
 
-/// The token of a request: the `token` header, `Authorization` (with or without
-/// `Bearer `), or the `token`/`jwt` query parameter.
-pub fn token_of(req: &HttpRequest) -> Option<String> {
-    let headers = req.headers();
-    if let Some(t) = headers.get("token").and_then(|v| v.to_str().ok()) {
-        return Some(t.trim().to_owned());
-    }
-    if let Some(a) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let a = a.trim();
-        let t = a
-            .strip_prefix("Bearer ")
-            .or_else(|| a.strip_prefix("JWT "))
-            .unwrap_or(a);
-        return Some(t.trim().to_owned());
-    }
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| {
-            q.0.into_iter()
-                .find(|(k, _)| k == "token" || k == "jwt")
-                .map(|(_, v)| v)
-        })
-}
+pub use crate::auth::token_of;
 
 /// The authenticated caller of a request.
 pub struct Caller<F: Face> {
@@ -281,15 +259,6 @@ fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, Api
     )))
 }
 
-/// Whether `name` is 1 to 64 ASCII letters, digits, `_` or `-`: safe as a key, a path
-/// segment or a folder.
-pub fn plain_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// The tenant named by a request without a token: the `X-App-Id` header or the `app_id`
 /// field, `default` when neither.
 pub fn tenant_of<F: Face>(req: &HttpRequest, fields: &Fields<F>) -> Result<String, ApiError> {
@@ -300,10 +269,47 @@ pub fn tenant_of<F: Face>(req: &HttpRequest, fields: &Fields<F>) -> Result<Strin
         .map(str::to_owned)
         .or(fields.opt_str("app_id")?);
     let tenant = named.unwrap_or_else(|| "default".into());
-    if !plain_name(&tenant) {
+    if !crate::core::plain_name(&tenant) {
         return Err(ApiError::invalid(
             "app_id must be 1 to 64 letters, digits, _ or -",
         ));
     }
     Ok(tenant)
+}
+
+/// An integer path segment `name`; the error says what it must be (`an integer`, `a user
+/// id`, ...).
+pub fn path_id(req: &HttpRequest, name: &str, what: &str) -> Result<u64, ApiError> {
+    req.match_info()
+        .get(name)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{name} must be {what}")))
+}
+
+/// The query string's pairs, in order.
+pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    Ok(
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|_| ApiError::invalid("malformed query string"))?
+            .into_inner(),
+    )
+}
+
+/// Milliseconds as the server's local time, `YYYY-MM-DD HH:MM:SS`.
+pub fn local_time(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Milliseconds as an ISO 8601 UTC time with milliseconds.
+pub fn iso_time(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
 }

@@ -316,6 +316,15 @@ pub fn initial(name: &str) -> String {
     }
 }
 
+/// Pushes a notice frame about the social graph (an application, an answer, a friendship)
+/// to every session of user `to`; nothing is stored, and nobody offline gets it later.
+pub fn notify(state: &AppState, tenant: &str, to: u64, frame: parlor_actors::wire::Frame) {
+    state.router.do_send(parlor_actors::Notify {
+        user: parlor_actors::UserKey::new(tenant, to),
+        frame,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::initial;

@@ -1,4 +1,4 @@
-//! A user's conversations, shared by the faces: which conversations a user takes part in
+//! A user's conversations: which conversations a user takes part in
 //! (their cursors), what each shows (peer or group, last message, unread count from the
 //! read cursor, pinned and archived flags), where a user's view of history starts, and the
 //! per-user archive, delete and pin.
@@ -198,7 +198,87 @@ pub async fn revoke(
         id: id.to_owned(),
     };
     match group_of_conv(&message.conv) {
-        Some(gid) => crate::groups::revoke(state, tenant, gid, msg).await,
+        Some(gid) => super::groups::revoke(state, tenant, gid, msg).await,
         None => Ok(state.router.send(msg).await??),
     }
+}
+
+/// Marks `user`'s conversation read up to `seq` (at most its head; a conversation the user
+/// takes no part in is refused) and tells the other side; returns the position recorded.
+/// `session` is the WebSocket session that read it, if one did.
+pub async fn read(
+    state: &AppState,
+    tenant: &str,
+    user: u64,
+    conv: &str,
+    seq: u64,
+    session: Option<parlor_actors::SessionId>,
+) -> Result<u64, ApiError> {
+    let (t, c) = (tenant.to_owned(), conv.to_owned());
+    let head = state
+        .read(move |s| {
+            history_floor(s, &t, user, &c)?;
+            Ok(s.head(&t, &c)?)
+        })
+        .await?;
+    let seq = seq.min(head);
+    state.router.do_send(parlor_actors::Advance {
+        user: parlor_actors::UserKey::new(tenant, user),
+        session,
+        positions: vec![(Arc::from(conv), seq)],
+        read: true,
+    });
+    Ok(seq)
+}
+
+/// Opens the direct conversation of `a` and `b` for both (it is listed before any message).
+pub async fn open_direct(state: &AppState, tenant: &str, a: u64, b: u64) -> Result<String, ApiError> {
+    let conv = parlor_actors::direct_conv(a, b);
+    let (t, c) = (tenant.to_owned(), conv.clone());
+    state
+        .store
+        .writer()
+        .write(move |tx| {
+            tx.ensure_cursor(&t, a, &c)?;
+            tx.ensure_cursor(&t, b, &c)
+        })
+        .await?;
+    Ok(conv)
+}
+
+/// The numbers of conversations (the chat-room face names conversations by number), given
+/// to those that have none yet in one write.
+pub async fn numbers(
+    state: &AppState,
+    tenant: &str,
+    convs: Vec<String>,
+) -> Result<std::collections::HashMap<String, u64>, ApiError> {
+    let (t, wanted) = (tenant.to_owned(), convs.clone());
+    let known = state
+        .read(move |s| {
+            let mut out = std::collections::HashMap::new();
+            for c in wanted {
+                if let Some(n) = s.conv_number(&t, &c)? {
+                    out.insert(c, n);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    let missing: Vec<String> = convs.into_iter().filter(|c| !known.contains_key(c)).collect();
+    if missing.is_empty() {
+        return Ok(known);
+    }
+    let t = tenant.to_owned();
+    let given = state
+        .store
+        .writer()
+        .write(move |tx| {
+            missing
+                .into_iter()
+                .map(|c| tx.conv_number(&t, &c).map(|n| (c, n)))
+                .collect::<parlor_storage::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(known.into_iter().chain(given).collect())
 }

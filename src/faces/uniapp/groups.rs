@@ -6,22 +6,17 @@
 use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use parlor_actors::{CreateGroup, GroupOp, GroupOutcome, TenantOf};
+use parlor_actors::{GroupOp, GroupOutcome};
 use parlor_storage::{GroupRecord, MemberRecord, UserRecord};
 use serde_json::{json, Value};
 
 use super::social::paging;
-use super::uniapp::{check_len, iso_time, load_user, local_time, ok, party, UniApp};
-use super::{Caller, FaceError, Fields};
+use super::{ok, Form, Me, Result, State};
+use crate::core::accounts::{load as load_user, party};
+use crate::core::{check_len, groups};
 use crate::error::ApiError;
-use crate::groups;
+use crate::faces::{iso_time, local_time};
 use crate::routes::Routes;
-use crate::state::AppState;
-
-type Result<T = HttpResponse> = std::result::Result<T, FaceError<UniApp>>;
-type Me = Caller<UniApp>;
-type Form = Fields<UniApp>;
-type State = web::Data<AppState>;
 
 /// Registers the routes.
 pub fn routes(r: &mut Routes) {
@@ -119,43 +114,13 @@ async fn create(state: State, me: Me, form: Form) -> Result {
     me.not_visitor("create groups")?;
     let mut ids = id_list(&form, "userIds")?;
     ids.retain(|id| *id != me.id());
-    ids.sort_unstable();
-    ids.dedup();
     if ids.is_empty() {
         return Err(ApiError::invalid("userIds must name at least one friend").into());
     }
-    if ids.len() + 1 > state.config.limits.group_max_members {
-        let limit = state.config.limits.group_max_members;
-        return Err(ApiError::invalid(format!("the group is full: at most {limit} members")).into());
-    }
-    let (tenant, my_id) = (me.tenant().to_owned(), me.id());
-    let (owner, members) = state
-        .read(move |s| {
-            let owner = s
-                .user(&tenant, my_id)?
-                .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
-            let mut members = Vec::with_capacity(ids.len());
-            for id in ids {
-                let user = s
-                    .user(&tenant, id)?
-                    .ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
-                if s.friend(&tenant, my_id, id)?.is_none() {
-                    return Err(ApiError::Forbidden(format!("user {id} is not your friend")));
-                }
-                members.push(party(&user));
-            }
-            Ok((owner, members))
-        })
-        .await?;
-    let tenant_addr = state.router.send(TenantOf(me.tenant().into())).await?;
-    tenant_addr
-        .send(CreateGroup {
-            owner: party(&owner),
-            members,
-            name: None,
-            ext_id: None,
-        })
-        .await??;
+    let (owner, members) =
+        groups::friends_as_members(&state, me.tenant(), me.id(), ids, "your friend").await?;
+    let members = members.iter().map(party).collect();
+    groups::create(&state, me.tenant(), party(&owner), members, None, None).await?;
     Ok(ok("ok"))
 }
 

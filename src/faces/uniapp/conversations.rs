@@ -1,22 +1,15 @@
 //! The uni-app face's conversation routes: revoke (document section 三十二), read
 //! receipts, and the native conversation list with unread counts.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use parlor_actors::wire::MessageJson;
-use parlor_actors::Advance;
 use serde_json::{json, Value};
 
-use super::uniapp::{load_user, ok, party, UniApp};
-use super::{Caller, FaceError, Fields};
-use crate::conversations::{self, Entry, Filter};
+use super::{ok, Form, Me, Result, State};
+use crate::core::accounts::{load as load_user, party};
+use crate::core::conversations::{self, Entry, Filter};
 use crate::error::ApiError;
 use crate::routes::Routes;
-use crate::state::AppState;
-
-type Result<T = HttpResponse> = std::result::Result<T, FaceError<UniApp>>;
-type Me = Caller<UniApp>;
-type Form = Fields<UniApp>;
-type State = web::Data<AppState>;
 
 /// Registers the routes.
 pub fn routes(r: &mut Routes) {
@@ -46,20 +39,7 @@ async fn revoke(state: State, me: Me, form: Form) -> Result {
 async fn read(state: State, me: Me, form: Form) -> Result {
     let conv = form.str("conversation")?;
     let seq = form.u64("seq")?;
-    let (tenant, my_id, c) = (me.tenant().to_owned(), me.id(), conv.clone());
-    let head = state
-        .read(move |s| {
-            conversations::history_floor(s, &tenant, my_id, &c)?;
-            Ok(s.head(&tenant, &c)?)
-        })
-        .await?;
-    let seq = seq.min(head);
-    state.router.do_send(Advance {
-        user: me.key(),
-        session: None,
-        positions: vec![(conv.as_str().into(), seq)],
-        read: true,
-    });
+    let seq = conversations::read(&state, me.tenant(), me.id(), &conv, seq, None).await?;
     Ok(ok(json!({"conversation": conv, "seq": seq})))
 }
 

@@ -1,0 +1,42 @@
+//! The operations of the server, once: every face (uni-app, chat room, Chat21, admin) and
+//! the WebSocket session parse their input, call one function here and render its result
+//! in their own envelope. Only this module writes to the store or calls the core's actors;
+//! the faces may read snapshots.
+//!
+//! One module per domain: [`accounts`] (users, passwords, visitors, outside identities,
+//! tokens), [`messages`] (sending, history, offline replay), [`groups`] (creating groups and
+//! running commands on their actors), [`social`] (friendships, applications, blocks),
+//! [`conversations`] (the conversation list, read positions, revoke, archive, delete, pin)
+//! and [`settings`] (per-tenant policy and per-user settings). Each operation takes the
+//! [`AppState`](crate::state::AppState) and plain typed arguments and returns a typed result
+//! or an [`ApiError`](crate::error::ApiError); validation that belongs to the domain
+//! (lengths, ranges, who may do what) lives here.
+
+pub mod accounts;
+pub mod conversations;
+pub mod groups;
+pub mod messages;
+pub mod settings;
+pub mod social;
+
+use crate::error::ApiError;
+
+/// Checks that `value` has `min` to `max` characters; the error names the field.
+pub fn check_len(name: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::invalid(format!(
+            "{name} must be {min} to {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `name` is 1 to 64 ASCII letters, digits, `_` or `-`: safe as a key, a path
+/// segment or a folder.
+pub fn plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
