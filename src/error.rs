@@ -84,6 +84,10 @@ impl ApiError {
         ApiError::Invalid(msg.into())
     }
 
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        ApiError::NotFound(msg.into())
+    }
+
     /// The server's own error envelope, `{"msg":"fail","data":"reason"}` with [`status`](Self::status):
     /// the uni-app face's, which the routes outside the faces answer in too (`/ws`, `/healthz`,
     /// `/metrics`, the web client, unknown paths).

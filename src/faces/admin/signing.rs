@@ -1,0 +1,245 @@
+//! The admin face's request signing: the `nonce`, `timestamp` and `sign` headers checked
+//! against `admin.secret` and the clock, the nonces seen within the window (against
+//! replay), and [`Signed`], the extractor of a checked request's JSON body with accessors
+//! that name the field in their errors.
+
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use dashmap::DashMap;
+use serde_json::{Map, Value};
+use sha1::{Digest, Sha1};
+
+use super::{Admin, Result, State};
+use crate::error::ApiError;
+use crate::faces::FaceError;
+
+/// Nonces seen within the window, against replay.
+pub struct Nonces {
+    seen: DashMap<String, Instant>,
+    window: Duration,
+}
+
+impl Nonces {
+    pub fn new(window: Duration) -> Self {
+        Nonces {
+            seen: DashMap::new(),
+            window,
+        }
+    }
+
+    /// Records a nonce; `false` when it was seen within the window.
+    fn first_use(&self, nonce: &str) -> bool {
+        let now = Instant::now();
+        if self.seen.len() > 10_000 {
+            self.seen
+                .retain(|_, at| now.duration_since(*at) < self.window * 2);
+        }
+        match self.seen.entry(nonce.to_owned()) {
+            dashmap::mapref::entry::Entry::Occupied(mut e) => {
+                if now.duration_since(*e.get()) < self.window * 2 {
+                    return false;
+                }
+                e.insert(now);
+                true
+            }
+            dashmap::mapref::entry::Entry::Vacant(e) => {
+                e.insert(now);
+                true
+            }
+        }
+    }
+}
+
+/// The signature of a request: lowercase hex sha1 of `nonce|secret|timestamp`.
+pub fn sign(nonce: &str, secret: &str, timestamp: &str) -> String {
+    let mut h = Sha1::new();
+    h.update(format!("{nonce}|{secret}|{timestamp}"));
+    hex::encode(h.finalize())
+}
+
+/// Whether `given` is the signature `expected`, hex digits in either case, compared in time
+/// that depends only on the lengths: how far a guess matches is not told by how fast it is
+/// refused.
+fn same_sign(expected: &str, given: &str) -> bool {
+    if expected.len() != given.len() {
+        return false;
+    }
+    let diff = expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| {
+        acc | (a.to_ascii_lowercase() ^ b.to_ascii_lowercase())
+    });
+    std::hint::black_box(diff) == 0
+}
+
+/// A request whose signature was checked, with its JSON body.
+pub struct Signed {
+    pub(super) body: Map<String, Value>,
+}
+
+impl FromRequest for Signed {
+    type Error = FaceError<Admin>;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let checked = check_sign(req);
+        let limit = req
+            .app_data::<State>()
+            .map(|s| s.config.limits.max_body_bytes)
+            .unwrap_or(1 << 20);
+        let payload = payload.take();
+        Box::pin(async move {
+            checked?;
+            let bytes = crate::faces::read_limited(payload, limit).await?;
+            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                Map::new()
+            } else {
+                match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(Value::Object(map)) => map,
+                    Ok(_) => return Err(ApiError::invalid("the body must be a JSON object").into()),
+                    Err(e) => {
+                        return Err(ApiError::invalid(format!("the body is not valid JSON: {e}")).into())
+                    }
+                }
+            };
+            Ok(Signed { body })
+        })
+    }
+}
+
+fn check_sign(req: &HttpRequest) -> Result<()> {
+    let state = req
+        .app_data::<State>()
+        .ok_or_else(|| ApiError::Internal("state missing".into()))?;
+    let nonces = req
+        .app_data::<web::Data<Nonces>>()
+        .ok_or_else(|| ApiError::Internal("state missing".into()))?;
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::Unauthorized(format!("not signed: the {name} header is missing")))
+    };
+    let (nonce, timestamp, given) = (header("nonce")?, header("timestamp")?, header("sign")?);
+    let ts: i64 = timestamp
+        .parse()
+        .map_err(|_| ApiError::Unauthorized("not signed: timestamp must be milliseconds".into()))?;
+    let window = state.config.admin.window_secs;
+    let skew = (parlor_actors::now_ms() as i64).saturating_sub(ts).unsigned_abs();
+    if skew > window.saturating_mul(1000) {
+        return Err(ApiError::Unauthorized(format!(
+            "sign expired: the timestamp is more than {window} s from the server's clock"
+        ))
+        .into());
+    }
+    if !same_sign(&sign(nonce, &state.config.admin.secret, timestamp), given) {
+        return Err(ApiError::Unauthorized("auth failure: the sign does not match".into()).into());
+    }
+    if !nonces.first_use(nonce) {
+        return Err(ApiError::Unauthorized("auth failure: the nonce was used already".into()).into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Fields
+
+impl Signed {
+    pub(super) fn str(&self, name: &str) -> std::result::Result<String, ApiError> {
+        match self.body.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            None | Some(Value::Null) => Err(ApiError::invalid(format!("{name} is required"))),
+            Some(Value::String(_)) => Err(ApiError::invalid(format!("{name} must not be empty"))),
+            Some(_) => Err(ApiError::invalid(format!("{name} must be a string"))),
+        }
+    }
+
+    pub(super) fn opt_str(&self, name: &str) -> std::result::Result<Option<String>, ApiError> {
+        match self.body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            _ => self.str(name).map(Some),
+        }
+    }
+
+    pub(super) fn int(&self, name: &str) -> std::result::Result<Option<i64>, ApiError> {
+        match self.body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(format!("{name} must be an integer"))),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(format!("{name} must be an integer"))),
+            Some(_) => Err(ApiError::invalid(format!("{name} must be an integer"))),
+        }
+    }
+
+    pub(super) fn req_int(&self, name: &str) -> std::result::Result<i64, ApiError> {
+        self.int(name)?
+            .ok_or_else(|| ApiError::invalid(format!("{name} is required")))
+    }
+
+    pub(super) fn bool(&self, name: &str) -> std::result::Result<Option<bool>, ApiError> {
+        match self.body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+                Ok(Some(n.as_i64() == Some(1)))
+            }
+            Some(_) => Err(ApiError::invalid(format!("{name} must be a boolean"))),
+        }
+    }
+
+    pub(super) fn tenant(&self) -> std::result::Result<String, ApiError> {
+        let t = self.opt_str("appId")?.unwrap_or_else(|| "default".into());
+        if t.len() > 64
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ApiError::invalid("appId must be 1 to 64 letters, digits, _ or -"));
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_compare_whole_and_ignore_the_case_of_hex_digits() {
+        let good = sign("76616", "123456", "1558350862502");
+        assert!(same_sign(&good, &good));
+        assert!(same_sign(&good, &good.to_ascii_uppercase()));
+        let mut last_wrong = good.clone();
+        last_wrong.replace_range(39.., "0");
+        assert_ne!(last_wrong, good);
+        assert!(!same_sign(&good, &last_wrong));
+        assert!(!same_sign(&good, &good[..39]));
+        assert!(!same_sign(&good, &format!("{good}0")));
+        assert!(!same_sign(&good, ""));
+    }
+
+    #[test]
+    fn the_documents_signature_example() {
+        assert_eq!(
+            sign("76616", "123456", "1558350862502"),
+            "b98f9b0717f59febccf1440067a7f50d9b31bdde"
+        );
+    }
+
+    #[test]
+    fn a_nonce_is_used_once_within_the_window() {
+        let n = Nonces::new(Duration::from_secs(60));
+        assert!(n.first_use("a"));
+        assert!(!n.first_use("a"));
+        assert!(n.first_use("b"));
+    }
+}
