@@ -5,22 +5,31 @@
 //! `connected` once it is in the broadcast set), the senders send the same `send` frames as
 //! to Parlor, and every other member gets those very bytes. The sender's answer is a bare
 //! `{"type":"ack"}` that does not carry the message: it belongs to the sender's oldest
-//! unanswered send ([`crate::fanout::Recorded`]).
+//! unanswered send ([`crate::members::Recorded`]).
 
 use crate::drive::Sink;
-use crate::fanout::{self, FanoutArgs, Joined, Member, Recorded, Shared};
-use crate::setup;
+use crate::members::{self, Joined, Member, Recorded, Shared};
+use crate::{setup, Common};
 
 /// The server's answer to each frame a client sends.
 pub const ACK: &str = r#"{"type":"ack"}"#;
 
 /// Connects every member to the baseline server, each reader counting at once.
-pub async fn connect(args: &FanoutArgs, shared: &Shared) -> Result<Joined<Recorded<Sink>>, String> {
-    let connector = setup::Connector::new(&args.common.url, &args.common.source_ips)?;
-    let tokens = std::iter::repeat_n("", args.members);
-    let (joined, pending) = fanout::connect_ws(args, shared, &connector, tokens, |member, stream| {
-        fanout::read_ws(member, stream, on_text)
-    })
+pub async fn connect(
+    common: &Common,
+    members: usize,
+    shared: &Shared,
+) -> Result<Joined<Recorded<Sink>>, String> {
+    let connector = setup::Connector::new(&common.url, &common.source_ips)?;
+    let tokens = std::iter::repeat_n("", members);
+    let (joined, pending) = members::connect_ws(
+        members,
+        common.setup_concurrency,
+        shared,
+        &connector,
+        tokens,
+        |member, stream| members::read_ws(member, stream, on_text),
+    )
     .await?;
     let outlets = joined
         .outlets

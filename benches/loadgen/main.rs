@@ -20,6 +20,7 @@ mod drive;
 mod fanout;
 mod frames;
 mod machine;
+mod members;
 mod mqtt;
 mod offline;
 mod schedule;

@@ -8,7 +8,7 @@
 //!
 //! Senders publish their `send` frames (the same bytes as to Parlor) at QoS 1: the broker's
 //! PUBACK is the analogue of Parlor's ack and belongs to the sender's oldest unanswered
-//! publish ([`crate::fanout::Recorded`]); a PUBACK with a failure reason counts as a
+//! publish ([`crate::members::Recorded`]); a PUBACK with a failure reason counts as a
 //! refusal. Subscriptions are at QoS 0, so deliveries are pushed without an
 //! acknowledgement from the receiver, as Parlor pushes to an online session; a delivery the
 //! broker dropped shows up as lost.
@@ -23,9 +23,9 @@ use rumqttc::NetworkOptions;
 
 use crate::clock;
 use crate::drive::{Outlet, Plan};
-use crate::fanout::{FanoutArgs, Joined, Member, Recorded, Shared};
 use crate::frames::Payload;
-use crate::setup;
+use crate::members::{Joined, Member, Recorded, Shared};
+use crate::{setup, Common};
 
 /// How long connecting and subscribing one member may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,10 +74,10 @@ fn broker(url: &str) -> Result<(String, u16), String> {
 /// Connects and subscribes every member, each reader counting at once; returns them and
 /// the topic.
 pub async fn connect(
-    args: &FanoutArgs,
+    common: &Common,
+    members: usize,
     shared: &Shared,
 ) -> Result<(Joined<Recorded<Publisher>>, String), String> {
-    let common = &args.common;
     if !common.source_ips.is_empty() {
         return Err("--source-ips is not supported with --target mqtt".into());
     }
@@ -85,7 +85,7 @@ pub async fn connect(
     let prefix = setup::run_prefix();
     let topic = format!("loadgen/{prefix}");
     let t = Instant::now();
-    let n = args.members;
+    let n = members;
     let progress = setup::Progress::new("subscribed", n);
     let mut opened = futures_util::stream::iter(0..n)
         .map(|i| subscribe(&host, port, format!("{prefix}_{i}"), &topic))

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest};
 use futures_util::{StreamExt, TryStreamExt};
 use parlor_storage::FileRecord;
 
+use crate::core::files as core_files;
 use crate::error::ApiError;
 use crate::files::{self as store, Accept, Upload};
 use crate::state::AppState;
@@ -86,6 +87,6 @@ pub async fn upload_to(
 ) -> std::result::Result<(FileRecord, HashMap<String, String>), ApiError> {
     let (upload, texts) = receive_multipart(state, req, payload, names, accept).await?;
     let path = format!("{folder}/{}", store::new_name("", &upload.ext));
-    let file = state.files.keep(&state.store, upload, who.0, who.1, path).await?;
+    let file = core_files::keep(state, upload, who.0, who.1, path).await?;
     Ok((file, texts))
 }

@@ -1,7 +1,8 @@
 //! Uploaded files. An upload is streamed to a temporary file while it is hashed, its size
 //! bounded and its type detected from its bytes (magic numbers, never the name); the bytes
 //! are then stored once per content in the object store ([`objects`], keyed by sha256)
-//! and each upload gets its own metadata record in redb and its own generated path,
+//! and each upload gets its own generated path and a metadata record in redb (saved by
+//! [`crate::core::files`]),
 //! served under `/public/uploads/`. [`screenshot`] takes frames of videos with ffmpeg.
 //! The message helpers here keep the `metadata` (`src`, `width`, `height`) of image and
 //! video messages on every face.
@@ -13,16 +14,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use parlor_storage::{FileRecord, Store};
+use parlor_storage::FileRecord;
 use rand::Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, FilesConfig};
 use crate::error::ApiError;
-use crate::state::AppState;
 pub use objects::{object_key, Objects};
 
 /// The URL prefix of served files.
@@ -193,11 +193,11 @@ impl Files {
         Ok(kind)
     }
 
-    /// Stores an upload at the served `path` (under [`PUBLIC_PREFIX`]) for `owner`: the
-    /// bytes once per content, the metadata once per upload.
-    pub async fn keep(
+    /// Puts an upload's bytes in the object store (once per content) and returns the
+    /// metadata record of the upload at the served `path` (under [`PUBLIC_PREFIX`]) for
+    /// `owner`, not yet saved: [`crate::core::files::keep`] saves it.
+    pub async fn put_object(
         &self,
-        store: &Store,
         upload: Upload,
         tenant: &str,
         owner: u64,
@@ -215,7 +215,7 @@ impl Files {
                 .await
                 .map_err(internal("write to the object store"))?;
         }
-        let record = FileRecord {
+        Ok(FileRecord {
             id: 0,
             tenant: tenant.to_owned(),
             owner,
@@ -227,15 +227,7 @@ impl Files {
             width: upload.width,
             height: upload.height,
             created_ms: parlor_actors::now_ms(),
-        };
-        Ok(store
-            .writer()
-            .write(move |tx| {
-                let mut record = record;
-                tx.insert_file(&mut record)?;
-                Ok(record)
-            })
-            .await?)
+        })
     }
 
     /// The public URL of a stored file in the object store's own terms: the bucket's URL
@@ -296,22 +288,6 @@ pub fn stored_path(url: &str, own_host: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The stored file named by a URL of this server (see [`stored_path`]), in `tenant`.
-pub async fn stored_file(
-    state: &AppState,
-    tenant: &str,
-    url: &str,
-    own_host: &str,
-) -> Result<Option<FileRecord>, ApiError> {
-    let Some(path) = stored_path(url, own_host) else {
-        return Ok(None);
-    };
-    let tenant = tenant.to_owned();
-    state
-        .read(move |s| Ok(s.file_by_path(&path)?.filter(|f| f.tenant == tenant)))
-        .await
-}
-
 /// Whether a message type carries a picture (`metadata` with `src`, `width`, `height`).
 pub fn is_media(kind: &str) -> bool {
     matches!(kind, "image" | "video")
@@ -359,7 +335,7 @@ fn check_metadata(m: &Value) -> Result<(), ApiError> {
 
 /// The URL an image or video message points at: its content as a string, or the `url`,
 /// `src` or `path` of its content object.
-fn media_url(data: &str) -> Option<String> {
+pub fn media_url(data: &str) -> Option<String> {
     let data: Value = serde_json::from_str(data).ok()?;
     let data = match data {
         Value::String(s) => serde_json::from_str::<Value>(&s).unwrap_or(Value::String(s)),
@@ -373,43 +349,10 @@ fn media_url(data: &str) -> Option<String> {
     }
 }
 
-/// For an image or video message without `metadata` whose content is a file stored here,
-/// the metadata of that file (`src`, `width`, `height`) in its options.
-pub async fn fill_metadata(
-    state: &AppState,
-    tenant: &str,
-    kind: &str,
-    data: &str,
-    options: String,
-    own_host: &str,
-) -> Result<String, ApiError> {
-    if !is_media(kind) {
-        return Ok(options);
-    }
-    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&options) else {
-        return Ok(options);
-    };
-    if map.get("metadata").is_some_and(|m| !m.is_null()) {
-        return Ok(options);
-    }
-    let Some(url) = media_url(data) else {
-        return Ok(options);
-    };
-    let Some(file) = stored_file(state, tenant, &url, own_host).await? else {
-        return Ok(options);
-    };
-    let mut metadata = json!({"src": url});
-    if let (Some(w), Some(h)) = (file.width, file.height) {
-        metadata["width"] = json!(w);
-        metadata["height"] = json!(h);
-    }
-    map.insert("metadata".into(), metadata);
-    Ok(Value::Object(map).to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn folders_are_plain_names() {

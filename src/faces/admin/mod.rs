@@ -16,8 +16,8 @@
 //! | 251 | invalid parameter: a missing or wrong field, a body that is not JSON |
 //! | 253 | not exist: an unknown user, conversation, message or setting |
 //! | 4 | server error (storage failure, busy) |
-//! The face's parts: [`signing`] (the signed request), [`robots`], [`settings`], [`files`]
-//! and [`export`]. Errors are [`ApiError`]s rendered by [`Admin`], the face's [`Face`]: the
+//! The face's parts: `signing` (the signed request), `robots`, `settings`, `files`
+//! and `export`. Errors are [`ApiError`]s rendered by [`Admin`], the face's [`Face`]: the
 //! code of the table above from the error's kind, 239 and 243 being the signing refusals
 //! told apart by their reason.
 

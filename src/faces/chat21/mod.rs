@@ -1,5 +1,5 @@
-//! The Chat21 face (`shared/seeds/000_*`): `/api/:app_id/...` routes for [`groups`],
-//! [`messages`] and [`conversations`], one module each; here are the face's error rendering,
+//! The Chat21 face (`shared/seeds/000_*`): `/api/:app_id/...` routes for `groups`,
+//! `messages` and `conversations`, one module each; here are the face's error rendering,
 //! its caller extractor and the request and message shapes they share. The token comes in the raw
 //! `Authorization` header (or `?jwt=` / `?token=`) and names its user by `sub` and its
 //! tenant by `app_id`; the path's APP_ID must be the token's. A user named by a validly

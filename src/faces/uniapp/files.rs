@@ -10,6 +10,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::{ok, Form, Me, Result, State};
+use crate::core::files as core_files;
 use crate::error::ApiError;
 use crate::faces::upload::{receive_multipart, upload_to};
 use crate::files::screenshot::{self, Format};
@@ -58,10 +59,7 @@ async fn upload_aliyun(req: HttpRequest, state: State, me: Me, payload: web::Pay
             .map_err(|_| ApiError::invalid("imageClassId must be an integer"))?,
     };
     let path = format!("{folder}/{}", store::new_name("", &upload.ext));
-    let file = state
-        .files
-        .keep(&state.store, upload, me.tenant(), me.id(), path)
-        .await?;
+    let file = core_files::keep(&state, upload, me.tenant(), me.id(), path).await?;
     Ok(HttpResponse::Ok().json(json!({
         "code": 200,
         "msg": "上传成功",
@@ -100,7 +98,7 @@ async fn video_screenshot(req: HttpRequest, state: State, me: Me, form: Form) ->
         Some(f) => Format::parse(f.trim()).ok_or_else(|| ApiError::invalid("format must be png or jpg"))?,
     };
     let video = if store::stored_path(url, &own_host(&req)).is_some() {
-        let file = store::stored_file(&state, me.tenant(), url, &own_host(&req))
+        let file = core_files::stored_file(&state, me.tenant(), url, &own_host(&req))
             .await?
             .ok_or_else(|| ApiError::NotFound("videoUrl names no file stored here".into()))?;
         screenshot::stored_video(&state.files, &file).await?
@@ -116,10 +114,7 @@ async fn video_screenshot(req: HttpRequest, state: State, me: Me, form: Form) ->
         "Diy/VideoScreenshot/{}",
         store::new_name("screenshot_", &upload.ext)
     );
-    let file = state
-        .files
-        .keep(&state.store, upload, me.tenant(), me.id(), path)
-        .await?;
+    let file = core_files::keep(&state, upload, me.tenant(), me.id(), path).await?;
     Ok(ok(json!({
         "base64": base64,
         "url": store::served_url(&file.path),

@@ -7,6 +7,7 @@ use parlor_storage::{ChatType, Role};
 use serde_json::json;
 
 use super::{ok, Form, Me, Result, State};
+use crate::core::files as core_files;
 use crate::core::messages::{self, content_json, options_json, Draft, Target};
 use crate::error::ApiError;
 use crate::files;
@@ -34,7 +35,7 @@ async fn send_message(req: HttpRequest, state: State, me: Me, form: Form) -> Res
     let options = files::with_metadata(options_json(form.value("options"))?, form.value("metadata"))?;
     let cid = form.opt_str("cid")?;
     let host = req.connection_info().host().to_owned();
-    let options = files::fill_metadata(&state, me.tenant(), &kind, &data, options, &host).await?;
+    let options = core_files::fill_metadata(&state, me.tenant(), &kind, &data, options, &host).await?;
     let draft = Draft {
         chat_type,
         to,

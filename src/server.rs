@@ -1,0 +1,320 @@
+//! Starting and stopping the server: [`run`] opens the store, starts the shared actors once
+//! (the Writer, the Router, its Tenants), binds the client listener and the admin listener
+//! (when `admin.secret` is set) and returns a [`Running`] server; [`Running::wait`] serves
+//! until a signal or [`Running::handle`] stops it, then lets the Router commit its cursors
+//! and the Writer commit what it holds. Also the route tables of both listeners.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::web::Data;
+use actix_web::{middleware, App, HttpResponse, HttpServer};
+use parlor_actors::router::{FlushCursors, RouterConfig};
+use parlor_actors::{Router, SetPolicy, TenantOf};
+use parlor_storage::{Store, WriterConfig};
+
+use crate::auth::{self, load_or_create_secret, Auth, DeviceLimiter};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::routes::Routes;
+use crate::state::AppState;
+use crate::{faces, files, metrics, openapi, web, ws};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] parlor_storage::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A started server.
+pub struct Running {
+    addr: SocketAddr,
+    server: Server,
+    admin: Option<(
+        SocketAddr,
+        ServerHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
+    router: Addr<Router>,
+    store: Store,
+    arbiter: Arbiter,
+    state: Data<AppState>,
+}
+
+impl Running {
+    /// The address the client listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address of the admin listener, when it is served (`admin.secret` set).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(a, _, _)| *a)
+    }
+
+    /// A handle to stop the server (`handle.stop(true)` lets connections finish).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The shared state (for tests and tools that need the store or the Router).
+    pub fn state(&self) -> Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until stopped, then stops the admin listener, commits the Router's cursors and
+    /// everything the Writer holds, and stops the Router's thread.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let Running {
+            server,
+            admin,
+            router,
+            store,
+            arbiter,
+            state,
+            ..
+        } = self;
+        let served = server.await;
+        // The admin listener stops with the client one: it holds the state, and so the store.
+        if let Some((_, handle, task)) = admin {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
+        let _ = router.send(FlushCursors).await;
+        drop((router, state));
+        // The core's actors hold the store: wait until their thread has ended, so that the
+        // database is closed when this returns and can be opened again.
+        arbiter.stop();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = arbiter.join();
+            store.shutdown();
+            // HTTP worker threads drop their copies of the state (and so of the store) a
+            // moment after the server stopped; the file is closed with the last copy, so
+            // wait for them (bounded) before saying the server stopped.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while store.handles() > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+        .await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Starts Parlor on `listener` with `config`.
+pub async fn run(listener: TcpListener, config: Config) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let addr = listener.local_addr()?;
+    let storage = &config.storage;
+    let store = Store::open(
+        &storage.path,
+        WriterConfig {
+            max_batch: storage.max_batch,
+            queue: storage.write_queue,
+        },
+    )?;
+    let secret = load_or_create_secret(&config.auth.jwt_secret, &storage.data_dir())?;
+    let auth = Arc::new(Auth::new(&secret, &config.auth).map_err(StartError::Config)?);
+
+    // What the core keeps in memory: offline queues and revoked tokens.
+    let (startup, tenant_settings) = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let snapshot = store.snapshot()?;
+            Ok::<_, parlor_storage::Error>((snapshot.startup_state()?, snapshot.all_tenant_settings()?))
+        })
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))??
+    };
+    let now = auth::now_secs();
+    for (jti, exp) in &startup.revoked_tokens {
+        if *exp >= now {
+            auth.revoke(jti, *exp);
+        }
+    }
+    let pruned = store
+        .writer()
+        .write(move |tx| tx.prune_revoked_tokens(now))
+        .await?;
+
+    let router_config = RouterConfig {
+        cursor_flush: Config::ms(config.router.cursor_flush_ms),
+        mailbox: config.router.mailbox,
+        hold_max: config.ws.mailbox.max(1024),
+        default_policy: config.policy(),
+        group_idle: std::time::Duration::from_secs(config.router.group_idle_secs),
+    };
+    let router = Router::new(store.clone(), router_config, &startup);
+    let router_stats = router.stats();
+    // The Router lives on its own thread, started once, outside the HTTP workers.
+    let arbiter = Arbiter::new();
+    let router = Router::start_in_arbiter(&arbiter.handle(), move |_| router);
+    // Tenants with settings stored through the admin face get them before anything is served:
+    // the Router checks even the first message or revoke after a restart against them.
+    let mut policies: BTreeMap<String, parlor_actors::Policy> = BTreeMap::new();
+    for (tenant, id, value) in tenant_settings {
+        let policy = policies.entry(tenant).or_insert_with(|| config.policy());
+        if let Err(e) = policy.set(id, &value) {
+            tracing::warn!(id, error = %e, "stored setting ignored");
+        }
+    }
+    for (tenant, policy) in policies {
+        let started = |e: MailboxError| StartError::Config(format!("tenant {tenant}: {e}"));
+        let tenant_addr = router
+            .send(TenantOf(tenant.as_str().into()))
+            .await
+            .map_err(started)?;
+        tenant_addr.send(SetPolicy(policy)).await.map_err(started)?;
+        // The Tenant told the Router before answering; this round trip sees that through.
+        router
+            .send(TenantOf(tenant.as_str().into()))
+            .await
+            .map_err(started)?;
+    }
+
+    let files = Arc::new(files::Files::open(&config).map_err(StartError::Config)?);
+    let state = Data::new(AppState {
+        config: config.clone(),
+        files,
+        store: store.clone(),
+        router: router.clone(),
+        router_stats,
+        auth,
+        devices: DeviceLimiter::new(config.auth.visitor_requests_per_hour),
+        next_session: AtomicU64::new(1),
+    });
+    let app_state = state.clone();
+    let http_metrics = Data::new(metrics::HttpMetrics::default());
+    let client_metrics = http_metrics.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(client_metrics.clone())
+            .wrap(middleware::from_fn(metrics::track))
+            .configure(|cfg| client_routes(&mut Routes::serving(cfg)))
+            .default_service(actix_web::web::to(not_found))
+    })
+    // Frames are small and latency matters: no Nagle delay on the sockets.
+    .tcp_nodelay(true)
+    .on_connect(send_buffer(config.server.socket_send_buffer))
+    .listen(listener)?
+    .shutdown_timeout(config.server.shutdown_timeout_secs);
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    let server = server.run();
+
+    let admin_server = if config.admin.secret.is_empty() {
+        None
+    } else {
+        let listener = TcpListener::bind(&config.admin.bind).map_err(|e| {
+            StartError::Config(format!("admin.bind: cannot listen on {}: {e}", config.admin.bind))
+        })?;
+        let admin_addr = listener.local_addr()?;
+        let nonces = Data::new(faces::admin::Nonces::new(std::time::Duration::from_secs(
+            config.admin.window_secs,
+        )));
+        let admin_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .app_data(nonces.clone())
+                .app_data(http_metrics.clone())
+                .wrap(middleware::from_fn(metrics::track))
+                .configure(|cfg| admin_routes(&mut Routes::serving(cfg)))
+                .default_service(actix_web::web::to(faces::admin::not_found))
+        })
+        .listen(listener)?
+        .workers(1)
+        .shutdown_timeout(config.server.shutdown_timeout_secs)
+        .run();
+        // A server runs when polled: the admin one runs beside the client one.
+        let handle = server.handle();
+        Some((admin_addr, handle, actix_web::rt::spawn(server)))
+    };
+    let admin = match &admin_server {
+        Some((a, _, _)) => a.to_string(),
+        None => format!("{} (disabled: admin.secret is empty)", config.admin.bind),
+    };
+    tracing::info!(
+        listen = %addr,
+        admin = %admin,
+        data = %storage.path.display(),
+        pending_users = startup.pending.len(),
+        pruned_tokens = pruned,
+        "parlor started"
+    );
+    Ok(Running {
+        addr,
+        server,
+        admin: admin_server,
+        router,
+        store,
+        arbiter,
+        state,
+    })
+}
+
+/// Every route of the client listener: health, the WebSocket, the OpenAPI document, the
+/// metrics, the web client and the client faces. [`RouteTable::client`](crate::routes::RouteTable::client)
+/// lists them.
+pub fn client_routes(r: &mut Routes) {
+    r.get("/healthz", healthz)
+        .get("/ws", ws::connect)
+        .get("/openapi.json", openapi::client_document)
+        .get("/metrics", metrics::serve);
+    web::routes(r);
+    faces::uniapp::routes(r);
+    faces::chatroom::routes(r);
+    faces::chatroom::conversation_routes(r);
+    faces::chat21::routes(r);
+    faces::chat21::conversation_routes(r);
+}
+
+/// Every route of the admin listener.
+pub fn admin_routes(r: &mut Routes) {
+    faces::admin::routes(r);
+    r.get("/openapi.json", openapi::admin_document);
+}
+
+async fn healthz(state: Data<AppState>) -> HttpResponse {
+    match state.read(|s| Ok(s.head("", "")?)).await {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+    }
+}
+
+async fn not_found() -> HttpResponse {
+    ApiError::NotFound("no such route".into()).to_response()
+}
+
+/// Sets the kernel send buffer of each accepted connection to `bytes` (0: leave it to the
+/// kernel). Capped, the buffer makes a client that stops reading visible to its session
+/// within a bounded amount of data: actix-http stops polling the session's frames once the
+/// socket and its own write buffer are full, the session's mailbox fills, and the Router cuts
+/// the session, leaving its messages pending for the next connection.
+fn send_buffer(
+    bytes: usize,
+) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
+    move |conn, _| {
+        if bytes == 0 {
+            return;
+        }
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes) {
+                tracing::warn!(error = %e, bytes, "cannot set the send buffer of a connection");
+            }
+        }
+    }
+}
