@@ -1,0 +1,390 @@
+//! The session actor: one per WebSocket connection.
+//!
+//! It registers with the Router, writes what the Router delivers, turns client frames
+//! into calls to the core, answers a bad frame with an `error` frame without closing,
+//! pings every `heartbeat_interval_ms` and closes a client silent for `client_timeout_ms`.
+//! Every `report_interval_ms`, and when it stops, it tells the Router the positions the
+//! client confirmed (see [`Delivery`]), which moves the user's delivered cursor.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Running, StreamHandler, WrapFuture,
+};
+use actix_web::web;
+use actix_web_actors::ws;
+use parlor_actors::{
+    wire, Advance, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
+};
+use parlor_storage::{ChatType, Role, Store, UserRecord};
+
+use super::delivery::Delivery;
+use super::protocol::{self, ClientFrame, FrameError, SendFrame};
+use crate::config::{Config, WsConfig};
+use crate::core::accounts::party;
+use crate::core::messages::{content_json, options_json};
+use crate::core::{conversations, messages};
+use crate::state::AppState;
+
+/// How many peer profiles a session keeps for naming its messages.
+const PEER_CACHE: usize = 1024;
+
+/// One WebSocket connection; see the module doc.
+pub struct Session {
+    id: u64,
+    user: UserKey,
+    me: Party,
+    role: Role,
+    jti: Arc<str>,
+    router: Addr<Router>,
+    store: Store,
+    state: web::Data<AppState>,
+    config: WsConfig,
+    last_heard: Instant,
+    /// What the client is known to have read; see [`Delivery`].
+    delivery: Delivery,
+    peers: HashMap<u64, Party>,
+}
+
+impl Session {
+    /// The session of `user`, authenticated by the token `jti`; `manual_ack` is
+    /// `?ack=manual` (only the client's `ack` frames move the delivered cursor).
+    pub fn new(state: web::Data<AppState>, user: &UserRecord, jti: &str, manual_ack: bool) -> Self {
+        Self {
+            id: state.next_session.fetch_add(1, Ordering::Relaxed),
+            user: UserKey::new(&user.tenant, user.id),
+            me: party(user),
+            role: user.role,
+            jti: Arc::from(jti),
+            router: state.router.clone(),
+            store: state.store.clone(),
+            config: state.config.ws.clone(),
+            last_heard: Instant::now(),
+            delivery: Delivery::new(manual_ack, Instant::now()),
+            peers: HashMap::new(),
+            state,
+        }
+    }
+
+    fn write(&mut self, p: &Pushed, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.text(p.frame.clone());
+        if let Some((conv, seq)) = &p.at {
+            self.delivery.written(conv, *seq);
+        }
+    }
+
+    /// Sends a probe behind what was written, unless one is in flight or nothing is new.
+    fn probe(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(payload) = self.delivery.probe(Instant::now()) {
+            ctx.ping(&payload);
+        }
+    }
+
+    /// Every report interval: reports what the client confirmed, and probes what was
+    /// written since the last probe (see [`Delivery`]).
+    fn report(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self
+            .delivery
+            .due(Instant::now(), Config::ms(self.config.probe_interval_ms))
+        {
+            self.probe(ctx);
+        }
+        let positions = self.delivery.take_confirmed();
+        if positions.is_empty() {
+            return;
+        }
+        self.router.do_send(Advance {
+            user: self.user.clone(),
+            session: Some(self.id),
+            positions,
+            read: false,
+        });
+    }
+
+    fn error(&self, e: FrameError, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.text(wire::error_frame(e.cid.as_deref(), e.code, &e.msg));
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        match protocol::decode(text) {
+            Ok(ClientFrame::Ping) => ctx.text(wire::frame("pong", serde_json::Value::Null)),
+            Ok(ClientFrame::Send(frame)) => self.on_send(frame, ctx),
+            Ok(ClientFrame::Ack { conversation, seq }) => self.advance(conversation, seq, false),
+            Ok(ClientFrame::Read { conversation, seq }) => self.on_read(conversation, seq, ctx),
+            Ok(ClientFrame::Revoke { cid, id }) => self.on_revoke(cid, id, ctx),
+            Err(e) => self.error(e, ctx),
+        }
+    }
+
+    fn advance(&mut self, conversation: String, seq: u64, read: bool) {
+        self.router.do_send(Advance {
+            user: self.user.clone(),
+            session: Some(self.id),
+            positions: vec![(Arc::from(conversation.as_str()), seq)],
+            read,
+        });
+    }
+
+    /// A read receipt names at most the conversation's head, as over REST: a larger `seq`
+    /// would count later messages as read and tell the peer (or the group's count) so. A
+    /// conversation the user does not take part in is refused with an `error` frame, as REST
+    /// refuses it.
+    fn on_read(&mut self, conversation: String, seq: u64, ctx: &mut ws::WebsocketContext<Self>) {
+        let (state, tenant, me, session) = (
+            self.state.clone(),
+            self.user.tenant.clone(),
+            self.user.id,
+            self.id,
+        );
+        let read =
+            async move { conversations::read(&state, &tenant, me, &conversation, seq, Some(session)).await };
+        ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                act.error(FrameError::of(None, &e), ctx);
+            }
+        }));
+    }
+
+    fn on_send(&mut self, frame: SendFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        let cid = frame.cid.clone();
+        let chat_type = match frame.chat_type.as_str() {
+            "single" => ChatType::Single,
+            "group" => ChatType::Group,
+            _ => {
+                return self.error(
+                    FrameError {
+                        cid,
+                        code: "invalid",
+                        msg: "chatType must be single or group".into(),
+                    },
+                    ctx,
+                )
+            }
+        };
+        let options = options_json(frame.options.as_ref())
+            .and_then(|o| crate::files::with_metadata(o, frame.metadata.as_ref()));
+        let options = match options {
+            Ok(o) => o,
+            Err(e) => {
+                return self.error(
+                    FrameError {
+                        cid,
+                        code: "invalid",
+                        msg: e.to_string(),
+                    },
+                    ctx,
+                )
+            }
+        };
+        if chat_type == ChatType::Group {
+            return self.on_group_send(frame, options, ctx);
+        }
+        if self.peers.contains_key(&frame.to) {
+            return self.dispatch(frame, chat_type, options, ctx);
+        }
+        // Look the peer up once; later frames wait so that sends keep their order.
+        let (store, tenant, to) = (self.store.clone(), self.user.tenant.clone(), frame.to);
+        let lookup = tokio::task::spawn_blocking(move || store.snapshot().and_then(|s| s.user(&tenant, to)));
+        ctx.wait(lookup.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(Some(peer))) => {
+                if act.peers.len() >= PEER_CACHE {
+                    act.peers.clear();
+                }
+                act.peers.insert(peer.id, party(&peer));
+                act.dispatch(frame, chat_type, options, ctx);
+            }
+            Ok(Ok(None)) => act.error(
+                FrameError {
+                    cid,
+                    code: "not_found",
+                    msg: format!("user {to} does not exist"),
+                },
+                ctx,
+            ),
+            _ => act.error(
+                FrameError {
+                    cid,
+                    code: "storage",
+                    msg: "cannot look the recipient up".into(),
+                },
+                ctx,
+            ),
+        }));
+    }
+
+    fn on_revoke(&mut self, cid: Option<String>, id: String, ctx: &mut ws::WebsocketContext<Self>) {
+        let (state, tenant, by) = (self.state.clone(), self.user.tenant.clone(), self.me.clone());
+        let revoke = async move { conversations::revoke(&state, &tenant, by, &id).await };
+        ctx.spawn(revoke.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(revoked) => ctx.text(wire::ack_frame(cid.as_deref(), &revoked)),
+            Err(e) => act.error(FrameError::of(cid, &e), ctx),
+        }));
+    }
+
+    /// A group send: the core routes it to the group's actor.
+    fn on_group_send(&mut self, frame: SendFrame, options: String, ctx: &mut ws::WebsocketContext<Self>) {
+        let to = Party {
+            id: frame.to,
+            ..Party::default()
+        };
+        let msg = self.message(&frame, to, ChatType::Group, options);
+        self.finish(frame.cid, msg, ctx);
+    }
+
+    fn message(&self, frame: &SendFrame, to: Party, chat_type: ChatType, options: String) -> SendMessage {
+        SendMessage {
+            tenant: self.user.tenant.clone(),
+            from: self.me.clone(),
+            from_role: self.role,
+            to,
+            chat_type,
+            kind: frame.msg_type.clone(),
+            data: content_json(&frame.data),
+            options,
+            cid: frame.cid.clone(),
+            origin: Origin::Session(self.id),
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        frame: SendFrame,
+        chat_type: ChatType,
+        options: String,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let to = self.peers.get(&frame.to).cloned().unwrap_or(Party {
+            id: frame.to,
+            ..Party::default()
+        });
+        let msg = self.message(&frame, to, chat_type, options);
+        self.finish(frame.cid, msg, ctx);
+    }
+
+    /// Sends `msg` through the core; answers with an `ack` after its commit, or an `error`.
+    /// Later frames do not wait: a conversation's order is decided where the core routes it.
+    fn finish(&mut self, cid: Option<String>, msg: SendMessage, ctx: &mut ws::WebsocketContext<Self>) {
+        let state = self.state.clone();
+        let send = async move { messages::send(&state, msg).await };
+        ctx.spawn(send.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(stored) => {
+                ctx.text(wire::ack_frame(cid.as_deref(), &stored));
+                let conv: Arc<str> = Arc::from(stored.conv.as_str());
+                act.delivery.written(&conv, stored.seq);
+            }
+            Err(e) => act.error(FrameError::of(cid, &e), ctx),
+        }));
+    }
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.config.mailbox);
+        let heartbeat = Config::ms(self.config.heartbeat_interval_ms);
+        let timeout = Config::ms(self.config.client_timeout_ms);
+        ctx.run_interval(heartbeat, move |act, ctx| {
+            if act.last_heard.elapsed() > timeout {
+                tracing::debug!(session = act.id, "client timed out");
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+        ctx.run_interval(Config::ms(self.config.report_interval_ms), |act, ctx| {
+            act.report(ctx)
+        });
+        let connect = Connect {
+            user: self.user.clone(),
+            session: self.id,
+            jti: self.jti.clone(),
+            addr: ctx.address().recipient(),
+        };
+        // Nothing else is handled until the Router knows this session.
+        ctx.wait(self.router.send(connect).into_actor(self).map(|res, act, ctx| {
+            if res.is_err() {
+                ctx.stop();
+                return;
+            }
+            let hello =
+                serde_json::json!({"id": act.user.id, "app_id": act.user.tenant.as_ref(), "session": act.id});
+            ctx.text(wire::frame("connected", hello));
+        }));
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        // Only what the client confirmed; what was written after the last pong stays pending.
+        let written = self.delivery.cut();
+        self.router.do_send(Disconnect {
+            user: self.user.clone(),
+            session: self.id,
+            written,
+        });
+        Running::Stop
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        match msg {
+            Deliver::Push(p) => self.write(&p, ctx),
+            Deliver::Replay(batch) => {
+                for p in &batch {
+                    self.write(p, ctx);
+                }
+                // The next round of a long replay waits for this one's confirmation.
+                self.probe(ctx);
+            }
+            Deliver::Close { reason } => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some(reason.into()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
+            Ok(ws::Message::Pong(payload)) => {
+                self.delivery.pong(&payload);
+            }
+            Ok(ws::Message::Binary(_)) => self.error(
+                FrameError {
+                    cid: None,
+                    code: "bad_frame",
+                    msg: "binary frames are not supported; send JSON text".into(),
+                },
+                ctx,
+            ),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Err(ws::ProtocolError::Overflow) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some(format!("frame is over {} bytes", self.config.max_frame_bytes)),
+                }));
+                ctx.stop();
+            }
+            Err(e) => {
+                tracing::debug!(session = self.id, error = %e, "protocol error");
+                ctx.stop();
+            }
+        }
+    }
+}
