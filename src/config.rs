@@ -69,6 +69,10 @@ pub struct AdminConfig {
     /// How far a request's `timestamp` may be from the server's clock, either side, and
     /// how long a `nonce` is remembered against replay, seconds. Default 300.
     pub window_secs: u64,
+    /// Refused requests (bad or missing signature, old timestamp, replayed nonce) one client
+    /// address may make within `window_secs`; past it every request of that address is
+    /// refused with code 250 until the window has passed. Default 20.
+    pub max_refusals: u32,
     /// What `/admin/customer` answers. Defaults `parlor` and `Parlor`.
     #[serde(deserialize_with = "text")]
     pub customer_id: String,
@@ -82,6 +86,7 @@ impl Default for AdminConfig {
             bind: "127.0.0.1:18080".into(),
             secret: String::new(),
             window_secs: 300,
+            max_refusals: 20,
             customer_id: "parlor".into(),
             customer_name: "Parlor".into(),
         }
@@ -466,6 +471,9 @@ impl Config {
         }
         if self.admin.window_secs == 0 {
             return invalid("admin.window_secs", "must be at least 1");
+        }
+        if self.admin.max_refusals == 0 {
+            return invalid("admin.max_refusals", "must be at least 1");
         }
         if !cfg!(debug_assertions) && !self.admin.secret.is_empty() && self.admin.secret.len() < 16 {
             return invalid(

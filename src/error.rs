@@ -142,3 +142,73 @@ impl From<actix::MailboxError> for ApiError {
         ApiError::Unavailable("server is busy".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of the README's *Error codes*: each kind its own code and one status.
+    #[test]
+    fn each_kind_has_its_code_and_status() {
+        let table = [
+            (ApiError::Invalid(String::new()), "invalid", 400),
+            (ApiError::Unauthorized(String::new()), "unauthorized", 401),
+            (ApiError::Forbidden(String::new()), "forbidden", 403),
+            (ApiError::NotFound(String::new()), "not_found", 404),
+            (ApiError::Conflict(String::new()), "conflict", 409),
+            (ApiError::TooLarge(String::new()), "too_large", 413),
+            (ApiError::TooMany(String::new()), "rate_limited", 429),
+            (ApiError::Overloaded(String::new()), "overloaded", 503),
+            (ApiError::Unavailable(String::new()), "unavailable", 503),
+            (ApiError::Storage(String::new()), "storage", 500),
+            (ApiError::Internal(String::new()), "internal", 500),
+        ];
+        for (e, code, status) in &table {
+            assert_eq!(e.code(), *code, "{e:?}");
+            assert_eq!(e.status().as_u16(), *status, "{e:?}");
+        }
+        let mut codes: Vec<_> = table.iter().map(|(_, c, _)| *c).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), table.len(), "codes are distinct");
+    }
+
+    #[test]
+    fn a_storage_failure_never_tells_its_detail() {
+        let secret = "/srv/parlor/data/parlor.redb: No space left on device (os error 28)";
+        let from_send = ApiError::from(SendError::Storage(secret.into()));
+        let from_store = ApiError::from(parlor_storage::Error::Io(std::sync::Arc::new(
+            std::io::Error::other(secret),
+        )));
+        let from_codec = ApiError::from(parlor_storage::Error::Codec(secret.into()));
+        for e in [from_send, from_store, from_codec] {
+            assert_eq!(
+                e,
+                ApiError::Storage("storage failure: nothing was written".into())
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_queue_is_overloaded_and_a_stopped_actor_unavailable() {
+        assert_eq!(ApiError::from(SendError::Overloaded).code(), "overloaded");
+        assert_eq!(
+            ApiError::from(parlor_storage::Error::Unavailable("the write queue is full")).code(),
+            "overloaded"
+        );
+        assert_eq!(ApiError::from(actix::MailboxError::Closed).code(), "unavailable");
+        assert_eq!(ApiError::from(actix::MailboxError::Timeout).code(), "unavailable");
+    }
+
+    #[test]
+    fn refusals_of_a_send_keep_their_kind() {
+        assert_eq!(
+            ApiError::from(SendError::Forbidden("blocked".into())).code(),
+            "forbidden"
+        );
+        assert_eq!(
+            ApiError::from(SendError::NotFound("no group".into())).code(),
+            "not_found"
+        );
+        assert_eq!(ApiError::from(SendError::Invalid("bad".into())).code(), "invalid");
+    }
+}

@@ -221,14 +221,15 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             StartError::Config(format!("admin.bind: cannot listen on {}: {e}", config.admin.bind))
         })?;
         let admin_addr = listener.local_addr()?;
-        let nonces = Data::new(faces::admin::Nonces::new(std::time::Duration::from_secs(
-            config.admin.window_secs,
-        )));
+        let signatures = Data::new(faces::admin::Signatures::new(
+            std::time::Duration::from_secs(config.admin.window_secs),
+            config.admin.max_refusals,
+        ));
         let admin_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(admin_state.clone())
-                .app_data(nonces.clone())
+                .app_data(signatures.clone())
                 .app_data(http_metrics.clone())
                 .wrap(middleware::from_fn(metrics::track))
                 .configure(|cfg| admin_routes(&mut Routes::serving(cfg)))

@@ -434,6 +434,73 @@ async fn a_replayed_nonce_is_code_244() {
 // Bad input, unknown things, listeners
 
 #[actix_web::test]
+async fn an_address_with_too_many_refusals_is_code_250_until_the_window_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path(), |c| {
+        c.admin.max_refusals = 3;
+        c.admin.window_secs = 2;
+    })
+    .await;
+    let now = || now_ms().to_string();
+    // Three refusals of different kinds, each with its own code.
+    refused(
+        &admin_raw(
+            &server,
+            "/admin/healthcheck",
+            &headers_with(&nonce(), &now(), "wrong"),
+            None,
+        )
+        .await,
+        244,
+    );
+    refused(&admin_raw(&server, "/admin/healthcheck", &[], None).await, 239);
+    let old = (now_ms() - 3_000).to_string();
+    refused(
+        &admin_raw(
+            &server,
+            "/admin/healthcheck",
+            &headers_with(&nonce(), &old, SECRET),
+            None,
+        )
+        .await,
+        243,
+    );
+    // Now even a correct request from this address is refused, before its signature is read.
+    let msg = refused(
+        &admin_raw(&server, "/admin/healthcheck", &fresh_headers(), None).await,
+        250,
+    );
+    assert!(msg.starts_with("over frequency"), "{msg}");
+    // Another client address is not affected.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let mut req = other.post(admin_url(&server, "/admin/healthcheck"));
+    for (name, value) in fresh_headers() {
+        req = req.header(name, value);
+    }
+    let answer: Value = req.send().await.unwrap().json().await.unwrap();
+    ok(&answer);
+    // Once the window has passed, the address is served again.
+    common::eventually(
+        || async {
+            let (_, answer) = post_raw(
+                &server,
+                admin_url(&server, "/admin/healthcheck"),
+                &fresh_headers(),
+                None,
+            )
+            .await;
+            answer["code"] == 0
+        },
+        "the address is served again after the window",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn bad_bodies_and_field_types_are_code_251() {
     let (server, _dir) = start().await;
     let alice = server.register_open("alice").await;

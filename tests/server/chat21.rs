@@ -443,11 +443,22 @@ async fn the_token_is_read_from_the_query_and_bearer_forms_too() {
             .ok(StatusCode::OK);
         assert_eq!(body["result"][0]["conversation_with"], "ext-bob", "{body}");
     }
-    let bearer = format!("Bearer {t}");
-    let body = get(&server, "/api/default/ext-alice/conversations", &bearer)
-        .await
-        .ok(StatusCode::OK);
-    assert_eq!(body["result"][0]["conversation_with"], "ext-bob", "{body}");
+    // Chat21's own `JWT <token>` form, `Bearer <token>`, and the bare token.
+    for header in [format!("JWT {t}"), format!("Bearer {t}"), t.clone()] {
+        let body = get(&server, "/api/default/ext-alice/conversations", &header)
+            .await
+            .ok(StatusCode::OK);
+        assert_eq!(
+            body["result"][0]["conversation_with"], "ext-bob",
+            "{header}: {body}"
+        );
+    }
+    // The scheme names a form; it is not a token of its own.
+    for header in ["JWT ".to_owned(), format!("JWT{t}"), format!("Basic {t}")] {
+        get(&server, "/api/default/ext-alice/conversations", &header)
+            .await
+            .refused(StatusCode::UNAUTHORIZED);
+    }
     let forged = sign(
         &json!({"sub": "ext-alice", "app_id": "default", "exp": now_secs() + 3600}),
         "another-secret",
@@ -1485,5 +1496,88 @@ async fn a_uniapp_user_sees_chat21_messages_and_uses_its_token_on_chat21_routes(
     .await
     .refused(StatusCode::UNAUTHORIZED);
     ws.close().await;
+    server.stop().await;
+}
+
+/// The group notices `user` reads in the group `uid`, oldest first: their texts.
+async fn notices(server: &TestServer, user: &str, uid: &str) -> Vec<String> {
+    let mut got: Vec<(u64, String)> = get(
+        server,
+        &format!("/api/default/{user}/conversations/{uid}/messages"),
+        &tok(user),
+    )
+    .await
+    .ok(StatusCode::OK)["result"]
+        .as_array()
+        .expect("result is a list")
+        .iter()
+        .filter(|m| m["type"] == "systemNotice")
+        .map(|m| (m["seq"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned()))
+        .collect();
+    got.sort();
+    got.into_iter().map(|(_, t)| t).collect()
+}
+
+#[actix_web::test]
+async fn member_changes_and_renames_are_notices_in_the_timeline_and_pushed() {
+    let (server, _dir) = start().await;
+    let g = create_group(&server, "ext-alice", "Notices", &["ext-bob"]).await;
+    let uid = g["uid"].as_str().unwrap().to_owned();
+    let members_path = format!("/api/default/groups/{uid}/members");
+    let mut bob = server.ws(&tok("ext-bob")).await;
+    post(
+        &server,
+        &members_path,
+        &tok("ext-alice"),
+        &json!({"member_id": "ext-carol"}),
+    )
+    .await
+    .ok(StatusCode::OK);
+    put(
+        &server,
+        &format!("/api/default/groups/{uid}"),
+        &tok("ext-alice"),
+        &json!({"group_name": "Renamed"}),
+    )
+    .await
+    .ok(StatusCode::OK);
+    delete(&server, &format!("{members_path}/ext-carol"), &tok("ext-alice"))
+        .await
+        .ok(StatusCode::OK);
+    put(
+        &server,
+        &members_path,
+        &tok("ext-alice"),
+        &json!({"members": {"ext-bob": 1, "ext-dave": 1}}),
+    )
+    .await
+    .ok(StatusCode::OK);
+    let want = [
+        ("groupCreate", "ext-alice创建了群聊，并邀请ext-bob加入"),
+        ("groupJoin", "ext-alice邀请ext-carol加入了群聊"),
+        ("groupRename", "ext-alice修改群名称为Renamed"),
+        ("groupRemove", "ext-alice将用户3移出了群聊"),
+        ("groupMembers", "ext-alice更新了群成员"),
+    ];
+    // In the timeline, as every member's history shows it from their joining on.
+    let texts_from = |from: usize| {
+        want[from..]
+            .iter()
+            .map(|(_, t)| t.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(notices(&server, "ext-alice", &uid).await, texts_from(0));
+    assert_eq!(notices(&server, "ext-bob", &uid).await, texts_from(0));
+    assert_eq!(notices(&server, "ext-dave", &uid).await, texts_from(4));
+    // Pushed live to a member, in order, naming the group.
+    for (action, text) in want {
+        let push = bob.next_of_type("singleChat").await;
+        assert_eq!(push["data"]["type"], "systemNotice", "{push}");
+        assert_eq!(push["data"]["actionType"], action, "{push}");
+        assert_eq!(push["data"]["data"]["data"], text, "{push}");
+        assert_eq!(push["data"]["chatType"], "group", "{push}");
+        assert_eq!(push["data"]["to_id"], g["id"], "{push}");
+    }
+    bob.assert_quiet(200).await;
     server.stop().await;
 }

@@ -634,6 +634,19 @@ struct Process {
     base: String,
 }
 
+impl Process {
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    fn terminate(&mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "exit status {exit:?}");
+    }
+}
+
 /// A failed test leaves no server behind.
 impl Drop for Process {
     fn drop(&mut self) {
@@ -649,12 +662,27 @@ impl Process {
 
     /// A process with extra `PARLOR_*` variables.
     async fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        Process::spawn(dir, env, std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))).await
+    }
+
+    /// A process that cannot grow any file past `bytes`: a write past it fails with `EFBIG`
+    /// (`SIGXFSZ`, which would kill it, is ignored), as on a full disk.
+    async fn start_limited(dir: &std::path::Path, env: &[(&str, &str)], bytes: u64) -> Process {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args([
+            "-c",
+            r#"trap '' XFSZ; exec prlimit --fsize="$1" -- "$0""#,
+            env!("CARGO_BIN_EXE_parlor"),
+            &bytes.to_string(),
+        ]);
+        Process::spawn(dir, env, cmd).await
+    }
+
+    /// Runs `cmd` (the server, or a wrapper that execs it) on a free port with its data in
+    /// `dir`, and waits for `/healthz`.
+    async fn spawn(dir: &std::path::Path, env: &[(&str, &str)], mut cmd: std::process::Command) -> Process {
+        let port = free_port();
+        let child = cmd
             .env("PARLOR_SERVER__BIND", format!("127.0.0.1:{port}"))
             .env("PARLOR_STORAGE__PATH", dir.join("parlor.redb"))
             .env("PARLOR_AUTH__ARGON2_MEMORY_KIB", "64")
@@ -686,6 +714,14 @@ impl Process {
         let _ = child.wait();
         panic!("parlor did not start");
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Registers `name` through `base` and returns it.
@@ -752,6 +788,92 @@ async fn acknowledged_messages_survive_kill_9() {
     assert_eq!(got, acked);
     p.child.kill().unwrap();
     p.child.wait().unwrap();
+}
+
+/// A full disk: a write the store cannot make is refused as `storage` in each face's
+/// envelope, with nothing of the failure's detail, and nothing acknowledged is lost.
+#[actix_web::test]
+async fn a_full_disk_is_a_storage_error_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_bind = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("PARLOR_ADMIN__SECRET", "s3cret"),
+        ("PARLOR_ADMIN__BIND", admin_bind.as_str()),
+    ];
+    let http = reqwest::Client::new();
+    let mut p = Process::start_with(dir.path(), &env).await;
+    let alice = register_at(&http, &p.base, "alice").await;
+    let bob = register_at(&http, &p.base, "bob_1").await;
+    p.terminate();
+    // Started again, it cannot grow its store past today's size.
+    let size = std::fs::metadata(dir.path().join("parlor.redb")).unwrap().len();
+    let mut p = Process::start_limited(dir.path(), &env, size).await;
+    let mut wa = ws_at(&p.base, &alice).await;
+    let big = "x".repeat(12 * 1024);
+    let mut acked = Vec::new();
+    loop {
+        assert!(acked.len() < 2000, "the store never filled up");
+        let cid = format!("c{}", acked.len() + 1);
+        wa.send_msg(&cid, bob.id, &big).await;
+        let answer = wa.next_json().await;
+        if answer["type"] == "ack" {
+            assert_eq!(answer["cid"], cid.as_str(), "{answer}");
+            acked.push(answer["data"]["seq"].as_u64().unwrap());
+            continue;
+        }
+        assert_error_frame(&answer, &cid, "storage", "storage failure: nothing was written");
+        break;
+    }
+    assert!(
+        !acked.is_empty(),
+        "the first send already failed: the limit is too tight"
+    );
+    // The REST face and the admin face refuse in their own envelopes.
+    let rest = http
+        .post(format!("{}/api/chat/socket/sendmessage", p.base))
+        .header("token", &alice.token)
+        .form(&[
+            ("sendto_id", bob.id.to_string()),
+            ("type", "text".into()),
+            ("data", big.clone()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let rest = (rest.status(), rest.json::<Value>().await.unwrap());
+    let reason = assert_fail(&rest, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reason, "storage failure: nothing was written");
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let nonce = "full-disk";
+    let admin: Value = http
+        .post(format!("http://{admin_bind}/admin/modify_setting"))
+        .header("nonce", nonce)
+        .header("timestamp", &ts)
+        .header("sign", parlor::faces::admin::sign(nonce, "s3cret", &ts))
+        .json(&json!({"id": 2, "value": "60"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(admin["code"], 4, "{admin}");
+    assert!(!admin["msg"].as_str().unwrap().contains("os error"), "{admin}");
+    p.terminate();
+
+    // With room again, the timeline holds exactly what was acknowledged, and Bob gets it.
+    let p = Process::start_with(dir.path(), &env).await;
+    let mut wb = ws_at(&p.base, &bob).await;
+    for want in &acked {
+        let push = wb.next_of_type("singleChat").await;
+        assert_eq!(push["data"]["seq"], *want);
+        assert_eq!(push["data"]["data"].as_str().map(str::len), Some(big.len()));
+    }
+    wb.assert_quiet(300).await;
 }
 
 #[actix_web::test]

@@ -12,7 +12,7 @@
 //! | 239 | not signed: a header is missing |
 //! | 243 | sign expired: the timestamp is outside the window |
 //! | 244 | auth failure: wrong sign, or a replayed nonce |
-//! | 250 | over frequency |
+//! | 250 | over frequency: too many refused requests from one address in the window |
 //! | 251 | invalid parameter: a missing or wrong field, a body that is not JSON |
 //! | 253 | not exist: an unknown user, conversation, message or setting |
 //! | 4 | server error (storage failure, busy) |
@@ -33,7 +33,7 @@ use parlor_actors::group::group_conv;
 use parlor_storage::{Snapshot, UserRecord};
 use serde_json::{json, Value};
 
-pub use signing::{sign, Nonces, Signed};
+pub use signing::{sign, Signatures, Signed};
 
 use crate::error::ApiError;
 use crate::faces::{Face, FaceError};

@@ -3,6 +3,7 @@
 //! replay), and [`Signed`], the extractor of a checked request's JSON body with accessors
 //! that name the field in their errors.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
@@ -15,24 +16,34 @@ use super::{Admin, Result, State};
 use crate::error::ApiError;
 use crate::faces::FaceError;
 
-/// Nonces seen within the window, against replay.
-pub struct Nonces {
+/// What the admin listener remembers of signatures within the window: the nonces seen
+/// (against replay) and the refused requests per client address (against guessing: past
+/// `admin.max_refusals`, every request of that address is refused with 250 until the
+/// window has passed). Both maps forget entries older than the window when they grow.
+pub struct Signatures {
     seen: DashMap<String, Instant>,
+    refused: DashMap<IpAddr, (u32, Instant)>,
     window: Duration,
+    max_refusals: u32,
 }
 
-impl Nonces {
-    pub fn new(window: Duration) -> Self {
-        Nonces {
+/// Entries a map holds before it forgets the expired ones.
+const PRUNE_AT: usize = 10_000;
+
+impl Signatures {
+    pub fn new(window: Duration, max_refusals: u32) -> Self {
+        Signatures {
             seen: DashMap::new(),
+            refused: DashMap::new(),
             window,
+            max_refusals,
         }
     }
 
     /// Records a nonce; `false` when it was seen within the window.
     fn first_use(&self, nonce: &str) -> bool {
         let now = Instant::now();
-        if self.seen.len() > 10_000 {
+        if self.seen.len() > PRUNE_AT {
             self.seen
                 .retain(|_, at| now.duration_since(*at) < self.window * 2);
         }
@@ -49,6 +60,28 @@ impl Nonces {
                 true
             }
         }
+    }
+
+    /// Seconds until `addr` may try again, when it used up its refusals in this window.
+    fn blocked(&self, addr: IpAddr) -> Option<u64> {
+        let e = self.refused.get(&addr)?;
+        let (count, since) = *e;
+        let left = self.window.checked_sub(since.elapsed())?;
+        (count >= self.max_refusals).then(|| left.as_secs().max(1))
+    }
+
+    /// Counts a refused request of `addr`; the count starts again once the window passed.
+    fn refuse(&self, addr: IpAddr) {
+        let now = Instant::now();
+        if self.refused.len() > PRUNE_AT {
+            self.refused
+                .retain(|_, (_, since)| now.duration_since(*since) < self.window);
+        }
+        let mut e = self.refused.entry(addr).or_insert((0, now));
+        if now.duration_since(e.1) >= self.window {
+            *e = (0, now);
+        }
+        e.0 = e.0.saturating_add(1);
     }
 }
 
@@ -107,13 +140,30 @@ impl FromRequest for Signed {
     }
 }
 
+/// Checks the signature headers; a client address with too many refusals in the window is
+/// refused with 250 before anything else.
 fn check_sign(req: &HttpRequest) -> Result<()> {
     let state = req
         .app_data::<State>()
         .ok_or_else(|| ApiError::Internal("state missing".into()))?;
-    let nonces = req
-        .app_data::<web::Data<Nonces>>()
+    let signatures = req
+        .app_data::<web::Data<Signatures>>()
         .ok_or_else(|| ApiError::Internal("state missing".into()))?;
+    let addr = req.peer_addr().map(|a| a.ip());
+    if let Some(retry) = addr.and_then(|a| signatures.blocked(a)) {
+        return Err(ApiError::TooMany(format!(
+            "over frequency: too many refused signatures from this address; retry in {retry} s"
+        ))
+        .into());
+    }
+    let checked = verify(req, state, signatures);
+    if let (Err(_), Some(addr)) = (&checked, addr) {
+        signatures.refuse(addr);
+    }
+    checked.map_err(Into::into)
+}
+
+fn verify(req: &HttpRequest, state: &State, signatures: &Signatures) -> std::result::Result<(), ApiError> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -131,14 +181,17 @@ fn check_sign(req: &HttpRequest) -> Result<()> {
     if skew > window.saturating_mul(1000) {
         return Err(ApiError::Unauthorized(format!(
             "sign expired: the timestamp is more than {window} s from the server's clock"
-        ))
-        .into());
+        )));
     }
     if !same_sign(&sign(nonce, &state.config.admin.secret, timestamp), given) {
-        return Err(ApiError::Unauthorized("auth failure: the sign does not match".into()).into());
+        return Err(ApiError::Unauthorized(
+            "auth failure: the sign does not match".into(),
+        ));
     }
-    if !nonces.first_use(nonce) {
-        return Err(ApiError::Unauthorized("auth failure: the nonce was used already".into()).into());
+    if !signatures.first_use(nonce) {
+        return Err(ApiError::Unauthorized(
+            "auth failure: the nonce was used already".into(),
+        ));
     }
     Ok(())
 }
@@ -237,9 +290,32 @@ mod tests {
 
     #[test]
     fn a_nonce_is_used_once_within_the_window() {
-        let n = Nonces::new(Duration::from_secs(60));
+        let n = Signatures::new(Duration::from_secs(60), 20);
         assert!(n.first_use("a"));
         assert!(!n.first_use("a"));
         assert!(n.first_use("b"));
+    }
+
+    #[test]
+    fn an_address_is_blocked_after_its_refusals_until_the_window_passed() {
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let s = Signatures::new(Duration::from_secs(60), 3);
+        for _ in 0..2 {
+            s.refuse(a);
+        }
+        assert_eq!(s.blocked(a), None, "two of three refusals");
+        s.refuse(a);
+        assert!(matches!(s.blocked(a), Some(1..=60)), "{:?}", s.blocked(a));
+        assert_eq!(s.blocked(b), None, "another address is not affected");
+        let short = Signatures::new(Duration::from_millis(30), 1);
+        short.refuse(a);
+        assert!(short.blocked(a).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(short.blocked(a), None, "the window passed");
+        short.refuse(a);
+        assert!(
+            short.blocked(a).is_some(),
+            "a new window counts from its first refusal"
+        );
     }
 }
