@@ -250,9 +250,9 @@ async fn with_of(server: &TestServer, user: &str, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The texts of the chat messages (not the group notices) `user` reads with `with`, newest
-/// first (Chat21 sorts its `lastMessages` by descending timestamp).
-async fn texts(server: &TestServer, user: &str, with: &str) -> Vec<String> {
+/// The messages `user` reads with `with` (a user or a group uid), newest first (Chat21
+/// sorts its `lastMessages` by descending timestamp).
+async fn messages_with(server: &TestServer, user: &str, with: &str) -> Vec<Value> {
     get(
         server,
         &format!("/api/default/{user}/conversations/{with}/messages"),
@@ -262,10 +262,30 @@ async fn texts(server: &TestServer, user: &str, with: &str) -> Vec<String> {
     .ok(StatusCode::OK)["result"]
         .as_array()
         .expect("result is a list")
+        .clone()
+}
+
+/// The texts of the chat messages (not the group notices) `user` reads with `with`, newest
+/// first.
+async fn texts(server: &TestServer, user: &str, with: &str) -> Vec<String> {
+    messages_with(server, user, with)
+        .await
         .iter()
         .filter(|m| m["type"] == "text")
         .map(|m| m["text"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// The texts of the group notices `user` reads in the group `uid`, oldest first.
+async fn notices(server: &TestServer, user: &str, uid: &str) -> Vec<String> {
+    let mut got: Vec<(u64, String)> = messages_with(server, user, uid)
+        .await
+        .iter()
+        .filter(|m| m["type"] == "systemNotice")
+        .map(|m| (m["seq"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned()))
+        .collect();
+    got.sort();
+    got.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The next pushed chat message whose text is `text`, skipping others (group notices).
@@ -1497,25 +1517,6 @@ async fn a_uniapp_user_sees_chat21_messages_and_uses_its_token_on_chat21_routes(
     .refused(StatusCode::UNAUTHORIZED);
     ws.close().await;
     server.stop().await;
-}
-
-/// The group notices `user` reads in the group `uid`, oldest first: their texts.
-async fn notices(server: &TestServer, user: &str, uid: &str) -> Vec<String> {
-    let mut got: Vec<(u64, String)> = get(
-        server,
-        &format!("/api/default/{user}/conversations/{uid}/messages"),
-        &tok(user),
-    )
-    .await
-    .ok(StatusCode::OK)["result"]
-        .as_array()
-        .expect("result is a list")
-        .iter()
-        .filter(|m| m["type"] == "systemNotice")
-        .map(|m| (m["seq"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned()))
-        .collect();
-    got.sort();
-    got.into_iter().map(|(_, t)| t).collect()
 }
 
 #[actix_web::test]
