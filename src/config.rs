@@ -19,6 +19,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub auth: AuthConfig,
+    pub login: LoginConfig,
     pub ws: WsConfig,
     pub limits: LimitsConfig,
     pub router: RouterSettings,
@@ -177,6 +178,34 @@ impl Default for AuthConfig {
             visitor_app_secret: "parlor-visitor-secret".into(),
             visitor_window_secs: 300,
             visitor_requests_per_hour: 5,
+        }
+    }
+}
+
+/// The bounds of logging in (see the `guard` module).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Password hashes and checks running at once; 0 means one per core. Default 0.
+    pub hash_concurrency: usize,
+    /// How long a login or registration waits for a turn to hash before it is refused as
+    /// overloaded (503), milliseconds. Default 2000.
+    pub hash_wait_ms: u64,
+    /// Login attempts per account (tenant and username): a burst of this many, refilled
+    /// over a minute; past it, 429 with `Retry-After`. Default 10.
+    pub per_account_per_min: u32,
+    /// Login attempts per client address, whatever the account: a burst of this many,
+    /// refilled over a minute; past it, 429 with `Retry-After`. Default 60.
+    pub per_address_per_min: u32,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            hash_concurrency: 0,
+            hash_wait_ms: 2000,
+            per_account_per_min: 10,
+            per_address_per_min: 60,
         }
     }
 }
@@ -471,6 +500,12 @@ impl Config {
         }
         if self.admin.window_secs == 0 {
             return invalid("admin.window_secs", "must be at least 1");
+        }
+        if self.login.per_account_per_min == 0 || self.login.per_address_per_min == 0 {
+            return invalid(
+                "login.per_account_per_min",
+                "login throttles must allow at least 1 a minute",
+            );
         }
         if self.admin.max_refusals == 0 {
             return invalid("admin.max_refusals", "must be at least 1");

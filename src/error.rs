@@ -32,6 +32,9 @@ pub enum ApiError {
     /// Over a rate limit.
     #[error("{0}")]
     TooMany(String),
+    /// Over a rate limit that frees up after a known time: answered with `Retry-After`.
+    #[error("{msg}")]
+    Throttled { msg: String, retry_secs: u64 },
     /// The write queue is full: nothing was written; retry (a send with the same `cid`).
     #[error("{0}")]
     Overloaded(String),
@@ -56,7 +59,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooMany(_) | ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,11 +75,19 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
-            ApiError::TooMany(_) => "rate_limited",
+            ApiError::TooMany(_) | ApiError::Throttled { .. } => "rate_limited",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Storage(_) => "storage",
             ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// Seconds after which a refused request may be made again, when that is known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Throttled { retry_secs, .. } => Some(*retry_secs),
+            _ => None,
         }
     }
 
@@ -92,8 +103,19 @@ impl ApiError {
     /// the uni-app face's, which the routes outside the faces answer in too (`/ws`, `/healthz`,
     /// `/metrics`, the web client, unknown paths).
     pub fn to_response(&self) -> actix_web::HttpResponse {
-        actix_web::HttpResponse::build(self.status())
-            .json(serde_json::json!({"msg": "fail", "data": self.to_string()}))
+        self.with_retry_after(
+            actix_web::HttpResponse::build(self.status())
+                .json(serde_json::json!({"msg": "fail", "data": self.to_string()})),
+        )
+    }
+
+    /// `resp` with a `Retry-After` header when this error knows one.
+    pub fn with_retry_after(&self, mut resp: actix_web::HttpResponse) -> actix_web::HttpResponse {
+        if let Some(secs) = self.retry_after() {
+            resp.headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

@@ -20,6 +20,7 @@ use parlor_storage::{Store, WriterConfig};
 use crate::auth::{self, load_or_create_secret, Auth, DeviceLimiter};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::guard::Guard;
 use crate::routes::Routes;
 use crate::state::AppState;
 use crate::{faces, files, metrics, openapi, web, ws};
@@ -189,8 +190,9 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         store: store.clone(),
         router: router.clone(),
         router_stats,
-        auth,
+        auth: auth.clone(),
         devices: DeviceLimiter::new(config.auth.visitor_requests_per_hour),
+        guard: Guard::new(&config.login, &auth).map_err(|e| StartError::Config(format!("login: {e}")))?,
         next_session: AtomicU64::new(1),
     });
     let app_state = state.clone();

@@ -13,6 +13,7 @@ use crate::auth::{Auth, DeviceLimiter};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::files::Files;
+use crate::guard::Guard;
 
 /// Shared state of the HTTP and WebSocket handlers.
 pub struct AppState {
@@ -24,6 +25,8 @@ pub struct AppState {
     /// Uploaded files and their object store.
     pub files: Arc<Files>,
     pub devices: DeviceLimiter,
+    /// The bounds of logging in: the hashing pool and the login throttles.
+    pub guard: Guard,
     /// Source of WebSocket session ids.
     pub next_session: AtomicU64,
 }

@@ -4,6 +4,7 @@
 //! [`new_user`] (the `[users]` defaults) and is stored by one write that refuses a taken
 //! username with the same error on every face.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use parlor_actors::{Logout, Party};
@@ -105,6 +106,7 @@ pub fn new_user(state: &AppState, tenant: &str, username: &str, role: Role) -> U
 
 /// The argon2 hash of `password`, computed on a blocking thread.
 pub async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
+    let _turn = state.guard.hashing().await?;
     let auth = state.auth.clone();
     actix_web::web::block(move || auth.hash_password(&password)).await?
 }
@@ -315,27 +317,33 @@ where
 }
 
 /// The user `username` of `tenant` if `password` is theirs; a disabled account is refused
-/// after the password was checked.
+/// after the password was checked. The attempt counts against the login throttles of the
+/// account and of `addr` first; an unknown user's password is checked against a decoy, so
+/// a refusal takes the same time whether the user exists or not.
 pub async fn check_login(
     state: &AppState,
     tenant: &str,
     username: &str,
     password: String,
+    addr: Option<IpAddr>,
 ) -> Result<UserRecord, ApiError> {
     let wrong = || ApiError::Unauthorized("username or password is wrong".into());
+    state.guard.attempt(tenant, username, addr)?;
     let (t, name) = (tenant.to_owned(), username.to_owned());
     let user = state
         .read(move |s| Ok(s.user_by_username(&t, &name)?))
         .await?
-        .ok_or_else(wrong)?;
-    if user.password_hash.is_empty() {
-        return Err(wrong());
-    }
+        .filter(|u| !u.password_hash.is_empty());
+    let hash = user
+        .as_ref()
+        .map_or_else(|| state.guard.decoy().to_owned(), |u| u.password_hash.clone());
+    let _turn = state.guard.hashing().await?;
     let auth = state.auth.clone();
-    let hash = user.password_hash.clone();
-    if !actix_web::web::block(move || auth.check_password(&hash, &password)).await? {
-        return Err(wrong());
-    }
+    let matches = actix_web::web::block(move || auth.check_password(&hash, &password)).await?;
+    let user = match user {
+        Some(u) if matches => u,
+        _ => return Err(wrong()),
+    };
     if user.status != 1 {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
@@ -350,8 +358,9 @@ pub async fn login(
     username: &str,
     password: String,
     device: Option<Device>,
+    addr: Option<IpAddr>,
 ) -> Result<Login, ApiError> {
-    let user = check_login(state, tenant, username, password).await?;
+    let user = check_login(state, tenant, username, password, addr).await?;
     let user = touch_login(state, tenant, user.id, device).await?;
     Ok(Login::issue(state, user))
 }
@@ -362,8 +371,9 @@ pub async fn login_quietly(
     tenant: &str,
     username: &str,
     password: String,
+    addr: Option<IpAddr>,
 ) -> Result<Login, ApiError> {
-    let user = check_login(state, tenant, username, password).await?;
+    let user = check_login(state, tenant, username, password, addr).await?;
     Ok(Login::issue(state, user))
 }
 

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use parlor_storage::{MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Value};
 
-use super::{local_time, query_pairs, tenant_of, Caller, Face, FaceError, Fields};
+use super::{client_addr, local_time, query_pairs, tenant_of, Caller, Face, FaceError, Fields};
 use crate::core::accounts::{self, load as load_user, party, Profile};
 use crate::core::{check_len, conversations, groups, social};
 use crate::error::ApiError;
@@ -124,7 +124,7 @@ async fn login(req: HttpRequest, state: State, form: Form) -> Result {
     let username = form.str("username")?;
     let password = form.str("password")?;
     check_chatroom_username(&username)?;
-    let login = accounts::login_quietly(&state, &tenant, &username, password).await?;
+    let login = accounts::login_quietly(&state, &tenant, &username, password, client_addr(&req)).await?;
     Ok(success(
         "登录成功",
         json!({"token": login.token, "id": login.user.id}),

@@ -65,11 +65,16 @@ impl<F: Face> ResponseError for FaceError<F> {
     }
 
     fn error_response(&self) -> HttpResponse {
-        F::render(&self.err)
+        self.err.with_retry_after(F::render(&self.err))
     }
 }
 
 pub use crate::auth::token_of;
+
+/// The address of the client a request came from (its TCP peer).
+pub fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
 
 /// The authenticated caller of a request.
 pub struct Caller<F: Face> {

@@ -786,6 +786,137 @@ async fn login_chat_returns_a_new_token_that_works() {
     assert_eq!(assert_ok(&got)["id"], reg.id);
 }
 
+/// A login from `from` (a loopback address) with `password`: status, body and `Retry-After`.
+async fn login_from(
+    server: &TestServer,
+    from: &str,
+    username: &str,
+    password: &str,
+) -> (StatusCode, Value, Option<String>) {
+    let client = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(server.url("/api/loginChat"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = json_of(resp).await;
+    (status, body, retry)
+}
+
+#[actix_web::test]
+async fn logins_are_throttled_per_account_and_per_address_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.login.per_account_per_min = 3;
+        c.login.per_address_per_min = 5;
+    })
+    .await;
+    server.register("alice").await;
+    server.register("bob_1").await;
+    let refusal = |got: (StatusCode, Value, Option<String>), status: StatusCode| {
+        let reason = assert_fail(&(got.0, got.1), status);
+        (reason, got.2)
+    };
+    // Three wrong passwords for alice are three ordinary refusals.
+    for _ in 0..3 {
+        let (reason, retry) = refusal(
+            login_from(&server, "127.0.0.1", "alice", "wrongpw1").await,
+            StatusCode::UNAUTHORIZED,
+        );
+        assert_eq!(reason, "username or password is wrong");
+        assert_eq!(retry, None);
+    }
+    // The fourth attempt is refused before the password is looked at, the right one too.
+    let (reason, retry) = refusal(
+        login_from(&server, "127.0.0.1", "alice", "secret1").await,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    assert!(
+        reason.starts_with("too many login attempts for this account"),
+        "{reason}"
+    );
+    let secs: u64 = retry.expect("a Retry-After header").parse().unwrap();
+    assert!((1..=20).contains(&secs), "{secs}");
+    // From another address too: the account is what is throttled.
+    let (reason, _) = refusal(
+        login_from(&server, "127.0.0.2", "alice", "secret1").await,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    assert!(reason.contains("for this account"), "{reason}");
+    // Bob is not throttled; but 127.0.0.1 has used four of its five attempts.
+    let (status, body, _) = login_from(&server, "127.0.0.1", "bob_1", "secret1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (reason, retry) = refusal(
+        login_from(&server, "127.0.0.1", "bob_1", "secret1").await,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    assert!(reason.contains("from this address"), "{reason}");
+    assert!(retry.is_some());
+    // The chat-room face's login counts against the same address, in its own envelope.
+    let resp = server
+        .http
+        .post(server.url("/user/login"))
+        .json(&json!({"username": "bob_1", "password": "secret1"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("from this address"),
+        "{body}"
+    );
+    // Another address logs bob in.
+    let (status, body, _) = login_from(&server, "127.0.0.2", "bob_1", "secret1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[actix_web::test]
+async fn password_hashing_is_bounded_for_known_and_unknown_users_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    // One hash at a time, a slow one, and no waiting for a turn.
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.auth.argon2_memory_kib = 32 * 1024;
+        c.auth.argon2_iterations = 3;
+        c.login.hash_concurrency = 1;
+        c.login.hash_wait_ms = 1;
+    })
+    .await;
+    server.register("alice").await;
+    for username in ["alice", "nobody_here"] {
+        let attempts = (0..6).map(|i| {
+            let from = format!("127.0.1.{i}");
+            let server = &server;
+            async move { login_from(server, &from, username, "wrongpw1").await }
+        });
+        let got = futures_util::future::join_all(attempts).await;
+        let busy: Vec<_> = got
+            .iter()
+            .filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+            .collect();
+        assert!(!busy.is_empty(), "{username}: six at once, one turn: {got:?}");
+        for (_, body, _) in &busy {
+            assert_eq!(body["msg"], "fail", "{body}");
+            assert_eq!(body["data"], "too many password checks in progress; retry");
+        }
+        // The others were checked and refused as wrong, the unknown user's like the known one's.
+        assert!(got
+            .iter()
+            .any(|(status, body, _)| *status == StatusCode::UNAUTHORIZED
+                && body["data"] == "username or password is wrong"));
+    }
+}
+
 #[actix_web::test]
 async fn login_chat_gives_the_same_401_for_a_wrong_password_and_an_unknown_user() {
     let (server, _dir) = TestServer::start().await;

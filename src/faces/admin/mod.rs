@@ -55,7 +55,7 @@ impl Admin {
             ApiError::Unauthorized(m) if m.starts_with(NOT_SIGNED) => 239,
             ApiError::Unauthorized(m) if m.starts_with(SIGN_EXPIRED) => 243,
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => 244,
-            ApiError::TooMany(_) => 250,
+            ApiError::TooMany(_) | ApiError::Throttled { .. } => 250,
             ApiError::Invalid(_) | ApiError::Conflict(_) | ApiError::TooLarge(_) => 251,
             ApiError::NotFound(_) => 253,
             ApiError::Overloaded(_)

@@ -149,7 +149,7 @@ fn check_sign(req: &HttpRequest) -> Result<()> {
     let signatures = req
         .app_data::<web::Data<Signatures>>()
         .ok_or_else(|| ApiError::Internal("state missing".into()))?;
-    let addr = req.peer_addr().map(|a| a.ip());
+    let addr = crate::faces::client_addr(req);
     if let Some(retry) = addr.and_then(|a| signatures.blocked(a)) {
         return Err(ApiError::TooMany(format!(
             "over frequency: too many refused signatures from this address; retry in {retry} s"

@@ -10,7 +10,7 @@ use crate::auth::{valid_device_id, visitor_sign};
 use crate::core::accounts::{self, check_password, check_username, Device, Login, Profile};
 use crate::core::check_len;
 use crate::error::ApiError;
-use crate::faces::{tenant_of, token_of};
+use crate::faces::{client_addr, tenant_of, token_of};
 use crate::routes::Routes;
 
 /// Registers the routes.
@@ -50,7 +50,7 @@ async fn login_chat(req: HttpRequest, state: State, form: Form) -> Result {
     let password = form.str("password")?;
     check_username(&username)?;
     check_password(&password)?;
-    let login = accounts::login(&state, &tenant, &username, password, None).await?;
+    let login = accounts::login(&state, &tenant, &username, password, None, client_addr(&req)).await?;
     Ok(logged_in(&login))
 }
 
@@ -274,6 +274,14 @@ async fn visitor_reg_chat(req: HttpRequest, state: State, form: Form) -> Result 
 
 async fn visitor_login_chat(req: HttpRequest, state: State, form: Form) -> Result {
     let (tenant, username, password, device) = signed_credentials(&req, &state, &form)?;
-    let login = accounts::login(&state, &tenant, &username, password, Some(device)).await?;
+    let login = accounts::login(
+        &state,
+        &tenant,
+        &username,
+        password,
+        Some(device),
+        client_addr(&req),
+    )
+    .await?;
     Ok(logged_in(&login))
 }
