@@ -265,6 +265,12 @@ pub struct LimitsConfig {
     pub history_max: usize,
     /// Most members of a group. Default 10000.
     pub group_max_members: usize,
+    /// Most users one request may create by naming unknown outside (Chat21) ids, as members
+    /// or as a recipient. Default 1000.
+    pub new_users_per_request: usize,
+    /// Users one caller may create so per minute: a burst of this many, refilled over a
+    /// minute; past it, 429 with `Retry-After`. Default 2000.
+    pub new_users_per_min: u32,
     /// Largest page of a list route (friends, applications, groups); a larger `limit` is
     /// clamped. Default 2000.
     pub page_max: usize,
@@ -283,6 +289,8 @@ impl Default for LimitsConfig {
             history_max: 200,
             page_max: 2000,
             group_max_members: 10_000,
+            new_users_per_request: 1000,
+            new_users_per_min: 2000,
         }
     }
 }
@@ -561,6 +569,12 @@ impl Config {
         }
         if self.users.default_invite_confirm > 1 {
             return invalid("users.default_invite_confirm", "must be 0 or 1");
+        }
+        if self.limits.new_users_per_request == 0 || self.limits.new_users_per_min == 0 {
+            return invalid(
+                "limits.new_users_per_request",
+                "user creation limits must be at least 1",
+            );
         }
         if self.limits.group_max_members < 2 {
             return invalid("limits.group_max_members", "must be at least 2");

@@ -1,4 +1,5 @@
-//! Bounds on the costly and the guessable parts of logging in.
+//! Bounds on the costly and the guessable parts of logging in, and on creating users by
+//! naming them.
 //!
 //! - **Hashing.** An argon2 hash takes `auth.argon2_memory_kib` of memory and tens of
 //!   milliseconds of a core, so password hashing and checking run at most
@@ -9,6 +10,8 @@
 //!   `login.per_address_per_min`, each a burst refilled over a minute); past either, the
 //!   attempt is refused before any work with `rate_limited` (429) and a `Retry-After`.
 //!   Keys idle for a full refill are forgotten when a limiter grows.
+//! - **New users.** Naming unknown outside (Chat21) ids creates users; a caller may create
+//!   `limits.new_users_per_min` a minute (`rate_limited`, 429 with `Retry-After`, past it).
 //! - **Unknown users.** A login of a user that does not exist (or has no password) checks
 //!   the password against a decoy hash, so it costs what a known user's does and its time
 //!   does not tell which usernames exist.
@@ -22,7 +25,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::auth::Auth;
-use crate::config::LoginConfig;
+use crate::config::{LimitsConfig, LoginConfig};
 use crate::error::ApiError;
 
 /// Keys a limiter holds before the idle ones are forgotten.
@@ -34,12 +37,13 @@ pub struct Guard {
     hash_wait: Duration,
     per_account: DefaultKeyedRateLimiter<(String, String)>,
     per_address: DefaultKeyedRateLimiter<IpAddr>,
+    new_users: DefaultKeyedRateLimiter<(String, u64)>,
     decoy: String,
 }
 
 impl Guard {
     /// The bounds of `config`; the decoy hash is made with `auth`'s parameters.
-    pub fn new(config: &LoginConfig, auth: &Auth) -> Result<Self, ApiError> {
+    pub fn new(config: &LoginConfig, limits: &LimitsConfig, auth: &Auth) -> Result<Self, ApiError> {
         let permits = match config.hash_concurrency {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -51,6 +55,7 @@ impl Guard {
             hash_wait: Duration::from_millis(config.hash_wait_ms),
             per_account: DefaultKeyedRateLimiter::keyed(quota(config.per_account_per_min)),
             per_address: DefaultKeyedRateLimiter::keyed(quota(config.per_address_per_min)),
+            new_users: DefaultKeyedRateLimiter::keyed(quota(limits.new_users_per_min)),
             decoy: auth.hash_password(&hex::encode(decoy))?,
         })
     }
@@ -86,6 +91,30 @@ impl Guard {
         Ok(())
     }
 
+    /// Counts `n` users that caller `by` of `tenant` is about to create by naming outside
+    /// ids; refused when that is over the caller's `limits.new_users_per_min`.
+    pub fn new_users(&self, tenant: &str, by: u64, n: usize) -> Result<(), ApiError> {
+        if self.new_users.len() > PRUNE_AT {
+            self.new_users.retain_recent();
+        }
+        let n = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX));
+        let Some(n) = n else { return Ok(()) };
+        let now = DefaultClock::default().now();
+        match self.new_users.check_key_n(&(tenant.to_owned(), by), n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(later)) => Err(ApiError::Throttled {
+                msg: format!(
+                    "too many new users created by this caller; retry in {} s",
+                    later.wait_time_from(now).as_secs().max(1)
+                ),
+                retry_secs: later.wait_time_from(now).as_secs().max(1),
+            }),
+            Err(_) => Err(ApiError::invalid(
+                "more new users than a caller may create in a minute",
+            )),
+        }
+    }
+
     /// The hash an unknown user's password is checked against.
     pub fn decoy(&self) -> &str {
         &self.decoy
@@ -112,7 +141,7 @@ mod tests {
             ..AuthConfig::default()
         };
         let auth = Auth::new(b"secret", &auth).unwrap();
-        Guard::new(&config, &auth).unwrap()
+        Guard::new(&config, &crate::config::LimitsConfig::default(), &auth).unwrap()
     }
 
     #[test]

@@ -192,7 +192,8 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         router_stats,
         auth: auth.clone(),
         devices: DeviceLimiter::new(config.auth.visitor_requests_per_hour),
-        guard: Guard::new(&config.login, &auth).map_err(|e| StartError::Config(format!("login: {e}")))?,
+        guard: Guard::new(&config.login, &config.limits, &auth)
+            .map_err(|e| StartError::Config(format!("login: {e}")))?,
         next_session: AtomicU64::new(1),
     });
     let app_state = state.clone();

@@ -72,6 +72,7 @@ struct Reply {
     status: StatusCode,
     content_type: String,
     text: String,
+    retry_after: Option<String>,
 }
 
 impl Reply {
@@ -134,11 +135,16 @@ async fn call(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     let text = resp.text().await.unwrap();
     Reply {
         status,
         content_type,
         text,
+        retry_after,
     }
 }
 
@@ -1580,5 +1586,162 @@ async fn member_changes_and_renames_are_notices_in_the_timeline_and_pushed() {
         assert_eq!(push["data"]["to_id"], g["id"], "{push}");
     }
     bob.assert_quiet(200).await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Creating users by naming them
+
+/// Whether `id` names a user of the default tenant (a uni-app profile lookup by uuid).
+async fn exists(server: &TestServer, id: &str) -> bool {
+    let (status, body) = server.get(&format!("/api/userinfo/{id}"), None).await;
+    match status {
+        StatusCode::OK => true,
+        StatusCode::NOT_FOUND => {
+            assert_eq!(body["msg"], "fail", "{body}");
+            false
+        }
+        other => panic!("{other}: {body}"),
+    }
+}
+
+#[actix_web::test]
+async fn refused_requests_create_no_users() {
+    let (server, _dir) = start_with(|c| c.limits.group_max_members = 5).await;
+    // Removing someone from a group that does not exist.
+    delete(
+        &server,
+        "/api/default/groups/group-does-not-exist/members/ghost-50",
+        &tok("ext-alice"),
+    )
+    .await
+    .refused(StatusCode::NOT_FOUND);
+    assert!(!exists(&server, "ghost-50").await);
+    // A group over the size limit.
+    let ghosts: Vec<String> = (0..8).map(|i| format!("ghost-{i}")).collect();
+    let r = post(
+        &server,
+        "/api/default/groups",
+        &tok("ext-alice"),
+        &json!({"group_name": "Too big", "group_members": ghosts.iter().map(|g| (g.clone(), json!(1))).collect::<serde_json::Map<_, _>>()}),
+    )
+    .await;
+    assert!(r.missing().contains("at most 5 members"), "{r:?}");
+    for g in &ghosts {
+        assert!(!exists(&server, g).await, "{g}");
+    }
+    // A taken group_id.
+    let g = create_group(&server, "ext-alice", "Mine", &["ext-bob"]).await;
+    let uid = g["uid"].as_str().unwrap().to_owned();
+    let taken = post(
+        &server,
+        "/api/default/groups",
+        &tok("ext-alice"),
+        &json!({"group_name": "Again", "group_id": uid, "group_members": {"ghost-taken": 1}}),
+    )
+    .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{taken:?}");
+    assert!(!exists(&server, "ghost-taken").await);
+    // A stranger adding someone new, a member replacing the list: refused, nobody created.
+    post(
+        &server,
+        &format!("/api/default/groups/{uid}/members"),
+        &tok("ext-mallory"),
+        &json!({"member_id": "ghost-invited"}),
+    )
+    .await
+    .refused(StatusCode::METHOD_NOT_ALLOWED);
+    assert!(!exists(&server, "ghost-invited").await);
+    let err = put(
+        &server,
+        &format!("/api/default/groups/{uid}/members"),
+        &tok("ext-bob"),
+        &json!({"members": {"ghost-replaced": 1}}),
+    )
+    .await
+    .refused(StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(err, "only the group owner may set the members");
+    assert!(!exists(&server, "ghost-replaced").await);
+    // Removing someone who never existed from a real group.
+    delete(
+        &server,
+        &format!("/api/default/groups/{uid}/members/ghost-removed"),
+        &tok("ext-alice"),
+    )
+    .await
+    .refused(StatusCode::NOT_FOUND);
+    assert!(!exists(&server, "ghost-removed").await);
+    // The owner adding someone new does create them.
+    post(
+        &server,
+        &format!("/api/default/groups/{uid}/members"),
+        &tok("ext-alice"),
+        &json!({"member_id": "ext-carol"}),
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert!(exists(&server, "ext-carol").await);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn only_outside_tokens_create_users_within_their_limits() {
+    let (server, _dir) = start_with(|c| {
+        c.limits.new_users_per_request = 3;
+        c.limits.new_users_per_min = 5;
+    })
+    .await;
+    // A Parlor (uni-app) token may name known users only.
+    let local = server.register("localuser").await;
+    send(&server, "ext-known", "ext-alice", "direct", "hi").await;
+    let err = post(
+        &server,
+        "/api/default/messages",
+        &local.token,
+        &text_to("ghost-dm", "direct", "hello"),
+    )
+    .await
+    .refused(StatusCode::NOT_FOUND);
+    assert_eq!(err, "user ghost-dm does not exist");
+    assert!(!exists(&server, "ghost-dm").await);
+    post(
+        &server,
+        "/api/default/messages",
+        &local.token,
+        &text_to("ext-known", "direct", "hello"),
+    )
+    .await
+    .ok(StatusCode::OK);
+    // Over the per-request cap: refused, nobody created.
+    let four = json!({"group_name": "Four", "group_members": {"n1": 1, "n2": 1, "n3": 1, "n4": 1}});
+    let r = post(&server, "/api/default/groups", &tok("ext-alice"), &four).await;
+    assert!(
+        r.missing().contains("at most 3 may be created by one request"),
+        "{r:?}"
+    );
+    for n in ["n1", "n2", "n3", "n4"] {
+        assert!(!exists(&server, n).await, "{n}");
+    }
+    // Within it: created. Known members cost nothing.
+    create_group(&server, "ext-alice", "Three", &["n1", "n2", "n3", "ext-known"]).await;
+    // Past the caller's rate: 429 with Retry-After; another caller is not affected.
+    send(&server, "ext-alice", "n4", "direct", "fourth").await;
+    send(&server, "ext-alice", "n5", "direct", "fifth").await;
+    let r = post(
+        &server,
+        "/api/default/messages",
+        &tok("ext-alice"),
+        &text_to("n6", "direct", "sixth"),
+    )
+    .await;
+    assert!(r.retry_after.is_some(), "{r:?}");
+    let err = r.refused(StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        err.starts_with("too many new users created by this caller"),
+        "{err}"
+    );
+    assert!(!exists(&server, "n6").await);
+    send(&server, "ext-bob", "n6", "direct", "from bob").await;
+    assert!(exists(&server, "n6").await);
     server.stop().await;
 }

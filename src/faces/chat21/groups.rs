@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use parlor_actors::{GroupOp, Party};
+use parlor_actors::{GroupOp, Party, SendError};
 use parlor_storage::GroupRecord;
 use serde_json::{json, Map, Value};
 
 use super::{body, text_field, Chat21User, Result, State};
-use crate::core::accounts::{party, resolve_external};
+use crate::core::accounts::{find_external, party, resolve_externals};
 use crate::core::groups;
 use crate::error::ApiError;
 use crate::routes::Routes;
@@ -93,13 +93,36 @@ fn member_ids(map: &Map<String, Value>, name: &str) -> std::result::Result<Vec<S
     }
 }
 
-async fn parties(state: &State, tenant: &str, ids: &[String]) -> std::result::Result<Vec<Party>, ApiError> {
-    let mut seen = BTreeMap::new();
-    for id in ids {
-        let u = resolve_external(state, tenant, id).await?;
-        seen.insert(u.id, party(&u));
-    }
+/// The members `ids` name, created when new (see [`resolve_externals`]), by id.
+async fn parties(
+    state: &State,
+    me: &Chat21User,
+    ids: &[String],
+) -> std::result::Result<Vec<Party>, ApiError> {
+    let users = resolve_externals(state, me.tenant(), me.namer(), ids).await?;
+    let seen: BTreeMap<u64, Party> = users.iter().map(|u| (u.id, party(u))).collect();
     Ok(seen.into_values().collect())
+}
+
+/// Refuses a group of `count` members (the owner included) over the configured size, before
+/// any member is looked up or created.
+fn check_size(state: &State, count: usize) -> std::result::Result<(), ApiError> {
+    let limit = state.config.limits.group_max_members;
+    if count > limit {
+        return Err(SendError::Full { limit }.into());
+    }
+    Ok(())
+}
+
+/// The distinct ids of `ids`, the caller's own left out.
+fn others(me: &Chat21User, ids: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !me.is(&id) && !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 async fn create_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
@@ -116,7 +139,19 @@ async fn create_group(req: HttpRequest, state: State, me: Chat21User, payload: w
             return Err(ApiError::invalid("group_id must be a string of at most 128 characters").into())
         }
     };
-    let members = parties(&state, me.tenant(), &ids).await?;
+    let ids = others(&me, ids);
+    check_size(&state, ids.len() + 1)?;
+    if let Some(ext) = ext_id.clone() {
+        let t = me.tenant().to_owned();
+        if state
+            .read(move |s| Ok(s.group_id_by_ext(&t, &ext)?))
+            .await?
+            .is_some()
+        {
+            return Ok(HttpResponse::Conflict().json(json!({"success": false, "err": "group_id exists"})));
+        }
+    }
+    let members = parties(&state, &me, &ids).await?;
     let created = groups::create(&state, me.tenant(), party(&me.user), members, Some(name), ext_id).await;
     let record = match created {
         Ok(record) => record,
@@ -141,49 +176,76 @@ async fn get_group(req: HttpRequest, state: State, me: Chat21User) -> Result {
         .json(json!({"success": true, "result": group_json(&state, me.tenant(), &group).await?})))
 }
 
-async fn command(state: &State, me: &Chat21User, group: &str, op: GroupOp) -> Result {
-    let record = resolve_group(state, me.tenant(), group).await?;
-    groups::command(state, me.tenant(), record.id, party(&me.user), op).await?;
+async fn command(state: &State, me: &Chat21User, group: &GroupRecord, op: GroupOp) -> Result {
+    groups::command(state, me.tenant(), group.id, party(&me.user), op).await?;
     Ok(HttpResponse::Ok().json(json!({"success": true})))
 }
 
+/// The group of the path, and whether the caller is one of its members.
+async fn path_group(
+    req: &HttpRequest,
+    state: &State,
+    me: &Chat21User,
+) -> std::result::Result<(GroupRecord, bool), ApiError> {
+    let id = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    let group = resolve_group(state, me.tenant(), &id).await?;
+    let (t, gid, uid) = (me.tenant().to_owned(), group.id, me.user.id);
+    let member = state.read(move |s| Ok(s.member(&t, gid, uid)?.is_some())).await?;
+    Ok((group, member))
+}
+
+/// Adds a member. The group must exist and the caller be a member (or be adding
+/// themselves) before a new member is created; the group's actor decides the rest.
 async fn join_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
     let map = body(&req, payload).await?;
     let member = text_field(&map, "member_id")?;
-    let user = party(&resolve_external(&state, me.tenant(), &member).await?);
-    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
-    command(
-        &state,
-        &me,
-        &group,
-        GroupOp::Invite {
-            user,
-            desc: String::new(),
-        },
-    )
-    .await
+    let (group, is_member) = path_group(&req, &state, &me).await?;
+    if !is_member && !me.is(&member) {
+        return Err(ApiError::from(SendError::Forbidden("only members may invite".into())).into());
+    }
+    let user = match resolve_externals(&state, me.tenant(), me.namer(), &[member])
+        .await?
+        .pop()
+    {
+        Some(u) => party(&u),
+        None => return Err(ApiError::invalid("member_id is mandatory").into()),
+    };
+    let op = GroupOp::Invite {
+        user,
+        desc: String::new(),
+    };
+    command(&state, &me, &group, op).await
 }
 
+/// Replaces the member list: the owner's, within the group size, checked before any new
+/// member is created.
 async fn set_members(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
     let map = body(&req, payload).await?;
-    let ids = member_ids(&map, "members")?;
-    let members = parties(&state, me.tenant(), &ids).await?;
-    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    let ids = others(&me, member_ids(&map, "members")?);
+    let (group, _) = path_group(&req, &state, &me).await?;
+    if group.owner != me.user.id {
+        let refusal = SendError::Forbidden("only the group owner may set the members".into());
+        return Err(ApiError::from(refusal).into());
+    }
+    check_size(&state, ids.len() + 1)?;
+    let members = parties(&state, &me, &ids).await?;
     command(&state, &me, &group, GroupOp::ReplaceMembers(members)).await
 }
 
+/// Removes a member (the owner's), or quits when the member is the caller (the owner's
+/// quitting dissolves the group). Never creates a user: an unknown member is not one.
 async fn leave_group(req: HttpRequest, state: State, me: Chat21User) -> Result {
-    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
     let member = req.match_info().get("member_id").unwrap_or_default().to_owned();
-    let user = resolve_external(&state, me.tenant(), &member).await?;
-    // Leaving yourself is quitting (the owner's leaving dissolves the group); removing
-    // someone else is the owner's.
-    let op = if user.id == me.user.id {
-        GroupOp::Leave
-    } else {
-        GroupOp::Remove(user.id)
-    };
-    command(&state, &me, &group, op).await
+    let (group, _) = path_group(&req, &state, &me).await?;
+    if me.is(&member) {
+        return command(&state, &me, &group, GroupOp::Leave).await;
+    }
+    let (t, key) = (me.tenant().to_owned(), member.clone());
+    let user = state
+        .read(move |s| Ok(find_external(s, &t, &key)?))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {member} is not a member")))?;
+    command(&state, &me, &group, GroupOp::Remove(user.id)).await
 }
 
 async fn update_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {
@@ -192,6 +254,6 @@ async fn update_group(req: HttpRequest, state: State, me: Chat21User, payload: w
     if name.chars().count() > 100 {
         return Err(ApiError::invalid("group_name must be at most 100 characters").into());
     }
-    let group = req.match_info().get("group_id").unwrap_or_default().to_owned();
+    let (group, _) = path_group(&req, &state, &me).await?;
     command(&state, &me, &group, GroupOp::Rename(name)).await
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::groups::resolve_group;
 use super::{body, message_json, require_text, users_of, Chat21User, Result, State};
-use crate::core::accounts::{party, resolve_external};
+use crate::core::accounts::{party, resolve_externals};
 use crate::core::messages;
 use crate::error::ApiError;
 
@@ -90,7 +90,13 @@ pub(super) async fn send_message(
         };
         (messages::send(&state, msg).await?, group.ext_id.clone())
     } else {
-        let recipient = resolve_external(&state, &tenant, &recipient_id).await?;
+        let recipient = match resolve_externals(&state, &tenant, me.namer(), &[recipient_id])
+            .await?
+            .pop()
+        {
+            Some(u) => u,
+            None => return Err(ApiError::invalid("recipient_id is mandatory").into()),
+        };
         let msg = SendMessage {
             to: Party {
                 id: recipient.id,

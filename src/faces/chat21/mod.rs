@@ -4,7 +4,10 @@
 //! `Authorization` header (or `?jwt=` / `?token=`) and names its user by `sub` and its
 //! tenant by `app_id`; the path's APP_ID must be the token's. A user named by a validly
 //! signed token that Parlor has not seen is created on first use (Chat21 users live in an
-//! outside identity provider), and so is a member named by id in a group.
+//! outside identity provider), and so is a member or a recipient named by id, once every
+//! other check of the request passed, by a caller with an outside token only (a caller
+//! with a Parlor token naming an unknown id gets 404), within `limits.new_users_per_request`
+//! and `limits.new_users_per_min`.
 //!
 //! A Chat21 user id is the user's `uuid` (a numeric Parlor id is accepted too); a group id
 //! is its `group-<uuid>` (or the numeric id). Errors are Chat21's: a missing field is 405
@@ -27,7 +30,7 @@ use parlor_storage::{ChatType, MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Map, Value};
 
 use super::{token_of, Face, FaceError};
-use crate::core::accounts::resolve_external;
+use crate::core::accounts::{resolve_external, Namer};
 use crate::error::ApiError;
 use crate::routes::Routes;
 use crate::state::AppState;
@@ -65,14 +68,30 @@ pub fn conversation_routes(r: &mut Routes) {
 }
 
 /// The caller of a Chat21 route: the token's user, created on first use, in the path's
-/// tenant.
+/// tenant. `outside` is whether the token came from the outside identity provider (a Chat21
+/// token) rather than from a Parlor login: only such a caller may create users by naming
+/// ids Parlor has not seen.
 pub struct Chat21User {
     pub user: UserRecord,
+    pub outside: bool,
 }
 
 impl Chat21User {
     fn tenant(&self) -> &str {
         &self.user.tenant
+    }
+
+    /// The caller as the namer of outside ids.
+    fn namer(&self) -> Namer {
+        Namer {
+            id: self.user.id,
+            outside: self.outside,
+        }
+    }
+
+    /// Whether `id` (a Chat21 id: uuid or numeric id) names the caller.
+    fn is(&self, id: &str) -> bool {
+        id == self.user.uuid || id == self.user.id.to_string()
     }
 }
 
@@ -96,7 +115,8 @@ impl FromRequest for Chat21User {
                 return Err(ApiError::Unauthorized("the token's app_id is not this APP_ID".into()).into());
             }
             let user = resolve_external(&state, &tenant, &claims.sub).await?;
-            Ok(Chat21User { user })
+            let outside = state.auth.verify(&token).is_err();
+            Ok(Chat21User { user, outside })
         })
     }
 }
