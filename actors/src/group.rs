@@ -21,20 +21,20 @@ use tokio::sync::oneshot;
 
 use crate::inbox::Inbox;
 use crate::messages::*;
+use crate::notices::{self, Locale};
 use crate::policy::RateLimiter;
-use crate::{wire, Policy, Router, SendError, Tenant};
+use crate::{wire, ConvKey, Policy, Router, SendError, Tenant};
 
 /// How many recent messages a group remembers the senders of, for read receipts.
 const RECENT: usize = 1024;
 
-/// The conversation key of a group.
-pub fn group_conv(id: u64) -> String {
-    format!("g:{id}")
-}
-
-/// The group id of a conversation key, or `None` for another kind of key.
-pub fn group_of_conv(conv: &str) -> Option<u64> {
-    conv.strip_prefix("g:")?.parse().ok()
+/// What every group actor of the server shares.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupSettings {
+    /// How long the actor lives without work.
+    pub idle: Duration,
+    /// The language of the notices it writes.
+    pub locale: Locale,
 }
 
 /// What a group actor starts from.
@@ -64,6 +64,7 @@ pub struct Group {
     policy: Arc<Policy>,
     rates: RateLimiter,
     idle: Duration,
+    locale: Locale,
     last_active: Instant,
     in_flight: usize,
     /// Sends committed and not yet fanned out, in commit order.
@@ -89,9 +90,9 @@ impl Group {
         router: Addr<Router>,
         tenant_addr: Addr<Tenant>,
         policy: Arc<Policy>,
-        idle: Duration,
+        settings: GroupSettings,
     ) -> Self {
-        let conv: Arc<str> = Arc::from(group_conv(state.record.id).as_str());
+        let conv: Arc<str> = Arc::from(ConvKey::Group(state.record.id).to_string().as_str());
         let members: HashMap<u64, MemberRecord> = state.members.into_iter().collect();
         let mut group = Group {
             tenant,
@@ -107,7 +108,8 @@ impl Group {
             tenant_addr,
             policy,
             rates: RateLimiter::default(),
-            idle,
+            idle: settings.idle,
+            locale: settings.locale,
             last_active: Instant::now(),
             in_flight: 0,
             committed: Arc::default(),
@@ -200,8 +202,11 @@ impl Group {
                 r.name = name.clone();
                 r.updated_ms = now;
                 change.record = Some(r);
-                change.notice =
-                    Some(self.notice(by, "groupRename", format!("{}修改群名称为{}", by.name, name)));
+                change.notice = Some(self.notice(
+                    by,
+                    "groupRename",
+                    notices::group_renamed(self.locale, &by.name, &name),
+                ));
                 GroupOutcome::Done
             }
             GroupOp::SetRemark(remark) => {
@@ -212,8 +217,11 @@ impl Group {
                 r.remark = remark.clone();
                 r.updated_ms = now;
                 change.record = Some(r);
-                change.notice =
-                    Some(self.notice(by, "groupRemark", format!("{}修改了群公告：{}", by.name, remark)));
+                change.notice = Some(self.notice(
+                    by,
+                    "groupRemark",
+                    notices::group_remark(self.locale, &by.name, &remark),
+                ));
                 GroupOutcome::Done
             }
             GroupOp::SetNickname(nickname) => {
@@ -252,9 +260,9 @@ impl Group {
                         change.drop_request = Some(user.id);
                     }
                     let text = if asking_self {
-                        format!("{}加入了群聊", self.name_of(&user))
+                        notices::joined(self.locale, &self.name_of(&user))
                     } else {
-                        format!("{}邀请{}加入了群聊", by.name, self.name_of(&user))
+                        notices::invited(self.locale, &by.name, &self.name_of(&user))
                     };
                     change.notice = Some(self.notice(by, "groupJoin", text));
                     GroupOutcome::Joined
@@ -291,7 +299,7 @@ impl Group {
                     self.room_for(1)?;
                     change.joiners.push((user, by.id));
                     change.notice =
-                        Some(self.notice(by, "groupJoin", format!("{}同意了用户{}加入群聊", by.name, user)));
+                        Some(self.notice(by, "groupJoin", notices::approved(self.locale, &by.name, user)));
                     GroupOutcome::Joined
                 } else {
                     GroupOutcome::Done
@@ -311,7 +319,7 @@ impl Group {
                 }
                 change.leavers.push(user);
                 change.notice =
-                    Some(self.notice(by, "groupRemove", format!("{}将用户{}移出了群聊", by.name, user)));
+                    Some(self.notice(by, "groupRemove", notices::removed(self.locale, &by.name, user)));
                 GroupOutcome::Done
             }
             GroupOp::Leave => {
@@ -324,11 +332,12 @@ impl Group {
                     r.updated_ms = now;
                     change.record = Some(r);
                     change.leavers = self.member_ids.to_vec();
-                    change.notice = Some(self.notice(by, "groupDissolve", format!("{}解散了群聊", by.name)));
+                    change.notice =
+                        Some(self.notice(by, "groupDissolve", notices::dissolved(self.locale, &by.name)));
                     GroupOutcome::Dissolved
                 } else {
                     change.leavers.push(by.id);
-                    change.notice = Some(self.notice(by, "groupQuit", format!("{}退出了群聊", by.name)));
+                    change.notice = Some(self.notice(by, "groupQuit", notices::quit(self.locale, &by.name)));
                     GroupOutcome::Quit
                 }
             }
@@ -358,7 +367,11 @@ impl Group {
                 if change.leavers.is_empty() && change.joiners.is_empty() {
                     return Ok((change, GroupOutcome::Done));
                 }
-                change.notice = Some(self.notice(by, "groupMembers", format!("{}更新了群成员", by.name)));
+                change.notice = Some(self.notice(
+                    by,
+                    "groupMembers",
+                    notices::members_replaced(self.locale, &by.name),
+                ));
                 GroupOutcome::Done
             }
         };
@@ -734,12 +747,12 @@ impl Handler<Revoke> for Group {
                 "you are not a member of this group".into(),
             ))));
         }
-        let window = self.policy.revoke_window_secs;
+        let (window, locale) = (self.policy.revoke_window_secs, self.locale);
         let (tenant, by, id, conv) = (self.tenant.clone(), msg.by, msg.id, self.conv.clone());
         let rx = match self.store.writer().submit(move |tx| {
             // Check before any write: only a message of this group is revoked here.
             match tx.message_by_id(&tenant, &id)? {
-                Some(m) if m.conv == *conv => crate::revoke::revoke(tx, &tenant, &by, &id, window),
+                Some(m) if m.conv == *conv => crate::revoke::revoke(tx, &tenant, &by, &id, window, locale),
                 _ => Ok(Err(SendError::NotFound(format!(
                     "message {id} is not in this group"
                 )))),

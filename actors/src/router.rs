@@ -23,10 +23,12 @@ use actix::prelude::*;
 use parlor_storage::{ChatType, MessageRecord, Role, StartupState, Store, Tx};
 use tokio::sync::oneshot;
 
+use crate::group::GroupSettings;
 use crate::inbox::Inbox;
 use crate::messages::*;
+use crate::notices::Locale;
 use crate::policy::RateLimiter;
-use crate::{direct_conv, rules, wire, Policy, SendError, Tenant};
+use crate::{rules, wire, ConvKey, Policy, SendError, Tenant};
 
 /// Sizes and periods of the Router.
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub struct RouterConfig {
     pub default_policy: Policy,
     /// How long a group actor lives without work.
     pub group_idle: Duration,
+    /// The language of the system notices (group changes, revokes).
+    pub locale: Locale,
 }
 
 impl Default for RouterConfig {
@@ -51,6 +55,7 @@ impl Default for RouterConfig {
             hold_max: 4096,
             default_policy: Policy::default(),
             group_idle: Duration::from_secs(600),
+            locale: Locale::default(),
         }
     }
 }
@@ -192,7 +197,10 @@ impl Router {
                 policy.clone(),
                 ctx.address(),
                 self.store.clone(),
-                self.config.group_idle,
+                GroupSettings {
+                    idle: self.config.group_idle,
+                    locale: self.config.locale,
+                },
                 self.stats.clone(),
             )
             .start();
@@ -637,7 +645,7 @@ impl Handler<SendMessage> for Router {
         let record = MessageRecord {
             id: crate::message_id(),
             seq: 0,
-            conv: direct_conv(msg.from.id, msg.to.id),
+            conv: ConvKey::direct(msg.from.id, msg.to.id).to_string(),
             chat_type: msg.chat_type,
             from_id: msg.from.id,
             from_name: msg.from.name,
@@ -809,26 +817,28 @@ impl Handler<Logout> for Router {
 impl Router {
     /// Tells the other side of a direct conversation, or the group, that `user` read it.
     fn read_receipt(&mut self, user: &UserKey, conv: &Arc<str>, seq: u64) {
-        if let Some((a, b)) = crate::direct_pair(conv) {
-            let peer = match user.id {
-                id if id == a => b,
-                id if id == b => a,
-                _ => return,
-            };
-            let frame = wire::read_frame(conv, seq, user.id, None);
-            let peer = UserKey {
-                tenant: user.tenant.clone(),
-                id: peer,
-            };
-            self.push_user(&peer, &Pushed { frame, at: None }, None);
-        } else if let Some(group) = crate::group::group_of_conv(conv) {
-            if let Some(t) = self.tenants.get(&user.tenant) {
-                t.addr.do_send(GroupRead {
-                    group,
-                    user: user.id,
-                    seq,
-                });
+        match ConvKey::parse(conv) {
+            Some(key @ ConvKey::Direct { .. }) => {
+                let Some(peer) = key.peer_of(user.id) else {
+                    return;
+                };
+                let frame = wire::read_frame(conv, seq, user.id, None);
+                let peer = UserKey {
+                    tenant: user.tenant.clone(),
+                    id: peer,
+                };
+                self.push_user(&peer, &Pushed { frame, at: None }, None);
             }
+            Some(ConvKey::Group(group)) => {
+                if let Some(t) = self.tenants.get(&user.tenant) {
+                    t.addr.do_send(GroupRead {
+                        group,
+                        user: user.id,
+                        seq,
+                    });
+                }
+            }
+            None => {}
         }
     }
 }
@@ -838,11 +848,12 @@ impl Handler<Revoke> for Router {
 
     fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) -> Self::Result {
         let window = self.tenant(&msg.tenant, ctx).policy.revoke_window_secs;
+        let locale = self.config.locale;
         let (tenant, by, id) = (msg.tenant.clone(), msg.by, msg.id);
         let submitted = self
             .store
             .writer()
-            .submit(move |tx| crate::revoke::revoke(tx, &tenant, &by, &id, window));
+            .submit(move |tx| crate::revoke::revoke(tx, &tenant, &by, &id, window, locale));
         let rx = match submitted {
             Ok(rx) => rx,
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
@@ -858,7 +869,8 @@ impl Handler<Revoke> for Router {
             .into_actor(self)
             .map(move |res, act, _| {
                 let (revoked, notice) = res?;
-                let (a, b) = crate::direct_pair(&notice.conv)
+                let (a, b) = ConvKey::parse(&notice.conv)
+                    .and_then(|k| k.pair())
                     .ok_or_else(|| SendError::Invalid("a group message is revoked in its group".into()))?;
                 let conv: Arc<str> = Arc::from(notice.conv.as_str());
                 let pushed = Pushed {

@@ -5,16 +5,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use parlor_storage::{Cursor, GroupRecord, MemberRecord, Store};
 use tokio::sync::oneshot;
 
-use crate::group::{group_conv, notice_record, GroupState};
+use crate::group::{notice_record, GroupSettings, GroupState};
 use crate::messages::*;
+use crate::notices;
 use crate::router::RouterStats;
-use crate::{Group, Policy, Router, SendError};
+use crate::{ConvKey, Group, Policy, Router, SendError};
 
 type Waiter = oneshot::Sender<Result<Addr<Group>, SendError>>;
 
@@ -24,7 +24,7 @@ pub struct Tenant {
     policy: Arc<Policy>,
     router: Addr<Router>,
     store: Store,
-    group_idle: Duration,
+    group_settings: GroupSettings,
     /// The server's counters; this tenant keeps `groups_running` and `groups_started`.
     stats: Arc<RouterStats>,
     groups: HashMap<u64, Addr<Group>>,
@@ -37,7 +37,7 @@ impl Tenant {
         policy: Policy,
         router: Addr<Router>,
         store: Store,
-        group_idle: Duration,
+        group_settings: GroupSettings,
         stats: Arc<RouterStats>,
     ) -> Self {
         Tenant {
@@ -45,7 +45,7 @@ impl Tenant {
             policy: Arc::new(policy),
             router,
             store,
-            group_idle,
+            group_settings,
             stats,
             groups: HashMap::new(),
             loading: HashMap::new(),
@@ -61,7 +61,7 @@ impl Tenant {
             self.router.clone(),
             ctx.address(),
             self.policy.clone(),
-            self.group_idle,
+            self.group_settings,
         );
         let addr = group.start();
         self.stats.groups_running.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +138,7 @@ impl Handler<GroupOf> for Tenant {
                 match snap.group(&tenant, id)? {
                     Some(record) if record.status == 1 => {
                         let members = snap.members_of(&tenant, id)?;
-                        let conv = group_conv(id);
+                        let conv = ConvKey::Group(id).to_string();
                         let mut reads = Vec::with_capacity(members.len());
                         for (user, _) in &members {
                             let read = snap.cursor(&tenant, *user, &conv)?.map_or(0, |c| c.read);
@@ -216,7 +216,10 @@ impl Handler<CreateGroup> for Tenant {
         let now = crate::now_ms();
         let name = name.unwrap_or_else(|| {
             let joined: Vec<&str> = everyone.iter().map(|p| p.name.as_str()).collect();
-            joined.join("、").chars().take(100).collect()
+            notices::name_list(self.group_settings.locale, &joined)
+                .chars()
+                .take(100)
+                .collect()
         });
         let avatar = everyone
             .iter()
@@ -243,15 +246,11 @@ impl Handler<CreateGroup> for Tenant {
         let tenant = self.name.clone();
         let ids: Vec<u64> = everyone.iter().map(|p| p.id).collect();
         let others: Vec<&str> = everyone[1..].iter().map(|p| p.name.as_str()).collect();
-        let text = if others.is_empty() {
-            format!("{}创建了群聊", owner.name)
-        } else {
-            format!("{}创建了群聊，并邀请{}加入", owner.name, others.join("、"))
-        };
+        let text = notices::group_created(self.group_settings.locale, &owner.name, &others);
         let write = self.store.writer().submit(move |tx| {
             let mut record = record;
             tx.put_group(&tenant, &mut record)?;
-            let conv = group_conv(record.id);
+            let conv = ConvKey::Group(record.id).to_string();
             let mut members = Vec::with_capacity(ids.len());
             for (i, id) in ids.iter().enumerate() {
                 let inviter = if i == 0 { 0 } else { ids[0] };
