@@ -6,6 +6,7 @@
 //! All message types between actors are in [`messages`]; the JSON shapes pushed to clients
 //! are built once per message in [`wire`].
 
+pub mod commit;
 pub mod conv;
 pub mod error;
 pub mod group;

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use parlor_storage::{Cursor, GroupRecord, MemberRecord, Store};
 use tokio::sync::oneshot;
 
+use crate::commit;
 use crate::group::{notice_record, GroupSettings, GroupState};
 use crate::messages::*;
 use crate::notices;
@@ -247,7 +248,7 @@ impl Handler<CreateGroup> for Tenant {
         let ids: Vec<u64> = everyone.iter().map(|p| p.id).collect();
         let others: Vec<&str> = everyone[1..].iter().map(|p| p.name.as_str()).collect();
         let text = notices::group_created(self.group_settings.locale, &owner.name, &others);
-        let write = self.store.writer().submit(move |tx| {
+        let write = commit::submit(self.store.writer(), move |tx| {
             let mut record = record;
             tx.put_group(&tenant, &mut record)?;
             let conv = ConvKey::Group(record.id).to_string();
@@ -269,50 +270,41 @@ impl Handler<CreateGroup> for Tenant {
             notice.seq = 1;
             tx.append_message(&tenant, &notice)?;
             tx.advance_cursor(&tenant, owner.id, &conv, 1, 1)?;
-            Ok((record, members, notice))
+            Ok(Ok((record, members, notice)))
         });
-        let rx = match write {
-            Ok(rx) => rx,
-            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        let committed = match write {
+            Ok(c) => c,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        Box::pin(
-            async move {
-                match rx.await {
-                    Ok(res) => res.map_err(SendError::from),
-                    Err(_) => Err(SendError::Overloaded),
-                }
-            }
-            .into_actor(self)
-            .map(|res, act, ctx| {
-                let (record, members, notice) = res?;
-                let ids: Arc<[u64]> = members.iter().map(|(id, _)| *id).collect();
-                // The owner has read the creation notice; the others have not.
-                let reads = ids
-                    .iter()
-                    .map(|id| (*id, u64::from(*id == record.owner)))
-                    .collect();
-                act.start_group(
-                    GroupState {
-                        record: record.clone(),
-                        members,
-                        requests: Vec::new(),
-                        reads,
-                    },
-                    ctx,
-                );
-                let conv: Arc<str> = Arc::from(notice.conv.as_str());
-                let pushed = Pushed {
-                    frame: crate::wire::chat_frame(&notice),
-                    at: Some((conv, notice.seq)),
-                };
-                act.router.do_send(FanOut {
-                    tenant: act.name.clone(),
-                    members: ids,
-                    pushed,
-                    exclude: None,
-                });
-                Ok(record)
-            }),
-        )
+        Box::pin(committed.into_actor(self).map(|res, act, ctx| {
+            let (record, members, notice) = res?;
+            let ids: Arc<[u64]> = members.iter().map(|(id, _)| *id).collect();
+            // The owner has read the creation notice; the others have not.
+            let reads = ids
+                .iter()
+                .map(|id| (*id, u64::from(*id == record.owner)))
+                .collect();
+            act.start_group(
+                GroupState {
+                    record: record.clone(),
+                    members,
+                    requests: Vec::new(),
+                    reads,
+                },
+                ctx,
+            );
+            let conv: Arc<str> = Arc::from(notice.conv.as_str());
+            let pushed = Pushed {
+                frame: crate::wire::chat_frame(&notice),
+                at: Some((conv, notice.seq)),
+            };
+            act.router.do_send(FanOut {
+                tenant: act.name.clone(),
+                members: ids,
+                pushed,
+                exclude: None,
+            });
+            Ok(record)
+        }))
     }
 }
