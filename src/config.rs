@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use parlor_actors::notices::Locale;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
@@ -44,6 +45,9 @@ pub struct ServerConfig {
     /// A client that stops reading fills this, then the session's mailbox, and is cut.
     /// Default 131072.
     pub socket_send_buffer: usize,
+    /// Language of the system notices written into timelines (group changes, revokes):
+    /// `zh-CN` or `en`. Default `zh-CN`.
+    pub locale: Locale,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 5,
             metrics: true,
             socket_send_buffer: 131_072,
+            locale: Locale::ZhCn,
         }
     }
 }
@@ -672,6 +677,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.bind"), "{err}");
+    }
+
+    #[test]
+    fn locale_is_zh_cn_or_en() {
+        assert_eq!(Config::default().server.locale, Locale::ZhCn);
+        let c = Config::from_toml("[server]\nlocale = \"en\"\n").unwrap();
+        assert_eq!(c.server.locale, Locale::En);
+        let c = Config::from_toml("[server]\nlocale = \"zh-CN\"\n").unwrap();
+        assert_eq!(c.server.locale, Locale::ZhCn);
+        let err = Config::from_toml("[server]\nlocale = \"fr\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.locale"), "{err}");
+    }
+
+    #[test]
+    fn locale_follows_the_environment() {
+        // No other test of this binary reads PARLOR_SERVER__LOCALE.
+        std::env::set_var("PARLOR_SERVER__LOCALE", "en");
+        let en = Config::load(None).map(|c| c.server.locale);
+        std::env::set_var("PARLOR_SERVER__LOCALE", "de");
+        let de = Config::load(None).map(|c| c.server.locale);
+        std::env::remove_var("PARLOR_SERVER__LOCALE");
+        assert_eq!(en.unwrap(), Locale::En);
+        // The environment names the key in capitals: `SERVER.LOCALE`.
+        let err = de.unwrap_err().to_string().to_lowercase();
+        assert!(err.contains("server.locale"), "{err}");
     }
 
     #[test]

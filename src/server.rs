@@ -154,6 +154,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         hold_max: config.ws.mailbox.max(1024),
         default_policy: config.policy(),
         group_idle: std::time::Duration::from_secs(config.router.group_idle_secs),
+        locale: config.server.locale,
     };
     let router = Router::new(store.clone(), router_config, &startup);
     let router_stats = router.stats();

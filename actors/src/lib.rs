@@ -6,10 +6,13 @@
 //! All message types between actors are in [`messages`]; the JSON shapes pushed to clients
 //! are built once per message in [`wire`].
 
+pub mod commit;
+pub mod conv;
 pub mod error;
 pub mod group;
 pub mod inbox;
 pub mod messages;
+pub mod notices;
 pub mod policy;
 pub mod revoke;
 pub mod router;
@@ -17,6 +20,7 @@ pub mod rules;
 pub mod tenant;
 pub mod wire;
 
+pub use conv::ConvKey;
 pub use error::SendError;
 pub use group::Group;
 pub use messages::*;
@@ -35,17 +39,4 @@ pub fn now_ms() -> u64 {
 /// A new message id: a UUID v7, ordered by time, so the message-id index grows at its end.
 pub fn message_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// The conversation key of a direct pair: the same whichever side sends.
-pub fn direct_conv(a: u64, b: u64) -> String {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    format!("d:{lo}:{hi}")
-}
-
-/// The two users of a direct conversation key, or `None` for another kind of key.
-pub fn direct_pair(conv: &str) -> Option<(u64, u64)> {
-    let rest = conv.strip_prefix("d:")?;
-    let (a, b) = rest.split_once(':')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
 }

@@ -110,6 +110,32 @@ pub struct SendMessage {
     pub origin: Origin,
 }
 
+impl SendMessage {
+    /// The message to store, in `conv` as `chat_type`, to `to`; its seq is stamped by the
+    /// Writer.
+    pub fn into_record(self, conv: String, chat_type: ChatType, to: Party) -> MessageRecord {
+        MessageRecord {
+            id: crate::message_id(),
+            seq: 0,
+            conv,
+            chat_type,
+            from_id: self.from.id,
+            from_name: self.from.name,
+            from_avatar: self.from.avatar,
+            to_id: to.id,
+            to_name: to.name,
+            to_avatar: to.avatar,
+            kind: self.kind,
+            data: self.data,
+            options: self.options,
+            cid: self.cid,
+            create_time: crate::now_ms(),
+            revoked: false,
+            action: None,
+        }
+    }
+}
+
 /// Move cursors forward: a session's report of what it wrote (or a client's `ack`), or a
 /// read receipt.
 #[derive(Message, Debug)]

@@ -2,7 +2,7 @@
 //! the server's clock from the stored `create_time` (the client's time is not trusted).
 //!
 //! The message keeps its id and `seq` but loses its content: it becomes a `systemNotice`
-//! with `actionType: "revoke"` and the text "X撤回了一条消息", so history and offline
+//! with `actionType: "revoke"` and the text [`notices::revoked`] ("X撤回了一条消息"), so history and offline
 //! delivery show the placeholder, never the old content. A notice is also appended to the
 //! timeline (its `otherData` names the revoked message), so every member learns of the
 //! revoke: online at once, offline on reconnect.
@@ -11,6 +11,7 @@ use parlor_storage::{MessageRecord, Tx};
 use serde_json::json;
 
 use crate::messages::Party;
+use crate::notices::{self, Locale};
 use crate::SendError;
 
 /// The writes of a revoke, in one transaction: the placeholder and the notice. Refuses
@@ -22,6 +23,7 @@ pub fn revoke(
     by: &Party,
     id: &str,
     window_secs: u64,
+    locale: Locale,
 ) -> parlor_storage::Result<Result<(MessageRecord, MessageRecord), SendError>> {
     let Some(mut m) = tx.message_by_id(tenant, id)? else {
         return Ok(Err(SendError::NotFound(format!("message {id} does not exist"))));
@@ -45,7 +47,7 @@ pub fn revoke(
             "a message can only be revoked within {window_secs} s of sending"
         ))));
     }
-    let text = format!("{}撤回了一条消息", by.name);
+    let text = notices::revoked(locale, &by.name);
     m.revoked = true;
     m.kind = "systemNotice".into();
     m.action = Some("revoke".into());

@@ -5,16 +5,17 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use parlor_storage::{Cursor, GroupRecord, MemberRecord, Store};
 use tokio::sync::oneshot;
 
-use crate::group::{group_conv, notice_record, GroupState};
+use crate::commit;
+use crate::group::{notice_record, GroupSettings, GroupState};
 use crate::messages::*;
+use crate::notices;
 use crate::router::RouterStats;
-use crate::{Group, Policy, Router, SendError};
+use crate::{ConvKey, Group, Policy, Router, SendError};
 
 type Waiter = oneshot::Sender<Result<Addr<Group>, SendError>>;
 
@@ -24,7 +25,7 @@ pub struct Tenant {
     policy: Arc<Policy>,
     router: Addr<Router>,
     store: Store,
-    group_idle: Duration,
+    group_settings: GroupSettings,
     /// The server's counters; this tenant keeps `groups_running` and `groups_started`.
     stats: Arc<RouterStats>,
     groups: HashMap<u64, Addr<Group>>,
@@ -37,7 +38,7 @@ impl Tenant {
         policy: Policy,
         router: Addr<Router>,
         store: Store,
-        group_idle: Duration,
+        group_settings: GroupSettings,
         stats: Arc<RouterStats>,
     ) -> Self {
         Tenant {
@@ -45,7 +46,7 @@ impl Tenant {
             policy: Arc::new(policy),
             router,
             store,
-            group_idle,
+            group_settings,
             stats,
             groups: HashMap::new(),
             loading: HashMap::new(),
@@ -61,7 +62,7 @@ impl Tenant {
             self.router.clone(),
             ctx.address(),
             self.policy.clone(),
-            self.group_idle,
+            self.group_settings,
         );
         let addr = group.start();
         self.stats.groups_running.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +139,7 @@ impl Handler<GroupOf> for Tenant {
                 match snap.group(&tenant, id)? {
                     Some(record) if record.status == 1 => {
                         let members = snap.members_of(&tenant, id)?;
-                        let conv = group_conv(id);
+                        let conv = ConvKey::Group(id).to_string();
                         let mut reads = Vec::with_capacity(members.len());
                         for (user, _) in &members {
                             let read = snap.cursor(&tenant, *user, &conv)?.map_or(0, |c| c.read);
@@ -216,7 +217,10 @@ impl Handler<CreateGroup> for Tenant {
         let now = crate::now_ms();
         let name = name.unwrap_or_else(|| {
             let joined: Vec<&str> = everyone.iter().map(|p| p.name.as_str()).collect();
-            joined.join("、").chars().take(100).collect()
+            notices::name_list(self.group_settings.locale, &joined)
+                .chars()
+                .take(100)
+                .collect()
         });
         let avatar = everyone
             .iter()
@@ -243,15 +247,11 @@ impl Handler<CreateGroup> for Tenant {
         let tenant = self.name.clone();
         let ids: Vec<u64> = everyone.iter().map(|p| p.id).collect();
         let others: Vec<&str> = everyone[1..].iter().map(|p| p.name.as_str()).collect();
-        let text = if others.is_empty() {
-            format!("{}创建了群聊", owner.name)
-        } else {
-            format!("{}创建了群聊，并邀请{}加入", owner.name, others.join("、"))
-        };
-        let write = self.store.writer().submit(move |tx| {
+        let text = notices::group_created(self.group_settings.locale, &owner.name, &others);
+        let write = commit::submit(self.store.writer(), move |tx| {
             let mut record = record;
             tx.put_group(&tenant, &mut record)?;
-            let conv = group_conv(record.id);
+            let conv = ConvKey::Group(record.id).to_string();
             let mut members = Vec::with_capacity(ids.len());
             for (i, id) in ids.iter().enumerate() {
                 let inviter = if i == 0 { 0 } else { ids[0] };
@@ -270,50 +270,41 @@ impl Handler<CreateGroup> for Tenant {
             notice.seq = 1;
             tx.append_message(&tenant, &notice)?;
             tx.advance_cursor(&tenant, owner.id, &conv, 1, 1)?;
-            Ok((record, members, notice))
+            Ok(Ok((record, members, notice)))
         });
-        let rx = match write {
-            Ok(rx) => rx,
-            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        let committed = match write {
+            Ok(c) => c,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        Box::pin(
-            async move {
-                match rx.await {
-                    Ok(res) => res.map_err(SendError::from),
-                    Err(_) => Err(SendError::Overloaded),
-                }
-            }
-            .into_actor(self)
-            .map(|res, act, ctx| {
-                let (record, members, notice) = res?;
-                let ids: Arc<[u64]> = members.iter().map(|(id, _)| *id).collect();
-                // The owner has read the creation notice; the others have not.
-                let reads = ids
-                    .iter()
-                    .map(|id| (*id, u64::from(*id == record.owner)))
-                    .collect();
-                act.start_group(
-                    GroupState {
-                        record: record.clone(),
-                        members,
-                        requests: Vec::new(),
-                        reads,
-                    },
-                    ctx,
-                );
-                let conv: Arc<str> = Arc::from(notice.conv.as_str());
-                let pushed = Pushed {
-                    frame: crate::wire::chat_frame(&notice),
-                    at: Some((conv, notice.seq)),
-                };
-                act.router.do_send(FanOut {
-                    tenant: act.name.clone(),
-                    members: ids,
-                    pushed,
-                    exclude: None,
-                });
-                Ok(record)
-            }),
-        )
+        Box::pin(committed.into_actor(self).map(|res, act, ctx| {
+            let (record, members, notice) = res?;
+            let ids: Arc<[u64]> = members.iter().map(|(id, _)| *id).collect();
+            // The owner has read the creation notice; the others have not.
+            let reads = ids
+                .iter()
+                .map(|id| (*id, u64::from(*id == record.owner)))
+                .collect();
+            act.start_group(
+                GroupState {
+                    record: record.clone(),
+                    members,
+                    requests: Vec::new(),
+                    reads,
+                },
+                ctx,
+            );
+            let conv: Arc<str> = Arc::from(notice.conv.as_str());
+            let pushed = Pushed {
+                frame: crate::wire::chat_frame(&notice),
+                at: Some((conv, notice.seq)),
+            };
+            act.router.do_send(FanOut {
+                tenant: act.name.clone(),
+                members: ids,
+                pushed,
+                exclude: None,
+            });
+            Ok(record)
+        }))
     }
 }

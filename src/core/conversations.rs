@@ -10,8 +10,7 @@
 
 use std::sync::Arc;
 
-use parlor_actors::group::group_of_conv;
-use parlor_actors::{direct_pair, Party, Revoke};
+use parlor_actors::{ConvKey, Party, Revoke};
 use parlor_storage::{ConvState, GroupRecord, MessageRecord, Snapshot, UserRecord};
 
 use crate::error::ApiError;
@@ -64,13 +63,13 @@ pub fn entry(s: &Snapshot, tenant: &str, user: u64, conv: &str) -> Result<Option
     let Some(cursor) = s.cursor(tenant, user, conv)? else {
         return Ok(None);
     };
-    let (peer, group) = match (direct_pair(conv), group_of_conv(conv)) {
-        (Some((a, b)), _) => (s.user(tenant, if a == user { b } else { a })?, None),
-        (None, Some(gid)) => match s.group(tenant, gid)?.filter(|g| g.status == 1) {
+    let (peer, group) = match ConvKey::parse(conv) {
+        Some(ConvKey::Direct { lo, hi }) => (s.user(tenant, if lo == user { hi } else { lo })?, None),
+        Some(ConvKey::Group(gid)) => match s.group(tenant, gid)?.filter(|g| g.status == 1) {
             Some(g) => (None, Some(g)),
             None => return Ok(None),
         },
-        _ => return Ok(None),
+        None => return Ok(None),
     };
     let state = s.conv_state(tenant, user, conv)?;
     let head = s.head(tenant, conv)?;
@@ -111,12 +110,12 @@ pub fn list(s: &Snapshot, tenant: &str, user: u64, filter: Filter) -> Result<Vec
 /// for a group after the user joined. Refuses a conversation the user is not part of.
 pub fn history_floor(s: &Snapshot, tenant: &str, user: u64, conv: &str) -> Result<u64, ApiError> {
     let deleted = s.conv_state(tenant, user, conv)?.deleted_upto;
-    match (direct_pair(conv), group_of_conv(conv)) {
-        (Some((a, b)), _) if a == user || b == user => Ok(deleted),
-        (Some(_), _) => Err(ApiError::Forbidden(
+    match ConvKey::parse(conv) {
+        Some(ConvKey::Direct { lo, hi }) if lo == user || hi == user => Ok(deleted),
+        Some(ConvKey::Direct { .. }) => Err(ApiError::Forbidden(
             "only a participant may read this conversation".into(),
         )),
-        (None, Some(gid)) => {
+        Some(ConvKey::Group(gid)) => {
             s.group(tenant, gid)?
                 .filter(|g| g.status == 1)
                 .ok_or_else(|| ApiError::NotFound(format!("group {gid} does not exist")))?;
@@ -125,7 +124,7 @@ pub fn history_floor(s: &Snapshot, tenant: &str, user: u64, conv: &str) -> Resul
                 .ok_or_else(|| ApiError::Forbidden("you are not a member of this group".into()))?;
             Ok(deleted.max(m.joined_seq))
         }
-        _ => Err(ApiError::NotFound(format!("conversation {conv} does not exist"))),
+        None => Err(ApiError::NotFound(format!("conversation {conv} does not exist"))),
     }
 }
 
@@ -197,7 +196,7 @@ pub async fn revoke(
         by,
         id: id.to_owned(),
     };
-    match group_of_conv(&message.conv) {
+    match ConvKey::parse(&message.conv).and_then(|k| k.group_id()) {
         Some(gid) => super::groups::revoke(state, tenant, gid, msg).await,
         None => Ok(state.router.send(msg).await??),
     }
@@ -233,7 +232,7 @@ pub async fn read(
 
 /// Opens the direct conversation of `a` and `b` for both (it is listed before any message).
 pub async fn open_direct(state: &AppState, tenant: &str, a: u64, b: u64) -> Result<String, ApiError> {
-    let conv = parlor_actors::direct_conv(a, b);
+    let conv = ConvKey::direct(a, b).to_string();
     let (t, c) = (tenant.to_owned(), conv.clone());
     state
         .store

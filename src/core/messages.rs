@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use parlor_actors::{direct_conv, Origin, Party, ReplayOffline, SendMessage, UserKey};
+use parlor_actors::{ConvKey, Origin, Party, ReplayOffline, SendMessage, UserKey};
 use parlor_storage::{ChatType, HistoryPage, MessageRecord, Role};
 use serde_json::Value;
 
@@ -123,9 +123,9 @@ pub async fn history(
     let conv = match target {
         Target::User(peer) => {
             super::accounts::load(state, tenant, peer).await?;
-            direct_conv(user, peer)
+            ConvKey::direct(user, peer).to_string()
         }
-        Target::Group(gid) => parlor_actors::group::group_conv(gid),
+        Target::Group(gid) => ConvKey::Group(gid).to_string(),
         Target::Key(k) => k,
     };
     let limit = limit.clamp(1, state.config.limits.history_max);

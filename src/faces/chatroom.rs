@@ -6,6 +6,7 @@
 //! banning user are refused. `/message/image` stores an image (see [`crate::files`]).
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use parlor_actors::ConvKey;
 use parlor_storage::{MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Value};
 
@@ -216,11 +217,9 @@ async fn conversation_of(state: &State, me: &Me, number: &str) -> std::result::R
 }
 
 fn members_of(s: &Snapshot, tenant: &str, conv: &str, me: u64) -> parlor_storage::Result<Vec<u64>> {
-    if let Some((a, b)) = parlor_actors::direct_pair(conv) {
-        return Ok([a, b].into_iter().filter(|u| *u != me).collect());
-    }
-    match parlor_actors::group::group_of_conv(conv) {
-        Some(gid) => Ok(s
+    match ConvKey::parse(conv) {
+        Some(ConvKey::Direct { lo, hi }) => Ok([lo, hi].into_iter().filter(|u| *u != me).collect()),
+        Some(ConvKey::Group(gid)) => Ok(s
             .members_of(tenant, gid)?
             .into_iter()
             .map(|(u, _)| u)
@@ -257,7 +256,7 @@ async fn create_conversation(req: HttpRequest, state: State, me: Me) -> Result {
     } else {
         let members = contacts.iter().map(party).collect();
         let g = groups::create(&state, me.tenant(), party(&owner), members, None, None).await?;
-        (parlor_actors::group::group_conv(g.id), "group")
+        (ConvKey::Group(g.id).to_string(), "group")
     };
     let n = conversations::numbers(&state, me.tenant(), vec![conv.clone()]).await?[&conv];
     let mut members: Vec<u64> = contacts.iter().map(|u| u.id).collect();

@@ -28,8 +28,7 @@ mod settings;
 mod signing;
 
 use actix_web::{web, HttpResponse};
-use parlor_actors::direct_conv;
-use parlor_actors::group::group_conv;
+use parlor_actors::ConvKey;
 use parlor_storage::{Snapshot, UserRecord};
 use serde_json::{json, Value};
 
@@ -149,7 +148,7 @@ async fn conversation(state: &State, tenant: &str, me: &UserRecord, c: &Value) -
     let conv = state
         .read(move |s| match kind {
             0 => find_user(s, &t, &key)?
-                .map(|u| direct_conv(me_id, u.id))
+                .map(|u| ConvKey::direct(me_id, u.id).to_string())
                 .ok_or_else(|| ApiError::NotFound(format!("user {key} does not exist"))),
             1 => {
                 let gid = match s.group_id_by_ext(&t, &key)? {
@@ -157,7 +156,7 @@ async fn conversation(state: &State, tenant: &str, me: &UserRecord, c: &Value) -
                     None => key.parse().ok(),
                 };
                 gid.filter(|g| s.group(&t, *g).ok().flatten().is_some())
-                    .map(group_conv)
+                    .map(|g| ConvKey::Group(g).to_string())
                     .ok_or_else(|| ApiError::NotFound(format!("group {key} does not exist")))
             }
             _ => Err(ApiError::invalid(

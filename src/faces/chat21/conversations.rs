@@ -50,10 +50,10 @@ async fn conversation_with(
     state
         .read(move |s| {
             if let Some(gid) = s.group_id_by_ext(&t, &key)? {
-                return Ok(parlor_actors::group::group_conv(gid));
+                return Ok(parlor_actors::ConvKey::Group(gid).to_string());
             }
             match crate::core::accounts::find_external(s, &t, &key)? {
-                Some(u) => Ok(parlor_actors::direct_conv(my_id, u.id)),
+                Some(u) => Ok(parlor_actors::ConvKey::direct(my_id, u.id).to_string()),
                 None => Err(ApiError::NotFound(format!("{key} is neither a user nor a group"))),
             }
         })
@@ -213,7 +213,7 @@ async fn conversation_messages(req: HttpRequest, state: State, me: Chat21User) -
             })?;
             let page = s.history(&t, &conv, None, Some(floor), 200)?;
             let users = users_of(s, &t, page.messages.iter().flat_map(|m| [m.from_id, m.to_id]))?;
-            let group_uid = match parlor_actors::group::group_of_conv(&conv) {
+            let group_uid = match parlor_actors::ConvKey::parse(&conv).and_then(|k| k.group_id()) {
                 Some(gid) => s.group(&t, gid)?.and_then(|g| g.ext_id),
                 None => None,
             };
