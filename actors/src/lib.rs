@@ -1,5 +1,5 @@
-//! Parlor's core actors: the [`Router`](router::Router) that delivers messages, keeps the
-//! online registry and the offline queues, and one [`Tenant`](tenant::Tenant) per APP_ID
+//! Parlor's core actors: the [`Router`] that delivers messages, keeps the
+//! online registry and the offline queues, and one [`Tenant`] per APP_ID
 //! holding that tenant's policy. Nothing here knows about HTTP or WebSockets: sessions are
 //! reached only as `Recipient<Deliver>`.
 //!

@@ -31,6 +31,9 @@ pub type Position = (Arc<str>, u64);
 #[derive(Debug)]
 pub struct Delivery {
     manual: bool,
+    /// The highest seq written per conversation in this session, whatever the mode: what a
+    /// client's own `ack` may name at most.
+    handed: HashMap<Arc<str>, u64>,
     written: HashMap<Arc<str>, u64>,
     in_flight: Option<(u64, HashMap<Arc<str>, u64>)>,
     probes_sent: u64,
@@ -43,6 +46,7 @@ impl Delivery {
     pub fn new(manual: bool, now: Instant) -> Self {
         Self {
             manual,
+            handed: HashMap::new(),
             written: HashMap::new(),
             in_flight: None,
             probes_sent: 0,
@@ -62,15 +66,18 @@ impl Delivery {
 
     /// The frame of `(conv, seq)` was written to the socket.
     pub fn written(&mut self, conv: &Arc<str>, seq: u64) {
-        if self.manual {
-            return;
+        raise(&mut self.handed, conv, seq);
+        if !self.manual {
+            raise(&mut self.written, conv, seq);
         }
-        match self.written.get_mut(conv) {
-            Some(s) => *s = (*s).max(seq),
-            None => {
-                self.written.insert(conv.clone(), seq);
-            }
-        }
+    }
+
+    /// What a client's `ack` of `seq` in `conv` may move the delivered cursor to: at most
+    /// the highest seq this session wrote there, since a client cannot have received more
+    /// (an `ack` past it must not mark messages delivered that are stored later). `None`
+    /// when this session wrote nothing there.
+    pub fn ack(&self, conv: &str, seq: u64) -> Option<u64> {
+        self.handed.get(conv).map(|&handed| seq.min(handed))
     }
 
     /// Starts a probe behind what was written and returns its ping payload, unless one is
@@ -122,6 +129,16 @@ impl Delivery {
     /// Whether a probe is waiting for its pong.
     pub fn in_flight(&self) -> bool {
         self.in_flight.is_some()
+    }
+}
+
+/// Raises `conv`'s position in `map` to `seq`; positions never go back.
+fn raise(map: &mut HashMap<Arc<str>, u64>, conv: &Arc<str>, seq: u64) {
+    match map.get_mut(conv) {
+        Some(s) => *s = (*s).max(seq),
+        None => {
+            map.insert(conv.clone(), seq);
+        }
     }
 }
 
@@ -273,11 +290,24 @@ mod tests {
     }
 
     #[test]
-    fn manual_ack_tracks_nothing() {
+    fn manual_ack_probes_nothing() {
         let t = Instant::now();
         let mut d = Delivery::new(true, t);
         d.written(&conv("d:1:2"), 1);
         assert_eq!(d.probe(t), None);
         assert!(d.cut().is_empty());
+    }
+
+    #[test]
+    fn an_ack_names_at_most_what_this_session_wrote() {
+        for manual in [true, false] {
+            let t = Instant::now();
+            let mut d = Delivery::new(manual, t);
+            assert_eq!(d.ack("d:1:2", 5), None, "nothing written there");
+            d.written(&conv("d:1:2"), 3);
+            assert_eq!(d.ack("d:1:2", 2), Some(2));
+            assert_eq!(d.ack("d:1:2", 1000), Some(3), "capped at what was written");
+            assert_eq!(d.ack("g:7", 1), None);
+        }
     }
 }

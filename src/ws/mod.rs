@@ -2,7 +2,7 @@
 //!
 //! The token is checked before the upgrade (`/ws?token=`, the `token` header or
 //! `Authorization`); a Chat21 token's user is created on first use. Then:
-//! - [`session`]: the actor of one connection (frames in, pushes out, heartbeat);
+//! - `session` ([`Session`]): the actor of one connection (frames in, pushes out, heartbeat);
 //! - [`delivery`]: what the client is known to have read (the delivery probe);
 //! - [`protocol`]: the client frames and their decoding.
 //!

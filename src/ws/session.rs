@@ -112,7 +112,11 @@ impl Session {
         match protocol::decode(text) {
             Ok(ClientFrame::Ping) => ctx.text(wire::frame("pong", serde_json::Value::Null)),
             Ok(ClientFrame::Send(frame)) => self.on_send(frame, ctx),
-            Ok(ClientFrame::Ack { conversation, seq }) => self.advance(conversation, seq, false),
+            Ok(ClientFrame::Ack { conversation, seq }) => {
+                if let Some(seq) = self.delivery.ack(&conversation, seq) {
+                    self.advance(conversation, seq, false);
+                }
+            }
             Ok(ClientFrame::Read { conversation, seq }) => self.on_read(conversation, seq, ctx),
             Ok(ClientFrame::Revoke { cid, id }) => self.on_revoke(cid, id, ctx),
             Err(e) => self.error(e, ctx),

@@ -1,4 +1,4 @@
-//! The records stored as values. Each implements [`Record`](crate::codec::Record) with its
+//! The records stored as values. Each implements [`Record`] with its
 //! encoding version; a change of shape bumps the version.
 
 use serde::{Deserialize, Serialize};
