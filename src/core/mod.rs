@@ -3,17 +3,19 @@
 //! in their own envelope. Only this module writes to the store or calls the core's actors;
 //! the faces may read snapshots.
 //!
-//! One module per domain: [`accounts`] (users, passwords, visitors, outside identities,
-//! tokens), [`messages`] (sending, history, offline replay), [`groups`] (creating groups and
-//! running commands on their actors), [`social`] (friendships, applications, blocks),
-//! [`conversations`] (the conversation list, read positions, revoke, archive, delete, pin),
-//! [`files`] (upload records, the stored file of a URL) and [`settings`] (per-tenant policy and per-user settings). Each operation takes the
-//! [`AppState`](crate::state::AppState) and plain typed arguments and returns a typed result
-//! or an [`ApiError`]; validation that belongs to the domain
-//! (lengths, ranges, who may do what) lives here.
+//! One module per domain: [`accounts`] (users, passwords, visitors, tokens), [`external`]
+//! (users of an outside identity provider, created on first use), [`messages`] (sending,
+//! history, offline replay), [`groups`] (creating groups and running commands on their
+//! actors), [`social`] (friendships, applications, blocks), [`conversations`] (the
+//! conversation list, read positions, revoke, archive, delete, pin), [`files`] (upload
+//! records, the stored file of a URL) and [`settings`] (per-tenant policy and per-user
+//! settings). Each operation takes the [`AppState`](crate::state::AppState) and plain typed
+//! arguments and returns a typed result or an [`ApiError`]; validation that belongs to the
+//! domain (lengths, ranges, who may do what) lives here.
 
 pub mod accounts;
 pub mod conversations;
+pub mod external;
 pub mod files;
 pub mod groups;
 pub mod messages;

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use crate::auth::token_of;
-use crate::core::accounts::resolve_external;
+use crate::core::external::resolve_external;
 use crate::error::ApiError;
 use crate::state::AppState;
 pub use session::Session;

@@ -52,7 +52,7 @@ async fn conversation_with(
             if let Some(gid) = s.group_id_by_ext(&t, &key)? {
                 return Ok(parlor_actors::ConvKey::Group(gid).to_string());
             }
-            match crate::core::accounts::find_external(s, &t, &key)? {
+            match crate::core::external::find_external(s, &t, &key)? {
                 Some(u) => Ok(parlor_actors::ConvKey::direct(my_id, u.id).to_string()),
                 None => Err(ApiError::NotFound(format!("{key} is neither a user nor a group"))),
             }

@@ -8,7 +8,8 @@ use parlor_storage::GroupRecord;
 use serde_json::{json, Map, Value};
 
 use super::{body, text_field, Chat21User, Result, State};
-use crate::core::accounts::{find_external, party, resolve_externals};
+use crate::core::accounts::party;
+use crate::core::external::{find_external, resolve_externals};
 use crate::core::groups;
 use crate::error::ApiError;
 use crate::routes::Routes;

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::groups::resolve_group;
 use super::{body, message_json, require_text, users_of, Chat21User, Result, State};
-use crate::core::accounts::{party, resolve_externals};
+use crate::core::accounts::party;
+use crate::core::external::resolve_externals;
 use crate::core::messages;
 use crate::error::ApiError;
 

@@ -30,7 +30,7 @@ use parlor_storage::{ChatType, MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Map, Value};
 
 use super::{token_of, Face, FaceError};
-use crate::core::accounts::{resolve_external, Namer};
+use crate::core::external::{resolve_external, Namer};
 use crate::error::ApiError;
 use crate::routes::Routes;
 use crate::state::AppState;
