@@ -208,25 +208,36 @@ pub fn valid_device_id(id: &str) -> bool {
         && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// Counts visitor requests per device in a sliding hour.
+/// Counts visitor requests per device in a sliding hour. It remembers at most `capacity`
+/// devices: when a new device would pass that, the devices with no request in the last
+/// hour are forgotten, then, if it is still full, the quarter seen longest ago.
 pub struct DeviceLimiter {
     hits: DashMap<String, VecDeque<Instant>>,
     max: u32,
+    capacity: usize,
     window: Duration,
 }
 
 impl DeviceLimiter {
-    pub fn new(max_per_hour: u32) -> Self {
+    pub fn new(max_per_hour: u32, capacity: usize) -> Self {
+        Self::with_window(max_per_hour, capacity, Duration::from_secs(3600))
+    }
+
+    fn with_window(max_per_hour: u32, capacity: usize, window: Duration) -> Self {
         DeviceLimiter {
             hits: DashMap::new(),
             max: max_per_hour,
-            window: Duration::from_secs(3600),
+            capacity: capacity.max(1),
+            window,
         }
     }
 
     /// Counts one request; `false` when the device is over its limit.
     pub fn allow(&self, device: &str) -> bool {
         let now = Instant::now();
+        if self.hits.len() >= self.capacity && !self.hits.contains_key(device) {
+            self.make_room(now);
+        }
         let mut hits = self.hits.entry(device.to_owned()).or_default();
         while hits
             .front()
@@ -239,6 +250,36 @@ impl DeviceLimiter {
         }
         hits.push_back(now);
         true
+    }
+
+    /// How many devices are remembered.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// Whether no device is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// Forgets the devices whose requests all left the window, then, while still full, the
+    /// quarter of the capacity seen longest ago.
+    fn make_room(&self, now: Instant) {
+        self.hits
+            .retain(|_, hits| hits.back().is_some_and(|t| now.duration_since(*t) < self.window));
+        if self.hits.len() < self.capacity {
+            return;
+        }
+        let mut last_seen: Vec<(Instant, String)> = self
+            .hits
+            .iter()
+            .filter_map(|e| e.value().back().map(|t| (*t, e.key().clone())))
+            .collect();
+        last_seen.sort_unstable();
+        let excess = self.hits.len() + 1 - self.capacity * 3 / 4;
+        for (_, device) in last_seen.into_iter().take(excess) {
+            self.hits.remove(&device);
+        }
     }
 }
 
@@ -280,10 +321,33 @@ mod tests {
 
     #[test]
     fn limiter_counts_per_device() {
-        let l = DeviceLimiter::new(2);
+        let l = DeviceLimiter::new(2, 100);
         assert!(l.allow("a") && l.allow("a"));
         assert!(!l.allow("a"));
         assert!(l.allow("b"));
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let l = DeviceLimiter::new(2, 8);
+        for i in 0..100 {
+            assert!(l.allow(&format!("device-{i}")));
+            assert!(l.len() <= 8, "{} devices remembered", l.len());
+        }
+        // The most recent devices are kept, with their counts.
+        assert!(l.allow("device-99"));
+        assert!(!l.allow("device-99"));
+    }
+
+    #[test]
+    fn limiter_forgets_devices_outside_the_window_first() {
+        let l = DeviceLimiter::with_window(1, 2, Duration::from_millis(30));
+        assert!(l.allow("old"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(l.allow("recent"));
+        assert!(l.allow("new"));
+        assert_eq!(l.len(), 2);
+        assert!(!l.allow("recent"), "the recent device keeps its count");
     }
 
     #[test]

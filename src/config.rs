@@ -162,8 +162,13 @@ pub struct AuthConfig {
     /// How far a visitor request's timestamp may be from the server's clock, seconds.
     /// Default 300.
     pub visitor_window_secs: u64,
-    /// Visitor requests allowed per device per hour. Default 5.
+    /// Visitor requests allowed per device per hour; only requests whose signature and
+    /// timestamp are good count. Default 5.
     pub visitor_requests_per_hour: u32,
+    /// Devices the hourly visitor limit remembers at once (memory stays bounded): past it,
+    /// devices with no request in the last hour are forgotten first, then those seen
+    /// longest ago. Default 100000.
+    pub visitor_tracked_devices: usize,
 }
 
 impl Default for AuthConfig {
@@ -177,6 +182,7 @@ impl Default for AuthConfig {
             visitor_app_secret: "parlor-visitor-secret".into(),
             visitor_window_secs: 300,
             visitor_requests_per_hour: 5,
+            visitor_tracked_devices: 100_000,
         }
     }
 }
@@ -495,6 +501,9 @@ impl Config {
         }
         if !(8..=4_194_304).contains(&self.auth.argon2_memory_kib) {
             return invalid("auth.argon2_memory_kib", "must be between 8 and 4194304");
+        }
+        if self.auth.visitor_tracked_devices == 0 {
+            return invalid("auth.visitor_tracked_devices", "must be at least 1");
         }
         if self.auth.argon2_iterations == 0 {
             return invalid("auth.argon2_iterations", "must be at least 1");

@@ -190,7 +190,10 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         router: router.clone(),
         router_stats,
         auth,
-        devices: DeviceLimiter::new(config.auth.visitor_requests_per_hour),
+        devices: DeviceLimiter::new(
+            config.auth.visitor_requests_per_hour,
+            config.auth.visitor_tracked_devices,
+        ),
         next_session: AtomicU64::new(1),
     });
     let app_state = state.clone();
