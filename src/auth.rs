@@ -22,7 +22,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm as Alg, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm as Alg, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use parlor_storage::UserRecord;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -228,21 +228,22 @@ impl Auth {
     pub fn verify_external(&self, token: &str) -> Result<ExternalClaims, ApiError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| ApiError::Unauthorized(decode_error(&e)))?;
-        let mut outcome = Err(jsonwebtoken::errors::Error::from(ErrorKind::InvalidSignature));
-        if header.alg == Alg::HS256 {
-            outcome = jsonwebtoken::decode::<ExternalClaims>(token, &self.decoding, &self.validation);
-        }
-        let mut tried = header.alg == Alg::HS256;
+        // Parlor's own secret first (it refuses any HMAC algorithm but HS256).
+        let tried = header.alg.family() == AlgorithmFamily::Hmac;
+        let mut outcome = if tried {
+            jsonwebtoken::decode::<ExternalClaims>(token, &self.decoding, &self.validation)
+        } else {
+            Err(ErrorKind::InvalidSignature.into())
+        };
         for key in self.provider.candidates(&header) {
             // Past the signature, the token is this key's: its claims decide.
             if outcome.is_ok() || outcome.as_ref().is_err_and(|e| !wrong_key(e)) {
                 break;
             }
-            tried = true;
             outcome =
                 jsonwebtoken::decode::<ExternalClaims>(token, key, &self.provider.validation(header.alg));
         }
-        if !tried {
+        if !tried && self.provider.candidates(&header).next().is_none() {
             return Err(ApiError::Unauthorized(format!(
                 "token signed with {:?}, and no key for it is configured",
                 header.alg
