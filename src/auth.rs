@@ -2,6 +2,10 @@
 //!
 //! - Tokens are HS256 JWTs carrying the user id (`id`, and as a string in `sub`), `uuid`,
 //!   the tenant (`app_id`), the `role`, `iat`, `exp` and a `jti`. Logout revokes the `jti`.
+//! - Outside (Chat21) tokens come from an identity provider: signed with Parlor's secret, or
+//!   with the provider's own key (`auth.external_secret`, `auth.external_public_key`,
+//!   `auth.external_jwks`), carrying any other claims; `aud` and `iss` are checked only when
+//!   configured (`auth.external_audience`, `auth.external_issuer`).
 //! - Passwords are argon2id PHC strings; hashing and checking run on blocking threads.
 //! - Visitors sign their requests: `X-Security-Sign` = sha256 hex of
 //!   `deviceId=<id>&salt=<salt>&timestamp=<ms>` followed by the app secret.
@@ -16,7 +20,9 @@ use actix_web::{web, HttpRequest};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use dashmap::DashMap;
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm as Alg, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use parlor_storage::UserRecord;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,7 +47,8 @@ pub struct Claims {
 }
 
 /// The claims an outside identity provider's token must carry (the Chat21 face): the
-/// user in `sub`, the tenant in `app_id` (`default` when absent), an expiry.
+/// user in `sub`, the tenant in `app_id` (`default` when absent), an expiry. Any other
+/// claim (`aud`, `iss`, `iat`, custom ones) is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ExternalClaims {
     pub sub: String,
@@ -61,6 +68,107 @@ pub struct Auth {
     argon2: Argon2<'static>,
     /// Revoked token ids → expiry (seconds); loaded at start, persisted by the caller.
     revoked: DashMap<String, u64>,
+    /// The keys of the outside identity provider and what its tokens must say.
+    provider: Provider,
+}
+
+/// An outside identity provider: the keys it signs with and the `aud`/`iss` its tokens must
+/// carry (none checked when none are configured).
+struct Provider {
+    keys: Vec<ProviderKey>,
+    audience: Vec<String>,
+    issuer: Vec<String>,
+}
+
+/// One key of the provider, with its key id when it comes from the JWKS.
+struct ProviderKey {
+    key: DecodingKey,
+    kid: Option<String>,
+}
+
+impl Provider {
+    fn load(config: &AuthConfig) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        if !config.external_secret.is_empty() {
+            keys.push(ProviderKey {
+                key: DecodingKey::from_secret(config.external_secret.as_bytes()),
+                kid: None,
+            });
+        }
+        let path = &config.external_public_key;
+        if !path.as_os_str().is_empty() {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("auth.external_public_key: {}: {e}", path.display()))?;
+            let key = DecodingKey::from_rsa_pem(&pem)
+                .or_else(|_| DecodingKey::from_ec_pem(&pem))
+                .or_else(|_| DecodingKey::from_ed_pem(&pem))
+                .map_err(|_| {
+                    format!(
+                        "auth.external_public_key: {} is not an RSA, EC or Ed25519 public key in PEM",
+                        path.display()
+                    )
+                })?;
+            keys.push(ProviderKey { key, kid: None });
+        }
+        let path = &config.external_jwks;
+        if !path.as_os_str().is_empty() {
+            let text =
+                std::fs::read(path).map_err(|e| format!("auth.external_jwks: {}: {e}", path.display()))?;
+            let set: JwkSet = serde_json::from_slice(&text)
+                .map_err(|e| format!("auth.external_jwks: {} is not a JWKS: {e}", path.display()))?;
+            for jwk in &set.keys {
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| {
+                    format!(
+                        "auth.external_jwks: {}: a key Parlor cannot use: {e}",
+                        path.display()
+                    )
+                })?;
+                keys.push(ProviderKey {
+                    key,
+                    kid: jwk.common.key_id.clone(),
+                });
+            }
+        }
+        Ok(Provider {
+            keys,
+            audience: config.external_audience.clone(),
+            issuer: config.external_issuer.clone(),
+        })
+    }
+
+    /// The keys that may have signed a token with this header: those of the header's
+    /// algorithm family, and of its `kid` when it names one the JWKS has.
+    fn candidates<'a>(&'a self, header: &'a Header) -> impl Iterator<Item = &'a DecodingKey> + 'a {
+        let family = header.alg.family();
+        let kid_known = header
+            .kid
+            .as_ref()
+            .is_some_and(|kid| self.keys.iter().any(|k| k.kid.as_ref() == Some(kid)));
+        self.keys
+            .iter()
+            .filter(move |k| k.key.family() == family)
+            .filter(move |k| !kid_known || k.kid == header.kid)
+            .map(|k| &k.key)
+    }
+
+    /// What a provider's token must satisfy.
+    fn validation(&self, alg: Alg) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = 0;
+        let mut required = vec!["exp", "sub"];
+        if self.audience.is_empty() {
+            v.validate_aud = false;
+        } else {
+            v.set_audience(&self.audience);
+            required.push("aud");
+        }
+        if !self.issuer.is_empty() {
+            v.set_issuer(&self.issuer);
+            required.push("iss");
+        }
+        v.set_required_spec_claims(&required);
+        v
+    }
 }
 
 impl Auth {
@@ -70,6 +178,9 @@ impl Auth {
         let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // A token signed with Parlor's own secret is Parlor's: any `aud` it carries is not
+        // checked (a provider's token is, when an audience is configured).
+        validation.validate_aud = false;
         Ok(Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -77,6 +188,7 @@ impl Auth {
             ttl: Duration::from_secs(config.token_ttl_secs),
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             revoked: DashMap::new(),
+            provider: Provider::load(config)?,
         })
     }
 
@@ -109,20 +221,41 @@ impl Auth {
         Ok(data.claims)
     }
 
-    /// Checks a token that names its user only by `sub` (Parlor's own tokens pass too):
-    /// signature, expiry and, when it has a `jti`, revocation.
+    /// Checks a token that names its user only by `sub`: Parlor's own tokens and tokens
+    /// signed with Parlor's secret, or an outside provider's signed with one of its keys
+    /// (then with `aud` and `iss` checked when configured). Signature, expiry and, when it
+    /// has a `jti`, revocation.
     pub fn verify_external(&self, token: &str) -> Result<ExternalClaims, ApiError> {
-        let data = jsonwebtoken::decode::<ExternalClaims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(decode_error(&e)))?;
-        if data
-            .claims
-            .jti
-            .as_ref()
-            .is_some_and(|j| self.revoked.contains_key(j))
-        {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| ApiError::Unauthorized(decode_error(&e)))?;
+        // Parlor's own secret first (it refuses any HMAC algorithm but HS256).
+        let tried = header.alg.family() == AlgorithmFamily::Hmac;
+        let mut outcome = if tried {
+            jsonwebtoken::decode::<ExternalClaims>(token, &self.decoding, &self.validation)
+        } else {
+            Err(ErrorKind::InvalidSignature.into())
+        };
+        for key in self.provider.candidates(&header) {
+            // Past the signature, the token is this key's: its claims decide.
+            if outcome.is_ok() || outcome.as_ref().is_err_and(|e| !wrong_key(e)) {
+                break;
+            }
+            outcome =
+                jsonwebtoken::decode::<ExternalClaims>(token, key, &self.provider.validation(header.alg));
+        }
+        if !tried && self.provider.candidates(&header).next().is_none() {
+            return Err(ApiError::Unauthorized(format!(
+                "token signed with {:?}, and no key for it is configured",
+                header.alg
+            )));
+        }
+        let claims = outcome
+            .map_err(|e| ApiError::Unauthorized(decode_error(&e)))?
+            .claims;
+        if claims.jti.as_ref().is_some_and(|j| self.revoked.contains_key(j)) {
             return Err(ApiError::Unauthorized("token was logged out".into()));
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 
     /// Remembers a revoked token id until `exp`.
@@ -148,12 +281,28 @@ impl Auth {
 }
 
 fn decode_error(e: &jsonwebtoken::errors::Error) -> String {
-    use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
         ErrorKind::ExpiredSignature => "token expired".into(),
         ErrorKind::InvalidSignature => "token signature is invalid".into(),
+        ErrorKind::InvalidAudience => "token audience (aud) is not one this server accepts".into(),
+        ErrorKind::InvalidIssuer => "token issuer (iss) is not one this server accepts".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("token has no {claim} claim"),
+        ErrorKind::Json(e) => format!("token claims are invalid: {e}"),
         _ => "token is invalid".into(),
     }
+}
+
+/// Whether a failed check says only that this key did not sign the token.
+fn wrong_key(e: &jsonwebtoken::errors::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+    )
 }
 
 /// Seconds since the Unix epoch.
@@ -208,25 +357,36 @@ pub fn valid_device_id(id: &str) -> bool {
         && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// Counts visitor requests per device in a sliding hour.
+/// Counts visitor requests per device in a sliding hour. It remembers at most `capacity`
+/// devices: when a new device would pass that, the devices with no request in the last
+/// hour are forgotten, then, if it is still full, the quarter seen longest ago.
 pub struct DeviceLimiter {
     hits: DashMap<String, VecDeque<Instant>>,
     max: u32,
+    capacity: usize,
     window: Duration,
 }
 
 impl DeviceLimiter {
-    pub fn new(max_per_hour: u32) -> Self {
+    pub fn new(max_per_hour: u32, capacity: usize) -> Self {
+        Self::with_window(max_per_hour, capacity, Duration::from_secs(3600))
+    }
+
+    fn with_window(max_per_hour: u32, capacity: usize, window: Duration) -> Self {
         DeviceLimiter {
             hits: DashMap::new(),
             max: max_per_hour,
-            window: Duration::from_secs(3600),
+            capacity: capacity.max(1),
+            window,
         }
     }
 
     /// Counts one request; `false` when the device is over its limit.
     pub fn allow(&self, device: &str) -> bool {
         let now = Instant::now();
+        if self.hits.len() >= self.capacity && !self.hits.contains_key(device) {
+            self.make_room(now);
+        }
         let mut hits = self.hits.entry(device.to_owned()).or_default();
         while hits
             .front()
@@ -239,6 +399,36 @@ impl DeviceLimiter {
         }
         hits.push_back(now);
         true
+    }
+
+    /// How many devices are remembered.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// Whether no device is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// Forgets the devices whose requests all left the window, then, while still full, the
+    /// quarter of the capacity seen longest ago.
+    fn make_room(&self, now: Instant) {
+        self.hits
+            .retain(|_, hits| hits.back().is_some_and(|t| now.duration_since(*t) < self.window));
+        if self.hits.len() < self.capacity {
+            return;
+        }
+        let mut last_seen: Vec<(Instant, String)> = self
+            .hits
+            .iter()
+            .filter_map(|e| e.value().back().map(|t| (*t, e.key().clone())))
+            .collect();
+        last_seen.sort_unstable();
+        let excess = self.hits.len() + 1 - self.capacity * 3 / 4;
+        for (_, device) in last_seen.into_iter().take(excess) {
+            self.hits.remove(&device);
+        }
     }
 }
 
@@ -280,10 +470,33 @@ mod tests {
 
     #[test]
     fn limiter_counts_per_device() {
-        let l = DeviceLimiter::new(2);
+        let l = DeviceLimiter::new(2, 100);
         assert!(l.allow("a") && l.allow("a"));
         assert!(!l.allow("a"));
         assert!(l.allow("b"));
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let l = DeviceLimiter::new(2, 8);
+        for i in 0..100 {
+            assert!(l.allow(&format!("device-{i}")));
+            assert!(l.len() <= 8, "{} devices remembered", l.len());
+        }
+        // The most recent devices are kept, with their counts.
+        assert!(l.allow("device-99"));
+        assert!(!l.allow("device-99"));
+    }
+
+    #[test]
+    fn limiter_forgets_devices_outside_the_window_first() {
+        let l = DeviceLimiter::with_window(1, 2, Duration::from_millis(30));
+        assert!(l.allow("old"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(l.allow("recent"));
+        assert!(l.allow("new"));
+        assert_eq!(l.len(), 2);
+        assert!(!l.allow("recent"), "the recent device keeps its count");
     }
 
     #[test]

@@ -155,6 +155,26 @@ pub struct AuthConfig {
     pub jwt_secret: String,
     /// Lifetime of a token in seconds. Default 604800 (7 days).
     pub token_ttl_secs: u64,
+    /// HS256 (or HS384/HS512) secret an outside identity provider signs Chat21 tokens with,
+    /// so it needs no share of `jwt_secret`; empty: none. Default empty.
+    #[serde(deserialize_with = "text")]
+    pub external_secret: String,
+    /// PEM file of the public key an outside identity provider signs with: RSA (RS256 and
+    /// the other RS/PS algorithms), EC P-256/P-384 (ES256/ES384) or Ed25519; empty: none.
+    /// Default empty.
+    pub external_public_key: PathBuf,
+    /// JWKS file (`{"keys": [...]}`) of an outside identity provider's keys; a token's
+    /// `kid` picks its key. Empty: none. Default empty.
+    pub external_jwks: PathBuf,
+    /// Audiences an outside provider's token must name one of in `aud` (a string or a
+    /// list); empty: `aud` is not checked. Tokens signed with `jwt_secret` are Parlor's and
+    /// never checked. Default empty.
+    #[serde(deserialize_with = "texts")]
+    pub external_audience: Vec<String>,
+    /// Issuers an outside provider's token's `iss` must be one of; empty: not checked.
+    /// Default empty.
+    #[serde(deserialize_with = "texts")]
+    pub external_issuer: Vec<String>,
     /// argon2id memory cost in KiB. Default 19456.
     pub argon2_memory_kib: u32,
     /// argon2id passes. Default 2.
@@ -168,8 +188,13 @@ pub struct AuthConfig {
     /// How far a visitor request's timestamp may be from the server's clock, seconds.
     /// Default 300.
     pub visitor_window_secs: u64,
-    /// Visitor requests allowed per device per hour. Default 5.
+    /// Visitor requests allowed per device per hour; only requests whose signature and
+    /// timestamp are good count. Default 5.
     pub visitor_requests_per_hour: u32,
+    /// Devices the hourly visitor limit remembers at once (memory stays bounded): past it,
+    /// devices with no request in the last hour are forgotten first, then those seen
+    /// longest ago. Default 100000.
+    pub visitor_tracked_devices: usize,
 }
 
 impl Default for AuthConfig {
@@ -177,12 +202,18 @@ impl Default for AuthConfig {
         AuthConfig {
             jwt_secret: String::new(),
             token_ttl_secs: 7 * 24 * 3600,
+            external_secret: String::new(),
+            external_public_key: PathBuf::new(),
+            external_jwks: PathBuf::new(),
+            external_audience: Vec::new(),
+            external_issuer: Vec::new(),
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             visitor_salt: "parlor-visitor-salt".into(),
             visitor_app_secret: "parlor-visitor-secret".into(),
             visitor_window_secs: 300,
             visitor_requests_per_hour: 5,
+            visitor_tracked_devices: 100_000,
         }
     }
 }
@@ -466,6 +497,21 @@ fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
+/// A list of texts that may have been written as one (`PARLOR_AUTH__EXTERNAL_ISSUER=https://id`).
+fn texts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Texts {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Texts::deserialize(d)? {
+        Texts::One(s) if s.is_empty() => Vec::new(),
+        Texts::One(s) => vec![s],
+        Texts::Many(v) => v,
+    })
+}
+
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -544,6 +590,9 @@ impl Config {
         if !(8..=4_194_304).contains(&self.auth.argon2_memory_kib) {
             return invalid("auth.argon2_memory_kib", "must be between 8 and 4194304");
         }
+        if self.auth.visitor_tracked_devices == 0 {
+            return invalid("auth.visitor_tracked_devices", "must be at least 1");
+        }
         if self.auth.argon2_iterations == 0 {
             return invalid("auth.argon2_iterations", "must be at least 1");
         }
@@ -607,9 +656,10 @@ impl Config {
 
     /// The keys whose values are secrets, with a handle on each: what `check-config` masks.
     /// A new secret key belongs in this list.
-    fn secrets_mut(&mut self) -> [(&'static str, &mut String); 5] {
+    fn secrets_mut(&mut self) -> [(&'static str, &mut String); 6] {
         [
             ("auth.jwt_secret", &mut self.auth.jwt_secret),
+            ("auth.external_secret", &mut self.auth.external_secret),
             ("auth.visitor_salt", &mut self.auth.visitor_salt),
             ("auth.visitor_app_secret", &mut self.auth.visitor_app_secret),
             ("admin.secret", &mut self.admin.secret),
@@ -707,6 +757,16 @@ mod tests {
     }
 
     #[test]
+    fn an_issuer_or_audience_is_one_text_or_a_list() {
+        let c = Config::from_toml(
+            "[auth]\nexternal_issuer = \"https://id.example.com\"\nexternal_audience = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth.external_issuer, ["https://id.example.com"]);
+        assert_eq!(c.auth.external_audience, ["a", "b"]);
+    }
+
+    #[test]
     fn numbers_are_taken_as_text_for_secrets() {
         let c = Config::from_toml("[admin]\nsecret = 123456\n").unwrap();
         assert_eq!(c.admin.secret, "123456");
@@ -721,7 +781,8 @@ mod tests {
         assert_eq!(shown.auth.jwt_secret, "");
         assert_eq!(shown.auth.visitor_app_secret, "***");
         assert_eq!(shown.files.s3_secret_access_key, "");
-        assert_eq!(Config::secret_keys().len(), 5);
+        assert_eq!(Config::secret_keys().len(), 6);
+        assert!(Config::secret_keys().contains(&"auth.external_secret"));
         assert!(Config::secret_keys().contains(&"files.s3_secret_access_key"));
     }
 

@@ -192,7 +192,10 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         router: router.clone(),
         router_stats,
         auth: auth.clone(),
-        devices: DeviceLimiter::new(config.auth.visitor_requests_per_hour),
+        devices: DeviceLimiter::new(
+            config.auth.visitor_requests_per_hour,
+            config.auth.visitor_tracked_devices,
+        ),
         guard: Guard::new(&config.login, &config.limits, &auth)
             .map_err(|e| StartError::Config(format!("login: {e}")))?,
         next_session: AtomicU64::new(1),

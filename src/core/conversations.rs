@@ -137,7 +137,8 @@ pub enum Change {
 }
 
 /// Archives, deletes or pins a conversation for `user` only. Refuses a conversation the
-/// user has no part in.
+/// user has no part in. Pinning is a setting of the user: a participant pins a
+/// conversation that has no message yet.
 pub async fn change(
     state: &AppState,
     tenant: &str,
@@ -145,7 +146,28 @@ pub async fn change(
     conv: &str,
     change: Change,
 ) -> Result<(), ApiError> {
+    let not_mine = || ApiError::NotFound(format!("conversation {conv} is not one of yours"));
     let (t, c) = (tenant.to_owned(), conv.to_owned());
+    if let Change::Pin(on) = change {
+        state
+            .read(move |s| history_floor(s, &t, user, &c))
+            .await
+            .map_err(|e| match e {
+                ApiError::Forbidden(_) => not_mine(),
+                other => other,
+            })?;
+        let (t, c) = (tenant.to_owned(), conv.to_owned());
+        state
+            .store
+            .writer()
+            .write(move |tx| {
+                let mut st = tx.conv_state(&t, user, &c)?;
+                st.pinned = on;
+                tx.put_conv_state(&t, user, &c, &st)
+            })
+            .await?;
+        return Ok(());
+    }
     let done = state
         .store
         .writer()
@@ -170,9 +192,7 @@ pub async fn change(
     if done {
         Ok(())
     } else {
-        Err(ApiError::NotFound(format!(
-            "conversation {conv} is not one of yours"
-        )))
+        Err(not_mine())
     }
 }
 

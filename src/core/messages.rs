@@ -32,6 +32,28 @@ pub fn options_json(v: Option<&Value>) -> Result<String, ApiError> {
     }
 }
 
+/// The number a message is named by where a client wants a numeric id (the admin face's
+/// `messageUid`): its conversation's number (see [`conversations::numbers`]) in the high 32
+/// bits and its `seq` in the low 32. `None` past those ranges.
+///
+/// [`conversations::numbers`]: super::conversations::numbers
+pub fn message_number(conv_number: u64, seq: u64) -> Option<u64> {
+    (conv_number < 1 << 31 && seq < 1 << 32).then_some(conv_number << 32 | seq)
+}
+
+/// The message a [`message_number`] names in `tenant`.
+pub fn message_by_number(
+    s: &parlor_storage::Snapshot,
+    tenant: &str,
+    number: u64,
+) -> Result<Option<MessageRecord>, ApiError> {
+    let (conv_number, seq) = (number >> 32, number & 0xffff_ffff);
+    match s.conv_by_number(tenant, conv_number)? {
+        Some(conv) if seq > 0 => Ok(s.message(tenant, &conv, seq)?),
+        _ => Ok(None),
+    }
+}
+
 /// Sends `msg` and returns it as stored (its `seq`, id and time), once committed.
 pub async fn send(state: &AppState, msg: SendMessage) -> Result<Arc<MessageRecord>, ApiError> {
     match msg.chat_type {

@@ -1,11 +1,14 @@
-//! Settings: each tenant's policy (the revoke window, message size, send rate, replay round
-//! and group size, numbered as the admin face's system settings) and per-user key/value
-//! settings. A policy change is stored and takes effect for the next message, without a
-//! restart.
+//! Settings: each tenant's system settings and per-user key/value settings. A system
+//! setting is either Parlor policy (the revoke window, message size, send rate, replay round
+//! and group size: ids 1-6 of [`SETTINGS`], values checked, a change taking effect for the
+//! next message without a restart) or a generic setting, any other id, kept with its value
+//! and description as given.
 
 use std::sync::Arc;
 
+use parlor_actors::policy::SETTINGS;
 use parlor_actors::{GetPolicy, Policy, SetPolicy, TenantOf};
+use parlor_storage::SettingRecord;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,6 +32,50 @@ pub async fn set_policy(state: &AppState, tenant: &str, id: u32, value: &str) ->
         .write(move |tx| tx.put_tenant_setting(&t, id, &v))
         .await?;
     tenant_addr.send(SetPolicy(policy)).await?;
+    Ok(())
+}
+
+/// System setting `id` of `tenant`: its value and description (a policy id's description is
+/// Parlor's), or `None` when a generic id was never set.
+pub async fn system_setting(
+    state: &AppState,
+    tenant: &str,
+    id: u32,
+) -> Result<Option<SettingRecord>, ApiError> {
+    if let Some((_, desc)) = SETTINGS.iter().find(|(i, _)| *i == id) {
+        let value = policy(state, tenant).await?.setting(id).unwrap_or_default();
+        return Ok(Some(SettingRecord {
+            value: value.to_string(),
+            desc: (*desc).to_owned(),
+        }));
+    }
+    let t = tenant.to_owned();
+    state.read(move |s| Ok(s.system_setting(&t, id)?)).await
+}
+
+/// Sets system setting `id` of `tenant`: a policy id through [`set_policy`] (its value
+/// checked, `desc` not kept), any other id stored with `value` and `desc` (an absent `desc`
+/// keeps the stored one).
+pub async fn set_system_setting(
+    state: &AppState,
+    tenant: &str,
+    id: u32,
+    value: String,
+    desc: Option<String>,
+) -> Result<(), ApiError> {
+    if SETTINGS.iter().any(|(i, _)| *i == id) {
+        return set_policy(state, tenant, id, &value).await;
+    }
+    let t = tenant.to_owned();
+    state
+        .store
+        .writer()
+        .write(move |tx| {
+            let kept = tx.system_setting(&t, id)?.map(|s| s.desc).unwrap_or_default();
+            let desc = desc.unwrap_or(kept);
+            tx.put_system_setting(&t, id, &SettingRecord { value, desc })
+        })
+        .await?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{decode, encode};
 use crate::records::{
     ApplyRecord, ConvState, FileRecord, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
-    UserRecord,
+    SettingRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result, Snapshot, Tx};
@@ -114,6 +114,13 @@ pub enum DumpRecord {
     },
     /// A tenant's policy override.
     TenantSetting { tenant: String, id: u32, value: String },
+    /// A tenant's generic system setting, with its description.
+    SystemSetting {
+        tenant: String,
+        id: u32,
+        #[serde(flatten)]
+        setting: SettingRecord,
+    },
     /// A revoked token id and its expiry (seconds); database-wide.
     RevokedToken { jti: String, exp: u64 },
     /// The metadata of an uploaded file (the bytes stay in the object store).
@@ -208,6 +215,7 @@ impl Snapshot {
             NUM_CONVS,
             USER_SETTINGS,
             TENANT_SETTINGS,
+            SYSTEM_SETTINGS,
             REVOKED_TOKENS,
             FILES,
             USER_FILES,
@@ -371,6 +379,15 @@ impl Snapshot {
         } else {
             Ok(())
         });
+        each!(txn, SYSTEM_SETTINGS, |(t, id), v| if mine(t) {
+            emit(DumpRecord::SystemSetting {
+                tenant: t.to_owned(),
+                id,
+                setting: decode(v)?,
+            })
+        } else {
+            Ok(())
+        });
         each!(txn, REVOKED_TOKENS, |jti, exp| emit(DumpRecord::RevokedToken {
             jti: jti.to_owned(),
             exp
@@ -522,6 +539,9 @@ impl Tx<'_> {
                 value,
             } => self.put_user_setting(tenant, *user, *scope, key, value)?,
             DumpRecord::TenantSetting { tenant, id, value } => self.put_tenant_setting(tenant, *id, value)?,
+            DumpRecord::SystemSetting { tenant, id, setting } => {
+                self.put_system_setting(tenant, *id, setting)?
+            }
             DumpRecord::RevokedToken { jti, exp } => self.revoke_token(jti, *exp)?,
             DumpRecord::File(file) => self.restore_file(file)?,
         }

@@ -31,7 +31,7 @@ pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use records::{
     ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord,
-    JoinRequest, MemberRecord, MessageRecord, Role, UserRecord,
+    JoinRequest, MemberRecord, MessageRecord, Role, SettingRecord, UserRecord,
 };
 pub use snapshot::{HistoryPage, Snapshot, StartupState};
 pub use tx::Tx;

@@ -277,6 +277,18 @@ impl Record for ConvState {
     const VERSION: u8 = 1;
 }
 
+/// A generic system setting of a tenant (the admin face's `modify_setting` ids that are no
+/// policy): its value and description, kept as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingRecord {
+    pub value: String,
+    pub desc: String,
+}
+
+impl Record for SettingRecord {
+    const VERSION: u8 = 1;
+}
+
 /// The metadata of an uploaded file. The bytes live in the object store under their
 /// sha256 (identical content is stored once); each upload has its own record and path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

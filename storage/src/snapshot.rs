@@ -8,7 +8,7 @@ use redb::{ReadTransaction, ReadableTable};
 use crate::codec::decode;
 use crate::records::{
     ApplyRecord, ApplyStatus, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord, JoinRequest,
-    MemberRecord, MessageRecord, UserRecord,
+    MemberRecord, MessageRecord, SettingRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::Result;
@@ -411,6 +411,13 @@ impl Snapshot {
         let table = self.txn.open_table(USER_SETTINGS)?;
         let value = table.get((tenant, user, scope, key))?;
         Ok(value.map(|v| v.value().to_owned()))
+    }
+
+    /// A tenant's generic system setting.
+    pub fn system_setting(&self, tenant: &str, id: u32) -> Result<Option<SettingRecord>> {
+        let table = self.txn.open_table(SYSTEM_SETTINGS)?;
+        let value = table.get((tenant, id))?;
+        value.map(|v| decode(v.value())).transpose()
     }
 
     /// Every tenant's settings (policy overrides): `(tenant, id, value)` by tenant and id.

@@ -59,6 +59,9 @@ pub const USER_SETTINGS: TableDefinition<(&str, u64, u32, &str), &str> =
 /// `(tenant, setting id)` → value: a tenant's policy overrides (the admin face's system
 /// settings).
 pub const TENANT_SETTINGS: TableDefinition<(&str, u32), &str> = TableDefinition::new("tenant_settings");
+/// `(tenant, setting id)` → [`SettingRecord`](crate::SettingRecord): a tenant's generic
+/// system settings (ids that are no policy), with their descriptions.
+pub const SYSTEM_SETTINGS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("system_settings");
 /// `(tenant, file id)` → [`FileRecord`](crate::FileRecord): an uploaded file's metadata.
 pub const FILES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("files");
 /// `(tenant, owner, file id)`: the files a user uploaded.
@@ -93,6 +96,7 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(GROUPS)?;
     txn.open_table(USER_SETTINGS)?;
     txn.open_table(TENANT_SETTINGS)?;
+    txn.open_table(SYSTEM_SETTINGS)?;
     txn.open_table(CONV_STATES)?;
     txn.open_table(CONV_NUMS)?;
     txn.open_table(NUM_CONVS)?;

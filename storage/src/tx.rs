@@ -11,7 +11,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::codec::{decode, encode};
 use crate::records::{
     ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord, JoinRequest, MemberRecord,
-    MessageRecord, UserRecord,
+    MessageRecord, SettingRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result};
@@ -66,6 +66,7 @@ lazy_tables! {
     num_convs: NUM_CONVS => (&'static str, u64), &'static str;
     user_settings: USER_SETTINGS => (&'static str, u64, u32, &'static str), &'static str;
     tenant_settings: TENANT_SETTINGS => (&'static str, u32), &'static str;
+    system_settings: SYSTEM_SETTINGS => (&'static str, u32), &'static [u8];
     groups: GROUPS => (&'static str, u64), &'static [u8];
     group_ext: GROUP_EXT_IDS => (&'static str, &'static str), u64;
     members: MEMBERS => (&'static str, u64, u64), &'static [u8];
@@ -571,6 +572,20 @@ impl Tx<'_> {
     /// Stores a tenant setting (a policy override).
     pub fn put_tenant_setting(&self, tenant: &str, id: u32, value: &str) -> Result<()> {
         self.tenant_settings()?.insert((tenant, id), value)?;
+        Ok(())
+    }
+
+    /// A tenant's generic system setting.
+    pub fn system_setting(&self, tenant: &str, id: u32) -> Result<Option<SettingRecord>> {
+        let table = self.system_settings()?;
+        let value = table.get((tenant, id))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Stores a generic system setting (its value and description) of a tenant.
+    pub fn put_system_setting(&self, tenant: &str, id: u32, setting: &SettingRecord) -> Result<()> {
+        self.system_settings()?
+            .insert((tenant, id), encode(setting).as_slice())?;
         Ok(())
     }
 

@@ -1,12 +1,15 @@
 //! Durability and Writer behaviour: what was committed is read back after the Store is shut
 //! down and the file reopened; concurrent writes share commits; one write's error or panic
-//! does not take the Writer down; a stopped or full Writer refuses new work.
+//! does not take the Writer down; a stopped or full Writer refuses new work; system settings
+//! are kept and carried by a dump.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use parlor_storage::{ChatType, Cursor, Error, MessageRecord, Role, Store, UserRecord, WriterConfig};
+use parlor_storage::{
+    ChatType, Cursor, DumpRecord, Error, MessageRecord, Role, SettingRecord, Store, UserRecord, WriterConfig,
+};
 
 fn user(tenant: &str, username: &str) -> UserRecord {
     UserRecord {
@@ -571,4 +574,55 @@ fn append_next_stamps_the_head_successor_and_own_messages_move_the_sender_cursor
     assert_eq!(s.cursor("acme", 9, "g:7").unwrap(), None);
     drop(s);
     store.shutdown();
+}
+
+#[test]
+fn system_settings_survive_reopen_and_travel_in_a_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parlor.redb");
+    let store = open(&path);
+    let setting = SettingRecord {
+        value: "new_value".into(),
+        desc: "description".into(),
+    };
+    let stored = setting.clone();
+    store
+        .writer()
+        .write_blocking(move |tx| {
+            tx.put_system_setting("acme", 1001, &stored)?;
+            tx.put_system_setting("other", 1001, &SettingRecord::default())
+        })
+        .unwrap();
+    store.shutdown();
+    drop(store);
+
+    let store = open(&path);
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.system_setting("acme", 1001).unwrap(), Some(setting.clone()));
+    assert_eq!(snap.system_setting("acme", 1002).unwrap(), None);
+    let mut rows = Vec::new();
+    snap.dump(Some("acme"), |r| {
+        rows.push(r);
+        Ok(())
+    })
+    .unwrap();
+    let expected = DumpRecord::SystemSetting {
+        tenant: "acme".into(),
+        id: 1001,
+        setting: setting.clone(),
+    };
+    assert!(rows.contains(&expected), "{rows:?}");
+    assert!(!rows
+        .iter()
+        .any(|r| matches!(r, DumpRecord::SystemSetting { tenant, .. } if tenant == "other")));
+
+    // Loaded into a fresh file, the setting is there again.
+    let copy = open(&dir.path().join("copy.redb"));
+    copy.writer()
+        .write_blocking(move |tx| rows.iter().try_for_each(|r| tx.load(r)))
+        .unwrap();
+    assert_eq!(
+        copy.snapshot().unwrap().system_setting("acme", 1001).unwrap(),
+        Some(setting)
+    );
 }

@@ -1911,6 +1911,46 @@ async fn visitor_requests_need_a_fresh_valid_signature() {
 }
 
 #[actix_web::test]
+async fn forged_visitor_requests_do_not_use_up_a_real_devices_hour() {
+    let (server, _dir) = TestServer::start().await;
+    let dev = device();
+    // Ten requests naming the device with a wrong signature, or an expired timestamp:
+    // each is refused for what it is, never as over the limit.
+    for i in 0..10 {
+        let ts = now_ms().to_string();
+        let got = visitor_raw(
+            &server,
+            "/api/visitorRegister",
+            Some(&"0".repeat(64)),
+            &dev,
+            &ts,
+            &[],
+        )
+        .await;
+        let text = assert_fail(&got, StatusCode::UNAUTHORIZED);
+        assert!(text.contains("X-Security-Sign is invalid"), "{i}: {text}");
+    }
+    let old = (now_ms() - 3_600_000).to_string();
+    let got = visitor_raw(
+        &server,
+        "/api/visitorRegister",
+        Some(&sign(&server, &dev, &old)),
+        &dev,
+        &old,
+        &[],
+    )
+    .await;
+    assert!(assert_fail(&got, StatusCode::UNAUTHORIZED).contains("expired"));
+    // The real device still has its whole hour: five signed requests, then 429.
+    let first = register_visitor(&server, &dev).await;
+    for _ in 0..4 {
+        assert_eq!(register_visitor(&server, &dev).await.id, first.id);
+    }
+    let got = visitor(&server, "/api/visitorRegister", &dev, &[]).await;
+    assert!(assert_fail(&got, StatusCode::TOO_MANY_REQUESTS).contains("per device per hour"));
+}
+
+#[actix_web::test]
 async fn the_sixth_visitor_request_of_a_device_within_the_hour_is_429() {
     let (server, _dir) = TestServer::start().await;
     let dev = device();

@@ -186,6 +186,25 @@ async fn send_file(server: &TestServer, from: &User, to: &User, kind: &str, name
     send_kind(server, from, "single", to.id, kind, &file_data(name, size)).await
 }
 
+/// Uploads `bytes` as `name` for `from` and sends its URL to `to` as an image message;
+/// returns the URL and the message.
+async fn send_upload(
+    server: &TestServer,
+    from: &User,
+    to: &User,
+    name: &str,
+    bytes: Vec<u8>,
+) -> (String, Value) {
+    let folder = format!("{DIY}chat");
+    let got = Upload::to(&folder, Some(&from.token), "file")
+        .named(name)
+        .send(server, bytes)
+        .await;
+    let url = got.1["data"]["url"].as_str().unwrap().to_owned();
+    let message = send_kind(server, from, "single", to.id, "image", &json!(url).to_string()).await;
+    (url, message)
+}
+
 fn id_of(m: &Value) -> String {
     m["id"].as_str().expect("a message id").to_owned()
 }
@@ -646,7 +665,6 @@ async fn unknown_users_messages_groups_and_settings_are_code_253() {
         ),
         ("/admin/get_setting", json!({"id": 7})),
         ("/admin/get_setting", json!({"id": 0})),
-        ("/admin/modify_setting", json!({"id": 99, "value": "1"})),
         (
             "/admin/file/conversation_files",
             json!({"userId": ghost, "conversation": direct(&bob)}),
@@ -969,12 +987,20 @@ async fn scope_3_is_the_conversation_top_flag() {
     );
     assert!(!pinned_in_list(&server, &alice, &key).await);
 
-    // A conversation alice has no part in cannot be pinned.
+    // A conversation with no message yet is pinned (a setting of alice's); a group that
+    // does not exist is not.
+    ok(&admin(
+        &server,
+        "/admin/user/put_setting",
+        &json!({"userId": alice.uuid, "scope": 3, "key": format!("0-0-{}", carol.uuid), "value": "1"}),
+    )
+    .await);
+    assert!(is_top(&server, &alice, &direct(&carol)).await);
     refused(
         &admin(
             &server,
             "/admin/user/put_setting",
-            &json!({"userId": alice.uuid, "scope": 3, "key": format!("0-0-{}", carol.uuid), "value": "1"}),
+            &json!({"userId": alice.uuid, "scope": 3, "key": "1-0-424242", "value": "1"}),
         )
         .await,
         253,
@@ -1042,11 +1068,80 @@ async fn system_settings_are_read_and_modified_by_id() {
             &admin(&server, "/admin/get_setting", &json!({ "id": id })).await,
             253,
         );
-        refused(
-            &admin(&server, "/admin/modify_setting", &json!({"id": id, "value": "1"})).await,
-            253,
-        );
     }
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn any_other_setting_id_keeps_its_value_and_desc() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path(), |_| {}).await;
+    // The document's example: any id, any value, a description.
+    let body = json!({"id": 1001, "value": "new_value", "desc": "description"});
+    assert_eq!(
+        admin(&server, "/admin/modify_setting", &body).await,
+        json!({"code": 0, "msg": "success"})
+    );
+    let got = ok(&admin(&server, "/admin/get_setting", &json!({"id": 1001})).await);
+    assert_eq!(
+        got,
+        json!({"id": 1001, "value": "new_value", "desc": "description"})
+    );
+    // A new value without desc keeps the description; id 0 and 7 are generic too.
+    ok(&admin(
+        &server,
+        "/admin/modify_setting",
+        &json!({"id": "1001", "value": 42}),
+    )
+    .await);
+    ok(&admin(
+        &server,
+        "/admin/modify_setting",
+        &json!({"id": 7, "value": "seven"}),
+    )
+    .await);
+    ok(&admin(
+        &server,
+        "/admin/modify_setting",
+        &json!({"id": 0, "value": "zero", "desc": "z"}),
+    )
+    .await);
+    let got = ok(&admin(&server, "/admin/get_setting", &json!({"id": 1001})).await);
+    assert_eq!(got, json!({"id": 1001, "value": "42", "desc": "description"}));
+    assert_eq!(
+        ok(&admin(&server, "/admin/get_setting", &json!({"id": 7})).await),
+        json!({"id": 7, "value": "seven", "desc": ""})
+    );
+    // Per tenant: another tenant has none of them.
+    let msg = refused(
+        &admin(
+            &server,
+            "/admin/get_setting",
+            &json!({"id": 1001, "appId": "acme"}),
+        )
+        .await,
+        253,
+    );
+    assert!(msg.contains("1001"), "{msg}");
+    // Policy ids still check their values; bad ids and values are refused.
+    for body in [
+        json!({"id": 1, "value": "soon"}),
+        json!({"id": -3, "value": "x"}),
+        json!({"id": 1002}),
+        json!({"id": 1002, "value": ["x"]}),
+        json!({"id": 1002, "value": "x".repeat(4097)}),
+    ] {
+        refused(&admin(&server, "/admin/modify_setting", &body).await, 251);
+    }
+    refused(
+        &admin(&server, "/admin/get_setting", &json!({"id": 1002})).await,
+        253,
+    );
+    server.stop().await;
+    // Kept across a restart.
+    let server = start_in(dir.path(), |_| {}).await;
+    let got = ok(&admin(&server, "/admin/get_setting", &json!({"id": 1001})).await);
+    assert_eq!(got["value"], "42");
     server.stop().await;
 }
 
@@ -1125,7 +1220,8 @@ async fn conversation_files_lists_the_file_messages_of_a_conversation() {
     let list = ok(&admin(&server, "/admin/file/conversation_files", &files(json!({}))).await);
     assert_eq!(names(&list), ["d.mp3", "c.mp4", "b.png", "a.pdf"]);
     let newest = &list[0];
-    assert_eq!(newest["messageUid"], mp3["id"], "{newest}");
+    assert_eq!(newest["messageId"], mp3["id"], "{newest}");
+    assert!(newest["messageUid"].as_u64().is_some(), "{newest}");
     assert_eq!(newest["url"], "/public/uploads/d.mp3");
     assert_eq!(newest["size"], 512);
     assert_eq!(newest["type"], "audio");
@@ -1219,30 +1315,25 @@ async fn conversation_files_lists_the_file_messages_of_a_conversation() {
 }
 
 #[actix_web::test]
-async fn user_files_lists_the_files_a_user_uploaded() {
+async fn user_files_lists_the_file_messages_a_user_sent() {
     let (server, _dir) = start().await;
-    let alice = server.register("alice").await;
+    let alice = server.register_open("alice").await;
     let bob = server.register_open("bob_1").await;
-    let upload = |user: &User, name: &'static str, seed: u8| {
-        let token = user.token.clone();
-        let server = &server;
-        async move {
-            let folder = format!("{DIY}chat");
-            let got = Upload::to(&folder, Some(&token), "file")
-                .named(name)
-                .send(server, png(3, 2, seed))
-                .await;
-            assert_eq!(got.0, StatusCode::OK, "{}", got.1);
-            got.1["data"]["url"].as_str().unwrap().to_owned()
-        }
-    };
-    let first = upload(&alice, "1.png", 1).await;
-    upload(&alice, "2.png", 2).await;
-    // The same bytes again: one object, but a file of its own in the list.
-    upload(&alice, "3.png", 1).await;
-    upload(&bob, "bobs.png", 4).await;
-    // Messages with files do not make uploads.
-    send_file(&server, &alice, &bob, "file", "sent.pdf", 1).await;
+    let carol = server.register_open("carol").await;
+    // An upload sent as an image message, an outside file, a file in a group.
+    let (url, image) = send_upload(&server, &alice, &bob, "1.png", png(3, 2, 1)).await;
+    // An upload never sent is no file message.
+    let folder = format!("{DIY}chat");
+    Upload::to(&folder, Some(&alice.token), "file")
+        .named("unsent.png")
+        .send(&server, png(2, 2, 2))
+        .await;
+    server.send_rest(&alice, &bob, "words are no files").await;
+    let pdf = send_file(&server, &alice, &carol, "file", "a.pdf", 1234).await;
+    send_file(&server, &bob, &alice, "file", "bobs.pdf", 5).await;
+    server.befriend(&alice, &carol).await;
+    let gid = create_group(&server, &alice, &[&carol]).await;
+    send_kind(&server, &alice, "group", gid, "file", &file_data("plan.doc", 77)).await;
 
     let user_files = |extra: Value| {
         let mut body = json!({"userId": alice.uuid});
@@ -1252,26 +1343,40 @@ async fn user_files_lists_the_files_a_user_uploaded() {
         body
     };
     let list = ok(&admin(&server, "/admin/file/user_files", &user_files(json!({}))).await);
-    assert_eq!(names(&list), ["3.png", "2.png", "1.png"]);
-    let oldest = &list[2];
-    assert_eq!(oldest["url"], first.as_str());
-    assert_eq!(oldest["size"], png(3, 2, 1).len());
-    assert_eq!(oldest["type"], "image");
-    assert_eq!(oldest["contentType"], "image/png");
+    assert_eq!(names(&list), ["plan.doc", "a.pdf", "1.png"]);
+    let uploaded = &list[2];
+    assert_eq!(uploaded["messageId"], image["id"]);
+    assert_eq!(uploaded["url"], url.as_str());
+    assert_eq!(uploaded["size"], png(3, 2, 1).len());
+    assert_eq!(uploaded["type"], "image");
+    assert_eq!(uploaded["contentType"], "image/png");
     assert_eq!(
-        (oldest["width"].clone(), oldest["height"].clone()),
+        (uploaded["width"].clone(), uploaded["height"].clone()),
         (json!(3), json!(2))
     );
-    assert_eq!(oldest["from"], alice.uuid.as_str());
-    assert_eq!(oldest["sha256"], list[0]["sha256"]);
-    assert!(oldest["timestamp"].as_u64().unwrap() > 0);
+    assert!(uploaded["fileId"].as_u64().is_some(), "{uploaded}");
+    assert_eq!(uploaded["from"], alice.uuid.as_str());
+    assert_eq!(list[1]["size"], 1234);
+    assert_eq!(list[1]["timestamp"], pdf["create_time"]);
+    assert!(list[1].get("fileId").is_none(), "an outside file has no upload");
+    assert_eq!(list[0]["conversation"]["type"], 1);
+    // Each messageUid is a number file/get takes.
+    for f in list.as_array().unwrap() {
+        let got = ok(&admin(
+            &server,
+            "/admin/file/get",
+            &json!({"messageUid": f["messageUid"]}),
+        )
+        .await);
+        assert_eq!(got["filename"], f["filename"], "{got}");
+    }
     let list = ok(&admin(
         &server,
         "/admin/file/user_files",
         &user_files(json!({"desc": false, "offset": 1, "count": 1})),
     )
     .await);
-    assert_eq!(names(&list), ["2.png"]);
+    assert_eq!(names(&list), ["a.pdf"]);
     let list = ok(&admin(
         &server,
         "/admin/file/user_files",
@@ -1280,7 +1385,7 @@ async fn user_files_lists_the_files_a_user_uploaded() {
     .await);
     assert_eq!(list, json!([]));
     let list = ok(&admin(&server, "/admin/file/user_files", &json!({"userId": bob.id})).await);
-    assert_eq!(names(&list), ["bobs.png"]);
+    assert_eq!(names(&list), ["bobs.pdf"]);
     for bad in [
         json!({"offset": -1}),
         json!({"count": 0}),
@@ -1291,9 +1396,7 @@ async fn user_files_lists_the_files_a_user_uploaded() {
             251,
         );
     }
-
-    // Another tenant sees none of these: its own user lists its own files only, and the
-    // user of the default tenant does not exist there.
+    // Another tenant sees none of these.
     let acme_alice = server.register_in("acme", "alice").await;
     let body = json!({"userId": acme_alice.id, "appId": "acme"});
     assert_eq!(
@@ -1302,6 +1405,45 @@ async fn user_files_lists_the_files_a_user_uploaded() {
     );
     let body = json!({"userId": alice.uuid, "appId": "acme"});
     refused(&admin(&server, "/admin/file/user_files", &body).await, 253);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn file_get_takes_the_numeric_message_uid_the_lists_show() {
+    let (server, _dir) = start().await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    send_file(&server, &alice, &bob, "file", "a.pdf", 1234).await;
+    let png_msg = send_file(&server, &bob, &alice, "image", "b.png", 2048).await;
+    let list = ok(&admin(
+        &server,
+        "/admin/file/conversation_files",
+        &json!({"userId": alice.uuid, "conversation": direct(&bob)}),
+    )
+    .await);
+    let uid = list[0]["messageUid"].as_u64().expect("a numeric messageUid");
+    assert_eq!(list[0]["messageId"], png_msg["id"]);
+    assert_ne!(Some(uid), list[1]["messageUid"].as_u64());
+    // As a JSON number (the document's form), as digits, and by the id string.
+    for key in [json!(uid), json!(uid.to_string()), png_msg["id"].clone()] {
+        let got = ok(&admin(&server, "/admin/file/get", &json!({"messageUid": key})).await);
+        assert_eq!(got["messageUid"], uid, "{got}");
+        assert_eq!(got["filename"], "b.png");
+        assert_eq!(got["size"], 2048);
+    }
+    // Numbers of no message, another tenant's view, a wrong type.
+    for missing in [json!(uid + 100), json!(123456), json!(0)] {
+        refused(
+            &admin(&server, "/admin/file/get", &json!({"messageUid": missing})).await,
+            253,
+        );
+    }
+    let body = json!({"messageUid": uid, "appId": "acme"});
+    refused(&admin(&server, "/admin/file/get", &body).await, 253);
+    refused(
+        &admin(&server, "/admin/file/get", &json!({"messageUid": {"id": 1}})).await,
+        251,
+    );
     server.stop().await;
 }
 
@@ -1323,7 +1465,8 @@ async fn file_get_describes_a_file_message() {
     let text = server.send_rest(&alice, &bob, "just words").await;
 
     let got = ok(&admin(&server, "/admin/file/get", &json!({"messageUid": id_of(&pdf)})).await);
-    assert_eq!(got["messageUid"], pdf["id"]);
+    assert_eq!(got["messageId"], pdf["id"]);
+    assert!(got["messageUid"].as_u64().is_some(), "{got}");
     assert_eq!(got["filename"], "a.pdf");
     assert_eq!(got["url"], "/public/uploads/a.pdf");
     assert_eq!(got["size"], 1234);
@@ -1363,21 +1506,7 @@ async fn file_get_describes_a_file_message() {
 
     // A message showing a file uploaded here: its name and size come from the upload.
     let image = png(4, 4, 4);
-    let folder = format!("{DIY}chat");
-    let got = Upload::to(&folder, Some(&alice.token), "file")
-        .named("holiday.png")
-        .send(&server, image.clone())
-        .await;
-    let url = got.1["data"]["url"].as_str().unwrap().to_owned();
-    let shown = send_kind(
-        &server,
-        &alice,
-        "single",
-        bob.id,
-        "image",
-        &json!(url).to_string(),
-    )
-    .await;
+    let (url, shown) = send_upload(&server, &alice, &bob, "holiday.png", image.clone()).await;
     let got = ok(&admin(&server, "/admin/file/get", &json!({"messageUid": id_of(&shown)})).await);
     assert_eq!(got["filename"], "holiday.png");
     assert_eq!(got["size"], image.len());
@@ -1431,11 +1560,53 @@ async fn conversation_top_pins_direct_and_group_conversations() {
         refused(&admin(&server, "/admin/conversation/top", &body).await, 251);
     }
     assert!(is_top(&server, &alice, &group(gid)).await);
-    // Not a conversation of bob's: the group he is not in, and a peer he never talked to.
-    for conversation in [group(gid), direct(&carol)] {
-        let body = json!({"userId": bob.uuid, "conversation": conversation, "top": 1});
-        refused(&admin(&server, "/admin/conversation/top", &body).await, 253);
-    }
+    // Not a conversation of bob's: the group he is not in.
+    let body = json!({"userId": bob.uuid, "conversation": group(gid), "top": 1});
+    refused(&admin(&server, "/admin/conversation/top", &body).await, 253);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_conversation_without_messages_can_be_pinned() {
+    let (server, _dir) = start().await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let carol = server.register_open("carol").await;
+    server.befriend(&alice, &carol).await;
+    let gid = create_group(&server, &alice, &[&carol]).await;
+    // No message between alice and bob, none in the group but its creation notice for carol.
+    let top = |user: &User, conversation: Value, top: u8| json!({"userId": user.uuid, "conversation": conversation, "top": top});
+    let answer = admin(&server, "/admin/conversation/top", &top(&alice, direct(&bob), 1)).await;
+    assert_eq!(answer, json!({"code": 0, "msg": "success"}));
+    assert!(is_top(&server, &alice, &direct(&bob)).await);
+    assert!(
+        !is_top(&server, &bob, &direct(&alice)).await,
+        "a setting of alice's only"
+    );
+    // Scope 3 of put_setting is the same flag.
+    let key = format!("0-0-{}", alice.uuid);
+    let body = json!({"userId": bob.uuid, "scope": 3, "key": key, "value": "1"});
+    ok(&admin(&server, "/admin/user/put_setting", &body).await);
+    assert!(is_top(&server, &bob, &direct(&alice)).await);
+    ok(&admin(&server, "/admin/conversation/top", &top(&carol, group(gid), 1)).await);
+    assert!(is_top(&server, &carol, &group(gid)).await);
+    // The first message brings the conversation to the list, pinned.
+    server.send_rest(&bob, &alice, "hello").await;
+    assert!(pinned_in_list(&server, &alice, &direct_key(&alice, &bob)).await);
+    // Still refused: a group the user is not in, an unknown peer, a bad top.
+    let msg = refused(
+        &admin(&server, "/admin/conversation/top", &top(&bob, group(gid), 1)).await,
+        253,
+    );
+    assert!(msg.contains("not one of yours"), "{msg}");
+    let ghost = json!({"type": 0, "target": "no-such-user"});
+    refused(
+        &admin(&server, "/admin/conversation/top", &top(&bob, ghost, 1)).await,
+        253,
+    );
+    let body = json!({"userId": bob.uuid, "conversation": direct(&carol)});
+    refused(&admin(&server, "/admin/conversation/top", &body).await, 251);
+    assert!(!is_top(&server, &bob, &group(gid)).await);
     server.stop().await;
 }
 

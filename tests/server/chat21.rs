@@ -361,6 +361,249 @@ async fn missing_forged_and_expired_tokens_are_refused() {
     server.stop().await;
 }
 
+/// The test keys of an outside identity provider (`tests/keys`, test-only keys).
+fn provider_key(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(file)
+}
+
+/// A token signed the way a provider signs: `alg` with the PEM private key `file` of
+/// `tests/keys`, naming `kid` when given.
+fn provider_sign(alg: jsonwebtoken::Algorithm, file: &str, kid: Option<&str>, claims: &Value) -> String {
+    let pem = std::fs::read(provider_key(file)).unwrap();
+    let key = match alg {
+        jsonwebtoken::Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
+        _ => EncodingKey::from_rsa_pem(&pem).unwrap(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// The claims of a real identity provider's token for `sub` (OpenID style): an audience
+/// list, an issuer, `iat`/`nbf`, a `jti` and custom claims next to `app_id`.
+fn provider_claims(sub: &str) -> Value {
+    let now = now_secs();
+    json!({
+        "iss": "https://id.example.com/",
+        "sub": sub,
+        "aud": ["parlor-chat", "https://id.example.com/userinfo"],
+        "azp": "chat-web-client",
+        "scope": "openid profile email",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "app_id": "default",
+        "email": format!("{sub}@example.com"),
+        "email_verified": true,
+        "https://example.com/roles": ["member"],
+        "firebase": {"sign_in_provider": "password"},
+    })
+}
+
+/// The same token with its claims replaced by `claims`, the signature kept (a forgery).
+fn tampered(token: &str, claims: &Value) -> String {
+    use base64::Engine;
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{}.{}.{}", parts[0], payload, parts[2])
+}
+
+#[actix_web::test]
+async fn a_providers_token_with_an_audience_list_issuer_and_custom_claims_is_accepted() {
+    let (server, _dir) = start().await;
+    // Signed with the server's secret, carrying everything a provider puts in a token.
+    let alice = sign(&provider_claims("ext-alice"), SECRET);
+    let sent = post(
+        &server,
+        "/api/default/messages",
+        &alice,
+        &text_to("ext-bob", "direct", "from a provider token"),
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(sent["message"]["sender"], "ext-alice", "{sent}");
+    let mine = get(&server, "/api/default/ext-alice/conversations", &alice)
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        mine["result"][0]["last_message_text"], "from a provider token",
+        "{mine}"
+    );
+    // The same token opens a WebSocket, and a single audience text works as well.
+    let mut ws = server.ws(&alice).await;
+    let mut claims = provider_claims("ext-bob");
+    claims["aud"] = json!("parlor-chat");
+    let bob = sign(&claims, SECRET);
+    post(
+        &server,
+        "/api/default/messages",
+        &bob,
+        &text_to("ext-alice", "direct", "back"),
+    )
+    .await
+    .ok(StatusCode::OK);
+    next_chat(&mut ws, "back").await;
+    // Still refused: expired, or no sub.
+    let mut expired = provider_claims("ext-alice");
+    expired["exp"] = json!(now_secs() - 60);
+    let err = get(
+        &server,
+        "/api/default/ext-alice/conversations",
+        &sign(&expired, SECRET),
+    )
+    .await
+    .refused(StatusCode::UNAUTHORIZED);
+    assert_eq!(err, "token expired");
+    let mut no_sub = provider_claims("ext-alice");
+    no_sub.as_object_mut().unwrap().remove("sub");
+    let err = get(
+        &server,
+        "/api/default/ext-alice/conversations",
+        &sign(&no_sub, SECRET),
+    )
+    .await
+    .refused(StatusCode::UNAUTHORIZED);
+    assert!(err.contains("sub"), "{err}");
+    ws.close().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_provider_signs_with_its_own_key_never_the_servers_secret() {
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    let (server, _dir) = start_with(|c| {
+        c.auth.external_public_key = provider_key("provider_rsa.pub.pem");
+        c.auth.external_jwks = provider_key("provider_jwks.json");
+        c.auth.external_secret = "the-providers-own-secret".into();
+    })
+    .await;
+    let rs256 = provider_sign(RS256, "provider_rsa.pem", None, &provider_claims("ext-alice"));
+    let es256_jwks = provider_sign(
+        ES256,
+        "provider_ec.pem",
+        Some("provider-ec-1"),
+        &provider_claims("ext-bob"),
+    );
+    let rs256_jwks = provider_sign(
+        RS256,
+        "provider_rsa.pem",
+        Some("provider-rsa-1"),
+        &provider_claims("ext-carol"),
+    );
+    let hs256 = sign(&provider_claims("ext-dave"), "the-providers-own-secret");
+    for (who, token) in [
+        ("ext-alice", &rs256),
+        ("ext-bob", &es256_jwks),
+        ("ext-carol", &rs256_jwks),
+        ("ext-dave", &hs256),
+    ] {
+        let sent = post(
+            &server,
+            "/api/default/messages",
+            token,
+            &text_to("ext-erin", "direct", who),
+        )
+        .await
+        .ok(StatusCode::OK);
+        assert_eq!(sent["message"]["sender"], who, "{sent}");
+    }
+    // The server's own secret still signs, and Parlor's tokens still pass.
+    post(
+        &server,
+        "/api/default/messages",
+        &tok("ext-frank"),
+        &text_to("ext-erin", "direct", "own"),
+    )
+    .await
+    .ok(StatusCode::OK);
+    // An RS256 token opens a WebSocket.
+    let mut ws = server.ws(&rs256).await;
+    send(&server, "ext-erin", "ext-alice", "direct", "to the RS256 socket").await;
+    next_chat(&mut ws, "to the RS256 socket").await;
+    ws.close().await;
+
+    // Forgeries: a changed payload under a provider's signature, another secret.
+    let mut claims = provider_claims("ext-mallory");
+    claims["app_id"] = json!("default");
+    for forged in [
+        tampered(&rs256, &claims),
+        tampered(&es256_jwks, &claims),
+        sign(&claims, "not-the-providers-secret"),
+    ] {
+        let err = post(
+            &server,
+            "/api/default/messages",
+            &forged,
+            &text_to("ext-erin", "direct", "x"),
+        )
+        .await
+        .refused(StatusCode::UNAUTHORIZED);
+        assert_eq!(err, "token signature is invalid");
+    }
+    let url = format!("ws://{}/ws?token={}", server.addr, tampered(&rs256, &claims));
+    common::assert_ws_unauthorized(url, "token signature is invalid").await;
+    let erin = with_of(&server, "ext-erin", "conversations").await;
+    assert_eq!(erin.len(), 5, "{erin:?}");
+    assert!(!erin.contains(&"ext-mallory".to_owned()), "{erin:?}");
+    server.stop().await;
+
+    // A server with no provider key refuses RS256 and says why.
+    let (plain, _dir) = start().await;
+    let err = get(&plain, "/api/default/ext-alice/conversations", &rs256)
+        .await
+        .refused(StatusCode::UNAUTHORIZED);
+    assert!(err.contains("RS256") && err.contains("no key"), "{err}");
+    plain.stop().await;
+}
+
+#[actix_web::test]
+async fn a_configured_audience_and_issuer_are_checked_on_provider_tokens() {
+    use jsonwebtoken::Algorithm::RS256;
+    let (server, _dir) = start_with(|c| {
+        c.auth.external_public_key = provider_key("provider_rsa.pub.pem");
+        c.auth.external_audience = vec!["parlor-chat".into()];
+        c.auth.external_issuer = vec!["https://id.example.com/".into()];
+    })
+    .await;
+    let path = "/api/default/ext-alice/conversations";
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut claims = provider_claims("ext-alice");
+        change(&mut claims);
+        provider_sign(RS256, "provider_rsa.pem", None, &claims)
+    };
+    get(&server, path, &with(&|_| {})).await.ok(StatusCode::OK);
+    get(&server, path, &with(&|c| c["aud"] = json!("parlor-chat")))
+        .await
+        .ok(StatusCode::OK);
+    type Change<'a> = &'a dyn Fn(&mut Value);
+    let refusals: [(Change, &str); 4] = [
+        (&|c| c["aud"] = json!(["another-app"]), "audience"),
+        (
+            &|c| drop(c.as_object_mut().unwrap().remove("aud")),
+            "no aud claim",
+        ),
+        (&|c| c["iss"] = json!("https://evil.example.com/"), "issuer"),
+        (
+            &|c| drop(c.as_object_mut().unwrap().remove("iss")),
+            "no iss claim",
+        ),
+    ];
+    for (change, reason) in refusals {
+        let err = get(&server, path, &with(change))
+            .await
+            .refused(StatusCode::UNAUTHORIZED);
+        assert!(err.contains(reason), "{reason}: {err}");
+    }
+    // A token signed with the server's own secret is Parlor's: its aud is not checked.
+    let mut own = provider_claims("ext-alice");
+    own["aud"] = json!("another-app");
+    get(&server, path, &sign(&own, SECRET)).await.ok(StatusCode::OK);
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn the_tokens_app_id_must_be_the_paths() {
     let (server, _dir) = start().await;

@@ -814,8 +814,22 @@ async fn the_admin_lists_uploads_of_its_own_tenant_only() {
         c.admin.secret = "files-admin-secret".into();
     })
     .await;
-    let alice = server.register("alice").await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
     let url = upload_ok(&server, "chatImgs", &alice, png(2, 2, 2)).await;
+    // The admin lists file messages: alice sends the upload.
+    let to = bob.id.to_string();
+    let data = json!(url).to_string();
+    let form = [
+        ("sendto_id", to.as_str()),
+        ("chatType", "single"),
+        ("type", "image"),
+        ("data", data.as_str()),
+    ];
+    let (status, body) = server
+        .post_form("/api/chat/socket/sendmessage", Some(&alice.token), &form)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let got = admin(&server, "/admin/file/user_files", &json!({"userId": alice.uuid})).await;
     assert_eq!(got["result"][0]["url"], url.as_str(), "{got}");
 

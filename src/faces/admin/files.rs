@@ -1,5 +1,7 @@
-//! Files: the files sent in a conversation, the files a user uploaded, and the file of one
-//! message, completed from the upload metadata when the file is stored here.
+//! Files: the file messages of a conversation, the file messages a user sent, and the file
+//! of one message, completed from the upload metadata when the file is stored here. A
+//! message is named by its number (`messageUid`, see [`messages::message_number`]) or its
+//! id string (`messageId`).
 
 use std::collections::HashMap;
 
@@ -7,7 +9,7 @@ use parlor_storage::{ChatType, FileRecord, MessageRecord, Snapshot};
 use serde_json::{json, Value};
 
 use super::{success, user, user_and_conversation, Result, Signed, State};
-use crate::core::conversations;
+use crate::core::{conversations, messages};
 use crate::error::ApiError;
 use crate::files;
 
@@ -38,17 +40,53 @@ fn file_of(m: &MessageRecord) -> Option<(String, String, u64)> {
     Some((url, name, size))
 }
 
-fn file_json(m: &MessageRecord, url: &str, name: &str, size: u64, users: &HashMap<u64, String>) -> Value {
-    json!({
-        "messageUid": m.id,
-        "filename": name,
-        "url": url,
-        "size": size,
+/// A file message as the lists show it: `messageUid` its number (its id string when it
+/// has none), `messageId` its id string, and the upload's metadata when stored here.
+fn file_json(
+    m: &MessageRecord,
+    file: &StoredFile,
+    numbers: &HashMap<String, u64>,
+    users: &HashMap<u64, String>,
+) -> Value {
+    let mut out = json!({
+        "messageUid": uid(m, numbers),
+        "messageId": m.id,
+        "filename": file.name,
+        "url": file.url,
+        "size": file.size,
         "type": m.kind,
         "from": users.get(&m.from_id).cloned().unwrap_or_else(|| m.from_id.to_string()),
         "conversation": {"type": if m.chat_type == ChatType::Group { 1 } else { 0 }, "key": m.conv, "line": 0},
         "timestamp": m.create_time,
-    })
+    });
+    if let (Some(f), Value::Object(map)) = (&file.upload, &mut out) {
+        map.insert("fileId".into(), json!(f.id));
+        map.insert("contentType".into(), json!(f.content_type));
+        map.insert("sha256".into(), json!(f.sha256));
+        map.insert("width".into(), json!(f.width));
+        map.insert("height".into(), json!(f.height));
+    }
+    out
+}
+
+/// The `messageUid` of a message: its number, else its id string.
+fn uid(m: &MessageRecord, numbers: &HashMap<String, u64>) -> Value {
+    numbers
+        .get(&m.conv)
+        .and_then(|n| messages::message_number(*n, m.seq))
+        .map_or_else(|| json!(m.id), |n| json!(n))
+}
+
+/// The numbers of the conversations of `files` (given to those that have none yet).
+async fn numbers_of(
+    state: &State,
+    tenant: &str,
+    files: &[(MessageRecord, StoredFile)],
+) -> Result<HashMap<String, u64>> {
+    let mut convs: Vec<String> = files.iter().map(|(m, _)| m.conv.clone()).collect();
+    convs.sort();
+    convs.dedup();
+    Ok(conversations::numbers(state, tenant, convs).await?)
 }
 
 fn count(body: &Signed) -> Result<usize> {
@@ -98,9 +136,10 @@ pub(super) async fn conversation_files(state: State, body: Signed) -> Result {
             Ok((files, users))
         })
         .await?;
+    let numbers = numbers_of(&state, &tenant, &files).await?;
     let list: Vec<Value> = files
         .iter()
-        .map(|(m, (url, name, size))| file_json(m, url, name, *size, &users))
+        .map(|(m, file)| file_json(m, file, &numbers, &users))
         .collect();
     Ok(success(Value::Array(list)))
 }
@@ -121,8 +160,8 @@ fn names(
     Ok(out)
 }
 
-/// The files a user uploaded (the metadata table), `offset`/`count`, newest first unless
-/// `desc` is false.
+/// The file messages a user sent, in every conversation the user can see, `offset`/`count`,
+/// newest first unless `desc` is false.
 pub(super) async fn user_files(state: State, body: Signed) -> Result {
     let tenant = body.tenant()?;
     let me = user(&state, &tenant, &body.str("userId")?).await?;
@@ -133,42 +172,46 @@ pub(super) async fn user_files(state: State, body: Signed) -> Result {
     let desc = body.bool("desc")?.unwrap_or(true);
     let limit = count(&body)?;
     let (t, my_id) = (tenant.clone(), me.id);
-    let files = state
-        .read(move |s| Ok(s.files_of(&t, my_id, desc, offset as usize, limit)?))
+    let (files, users) = state
+        .read(move |s| {
+            let wanted = offset as usize + limit;
+            let mine = |m: &MessageRecord| m.from_id == my_id && file_of(m).is_some();
+            let mut sent = Vec::new();
+            for (conv, _) in s.cursors_of(&t, my_id)? {
+                let Ok(floor) = conversations::history_floor(s, &t, my_id, &conv) else {
+                    continue;
+                };
+                sent.extend(s.scan_messages(&t, &conv, floor, desc, mine, wanted)?);
+            }
+            sent.sort_by(|a, b| (a.create_time, &a.id).cmp(&(b.create_time, &b.id)));
+            if desc {
+                sent.reverse();
+            }
+            let mut files = Vec::new();
+            for m in sent.into_iter().skip(offset as usize).take(limit) {
+                if let Some(file) = stored_file_of(s, &t, &m)? {
+                    files.push((m, file));
+                }
+            }
+            let users = names(s, &t, files.iter().map(|(m, _)| m.from_id))?;
+            Ok((files, users))
+        })
         .await?;
-    let list: Vec<Value> = files.iter().map(|f| upload_json(f, &me.uuid)).collect();
+    let numbers = numbers_of(&state, &tenant, &files).await?;
+    let list: Vec<Value> = files
+        .iter()
+        .map(|(m, file)| file_json(m, file, &numbers, &users))
+        .collect();
     Ok(success(Value::Array(list)))
 }
 
-/// The message type a content type stands for.
-fn kind_of(content_type: &str) -> &'static str {
-    match content_type.split('/').next() {
-        Some("image") => "image",
-        Some("video") => "video",
-        Some("audio") => "audio",
-        _ => "file",
-    }
-}
-
-fn upload_json(f: &FileRecord, from: &str) -> Value {
-    let filename = if f.original_name.is_empty() {
-        f.path.rsplit('/').next().unwrap_or_default()
-    } else {
-        &f.original_name
-    };
-    json!({
-        "fileId": f.id,
-        "filename": filename,
-        "url": files::served_url(&f.path),
-        "size": f.size,
-        "type": kind_of(&f.content_type),
-        "contentType": f.content_type,
-        "sha256": f.sha256,
-        "width": f.width,
-        "height": f.height,
-        "from": from,
-        "timestamp": f.created_ms,
-    })
+/// The file of a file message.
+struct StoredFile {
+    url: String,
+    name: String,
+    size: u64,
+    /// The upload's metadata when the file is stored here (same tenant).
+    upload: Option<FileRecord>,
 }
 
 /// The file of a file message, its size and name completed from the metadata table when
@@ -177,36 +220,60 @@ fn stored_file_of(
     s: &Snapshot,
     tenant: &str,
     m: &MessageRecord,
-) -> std::result::Result<Option<(String, String, u64)>, ApiError> {
+) -> std::result::Result<Option<StoredFile>, ApiError> {
     let Some((url, name, size)) = file_of(m) else {
         return Ok(None);
     };
-    let stored = match files::stored_path(&url, "") {
+    let upload = match files::stored_path(&url, "") {
         Some(path) => s.file_by_path(&path)?.filter(|f| f.tenant == tenant),
         None => None,
     };
-    Ok(Some(match stored {
-        Some(f) if !f.original_name.is_empty() => (url, f.original_name, f.size),
-        Some(f) => (url, name, f.size),
-        None => (url, name, size),
+    Ok(Some(match upload {
+        Some(f) => StoredFile {
+            url,
+            name: if f.original_name.is_empty() {
+                name
+            } else {
+                f.original_name.clone()
+            },
+            size: f.size,
+            upload: Some(f),
+        },
+        None => StoredFile {
+            url,
+            name,
+            size,
+            upload: None,
+        },
     }))
 }
 
+/// `file/get`: the file of the message `messageUid` names, by its number (a JSON number or
+/// digits) or its id string.
 pub(super) async fn file_get(state: State, body: Signed) -> Result {
     let tenant = body.tenant()?;
     let id = body.str("messageUid")?;
+    let number = id.parse::<u64>().ok();
     let (t, key) = (tenant.clone(), id.clone());
     let (m, file) = state
         .read(move |s| {
-            let m = s
-                .message_by_id(&t, &key)?
-                .ok_or_else(|| ApiError::NotFound(format!("message {key} does not exist")))?;
+            let found = match number {
+                Some(n) => messages::message_by_number(s, &t, n)?,
+                None => s.message_by_id(&t, &key)?,
+            };
+            let m = found.ok_or_else(|| ApiError::NotFound(format!("message {key} does not exist")))?;
             let file = stored_file_of(s, &t, &m)?;
             Ok((m, file))
         })
         .await?;
-    let (url, name, size) = file.ok_or_else(|| ApiError::not_found(format!("message {id} is not a file")))?;
-    Ok(success(
-        json!({"messageUid": m.id, "filename": name, "url": url, "size": size, "type": m.kind}),
-    ))
+    let file = file.ok_or_else(|| ApiError::not_found(format!("message {id} is not a file")))?;
+    let numbers = conversations::numbers(&state, &tenant, vec![m.conv.clone()]).await?;
+    Ok(success(json!({
+        "messageUid": uid(&m, &numbers),
+        "messageId": m.id,
+        "filename": file.name,
+        "url": file.url,
+        "size": file.size,
+        "type": m.kind,
+    })))
 }

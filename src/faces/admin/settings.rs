@@ -1,9 +1,9 @@
 //! Settings: a user's settings by scope and key (scope 3 is a conversation's top flag, the
-//! same flag as the conversation list's), the tenant's system settings, and the top flag by
-//! conversation.
+//! same flag as the conversation list's), the tenant's system settings (ids 1-6 are Parlor
+//! policy, any other id a generic setting kept with its description), and the top flag by
+//! conversation (a user setting: a conversation without messages can be pinned).
 
 use actix_web::HttpResponse;
-use parlor_actors::policy::SETTINGS;
 use parlor_storage::UserRecord;
 use serde_json::{json, Value};
 
@@ -94,33 +94,33 @@ pub(super) async fn get_setting(state: State, body: Signed) -> Result {
     ))
 }
 
+/// The id of a system setting: a non-negative integer.
+fn setting_id(body: &Signed) -> Result<u32> {
+    Ok(u32::try_from(body.req_int("id")?)
+        .map_err(|_| ApiError::invalid("id must be a non-negative integer"))?)
+}
+
 pub(super) async fn get_system_setting(state: State, body: Signed) -> Result {
     let tenant = body.tenant()?;
-    let id = u32::try_from(body.req_int("id")?).map_err(|_| ApiError::invalid("id must be a setting id"))?;
-    let desc = SETTINGS
-        .iter()
-        .find(|(i, _)| *i == id)
-        .map(|(_, d)| *d)
-        .ok_or_else(|| ApiError::not_found(format!("setting {id} does not exist")))?;
-    let value = settings::policy(&state, &tenant)
+    let id = setting_id(&body)?;
+    let setting = settings::system_setting(&state, &tenant, id)
         .await?
-        .setting(id)
-        .unwrap_or_default();
+        .ok_or_else(|| ApiError::not_found(format!("setting {id} does not exist")))?;
     Ok(success(
-        json!({"id": id, "value": value.to_string(), "desc": desc}),
+        json!({"id": id, "value": setting.value, "desc": setting.desc}),
     ))
 }
 
 pub(super) async fn modify_system_setting(state: State, body: Signed) -> Result {
     let tenant = body.tenant()?;
-    let id = u32::try_from(body.req_int("id")?).map_err(|_| ApiError::invalid("id must be a setting id"))?;
-    if !SETTINGS.iter().any(|(i, _)| *i == id) {
-        return Err(ApiError::not_found(format!("setting {id} does not exist")).into());
-    }
+    let id = setting_id(&body)?;
     let value = body.str("value")?;
-    body.opt_str("desc")?;
-    // It takes effect for the next message, without a restart.
-    settings::set_policy(&state, &tenant, id, &value).await?;
+    let desc = body.opt_str("desc")?;
+    if value.len() > 4096 || desc.as_ref().is_some_and(|d| d.len() > 1024) {
+        return Err(ApiError::invalid("value is at most 4096 bytes and desc 1024").into());
+    }
+    // A policy setting takes effect for the next message, without a restart.
+    settings::set_system_setting(&state, &tenant, id, value, desc).await?;
     Ok(HttpResponse::Ok().json(json!({"code": 0, "msg": "success"})))
 }
 

@@ -195,8 +195,8 @@ fn device(form: &Form, device_id: String) -> std::result::Result<Device, ApiErro
     })
 }
 
-/// Checks a visitor request: device id shape, the per-device rate, the timestamp window
-/// and the signature. Returns the device id.
+/// Checks a visitor request: device id shape, the timestamp window, the signature, then
+/// the per-device rate. Returns the device id.
 fn visitor_check(req: &HttpRequest, state: &State, form: &Form) -> std::result::Result<String, ApiError> {
     let auth = &state.config.auth;
     let sign = req
@@ -217,12 +217,6 @@ fn visitor_check(req: &HttpRequest, state: &State, form: &Form) -> std::result::
         .trim()
         .parse()
         .map_err(|_| ApiError::invalid("timestamp must be milliseconds since the epoch"))?;
-    if !state.devices.allow(&device) {
-        return Err(ApiError::TooMany(format!(
-            "at most {} visitor requests per device per hour",
-            auth.visitor_requests_per_hour
-        )));
-    }
     let skew_ms = (parlor_actors::now_ms() as i64).saturating_sub(ts).unsigned_abs();
     if skew_ms > auth.visitor_window_secs.saturating_mul(1000) {
         return Err(ApiError::Unauthorized(format!(
@@ -238,6 +232,14 @@ fn visitor_check(req: &HttpRequest, state: &State, form: &Form) -> std::result::
     );
     if !expected.eq_ignore_ascii_case(sign) {
         return Err(ApiError::Unauthorized("X-Security-Sign is invalid".into()));
+    }
+    // Only a request that passed the checks counts against the device: a forged one
+    // cannot use up a real device's hour.
+    if !state.devices.allow(&device) {
+        return Err(ApiError::TooMany(format!(
+            "at most {} visitor requests per device per hour",
+            auth.visitor_requests_per_hour
+        )));
     }
     Ok(device)
 }
