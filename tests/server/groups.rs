@@ -591,6 +591,53 @@ async fn non_members_cannot_send_to_a_group() {
     server.stop().await;
 }
 
+/// The document's client asks for its offline messages as soon as its socket opens: each
+/// message, queued before the connect or arriving after it, reaches the socket once.
+#[actix_web::test]
+async fn asking_for_offline_messages_on_connect_sends_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Confirmations reach the Router only after the test: what the socket was handed
+    // stays unconfirmed while the route is called.
+    let server = TestServer::start_in(dir.path(), |c| c.ws.report_interval_ms = 600_000).await;
+    let alice = server.register("alice").await;
+    let bob = friends_of(&server, &alice, &["bob_1"]).await.remove(0);
+    let gid = create_group(&server, &alice, &[&bob]).await;
+    for text in ["d1", "d2", "d3"] {
+        server.send_rest(&alice, &bob, text).await;
+    }
+    for text in ["g1", "g2"] {
+        send_group(&server, &alice, gid, text).await;
+    }
+    let mut wb = server.ws(&bob.token).await;
+    // Asked at once, while the connect replay may still be under way, and again once it
+    // was handed, with live messages in between.
+    ask_offline(&server, &bob).await;
+    let mut texts = Vec::new();
+    let chat = |push: &Value| {
+        let data = &push["data"]["data"];
+        data.as_str()
+            .map_or_else(|| data["data"].to_string(), str::to_owned)
+    };
+    while texts.len() < 6 {
+        texts.push(chat(&wb.next_of_type("singleChat").await));
+    }
+    server.send_rest(&alice, &bob, "d4").await;
+    send_group(&server, &alice, gid, "g3").await;
+    while texts.len() < 8 {
+        texts.push(chat(&wb.next_of_type("singleChat").await));
+    }
+    ask_offline(&server, &bob).await;
+    wb.assert_quiet(400).await;
+    let mut chats: Vec<&str> = texts
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.contains('"'))
+        .collect();
+    chats.sort_unstable();
+    assert_eq!(chats, ["d1", "d2", "d3", "d4", "g1", "g2", "g3"], "{texts:?}");
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn fan_out_to_twenty_members_with_offline_catch_up_loses_and_repeats_nothing() {
     let (server, _dir) = TestServer::start().await;

@@ -161,7 +161,7 @@ async fn a_queue_longer_than_one_replay_arrives_whole_and_in_order_around_live_m
 }
 
 #[actix_web::test]
-async fn get_offline_pushes_what_a_manual_ack_client_has_not_acked() {
+async fn get_offline_sends_a_manual_ack_client_nothing_its_socket_already_has() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register_open("alice").await;
     let bob = server.register_open("bob_1").await;
@@ -171,10 +171,15 @@ async fn get_offline_pushes_what_a_manual_ack_client_has_not_acked() {
     assert_eq!(wb.next_of_type("singleChat").await["data"]["seq"], 1);
     assert_eq!(wb.next_of_type("singleChat").await["data"]["seq"], 2);
 
+    // Not acked, but handed to this socket: asking again sends nothing twice.
     let (status, body) = server
         .post_form("/api/chat/chatGetmessageOffLine", Some(&bob.token), &[])
         .await;
     assert_eq!((status, body["data"].clone()), (StatusCode::OK, json!("ok")));
+    wb.assert_quiet(400).await;
+    // Unacked, they wait for the next socket.
+    server.hang_up(wb).await;
+    let mut wb = server.ws_at(&format!("/ws?token={}&ack=manual", bob.token)).await;
     assert_eq!(wb.next_of_type("singleChat").await["data"]["data"], "one");
     assert_eq!(wb.next_of_type("singleChat").await["data"]["data"], "two");
 

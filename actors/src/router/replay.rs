@@ -169,7 +169,8 @@ pub(super) struct Round {
 
 impl Ledger {
     /// Turns the messages of a round into the frames to push. A message whose position was
-    /// already reported written is skipped. On the last round (`unfinished` empty) the
+    /// already reported written is skipped, and so is one this session was already handed
+    /// (a replay asked for again while an earlier one is unconfirmed sends nothing twice). On the last round (`unfinished` empty) the
     /// live frames held behind the replay follow, except those it already covered; before
     /// it they stay held, and the rest waits until the session reports the round's last
     /// frame written.
@@ -182,7 +183,8 @@ impl Ledger {
         let mut batch = Vec::with_capacity(msgs.len());
         for m in msgs {
             let conv: Arc<str> = Arc::from(m.conv.as_str());
-            if m.seq <= reported(&conv) {
+            let handed = self.unreported.get(&conv).copied().unwrap_or(0);
+            if m.seq <= reported(&conv).max(handed) {
                 continue;
             }
             self.replayed.insert(conv.clone(), m.seq);
@@ -363,6 +365,23 @@ mod tests {
         let msgs = [message("d:1:2", 2), message("d:1:2", 3), message("g:7", 1)];
         let round = ledger.round(&msgs, reported, Vec::new());
         assert_eq!(positions(&round.batch), [("d:1:2".into(), 3), ("g:7".into(), 1)]);
+    }
+
+    #[test]
+    fn what_the_session_was_handed_is_not_sent_again() {
+        let mut ledger = Ledger::default();
+        for p in [live("d:1:2", 1), live("d:1:2", 2), live("g:7", 5)] {
+            ledger.hand(&p);
+        }
+        let msgs = [
+            message("d:1:2", 1),
+            message("d:1:2", 2),
+            message("d:1:2", 3),
+            message("g:7", 5),
+            message("g:7", 6),
+        ];
+        let round = ledger.round(&msgs, |_| 0, Vec::new());
+        assert_eq!(positions(&round.batch), [("d:1:2".into(), 3), ("g:7".into(), 6)]);
     }
 
     #[test]
