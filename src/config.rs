@@ -342,7 +342,8 @@ pub struct UsersConfig {
     /// 1: friend requests to a new user need approval; 0: anyone may add them at once.
     /// Default 1.
     pub default_invite_confirm: u8,
-    /// Avatar URL of a new user. Default empty.
+    /// Avatar URL of a new user. Default `/web/avatar.svg`, a picture this server serves (a
+    /// path on this server, as upload URLs are).
     #[serde(deserialize_with = "text")]
     pub default_avatar: String,
 }
@@ -352,7 +353,7 @@ impl Default for UsersConfig {
         UsersConfig {
             default_userset: r#"{"chatset":{"visitor":0,"user":0}}"#.into(),
             default_invite_confirm: 1,
-            default_avatar: String::new(),
+            default_avatar: "/web/avatar.svg".into(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The web chat client: the files of the repository's `web/` directory, built into the
-//! binary and served at `GET /` (the page) and `GET /web/{file}` (its styles and scripts).
+//! binary and served at `GET /` (the page) and `GET /web/{file}` (its styles and scripts,
+//! and `avatar.svg`, the avatar of a user who has not set one: `users.default_avatar`).
 //!
 //! Each file is answered with its content type, `Cache-Control: no-cache` and a strong
 //! `ETag` (a hash of its bytes): a browser keeps its copy and revalidates it, a request
@@ -41,6 +42,7 @@ static ASSETS: &[Asset] = &[
     asset!("socket.js", "text/javascript; charset=utf-8"),
     asset!("messages.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
+    asset!("avatar.svg", "image/svg+xml"),
 ];
 
 /// The strong entity tag of each asset, in the order of [`ASSETS`].

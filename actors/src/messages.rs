@@ -260,10 +260,10 @@ pub enum GroupOp {
     /// The owner adds at once; a member's invitation or a user's own request follows the
     /// join rule.
     Invite { user: Party, desc: String },
-    /// Owner: answer a pending request.
-    Approve { user: u64, agree: bool },
-    /// Owner: remove a member.
-    Remove(u64),
+    /// Owner: answer a pending request of `user` (named in the notice of their joining).
+    Approve { user: Party, agree: bool },
+    /// Owner: remove a member (named in the notice of their removal).
+    Remove(Party),
     /// Owner: dissolve the group; member: quit it.
     Leave,
     /// Owner: make the members exactly these (the owner stays).

@@ -74,19 +74,19 @@ pub fn invited(locale: Locale, by: &str, who: &str) -> String {
     }
 }
 
-/// `by` approved the request of user `user` to join.
-pub fn approved(locale: Locale, by: &str, user: u64) -> String {
+/// `by` approved the request of `who` to join.
+pub fn approved(locale: Locale, by: &str, who: &str) -> String {
     match locale {
-        Locale::ZhCn => format!("{by}同意了用户{user}加入群聊"),
-        Locale::En => format!("{by} approved user {user} joining the group"),
+        Locale::ZhCn => format!("{by}同意了{who}加入群聊"),
+        Locale::En => format!("{by} approved {who} joining the group"),
     }
 }
 
-/// `by` removed user `user` from the group.
-pub fn removed(locale: Locale, by: &str, user: u64) -> String {
+/// `by` removed `who` from the group.
+pub fn removed(locale: Locale, by: &str, who: &str) -> String {
     match locale {
-        Locale::ZhCn => format!("{by}将用户{user}移出了群聊"),
-        Locale::En => format!("{by} removed user {user} from the group"),
+        Locale::ZhCn => format!("{by}将{who}移出了群聊"),
+        Locale::En => format!("{by} removed {who} from the group"),
     }
 }
 
@@ -139,8 +139,8 @@ mod tests {
         assert_eq!(group_remark(l, "甲", "公告"), "甲修改了群公告：公告");
         assert_eq!(joined(l, "乙"), "乙加入了群聊");
         assert_eq!(invited(l, "甲", "乙"), "甲邀请乙加入了群聊");
-        assert_eq!(approved(l, "甲", 7), "甲同意了用户7加入群聊");
-        assert_eq!(removed(l, "甲", 7), "甲将用户7移出了群聊");
+        assert_eq!(approved(l, "甲", "乙"), "甲同意了乙加入群聊");
+        assert_eq!(removed(l, "甲", "乙"), "甲将乙移出了群聊");
         assert_eq!(dissolved(l, "甲"), "甲解散了群聊");
         assert_eq!(quit(l, "乙"), "乙退出了群聊");
         assert_eq!(members_replaced(l, "甲"), "甲更新了群成员");
@@ -160,8 +160,8 @@ mod tests {
         assert_eq!(group_remark(l, "Ann", "hi"), "Ann changed the group notice: hi");
         assert_eq!(joined(l, "Bob"), "Bob joined the group");
         assert_eq!(invited(l, "Ann", "Bob"), "Ann invited Bob to the group");
-        assert_eq!(approved(l, "Ann", 7), "Ann approved user 7 joining the group");
-        assert_eq!(removed(l, "Ann", 7), "Ann removed user 7 from the group");
+        assert_eq!(approved(l, "Ann", "Bo"), "Ann approved Bo joining the group");
+        assert_eq!(removed(l, "Ann", "Bo"), "Ann removed Bo from the group");
         assert_eq!(dissolved(l, "Ann"), "Ann dissolved the group");
         assert_eq!(quit(l, "Bob"), "Bob left the group");
         assert_eq!(members_replaced(l, "Ann"), "Ann updated the group members");

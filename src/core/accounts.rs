@@ -211,6 +211,21 @@ pub async fn put_robot(
 // ---------------------------------------------------------------------------------------
 // Reading and changing users
 
+/// User `id` of `tenant` as named in a notice; an unknown id is named by its number, and
+/// the operation it is for refuses it (not a member, no pending request).
+pub async fn party_of(state: &AppState, tenant: &str, id: u64) -> Result<Party, ApiError> {
+    let t = tenant.to_owned();
+    let user = state.read(move |s| Ok(s.user(&t, id)?)).await?;
+    Ok(user.map_or_else(
+        || Party {
+            id,
+            name: id.to_string(),
+            avatar: String::new(),
+        },
+        |u| party(&u),
+    ))
+}
+
 /// A user of `tenant`, refusing an unknown id.
 pub async fn load(state: &AppState, tenant: &str, id: u64) -> Result<UserRecord, ApiError> {
     let tenant = tenant.to_owned();

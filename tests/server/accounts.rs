@@ -313,6 +313,33 @@ async fn reg_chat_with_a_form_returns_the_user_and_a_working_token() {
 }
 
 #[actix_web::test]
+async fn a_new_user_has_an_avatar_the_server_serves() {
+    let (server, _dir) = TestServer::start().await;
+    let got = server
+        .post_form(
+            "/api/regChat",
+            None,
+            &[("username", "pictured"), ("password", "secret1")],
+        )
+        .await;
+    let avatar = assert_ok(&got)["avatar"].as_str().unwrap().to_owned();
+    assert_eq!(avatar, "/web/avatar.svg");
+    let resp = server.http.get(server.url(&avatar)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.starts_with("<svg") && body.trim_end().ends_with("</svg>"),
+        "{body}"
+    );
+    // The profile shows it too.
+    let (_, profile) = server
+        .get(&format!("/api/userinfo/{}", user_of(&got.1).uuid), None)
+        .await;
+    assert_eq!(profile["data"]["avatar"], "/web/avatar.svg", "{profile}");
+}
+
+#[actix_web::test]
 async fn reg_chat_accepts_a_json_body_and_the_limits_of_the_rules() {
     let (server, _dir) = TestServer::start().await;
     let got = server

@@ -1806,7 +1806,7 @@ async fn member_changes_and_renames_are_notices_in_the_timeline_and_pushed() {
         ("groupCreate", "ext-alice创建了群聊，并邀请ext-bob加入"),
         ("groupJoin", "ext-alice邀请ext-carol加入了群聊"),
         ("groupRename", "ext-alice修改群名称为Renamed"),
-        ("groupRemove", "ext-alice将用户3移出了群聊"),
+        ("groupRemove", "ext-alice将ext-carol移出了群聊"),
         ("groupMembers", "ext-alice更新了群成员"),
     ];
     // In the timeline, as every member's history shows it from their joining on.

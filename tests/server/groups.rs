@@ -1146,7 +1146,10 @@ async fn a_removed_member_gets_the_notice_and_nothing_after() {
     assert_eq!(assert_ok(&got), "删除群成员成功");
     for ws in [&mut wa, &mut wb, &mut wc] {
         let push = next_notice(ws, gid, "groupRemove").await;
-        assert!(notice_text(&push).contains(&b), "{push}");
+        assert_eq!(
+            notice_text(&push),
+            format!("{}将{}移出了群聊", owner.username, bob.username)
+        );
     }
     send_group(&server, &owner, gid, "without bob").await;
     assert_eq!(next_group_msg(&mut wc, gid).await["data"]["data"], "without bob");
@@ -1348,13 +1351,19 @@ async fn with_approval_invitations_and_requests_wait_for_the_owner() {
     let invite = "/api/chat/groupInviteUser";
     let answer = "/api/chat/groupAgreeOrNo";
 
-    // The join setting: the owner's, 1 or 2.
+    // The join setting: the owner's, 1 to 10 (2 to 10 need approval).
     let got = post(&server, &bob, set, &[("group_id", &g), ("addGroupSet", "2")]).await;
     assert_fail(&got, StatusCode::FORBIDDEN);
-    for value in ["5", "abc", "-1", ""] {
+    for value in ["11", "abc", "-1", ""] {
         let got = post(&server, &owner, set, &[("group_id", &g), ("addGroupSet", value)]).await;
         assert_fail(&got, StatusCode::BAD_REQUEST);
     }
+    let got = post(&server, &owner, set, &[("group_id", &g), ("addGroupSet", "10")]).await;
+    assert_eq!(assert_ok(&got), "设置成功");
+    assert_eq!(assert_ok(&info(&server, &bob, gid).await)["invite_confirm"], 1);
+    let got = post(&server, &owner, set, &[("group_id", &g), ("addGroupSet", "1")]).await;
+    assert_eq!(assert_ok(&got), "设置成功");
+    assert_eq!(assert_ok(&info(&server, &bob, gid).await)["invite_confirm"], 0);
     let got = post(
         &server,
         &owner,
@@ -1430,7 +1439,10 @@ async fn with_approval_invitations_and_requests_wait_for_the_owner() {
     assert_eq!(assert_ok(&got), "处理成功");
     for ws in [&mut wa, &mut wb, &mut wx] {
         let push = next_notice(ws, gid, "groupJoin").await;
-        assert!(notice_text(&push).contains(&x), "{push}");
+        assert_eq!(
+            notice_text(&push),
+            format!("{}同意了{}加入群聊", owner.username, xena.username)
+        );
     }
     assert_eq!(newest_group(&server, &xena).await, gid);
     send_group(&server, &xena, gid, "thanks").await;

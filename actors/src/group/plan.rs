@@ -170,7 +170,8 @@ pub fn plan(facts: &Facts<'_>, by: &Party, op: GroupOp) -> Result<(Change, Group
                 GroupOutcome::Requested
             }
         }
-        GroupOp::Approve { user, agree } => {
+        GroupOp::Approve { user: who, agree } => {
+            let user = who.id;
             if !owner {
                 return Err(only_owner("answer join requests"));
             }
@@ -188,14 +189,15 @@ pub fn plan(facts: &Facts<'_>, by: &Party, op: GroupOp) -> Result<(Change, Group
                 change.joiners.push((user, by.id));
                 change.notice = Some(Notice::new(
                     "groupJoin",
-                    notices::approved(facts.locale, &by.name, user),
+                    notices::approved(facts.locale, &by.name, &who.name),
                 ));
                 GroupOutcome::Joined
             } else {
                 GroupOutcome::Done
             }
         }
-        GroupOp::Remove(user) => {
+        GroupOp::Remove(who) => {
+            let user = who.id;
             if !owner {
                 return Err(only_owner("remove members"));
             }
@@ -210,7 +212,7 @@ pub fn plan(facts: &Facts<'_>, by: &Party, op: GroupOp) -> Result<(Change, Group
             change.leavers.push(user);
             change.notice = Some(Notice::new(
                 "groupRemove",
-                notices::removed(facts.locale, &by.name, user),
+                notices::removed(facts.locale, &by.name, &who.name),
             ));
             GroupOutcome::Done
         }
@@ -432,15 +434,23 @@ mod tests {
     fn requests_are_approved_or_refused_by_the_owner() {
         let mut g = group(&[OWNER, MEMBER], 1);
         g.requests.insert(5);
-        let (change, outcome) = decide(&g, OWNER, GroupOp::Approve { user: 5, agree: true }).unwrap();
-        assert_eq!(outcome, GroupOutcome::Joined);
-        assert_eq!((change.joiners, change.drop_request), (vec![(5, OWNER)], Some(5)));
-        assert_eq!(change.notice, notice("groupJoin", "u1同意了用户5加入群聊"));
         let (change, outcome) = decide(
             &g,
             OWNER,
             GroupOp::Approve {
-                user: 5,
+                user: party(5),
+                agree: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(outcome, GroupOutcome::Joined);
+        assert_eq!((change.joiners, change.drop_request), (vec![(5, OWNER)], Some(5)));
+        assert_eq!(change.notice, notice("groupJoin", "u1同意了u5加入群聊"));
+        let (change, outcome) = decide(
+            &g,
+            OWNER,
+            GroupOp::Approve {
+                user: party(5),
                 agree: false,
             },
         )
@@ -448,26 +458,40 @@ mod tests {
         assert_eq!(outcome, GroupOutcome::Done);
         assert!(change.joiners.is_empty() && change.notice.is_none());
         assert_eq!(change.drop_request, Some(5));
-        let unknown = decide(&g, OWNER, GroupOp::Approve { user: 6, agree: true });
+        let unknown = decide(
+            &g,
+            OWNER,
+            GroupOp::Approve {
+                user: party(6),
+                agree: true,
+            },
+        );
         assert!(matches!(unknown, Err(SendError::NotFound(_))));
-        let by_member = decide(&g, MEMBER, GroupOp::Approve { user: 5, agree: true });
+        let by_member = decide(
+            &g,
+            MEMBER,
+            GroupOp::Approve {
+                user: party(5),
+                agree: true,
+            },
+        );
         assert!(matches!(by_member, Err(SendError::Forbidden(_))));
     }
 
     #[test]
     fn removing_needs_the_owner_and_a_member() {
         let g = group(&[OWNER, MEMBER], 0);
-        let (change, _) = decide(&g, OWNER, GroupOp::Remove(MEMBER)).unwrap();
+        let (change, _) = decide(&g, OWNER, GroupOp::Remove(party(MEMBER))).unwrap();
         assert_eq!(change.leavers, [MEMBER]);
-        assert_eq!(change.notice, notice("groupRemove", "u1将用户2移出了群聊"));
-        let not_member = decide(&g, OWNER, GroupOp::Remove(OUTSIDER)).unwrap_err();
+        assert_eq!(change.notice, notice("groupRemove", "u1将u2移出了群聊"));
+        let not_member = decide(&g, OWNER, GroupOp::Remove(party(OUTSIDER))).unwrap_err();
         assert_eq!(not_member, SendError::NotFound("user 9 is not a member".into()));
         assert!(matches!(
-            decide(&g, OWNER, GroupOp::Remove(OWNER)),
+            decide(&g, OWNER, GroupOp::Remove(party(OWNER))),
             Err(SendError::Invalid(_))
         ));
         assert!(matches!(
-            decide(&g, MEMBER, GroupOp::Remove(OWNER)),
+            decide(&g, MEMBER, GroupOp::Remove(party(OWNER))),
             Err(SendError::Forbidden(_))
         ));
     }

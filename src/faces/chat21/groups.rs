@@ -246,7 +246,7 @@ async fn leave_group(req: HttpRequest, state: State, me: Chat21User) -> Result {
         .read(move |s| Ok(find_external(s, &t, &key)?))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {member} is not a member")))?;
-    command(&state, &me, &group, GroupOp::Remove(user.id)).await
+    command(&state, &me, &group, GroupOp::Remove(party(&user))).await
 }
 
 async fn update_group(req: HttpRequest, state: State, me: Chat21User, payload: web::Payload) -> Result {

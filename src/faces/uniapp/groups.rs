@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::social::paging;
 use super::{ok, Form, Me, Result, State};
-use crate::core::accounts::{load as load_user, party};
+use crate::core::accounts::{self, load as load_user, party};
 use crate::core::{check_len, groups};
 use crate::error::ApiError;
 use crate::faces::{iso_time, local_time};
@@ -225,7 +225,7 @@ async fn delete_or_quit(state: State, me: Me, form: Form) -> Result {
 
 async fn delete_user(state: State, me: Me, form: Form) -> Result {
     let id = form.u64("group_id")?;
-    let user = form.u64("user_id")?;
+    let user = accounts::party_of(&state, me.tenant(), form.u64("user_id")?).await?;
     run(&state, &me, id, GroupOp::Remove(user)).await?;
     Ok(ok("删除群成员成功"))
 }
@@ -246,14 +246,16 @@ async fn invite(state: State, me: Me, form: Form) -> Result {
 
 async fn join_setting(state: State, me: Me, form: Form) -> Result {
     let id = form.u64("group_id")?;
-    // 1 (or 0): join at once; 2: the owner approves.
+    // The document takes 1 to 10: 1 (or 0) joins at once; 2 and above need the owner's
+    // approval.
     let rule = match form.u64("addGroupSet")? {
         0 | 1 => 0,
-        2 => 1,
+        2..=10 => 1,
         _ => {
-            return Err(
-                ApiError::invalid("addGroupSet must be 1 (join at once) or 2 (owner approves)").into(),
+            return Err(ApiError::invalid(
+                "addGroupSet must be 1 to 10: 1 joins at once, 2 to 10 need the owner's approval",
             )
+            .into())
         }
     };
     run(&state, &me, id, GroupOp::SetJoinRule(rule)).await?;
@@ -268,6 +270,7 @@ async fn agree_or_no(state: State, me: Me, form: Form) -> Result {
         "no" => false,
         _ => return Err(ApiError::invalid("type must be agree or no").into()),
     };
+    let user = accounts::party_of(&state, me.tenant(), user).await?;
     run(&state, &me, id, GroupOp::Approve { user, agree }).await?;
     Ok(ok("处理成功"))
 }
