@@ -264,6 +264,12 @@ pub struct WsConfig {
     /// Least time between two delivery probes of a session (a ping whose pong confirms the
     /// frames written before it), ms; a replay batch is probed at once. Default 1000.
     pub probe_interval_ms: u64,
+    /// Client frames other than `send` (those are budgeted by the tenant's send rate) one
+    /// session may send per second, sustained; past it and its burst a frame is refused
+    /// with a `rate_limited` error frame. Default 1000.
+    pub frames_per_sec: u32,
+    /// Client frames a session may send in a burst above `frames_per_sec`. Default 2000.
+    pub frames_burst: u32,
 }
 
 impl Default for WsConfig {
@@ -275,6 +281,8 @@ impl Default for WsConfig {
             mailbox: 1024,
             report_interval_ms: 200,
             probe_interval_ms: 1000,
+            frames_per_sec: 1000,
+            frames_burst: 2000,
         }
     }
 }
@@ -608,6 +616,9 @@ impl Config {
         }
         if self.ws.mailbox == 0 || self.router.mailbox == 0 {
             return invalid("ws.mailbox", "mailboxes must hold at least 1 message");
+        }
+        if self.ws.frames_per_sec == 0 || self.ws.frames_burst == 0 {
+            return invalid("ws.frames_per_sec", "frame limits must be at least 1");
         }
         if self.ws.report_interval_ms == 0 || self.router.cursor_flush_ms == 0 {
             return invalid("ws.report_interval_ms", "intervals must be at least 1 ms");

@@ -147,6 +147,9 @@ pub struct Advance {
     pub positions: Vec<(Arc<str>, u64)>,
     /// `true` moves the read cursor (and the delivered one with it where behind).
     pub read: bool,
+    /// With `read`: tell the other side (the peer, or the senders in a group) with a read
+    /// receipt. `false` for a reader the peer has blocked.
+    pub receipt: bool,
 }
 
 /// Push what waits for a user to the user's online sessions now

@@ -223,7 +223,8 @@ pub async fn revoke(
 }
 
 /// Marks `user`'s conversation read up to `seq` (at most its head; a conversation the user
-/// takes no part in is refused) and tells the other side; returns the position recorded.
+/// takes no part in is refused) and tells the other side, unless the peer blocked `user`
+/// or `seq` was read already; returns the position recorded.
 /// `session` is the WebSocket session that read it, if one did.
 pub async fn read(
     state: &AppState,
@@ -234,18 +235,28 @@ pub async fn read(
     session: Option<parlor_actors::SessionId>,
 ) -> Result<u64, ApiError> {
     let (t, c) = (tenant.to_owned(), conv.to_owned());
-    let head = state
+    let (head, read, blocked) = state
         .read(move |s| {
             history_floor(s, &t, user, &c)?;
-            Ok(s.head(&t, &c)?)
+            let read = s.cursor(&t, user, &c)?.map_or(0, |cursor| cursor.read);
+            let blocked = match ConvKey::parse(&c).and_then(|k| k.peer_of(user)) {
+                Some(peer) => s.blocked(&t, peer, user)?,
+                None => false,
+            };
+            Ok((s.head(&t, &c)?, read, blocked))
         })
         .await?;
     let seq = seq.min(head);
+    // Reading again what was read already moves nothing and tells nobody.
+    if seq <= read {
+        return Ok(seq);
+    }
     state.router.do_send(parlor_actors::Advance {
         user: parlor_actors::UserKey::new(tenant, user),
         session,
         positions: vec![(Arc::from(conv), seq)],
         read: true,
+        receipt: !blocked,
     });
     Ok(seq)
 }

@@ -7,6 +7,7 @@
 //! client confirmed (see [`Delivery`]), which moves the user's delivered cursor.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +17,7 @@ use actix::prelude::{
 };
 use actix_web::web;
 use actix_web_actors::ws;
+use governor::{DefaultDirectRateLimiter, Quota};
 use parlor_actors::{
     wire, Advance, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
 };
@@ -32,6 +34,13 @@ use crate::state::AppState;
 /// How many peer profiles a session keeps for naming its messages.
 const PEER_CACHE: usize = 1024;
 
+/// A session's budget of client frames.
+fn frame_budget(config: &WsConfig) -> DefaultDirectRateLimiter {
+    let per_sec = NonZeroU32::new(config.frames_per_sec).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(config.frames_burst).unwrap_or(NonZeroU32::MIN);
+    DefaultDirectRateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
+}
+
 /// One WebSocket connection; see the module doc.
 pub struct Session {
     id: u64,
@@ -44,6 +53,8 @@ pub struct Session {
     state: web::Data<AppState>,
     config: WsConfig,
     last_heard: Instant,
+    /// The session's budget of client frames (`ws.frames_per_sec`, `ws.frames_burst`).
+    frames: DefaultDirectRateLimiter,
     /// What the client is known to have read; see [`Delivery`].
     delivery: Delivery,
     peers: HashMap<u64, Party>,
@@ -63,6 +74,7 @@ impl Session {
             store: state.store.clone(),
             config: state.config.ws.clone(),
             last_heard: Instant::now(),
+            frames: frame_budget(&state.config.ws),
             delivery: Delivery::new(manual_ack, Instant::now()),
             peers: HashMap::new(),
             state,
@@ -101,6 +113,7 @@ impl Session {
             session: Some(self.id),
             positions,
             read: false,
+            receipt: false,
         });
     }
 
@@ -108,8 +121,23 @@ impl Session {
         ctx.text(wire::error_frame(e.cid.as_deref(), e.code, &e.msg));
     }
 
+    /// A client frame. `send` frames are budgeted by the tenant's send rate
+    /// (`limits.rate_per_sec`); every other frame, a bad one included, by the session's
+    /// `ws.frames_per_sec`.
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        match protocol::decode(text) {
+        let frame = protocol::decode(text);
+        if !matches!(frame, Ok(ClientFrame::Send(_))) && self.frames.check().is_err() {
+            let e = FrameError {
+                cid: None,
+                code: "rate_limited",
+                msg: format!(
+                    "over {} frames a second; this frame was dropped",
+                    self.config.frames_per_sec
+                ),
+            };
+            return self.error(e, ctx);
+        }
+        match frame {
             Ok(ClientFrame::Ping) => ctx.text(wire::frame("pong", serde_json::Value::Null)),
             Ok(ClientFrame::Send(frame)) => self.on_send(frame, ctx),
             Ok(ClientFrame::Ack { conversation, seq }) => {
@@ -129,6 +157,7 @@ impl Session {
             session: Some(self.id),
             positions: vec![(Arc::from(conversation.as_str()), seq)],
             read,
+            receipt: read,
         });
     }
 

@@ -1614,3 +1614,139 @@ async fn one_conversation_shows_the_same_messages_on_every_face() {
     assert_eq!(listed(&server, &alice, n).await.unwrap()["unread"], 0);
     server.stop().await;
 }
+
+/// A WebSocket of `token` whose client reads slowly: a small, fixed receive buffer, so
+/// what the server sends it piles up on the server's side.
+async fn slow_reader(server: &TestServer, token: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let url = format!("ws://{}/ws?token={token}", server.addr);
+    let (stream, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+        .await
+        .expect("websocket connects");
+    let mut ws = Ws { stream };
+    ws.next_of_type("connected").await;
+    ws
+}
+
+/// Read receipts are not repeated for what was read already, and reach no peer who
+/// blocked the reader, over REST and over the socket.
+#[actix_web::test]
+async fn read_receipts_respect_blocks_and_are_not_repeated() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register_open("bob_1").await;
+    server.befriend(&alice, &bob).await;
+    let key = conv(&alice, &bob);
+    let mut wa = server.ws(&alice.token).await;
+    let mut wb = server.ws(&bob.token).await;
+    for text in ["one", "two"] {
+        server.send_rest(&bob, &alice, text).await;
+        next_text(&mut wa).await;
+    }
+    let read = |seq: &'static str| {
+        let (server, token, key) = (&server, alice.token.clone(), key.clone());
+        async move {
+            let got = server
+                .post_form(
+                    "/api/chat/read",
+                    Some(&token),
+                    &[("conversation", key.as_str()), ("seq", seq)],
+                )
+                .await;
+            assert_eq!(assert_ok(&got)["seq"], seq.parse::<u64>().unwrap());
+        }
+    };
+    read("2").await;
+    assert_eq!(wb.next_of_type("read").await["data"]["seq"], 2);
+    // Once committed, reading the same position again tells nobody.
+    common::eventually(
+        || async {
+            list(&server, &alice, "")
+                .await
+                .iter()
+                .any(|c| c["conversation"] == key && c["unread"] == 0)
+        },
+        "the read is committed",
+    )
+    .await;
+    read("2").await;
+    wa.send_json(&json!({"type": "read", "conversation": key, "seq": 1}))
+        .await;
+    wa.sync().await;
+    wb.assert_quiet(300).await;
+
+    // Bob blocks Alice: her reads no longer reach him.
+    let got = server
+        .post_form(
+            &format!("/api/chat/setblackgoodfriend/{}", alice.id),
+            Some(&bob.token),
+            &[("isblack", "1")],
+        )
+        .await;
+    assert_ok(&got);
+    server.send_rest(&bob, &alice, "three").await;
+    server.send_rest(&bob, &alice, "four").await;
+    drain(&mut wb, 200).await;
+    read("3").await;
+    wa.send_json(&json!({"type": "read", "conversation": key, "seq": 4}))
+        .await;
+    wa.sync().await;
+    wb.assert_quiet(300).await;
+    server.stop().await;
+}
+
+/// A flood of read frames: over the session's frame budget they are refused, and the
+/// receipts that pass never get the peer cut, however slowly the peer reads.
+#[actix_web::test]
+async fn a_flood_of_read_frames_is_limited_and_never_cuts_the_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.ws.mailbox = 16;
+        c.server.socket_send_buffer = 4096;
+        c.ws.frames_per_sec = 500;
+        c.ws.frames_burst = 1500;
+        c.router.cursor_flush_ms = 60_000;
+    })
+    .await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let key = conv(&alice, &bob);
+    let mut wa = server.ws(&alice.token).await;
+    let mut wb = slow_reader(&server, &bob.token).await;
+    for text in ["one", "two"] {
+        server.send_rest(&bob, &alice, text).await;
+        next_text(&mut wa).await;
+    }
+    for i in 0..3000u64 {
+        let seq = 1 + i % 2;
+        wa.send_json(&json!({"type": "read", "conversation": key, "seq": seq}))
+            .await;
+    }
+    loop {
+        let f = wa.next_json().await;
+        if f["type"] == "error" {
+            assert_eq!(f["code"], "rate_limited", "{f}");
+            assert!(
+                f["msg"].as_str().unwrap().starts_with("over 500 frames a second"),
+                "{f}"
+            );
+            break;
+        }
+    }
+    // Bob, who read nothing meanwhile, was not cut: he gets what follows, after the
+    // receipts that fitted.
+    server.send_rest(&alice, &bob, "still here?").await;
+    loop {
+        let push = wb.next_of_type("singleChat").await;
+        if push["data"]["data"] == "still here?" {
+            break;
+        }
+        assert_eq!(
+            push["data"]["from_id"], bob.id,
+            "only his own sends come first: {push}"
+        );
+    }
+    server.stop().await;
+}

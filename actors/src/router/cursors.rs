@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use parlor_storage::Tx;
@@ -103,8 +104,8 @@ impl Handler<Advance> for Router {
     fn handle(&mut self, msg: Advance, ctx: &mut Self::Context) {
         for (conv, seq) in &msg.positions {
             self.cursor_buf.advance(&msg.user, conv, *seq, msg.read);
-            if msg.read {
-                self.read_receipt(&msg.user, conv, *seq);
+            if msg.read && msg.receipt {
+                self.read_receipt(&msg.user, conv, *seq, ctx);
             }
         }
         let Some(id) = msg.session else { return };
@@ -119,20 +120,58 @@ impl Handler<Advance> for Router {
     }
 }
 
+/// How long direct read receipts are gathered before they are pushed: reads of one
+/// conversation within it reach the peer as one receipt, the latest position.
+pub(super) const RECEIPT_ROUND: Duration = Duration::from_millis(50);
+
+/// Direct read receipts gathered for the next round: per peer and conversation, the reader
+/// and the highest position read. However many reads a client sends, a peer gets at most
+/// one receipt per conversation a round.
+#[derive(Debug, Default)]
+pub(super) struct Receipts {
+    waiting: HashMap<CursorKey, (u64, u64)>,
+    /// A round is scheduled.
+    due: bool,
+}
+
+impl Receipts {
+    /// Notes that `reader` read `conv` up to `seq`, for `peer`; returns whether a round must
+    /// be scheduled.
+    pub(super) fn note(&mut self, peer: UserKey, conv: &Arc<str>, reader: u64, seq: u64) -> bool {
+        let e = self.waiting.entry((peer, conv.clone())).or_insert((reader, 0));
+        e.1 = e.1.max(seq);
+        !std::mem::replace(&mut self.due, true)
+    }
+
+    /// The receipts of the round, leaving none.
+    pub(super) fn take(&mut self) -> Vec<(CursorKey, (u64, u64))> {
+        self.due = false;
+        self.waiting.drain().collect()
+    }
+}
+
 impl Router {
-    /// Tells the other side of a direct conversation, or the group, that `user` read it.
-    pub(super) fn read_receipt(&mut self, user: &UserKey, conv: &Arc<str>, seq: u64) {
+    /// Tells the other side of a direct conversation (at the next receipt round), or the
+    /// group, that `user` read it.
+    pub(super) fn read_receipt(
+        &mut self,
+        user: &UserKey,
+        conv: &Arc<str>,
+        seq: u64,
+        ctx: &mut Context<Self>,
+    ) {
         match ConvKey::parse(conv) {
             Some(key @ ConvKey::Direct { .. }) => {
                 let Some(peer) = key.peer_of(user.id) else {
                     return;
                 };
-                let frame = wire::read_frame(conv, seq, user.id, None);
                 let peer = UserKey {
                     tenant: user.tenant.clone(),
                     id: peer,
                 };
-                self.push_user(&peer, &Pushed { frame, at: None }, None);
+                if self.receipts.note(peer, conv, user.id, seq) {
+                    ctx.run_later(RECEIPT_ROUND, |act, _| act.push_receipts());
+                }
             }
             Some(ConvKey::Group(group)) => {
                 if let Some(t) = self.tenants.get(&user.tenant) {
@@ -144,6 +183,16 @@ impl Router {
                 }
             }
             None => {}
+        }
+    }
+}
+
+impl Router {
+    /// Pushes the receipts gathered since the last round.
+    fn push_receipts(&mut self) {
+        for ((peer, conv), (reader, seq)) in self.receipts.take() {
+            let frame = wire::read_frame(&conv, seq, reader, None);
+            self.push_user(&peer, &Pushed { frame, at: None }, None);
         }
     }
 }
@@ -174,6 +223,24 @@ mod tests {
 
     fn key(user: u64, conv: &str) -> CursorKey {
         (UserKey::new("acme", user), Arc::from(conv))
+    }
+
+    #[test]
+    fn receipts_of_a_round_are_one_per_peer_and_conversation_the_latest() {
+        let mut r = Receipts::default();
+        let (bob, carol) = (UserKey::new("acme", 2), UserKey::new("acme", 3));
+        let conv: Arc<str> = Arc::from("d:1:2");
+        assert!(r.note(bob.clone(), &conv, 1, 4), "the first schedules a round");
+        for seq in [2, 7, 5, 7, 1] {
+            assert!(!r.note(bob.clone(), &conv, 1, seq), "one round at a time");
+        }
+        let other: Arc<str> = Arc::from("d:1:3");
+        r.note(carol.clone(), &other, 1, 3);
+        let mut got = r.take();
+        got.sort_by_key(|((u, _), _)| u.id);
+        assert_eq!(got, [((bob.clone(), conv.clone()), (1, 7)), ((carol, other), (1, 3))]);
+        assert!(r.take().is_empty());
+        assert!(r.note(bob, &conv, 1, 8), "after a round, the next is scheduled again");
     }
 
     #[test]

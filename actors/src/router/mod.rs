@@ -34,8 +34,8 @@ mod direct;
 mod replay;
 mod sessions;
 
-use cursors::CursorBuf;
 pub use cursors::FlushCursors;
+use cursors::{CursorBuf, Receipts};
 use direct::SendNote;
 use replay::ReplaySource;
 use sessions::SessionEntry;
@@ -112,6 +112,8 @@ pub struct Router {
     closing: HashMap<SessionId, HashMap<Arc<str>, u64>>,
     pending: HashMap<UserKey, HashSet<Arc<str>>>,
     cursor_buf: CursorBuf,
+    /// Direct read receipts waiting for the next receipt round (see `cursors`).
+    receipts: Receipts,
     tenants: HashMap<Arc<str>, TenantEntry>,
     rates: RateLimiter,
     stats: Arc<RouterStats>,
@@ -136,6 +138,7 @@ impl Router {
             closing: HashMap::new(),
             pending,
             cursor_buf: CursorBuf::default(),
+            receipts: Receipts::default(),
             tenants: HashMap::new(),
             rates: RateLimiter::default(),
             stats: Arc::new(RouterStats::default()),
@@ -192,7 +195,9 @@ impl Router {
         for s in list.iter_mut().filter(|s| Some(s.id) != exclude) {
             if let Some(held) = &mut s.ledger.held {
                 if held.len() >= self.config.hold_max {
-                    cut.push(s.id);
+                    if pushed.at.is_some() {
+                        cut.push(s.id);
+                    }
                 } else {
                     held.push(pushed.clone());
                     taken = true;
@@ -204,6 +209,13 @@ impl Router {
                     s.ledger.hand(pushed);
                     taken = true;
                     self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                // A frame outside any timeline (a read receipt, a notice) is dropped for a
+                // session that cannot take it: what others send that way never gets a
+                // session cut. A timeline frame cuts it; its messages wait for the next
+                // connection.
+                Err(_) if pushed.at.is_none() => {
+                    tracing::debug!(user = user.id, session = s.id, "frame dropped: mailbox full");
                 }
                 Err(_) => cut.push(s.id),
             }
