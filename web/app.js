@@ -85,9 +85,11 @@ function convOfMessage(m) {
 function merge(m, batch = false) {
   if (!state.me || !m || !m.conversation || !m.seq) return;
   const c = convOfMessage(m);
-  const fresh = m.seq > c.head;
-  c.head = Math.max(c.head, m.seq);
-  if (m.from_id === state.me.id) c.read = Math.max(c.read, m.seq);
+  // A revoke (pushed or answered) is the revoked message; its notice is the timeline's head.
+  const at = m.notice && m.notice.seq > m.seq ? m.notice.seq : m.seq;
+  const fresh = at > c.head;
+  c.head = Math.max(c.head, at);
+  if (m.from_id === state.me.id) c.read = Math.max(c.read, at);
   if (m.create_time >= c.activity) {
     c.activity = m.create_time;
     c.last = m;

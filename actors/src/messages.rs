@@ -288,13 +288,22 @@ pub enum GroupOutcome {
 }
 
 /// Revoke a message (to the Router for a direct conversation, to the Group for a group's).
-/// The reply is the revoked message, now its placeholder.
+/// The reply is what the revoke wrote: the message, now its placeholder, and the notice.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<Arc<MessageRecord>, SendError>")]
+#[rtype(result = "Result<Arc<Revoked>, SendError>")]
 pub struct Revoke {
     pub tenant: Arc<str>,
     pub by: Party,
     pub id: String,
+}
+
+/// A revoke, once committed: the message, now its placeholder (same id, `seq` and
+/// `create_time`), the notice appended to the timeline, and the group of a group message.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    pub message: MessageRecord,
+    pub notice: MessageRecord,
+    pub group: Option<GroupRecord>,
 }
 
 /// Router → Tenant → Group: a member read the group up to `seq` (for read receipts).

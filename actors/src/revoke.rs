@@ -4,8 +4,9 @@
 //! The message keeps its id and `seq` but loses its content: it becomes a `systemNotice`
 //! with `actionType: "revoke"` and the text [`notices::revoked`] ("X撤回了一条消息"), so history and offline
 //! delivery show the placeholder, never the old content. A notice is also appended to the
-//! timeline (its `otherData` names the revoked message), so every member learns of the
-//! revoke: online at once, offline on reconnect.
+//! timeline (its `otherData` names the revoked message: `id`, `seq`, `create_time`), so a
+//! member who was offline learns of the revoke on reconnect; the members online are pushed
+//! the placeholder itself ([`crate::wire::revoke_frame`]).
 
 use parlor_storage::{MessageRecord, Tx};
 use serde_json::json;
@@ -66,7 +67,7 @@ pub fn revoke(
         to_name: m.to_name.clone(),
         to_avatar: m.to_avatar.clone(),
         kind: "systemNotice".into(),
-        data: json!({"data": text, "dataType": false, "otherData": {"id": m.id, "seq": m.seq}}).to_string(),
+        data: json!({"data": text, "dataType": false, "otherData": {"id": m.id, "seq": m.seq, "create_time": m.create_time}}).to_string(),
         options: "{}".into(),
         cid: None,
         create_time: now,

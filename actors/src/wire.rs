@@ -3,7 +3,9 @@
 //! `chatType`, `type`, `data`, `options`, `create_time`, `isremove`) plus the timeline
 //! position (`conversation`, `seq`) and the `revoked` flag.
 
-use parlor_storage::MessageRecord;
+use parlor_storage::{GroupRecord, MessageRecord};
+
+use crate::messages::Revoked;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -69,6 +71,91 @@ impl<'a> MessageJson<'a> {
     }
 }
 
+/// Milliseconds as the server's local time, `YYYY-MM-DD HH:MM:SS`.
+pub fn local_time(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Milliseconds as an ISO 8601 UTC time with milliseconds.
+pub fn iso_time(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A group in the uni-app document's shape (its group list and group info, without the
+/// `group_users` rows).
+#[derive(Serialize)]
+pub struct GroupJson<'a> {
+    pub create_time: String,
+    pub id: u64,
+    pub uuid: &'a str,
+    pub user_id: u64,
+    pub name: &'a str,
+    pub avatar: &'a str,
+    pub remark: &'a str,
+    pub invite_confirm: u8,
+    pub status: u8,
+    pub order: u32,
+    pub update_time: String,
+}
+
+impl<'a> GroupJson<'a> {
+    pub fn new(g: &'a GroupRecord) -> Self {
+        GroupJson {
+            create_time: local_time(g.created_ms),
+            id: g.id,
+            uuid: &g.uuid,
+            user_id: g.owner,
+            name: &g.name,
+            avatar: &g.avatar,
+            remark: &g.remark,
+            invite_confirm: g.invite_confirm,
+            status: g.status,
+            order: 50,
+            update_time: iso_time(g.updated_ms),
+        }
+    }
+}
+
+/// Where a revoke notice sits in its timeline.
+#[derive(Serialize)]
+pub struct NoticeAt<'a> {
+    pub id: &'a str,
+    pub seq: u64,
+}
+
+/// A revoke as the uni-app document pushes and answers it: the revoked message itself (its
+/// `id`, `seq` and original `create_time`; `type` `systemNotice`, `actionType` `revoke`,
+/// `data` the notice text with `otherData` null), `group` (null for a direct message), and
+/// `notice`, the timeline entry that records the revoke (for acks and gap detection).
+#[derive(Serialize)]
+pub struct RevokeJson<'a> {
+    #[serde(flatten)]
+    pub message: MessageJson<'a>,
+    pub group: Option<GroupJson<'a>>,
+    pub notice: NoticeAt<'a>,
+}
+
+impl<'a> RevokeJson<'a> {
+    pub fn new(r: &'a Revoked) -> Self {
+        RevokeJson {
+            message: MessageJson::new(&r.message),
+            group: r.group.as_ref().map(GroupJson::new),
+            notice: NoticeAt {
+                id: &r.notice.id,
+                seq: r.notice.seq,
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Envelope<'a, T: Serialize> {
     #[serde(rename = "type")]
@@ -85,6 +172,11 @@ pub fn frame<T: Serialize>(kind: &str, data: T) -> Frame {
         timestamp: crate::now_ms(),
     };
     Frame::from(serde_json::to_string(&env).expect("frames serialize"))
+}
+
+/// The push of a revoke to the members online: `systemNotice` with [`RevokeJson`].
+pub fn revoke_frame(r: &Revoked) -> Frame {
+    frame("systemNotice", RevokeJson::new(r))
 }
 
 /// The push of a stored message: `singleChat`, or `systemNotice` for a revoke notice.
@@ -107,20 +199,21 @@ pub fn read_frame(conversation: &str, seq: u64, reader: u64, count: Option<usize
     frame("read", data)
 }
 
-/// The `ack` answering a WebSocket `send`.
-pub fn ack_frame(cid: Option<&str>, m: &MessageRecord) -> Frame {
+/// The `ack` answering a WebSocket `send` (`data` the stored message) or `revoke` (`data`
+/// a [`RevokeJson`]).
+pub fn ack_frame<T: Serialize>(cid: Option<&str>, data: T) -> Frame {
     #[derive(Serialize)]
-    struct Ack<'a> {
+    struct Ack<'a, T> {
         #[serde(rename = "type")]
         kind: &'static str,
         cid: Option<&'a str>,
-        data: MessageJson<'a>,
+        data: T,
         timestamp: u64,
     }
     let ack = Ack {
         kind: "ack",
         cid,
-        data: MessageJson::new(m),
+        data,
         timestamp: crate::now_ms(),
     };
     Frame::from(serde_json::to_string(&ack).expect("frames serialize"))

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use parlor_actors::{ConvKey, Party, Revoke};
+use parlor_actors::{ConvKey, Party, Revoke, Revoked};
 use parlor_storage::{ConvState, GroupRecord, MessageRecord, Snapshot, UserRecord};
 
 use crate::error::ApiError;
@@ -197,13 +197,8 @@ pub async fn change(
 }
 
 /// Revokes message `id` for its sender `by`: the Router decides for a direct conversation,
-/// the group's actor for a group's.
-pub async fn revoke(
-    state: &AppState,
-    tenant: &str,
-    by: Party,
-    id: &str,
-) -> Result<Arc<MessageRecord>, ApiError> {
+/// the group's actor for a group's. Returns the placeholder, the notice and the group.
+pub async fn revoke(state: &AppState, tenant: &str, by: Party, id: &str) -> Result<Arc<Revoked>, ApiError> {
     let (t, key) = (tenant.to_owned(), id.to_owned());
     let message = state
         .read(move |s| {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use actix::{Addr, MailboxError};
 use parlor_actors::{
-    CreateGroup, Group, GroupCommand, GroupOf, GroupOp, GroupOutcome, Party, Revoke, SendMessage, TenantOf,
+    CreateGroup, Group, GroupCommand, GroupOf, GroupOp, GroupOutcome, Party, Revoke, Revoked, SendMessage,
+    TenantOf,
 };
 use parlor_storage::{GroupRecord, MessageRecord, UserRecord};
 
@@ -62,12 +63,7 @@ pub async fn send(
 }
 
 /// Revokes a message of a group.
-pub async fn revoke(
-    state: &AppState,
-    tenant: &str,
-    id: u64,
-    msg: Revoke,
-) -> Result<Arc<MessageRecord>, ApiError> {
+pub async fn revoke(state: &AppState, tenant: &str, id: u64, msg: Revoke) -> Result<Arc<Revoked>, ApiError> {
     ask(state, tenant, id, msg).await
 }
 

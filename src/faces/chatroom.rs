@@ -290,7 +290,8 @@ fn message_json(m: &MessageRecord) -> Value {
         "uuid": m.id,
         "sender_id": m.from_id,
         "content": content(m),
-        "type": m.kind,
+        // The document's types are text and image: a revoked message is the text saying so.
+        "type": if m.revoked { "text" } else { m.kind.as_str() },
         "sent_at": local_time(m.create_time),
         "revoked": m.revoked,
         "metadata": metadata,

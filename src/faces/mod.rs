@@ -70,6 +70,7 @@ impl<F: Face> ResponseError for FaceError<F> {
 }
 
 pub use crate::auth::token_of;
+pub use parlor_actors::wire::{iso_time, local_time};
 
 /// The address of the client a request came from (its TCP peer).
 pub fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
@@ -299,22 +300,4 @@ pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError>
             .map_err(|_| ApiError::invalid("malformed query string"))?
             .into_inner(),
     )
-}
-
-/// Milliseconds as the server's local time, `YYYY-MM-DD HH:MM:SS`.
-pub fn local_time(ms: u64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
-/// Milliseconds as an ISO 8601 UTC time with milliseconds.
-pub fn iso_time(ms: u64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
 }

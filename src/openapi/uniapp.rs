@@ -215,7 +215,7 @@ pub fn ops() -> Vec<Op> {
         .errors(&[503]),
         Op::post(
             "/api/chat/revokeMessage",
-            "Revoke my message inside the revoke window",
+            "Revoke my message inside the revoke window; answers (and pushes) the revoked message, now its placeholder, with group",
         )
         .body("id* chatType to_id:int")
         .errors(&[400, 403, 404, 503]),

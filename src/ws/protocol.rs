@@ -7,7 +7,8 @@
 //!   → `{"type":"ack","cid":"c1","data":{message}}`
 //! - `{"type":"ack","conversation":"d:1:2","seq":5}` moves the delivered cursor.
 //! - `{"type":"read","conversation":"d:1:2","seq":5}` moves the read cursor.
-//! - `{"type":"revoke","cid":"c2","id":"<message id>"}` → `{"type":"ack","cid":"c2","data":{placeholder}}`.
+//! - `{"type":"revoke","cid":"c2","id":"<message id>"}` → `{"type":"ack","cid":"c2","data":{revoke}}`
+//!   (the revoke answer of `POST /api/chat/revokeMessage`).
 
 use serde_json::{Map, Value};
 

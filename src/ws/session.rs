@@ -252,7 +252,7 @@ impl Session {
         let (state, tenant, by) = (self.state.clone(), self.user.tenant.clone(), self.me.clone());
         let revoke = async move { conversations::revoke(&state, &tenant, by, &id).await };
         ctx.spawn(revoke.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(revoked) => ctx.text(wire::ack_frame(cid.as_deref(), &revoked)),
+            Ok(revoked) => ctx.text(wire::ack_frame(cid.as_deref(), wire::RevokeJson::new(&revoked))),
             Err(e) => act.error(FrameError::of(cid, &e), ctx),
         }));
     }
@@ -304,7 +304,7 @@ impl Session {
         let send = async move { messages::send(&state, msg).await };
         ctx.spawn(send.into_actor(self).map(move |res, act, ctx| match res {
             Ok(stored) => {
-                ctx.text(wire::ack_frame(cid.as_deref(), &stored));
+                ctx.text(wire::ack_frame(cid.as_deref(), wire::MessageJson::new(&stored)));
                 let conv: Arc<str> = Arc::from(stored.conv.as_str());
                 act.delivery.written(&conv, stored.seq);
             }

@@ -112,25 +112,128 @@ fn assert_placeholder(m: &Value, by: &User) {
     assert_eq!(m["data"]["data"], revoked_text(by), "{m}");
 }
 
-/// Asserts that `push` is the revoke notice frame for message `id` revoked by `by`.
+/// The fields of a revoke as the uni-app document pushes and answers it (section 三十二).
+const REVOKE_FIELDS: [&str; 15] = [
+    "actionType",
+    "chatType",
+    "create_time",
+    "data",
+    "from_avatar",
+    "from_id",
+    "from_name",
+    "group",
+    "id",
+    "isremove",
+    "options",
+    "to_avatar",
+    "to_id",
+    "to_name",
+    "type",
+];
+
+/// Asserts that `m` is the revoke of the stored message `sent` by `by` in the document's
+/// shape: the revoked message's own `id` and `create_time`, `type` `systemNotice`,
+/// `actionType` `revoke`, the notice text with `otherData` null, and `group` (null for a
+/// direct message); beside the document's fields only the timeline's: the message's
+/// `conversation` and `seq`, `revoked`, the `cid` of its send when it had one, and `notice`
+/// (the timeline entry of the revoke). Returns `notice`.
 #[track_caller]
-fn assert_revoke_notice(push: &Value, id: &str, by: &User) {
-    assert_eq!(push["type"], "systemNotice", "{push}");
-    assert_eq!(push["data"]["actionType"], "revoke", "{push}");
-    assert_eq!(push["data"]["type"], "systemNotice", "{push}");
-    assert_eq!(push["data"]["from_id"], by.id, "{push}");
-    assert_eq!(push["data"]["data"]["data"], revoked_text(by), "{push}");
-    assert_eq!(push["data"]["data"]["otherData"]["id"], id, "{push}");
+fn assert_revoke_shape(m: &Value, sent: &Value, by: &User, group: &Value) -> Value {
+    let fields = m.as_object().expect("an object");
+    for f in REVOKE_FIELDS {
+        assert!(fields.contains_key(f), "{f} missing in {m}");
+    }
+    let mut extra: Vec<&str> = fields
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !REVOKE_FIELDS.contains(k))
+        .collect();
+    extra.sort_unstable();
+    let timeline = ["conversation", "notice", "revoked", "seq"];
+    if sent.get("cid").is_some() {
+        assert_eq!(extra, ["cid", "conversation", "notice", "revoked", "seq"], "{m}");
+        assert_eq!(m["cid"], sent["cid"], "{m}");
+    } else {
+        assert_eq!(extra, timeline, "{m}");
+    }
+    assert_eq!(m["id"], sent["id"], "{m}");
+    assert_eq!(m["create_time"], sent["create_time"], "{m}");
+    assert_eq!(m["type"], "systemNotice", "{m}");
+    assert_eq!(m["actionType"], "revoke", "{m}");
+    assert_eq!(
+        m["data"],
+        json!({"data": revoked_text(by), "dataType": false, "otherData": null}),
+        "{m}"
+    );
+    assert_eq!(m["options"], json!({}), "{m}");
+    assert_eq!(m["isremove"], 0, "{m}");
+    assert_eq!(m["group"], *group, "{m}");
+    for f in [
+        "from_id",
+        "from_name",
+        "from_avatar",
+        "to_id",
+        "to_name",
+        "to_avatar",
+        "chatType",
+    ] {
+        assert_eq!(m[f], sent[f], "{f} in {m}");
+    }
+    assert_eq!(m["from_id"], by.id, "{m}");
+    assert_eq!(m["conversation"], sent["conversation"], "{m}");
+    assert_eq!(m["seq"], sent["seq"], "{m}");
+    assert_eq!(m["revoked"], true, "{m}");
+    let notice = m["notice"].clone();
+    assert!(notice["id"].is_string() && notice["id"] != sent["id"], "{m}");
+    assert!(
+        notice["seq"].as_u64().unwrap() > sent["seq"].as_u64().unwrap(),
+        "{m}"
+    );
+    notice
 }
 
-/// The next `systemNotice` frame that is a revoke notice (not a placeholder).
-async fn next_revoke_notice(ws: &mut Ws) -> Value {
-    loop {
-        let push = ws.next_of_type("systemNotice").await;
-        if push["data"]["revoked"] == false {
-            return push;
-        }
-    }
+/// Asserts that `push` is the live revoke push of `sent` by `by` (see
+/// [`assert_revoke_shape`]); returns its `notice`.
+#[track_caller]
+fn assert_revoke_push(push: &Value, sent: &Value, by: &User, group: &Value) -> Value {
+    assert_eq!(push["type"], "systemNotice", "{push}");
+    assert!(push["timestamp"].is_u64(), "{push}");
+    assert_revoke_shape(&push["data"], sent, by, group)
+}
+
+/// Asserts that `push` is the stored revoke notice (replayed, or read from history) of the
+/// message `sent` revoked by `by`: a timeline entry whose `otherData` names the message.
+#[track_caller]
+fn assert_revoke_notice(push: &Value, sent: &Value, by: &User) {
+    assert_eq!(push["type"], "systemNotice", "{push}");
+    assert_stored_notice(&push["data"], sent, by);
+}
+
+/// Asserts that `m` is the stored revoke notice of `sent` revoked by `by`.
+#[track_caller]
+fn assert_stored_notice(m: &Value, sent: &Value, by: &User) {
+    assert_eq!(m["actionType"], "revoke", "{m}");
+    assert_eq!(m["type"], "systemNotice", "{m}");
+    assert_eq!(m["revoked"], false, "{m}");
+    assert_eq!(m["from_id"], by.id, "{m}");
+    assert_ne!(m["id"], sent["id"], "{m}");
+    assert_eq!(m["data"]["data"], revoked_text(by), "{m}");
+    assert_eq!(
+        m["data"]["otherData"],
+        json!({"id": sent["id"], "seq": sent["seq"], "create_time": sent["create_time"]}),
+        "{m}"
+    );
+}
+
+/// The uni-app group object of group `gid` as `user` reads it, without its members: the
+/// `group` of a group revoke.
+async fn group_object(server: &TestServer, user: &User, gid: u64) -> Value {
+    let got = server
+        .get(&format!("/api/chat/groupinfo/{gid}"), Some(&user.token))
+        .await;
+    let mut group = assert_ok(&got);
+    group.as_object_mut().expect("a group").remove("group_users");
+    group
 }
 
 /// The next chat push of a text message (skipping notices).
@@ -164,6 +267,17 @@ async fn drain(ws: &mut Ws, quiet_ms: u64) -> Vec<Value> {
             Ok(other) => panic!("stream ended: {other:?}"),
         }
     }
+}
+
+/// The frames of conversation `key` a socket gets until it is quiet, none of them showing
+/// `secret`.
+async fn replayed(ws: &mut Ws, key: &str, secret: &str) -> Vec<Value> {
+    let frames = drain(ws, 500).await;
+    assert_absent(&frames, secret);
+    frames
+        .into_iter()
+        .filter(|f| f["data"]["conversation"] == key)
+        .collect()
 }
 
 /// Registers `names` and makes each of them a friend of `owner`.
@@ -374,7 +488,7 @@ fn room_seqs(page: &Value) -> Vec<u64> {
 // Revoke
 
 #[actix_web::test]
-async fn revoke_over_rest_at_once_leaves_the_placeholder_for_both_sides() {
+async fn revoke_over_rest_pushes_the_revoked_message_itself_to_both_sides() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register("alice").await;
     let bob = server.register("bob_1").await;
@@ -387,30 +501,31 @@ async fn revoke_over_rest_at_once_leaves_the_placeholder_for_both_sides() {
     assert_eq!(wb.next_of_type("singleChat").await["data"]["id"], id);
     assert_eq!(wa.next_of_type("singleChat").await["data"]["id"], id);
 
+    // The answer: the revoked message in the document's shape, `group` null.
     let got = revoke(&server, &alice, &id, "single", bob.id).await;
-    let placeholder = assert_ok(&got);
-    assert_placeholder(&placeholder, &alice);
-    assert_eq!(placeholder["id"], id);
-    assert_eq!(placeholder["seq"], sent["seq"]);
-    assert_eq!(placeholder["from_id"], alice.id);
-    assert_eq!(placeholder["to_id"], bob.id);
-    assert_eq!(placeholder["chatType"], "single");
-    assert_eq!(placeholder["data"]["otherData"], Value::Null);
+    let answer = assert_ok(&got);
+    let notice = assert_revoke_shape(&answer, &sent, &alice, &Value::Null);
+    assert_placeholder(&answer, &alice);
+    assert_eq!(answer["to_id"], bob.id);
+    assert_eq!(answer["chatType"], "single");
+    assert_eq!(notice["seq"], sent["seq"].as_u64().unwrap() + 1);
 
-    // Both sides' devices are told at once: a `systemNotice` naming the revoked message.
+    // Both sides' devices are pushed the same: the revoked message by its own id and
+    // create_time, so a client replaces it in place.
     let to_bob = wb.next_of_type("systemNotice").await;
-    assert_revoke_notice(&to_bob, &id, &alice);
-    assert_eq!(to_bob["data"]["chatType"], "single");
-    assert_eq!(to_bob["data"]["data"]["otherData"]["seq"], sent["seq"]);
-    assert_eq!(to_bob["data"]["seq"], sent["seq"].as_u64().unwrap() + 1);
-    assert_revoke_notice(&wa.next_of_type("systemNotice").await, &id, &alice);
+    assert_eq!(assert_revoke_push(&to_bob, &sent, &alice, &Value::Null), notice);
+    assert_eq!(to_bob["data"], answer);
+    let to_alice = wa.next_of_type("systemNotice").await;
+    assert_eq!(to_alice["data"], answer);
 
-    // History on both sides: the placeholder in the message's place, then the notice.
+    // History on both sides: the placeholder in the message's place, then the notice
+    // naming it.
     for (user, peer) in [(&alice, &bob), (&bob, &alice)] {
         let list = history(&server, user, "single", peer.id).await;
         assert_eq!(list.len(), 2, "{list:?}");
-        assert_eq!(list[0]["data"]["otherData"]["id"], id);
-        assert_eq!(list[0]["actionType"], "revoke");
+        assert_stored_notice(&list[0], &sent, &alice);
+        assert_eq!(list[0]["id"], notice["id"]);
+        assert_eq!(list[0]["seq"], notice["seq"]);
         assert_placeholder(&list[1], &alice);
         assert_eq!(list[1]["id"], id);
         assert_absent(&list, "the secret plan");
@@ -500,7 +615,7 @@ async fn revoke_refuses_other_senders_unknown_repeated_and_missing_ids() {
 }
 
 #[actix_web::test]
-async fn revoke_over_websocket_is_acked_with_the_placeholder_and_refusals_are_error_frames() {
+async fn revoke_over_websocket_is_acked_as_rest_answers_and_refusals_are_error_frames() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register("alice").await;
     let bob = server.register("bob_1").await;
@@ -509,8 +624,8 @@ async fn revoke_over_websocket_is_acked_with_the_placeholder_and_refusals_are_er
     let mut wb = server.ws(&bob.token).await;
 
     wa.send_msg("m1", bob.id, "typo message").await;
-    let ack = wa.next_of_type("ack").await;
-    let id = id_of(&ack["data"]);
+    let sent = wa.next_of_type("ack").await["data"].clone();
+    let id = id_of(&sent);
     assert_eq!(
         wb.next_of_type("singleChat").await["data"]["data"],
         "typo message"
@@ -529,9 +644,12 @@ async fn revoke_over_websocket_is_acked_with_the_placeholder_and_refusals_are_er
         .await;
     let ack = wa.next_of_type("ack").await;
     assert_eq!(ack["cid"], "r1");
+    // The ack carries what the REST route answers, and the peer is pushed the same.
+    assert_revoke_shape(&ack["data"], &sent, &alice, &Value::Null);
     assert_placeholder(&ack["data"], &alice);
-    assert_eq!(ack["data"]["id"], id);
-    assert_revoke_notice(&wb.next_of_type("systemNotice").await, &id, &alice);
+    let push = wb.next_of_type("systemNotice").await;
+    assert_revoke_push(&push, &sent, &alice, &Value::Null);
+    assert_eq!(push["data"], ack["data"]);
 
     // Again: conflict; an unknown id: not found; no id: missing field. The socket stays open.
     wa.send_json(&json!({"type": "revoke", "cid": "r2", "id": id}))
@@ -620,7 +738,7 @@ async fn revoke_works_inside_the_window_and_is_refused_past_it() {
 }
 
 #[actix_web::test]
-async fn offline_recipient_gets_the_placeholder_and_the_notice_never_the_content() {
+async fn offline_recipient_replays_the_notice_naming_the_revoked_message_never_the_content() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register("alice").await;
     let bob = server.register("bob_1").await;
@@ -632,28 +750,39 @@ async fn offline_recipient_gets_the_placeholder_and_the_notice_never_the_content
     assert_ok(&revoke(&server, &alice, &id, "single", bob.id).await);
 
     let mut wb = server.ws(&bob.token).await;
-    let frames = drain(&mut wb, 500).await;
-    assert_absent(&frames, "my password is 1234");
-    let chats: Vec<&Value> = frames
-        .iter()
-        .filter(|f| f["data"]["conversation"] == conv(&alice, &bob))
-        .collect();
-    assert_eq!(chats.len(), 3, "{frames:?}");
+    let chats = replayed(&mut wb, &conv(&alice, &bob), "my password is 1234").await;
+    assert_eq!(chats.len(), 3, "{chats:?}");
     assert_eq!(chats[0]["type"], "singleChat");
     assert_eq!(chats[0]["data"]["data"], "hello there");
     assert_eq!(chats[1]["type"], "systemNotice");
     assert_placeholder(&chats[1]["data"], &alice);
     assert_eq!(chats[1]["data"]["id"], id);
-    assert_revoke_notice(chats[2], &id, &alice);
+    assert_revoke_notice(&chats[2], &sent, &alice);
     // Written once counts as delivered: the next connect gets nothing again.
     server.hang_up(wb).await;
-    let mut again = server.ws(&bob.token).await;
+    let mut again = server.ws_at(&format!("/ws?token={}&ack=manual", bob.token)).await;
     again.assert_quiet(300).await;
+
+    // A message Bob already has (he acknowledged it), revoked while he is away: what he
+    // replays on his return names it by id, seq and create_time, so he can replace the copy
+    // he shows.
+    let sent = server.send_rest(&alice, &bob, "send me the keys").await;
+    assert_eq!(again.next_of_type("singleChat").await["data"]["id"], sent["id"]);
+    again
+        .send_json(&json!({"type": "ack", "conversation": conv(&alice, &bob), "seq": sent["seq"]}))
+        .await;
+    again.sync().await;
+    server.hang_up(again).await;
+    assert_ok(&revoke(&server, &alice, &id_of(&sent), "single", bob.id).await);
+    let mut back = server.ws(&bob.token).await;
+    let chats = replayed(&mut back, &conv(&alice, &bob), "send me the keys").await;
+    assert_eq!(chats.len(), 1, "{chats:?}");
+    assert_revoke_notice(&chats[0], &sent, &alice);
     server.stop().await;
 }
 
 #[actix_web::test]
-async fn group_message_revoke_reaches_members_online_and_offline() {
+async fn group_revoke_pushes_the_revoked_message_with_its_group_to_members_online_and_offline() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register("alice").await;
     let others = friends_of(&server, &alice, &["bob_1", "carol"]).await;
@@ -673,31 +802,39 @@ async fn group_message_revoke_reaches_members_online_and_offline() {
         &revoke(&server, bob, &id, "group", gid).await,
         StatusCode::FORBIDDEN,
     );
-    let placeholder = assert_ok(&revoke(&server, &alice, &id, "group", gid).await);
-    assert_placeholder(&placeholder, &alice);
-    assert_eq!(placeholder["chatType"], "group");
-    assert_eq!(placeholder["to_id"], gid);
+    let answer = assert_ok(&revoke(&server, &alice, &id, "group", gid).await);
+    let group = group_object(&server, &alice, gid).await;
+    assert_eq!(group["id"], gid);
+    assert_eq!(group["user_id"], alice.id);
+    assert_revoke_shape(&answer, &sent, &alice, &group);
+    assert_placeholder(&answer, &alice);
+    assert_eq!(answer["chatType"], "group");
+    assert_eq!(answer["to_id"], gid);
 
-    let notice = wb.next_of_type("systemNotice").await;
-    assert_revoke_notice(&notice, &id, &alice);
-    assert_eq!(notice["data"]["chatType"], "group");
-    assert_eq!(notice["data"]["conversation"], format!("g:{gid}"));
-    assert_revoke_notice(&next_revoke_notice(&mut wa).await, &id, &alice);
+    let push = wb.next_of_type("systemNotice").await;
+    assert_revoke_push(&push, &sent, &alice, &group);
+    assert_eq!(push["data"], answer);
+    assert_eq!(push["data"]["conversation"], format!("g:{gid}"));
+    assert_eq!(wa.next_of_type("systemNotice").await["data"], answer);
 
     // A member's own message over the socket, revoked over the socket.
     wb.send_json(
         &json!({"type": "send", "cid": "g1", "to": gid, "chatType": "group", "msgType": "text", "data": "oops"}),
     )
     .await;
-    let own = id_of(&wb.next_of_type("ack").await["data"]);
+    let own_sent = wb.next_of_type("ack").await["data"].clone();
+    let own = id_of(&own_sent);
     wb.send_json(&json!({"type": "revoke", "cid": "g2", "id": own}))
         .await;
     let ack = wb.next_of_type("ack").await;
     assert_eq!(ack["cid"], "g2");
+    assert_revoke_shape(&ack["data"], &own_sent, bob, &group);
     assert_placeholder(&ack["data"], bob);
-    assert_revoke_notice(&next_revoke_notice(&mut wa).await, &own, bob);
+    let push = wa.next_of_type("systemNotice").await;
+    assert_revoke_push(&push, &own_sent, bob, &group);
 
-    // Carol was away: on connect, the placeholders and the notices, never the contents.
+    // Carol was away: on connect, the placeholders and the notices naming them, never the
+    // contents.
     let mut wc = server.ws(&carol.token).await;
     let frames = drain(&mut wc, 500).await;
     assert_absent(&frames, "group secret");
@@ -711,8 +848,8 @@ async fn group_message_revoke_reaches_members_online_and_offline() {
         .filter(|f| f["type"] == "systemNotice" && f["data"]["revoked"] == false)
         .collect();
     assert_eq!(notices.len(), 2, "{frames:?}");
-    assert_revoke_notice(notices[0], &id, &alice);
-    assert_revoke_notice(notices[1], &own, bob);
+    assert_revoke_notice(notices[0], &sent, &alice);
+    assert_revoke_notice(notices[1], &own_sent, bob);
 
     for user in [&alice, bob, carol] {
         let list = history(&server, user, "group", gid).await;
@@ -723,6 +860,56 @@ async fn group_message_revoke_reaches_members_online_and_offline() {
             .find(|m| m["id"] == id)
             .expect("placeholder in history");
         assert_placeholder(m, &alice);
+    }
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn chat21_history_shows_a_revoked_message_as_an_info_line_saying_so() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    server.befriend(&alice, &bob).await;
+    let kept = server.send_rest(&alice, &bob, "keep this").await;
+    let sent = server.send_rest(&alice, &bob, "take this back").await;
+    assert_ok(&revoke(&server, &alice, &id_of(&sent), "single", bob.id).await);
+
+    for (user, peer) in [(&bob, &alice), (&alice, &bob)] {
+        let path = format!(
+            "/api/default/{}/conversations/{}/messages?token={}",
+            user.uuid, peer.uuid, user.token
+        );
+        let got = server.get(&path, None).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+        assert_absent(std::slice::from_ref(&got.1), "take this back");
+        let result = got.1["result"].as_array().expect("result").clone();
+        let revoked = result
+            .iter()
+            .find(|m| m["message_id"] == sent["id"])
+            .expect("the revoked message is listed");
+        assert_eq!(revoked["type"], "text", "{revoked}");
+        assert_eq!(revoked["text"], revoked_text(&alice), "{revoked}");
+        assert_eq!(
+            revoked["attributes"],
+            json!({"subtype": "info", "revoked": true}),
+            "{revoked}"
+        );
+        assert_eq!(revoked["revoked"], true, "{revoked}");
+        assert_eq!(revoked["timestamp"], sent["create_time"], "{revoked}");
+        assert_eq!(revoked["sender"], alice.uuid, "{revoked}");
+        assert_eq!(revoked["status"], 100, "{revoked}");
+        let other = result
+            .iter()
+            .find(|m| m["message_id"] == kept["id"])
+            .expect("the kept message is listed");
+        assert_eq!(
+            (
+                other["type"].clone(),
+                other["text"].clone(),
+                other["attributes"].clone()
+            ),
+            (json!("text"), json!("keep this"), Value::Null)
+        );
     }
     server.stop().await;
 }
@@ -1478,7 +1665,7 @@ async fn chatroom_getlist_and_members_show_the_others_and_the_last_message() {
 }
 
 #[actix_web::test]
-async fn chatroom_history_is_newest_first_pages_with_before_and_shows_revokes_as_placeholders() {
+async fn chatroom_history_is_newest_first_pages_with_before_and_shows_a_revoked_message_as_text_saying_so() {
     let (server, _dir) = TestServer::start().await;
     let alice = server.register("alice").await;
     let others = friends_of(&server, &alice, &["bob_1", "dave"]).await;
@@ -1519,8 +1706,9 @@ async fn chatroom_history_is_newest_first_pages_with_before_and_shows_revokes_as
     let page = room_history(&server, bob, n, "").await;
     assert_eq!(room_seqs(&page), [6, 5, 4, 3, 2, 1]);
     let revoked = &page["messages"][3];
+    assert_eq!(revoked["uuid"], ids[2]);
     assert_eq!(revoked["content"], revoked_text(&alice));
-    assert_eq!(revoked["type"], "systemNotice");
+    assert_eq!(revoked["type"], "text");
     assert_eq!(revoked["revoked"], true);
     assert_eq!(page["messages"][0]["content"], revoked_text(&alice));
     assert!(!page.to_string().contains("line 3"), "{page}");

@@ -121,6 +121,12 @@ impl Group {
     }
 
     fn fan_out(&mut self, m: &MessageRecord, exclude: Option<SessionId>, extra: &[u64]) {
+        self.push(m, wire::chat_frame(m), exclude, extra);
+    }
+
+    /// Hands `frame`, the push of the timeline entry `m`, to the Router for the members
+    /// (and `extra`).
+    fn push(&mut self, m: &MessageRecord, frame: wire::Frame, exclude: Option<SessionId>, extra: &[u64]) {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
@@ -129,7 +135,7 @@ impl Group {
             *r = (*r).max(m.seq);
         }
         let pushed = Pushed {
-            frame: wire::chat_frame(m),
+            frame,
             at: Some((self.conv.clone(), m.seq)),
         };
         let members = if extra.is_empty() {
@@ -380,7 +386,7 @@ impl Handler<GroupRead> for Group {
 }
 
 impl Handler<Revoke> for Group {
-    type Result = ResponseActFuture<Self, Result<Arc<MessageRecord>, SendError>>;
+    type Result = ResponseActFuture<Self, Result<Arc<Revoked>, SendError>>;
 
     fn handle(&mut self, msg: Revoke, _: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
@@ -407,8 +413,13 @@ impl Handler<Revoke> for Group {
         self.in_flight += 1;
         Box::pin(committed.into_actor(self).map(|res, act, _| {
             act.in_flight -= 1;
-            let (revoked, notice) = res?;
-            act.fan_out(&notice, None, &[]);
+            let (message, notice) = res?;
+            let revoked = Revoked {
+                message,
+                notice,
+                group: Some(act.record.clone()),
+            };
+            act.push(&revoked.notice, wire::revoke_frame(&revoked), None, &[]);
             Ok(Arc::new(revoked))
         }))
     }

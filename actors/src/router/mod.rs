@@ -378,7 +378,7 @@ impl Handler<Logout> for Router {
 }
 
 impl Handler<Revoke> for Router {
-    type Result = ResponseActFuture<Self, Result<Arc<MessageRecord>, SendError>>;
+    type Result = ResponseActFuture<Self, Result<Arc<Revoked>, SendError>>;
 
     fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) -> Self::Result {
         let window = self.tenant(&msg.tenant, ctx).policy.revoke_window_secs;
@@ -393,14 +393,18 @@ impl Handler<Revoke> for Router {
         };
         let tenant = msg.tenant;
         Box::pin(committed.into_actor(self).map(move |res, act, _| {
-            let (revoked, notice) = res?;
+            let (message, notice) = res?;
             let (a, b) = ConvKey::parse(&notice.conv)
                 .and_then(|k| k.pair())
                 .ok_or_else(|| SendError::Invalid("a group message is revoked in its group".into()))?;
-            let conv: Arc<str> = Arc::from(notice.conv.as_str());
+            let revoked = Revoked {
+                message,
+                notice,
+                group: None,
+            };
             let pushed = Pushed {
-                frame: wire::chat_frame(&notice),
-                at: Some((conv.clone(), notice.seq)),
+                frame: wire::revoke_frame(&revoked),
+                at: Some((Arc::from(revoked.notice.conv.as_str()), revoked.notice.seq)),
             };
             for id in [a, b] {
                 let user = UserKey {

@@ -206,6 +206,15 @@ pub(super) fn message_json(
             .to_owned(),
         other => other.to_string(),
     };
+    // A revoked message is an info line saying so, as Chat21 clients show system messages.
+    let (kind, attributes) = if m.revoked {
+        ("text", json!({"subtype": "info", "revoked": true}))
+    } else {
+        (
+            m.kind.as_str(),
+            options.get("attributes").cloned().unwrap_or(Value::Null),
+        )
+    };
     let recipient = match (m.chat_type, group_uid) {
         (ChatType::Group, Some(uid)) => uid.to_owned(),
         _ => chat21_id(users, m.to_id),
@@ -217,10 +226,10 @@ pub(super) fn message_json(
         "recipient": recipient,
         "recipient_fullname": options.get("recipient_fullname").and_then(Value::as_str).unwrap_or(&m.to_name),
         "text": text,
-        "type": m.kind,
+        "type": kind,
         "channel_type": if m.chat_type == ChatType::Group { "group" } else { "direct" },
         "timestamp": m.create_time,
-        "attributes": options.get("attributes").cloned().unwrap_or(Value::Null),
+        "attributes": attributes,
         "metadata": options.get("metadata").cloned().unwrap_or(Value::Null),
         "conversation": m.conv,
         "seq": m.seq,

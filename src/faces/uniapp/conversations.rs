@@ -2,7 +2,7 @@
 //! receipts, and the native conversation list with unread counts.
 
 use actix_web::{web, HttpRequest};
-use parlor_actors::wire::MessageJson;
+use parlor_actors::wire::{MessageJson, RevokeJson};
 use serde_json::{json, Value};
 
 use super::{ok, Form, Me, Result, State};
@@ -33,7 +33,7 @@ async fn revoke(state: State, me: Me, form: Form) -> Result {
     form.opt_u64("to_id")?;
     let by = party(&load_user(&state, me.tenant(), me.id()).await?);
     let revoked = conversations::revoke(&state, me.tenant(), by, &id).await?;
-    Ok(ok(MessageJson::new(&revoked)))
+    Ok(ok(RevokeJson::new(&revoked)))
 }
 
 async fn read(state: State, me: Me, form: Form) -> Result {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use parlor_actors::wire::GroupJson;
 use parlor_actors::{GroupOp, GroupOutcome};
 use parlor_storage::{GroupRecord, MemberRecord, UserRecord};
 use serde_json::{json, Value};
@@ -15,7 +16,7 @@ use super::{ok, Form, Me, Result, State};
 use crate::core::accounts::{self, load as load_user, party};
 use crate::core::{check_len, groups};
 use crate::error::ApiError;
-use crate::faces::{iso_time, local_time};
+use crate::faces::local_time;
 use crate::routes::Routes;
 
 /// Registers the routes.
@@ -37,20 +38,9 @@ pub fn routes(r: &mut Routes) {
 
 /// A group as the document shows it; `users` are the `group_users` rows to include.
 pub fn group_json(g: &GroupRecord, users: Vec<Value>) -> Value {
-    json!({
-        "create_time": local_time(g.created_ms),
-        "id": g.id,
-        "uuid": g.uuid,
-        "user_id": g.owner,
-        "name": g.name,
-        "avatar": g.avatar,
-        "remark": g.remark,
-        "invite_confirm": g.invite_confirm,
-        "status": g.status,
-        "order": 50,
-        "update_time": iso_time(g.updated_ms),
-        "group_users": users,
-    })
+    let mut v = serde_json::to_value(GroupJson::new(g)).expect("a group serializes");
+    v["group_users"] = Value::Array(users);
+    v
 }
 
 fn member_json(gid: u64, user: u64, m: &MemberRecord, u: Option<&UserRecord>) -> Value {
