@@ -149,6 +149,7 @@ start_server() {
       PARLOR_STORAGE__PATH="$WORK/data/parlor.redb" \
       PARLOR_AUTH__ARGON2_MEMORY_KIB=64 PARLOR_AUTH__ARGON2_ITERATIONS=1 \
       PARLOR_LIMITS__RATE_PER_SEC=0 \
+      PARLOR_SERVER__MAX_CONNECTIONS=1000000 PARLOR_SERVER__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
         "${NICE[@]}" taskset -c 0 "$WORK/bin/parlor" >"$LOG" 2>&1 &
       URL=http://127.0.0.1:$port
       ;;

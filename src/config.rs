@@ -48,6 +48,22 @@ pub struct ServerConfig {
     /// Language of the system notices written into timelines (group changes, revokes):
     /// `zh-CN` or `en`. Default `zh-CN`.
     pub locale: Locale,
+    /// Most time a client gets to send a request's head (line and headers) after its
+    /// connection opens, ms; past it the connection is closed (408). Default 5000.
+    pub head_timeout_ms: u64,
+    /// Most time a request's body may take to arrive, counted from its head, seconds (on
+    /// the client and the admin listener). Past it the request is answered 408 and its
+    /// connection closed. An upload must arrive within it. A WebSocket's frames are not
+    /// a body: the heartbeat watches them. Default 60.
+    pub body_timeout_secs: u64,
+    /// Most connections the client listener holds at once. Past it a new connection is
+    /// answered 503 and closed (`GET /healthz` is still answered); connections already
+    /// open, WebSocket sessions included, are kept. Default 10000.
+    pub max_connections: usize,
+    /// Most connections one client address may hold at once on the client listener. Past
+    /// it a new connection from that address is answered 429 and closed (`GET /healthz`
+    /// is still answered). Default 256.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +75,10 @@ impl Default for ServerConfig {
             metrics: true,
             socket_send_buffer: 131_072,
             locale: Locale::ZhCn,
+            head_timeout_ms: 5000,
+            body_timeout_secs: 60,
+            max_connections: 10_000,
+            max_connections_per_address: 256,
         }
     }
 }
@@ -79,6 +99,10 @@ pub struct AdminConfig {
     /// address may make within `window_secs`; past it every request of that address is
     /// refused with code 250 until the window has passed. Default 20.
     pub max_refusals: u32,
+    /// Most connections the admin listener holds at once, from one address or in total;
+    /// past it a new connection is answered 503 (429 for one address) and closed.
+    /// Default 64.
+    pub max_connections: usize,
     /// What `/admin/customer` answers. Defaults `parlor` and `Parlor`.
     #[serde(deserialize_with = "text")]
     pub customer_id: String,
@@ -93,6 +117,7 @@ impl Default for AdminConfig {
             secret: String::new(),
             window_secs: 300,
             max_refusals: 20,
+            max_connections: 64,
             customer_id: "parlor".into(),
             customer_name: "Parlor".into(),
         }
@@ -566,6 +591,23 @@ impl Config {
         if self.admin.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid("admin.bind", "must be an address like 127.0.0.1:18080");
         }
+        if self.server.head_timeout_ms < 100 {
+            return invalid("server.head_timeout_ms", "must be at least 100");
+        }
+        if self.server.body_timeout_secs == 0 {
+            return invalid("server.body_timeout_secs", "must be at least 1");
+        }
+        if self.server.max_connections == 0 || self.admin.max_connections == 0 {
+            return invalid("server.max_connections", "connection limits must be at least 1");
+        }
+        if self.server.max_connections_per_address == 0
+            || self.server.max_connections_per_address > self.server.max_connections
+        {
+            return invalid(
+                "server.max_connections_per_address",
+                "must be between 1 and server.max_connections",
+            );
+        }
         if self.admin.window_secs == 0 {
             return invalid("admin.window_secs", "must be at least 1");
         }
@@ -766,6 +808,27 @@ mod tests {
         // The environment names the key in capitals: `SERVER.LOCALE`.
         let err = de.unwrap_err().to_string().to_lowercase();
         assert!(err.contains("server.locale"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_must_make_sense() {
+        for bad in [
+            "[server]\nmax_connections = 0\n",
+            "[server]\nmax_connections = 10\nmax_connections_per_address = 11\n",
+            "[server]\nmax_connections_per_address = 0\n",
+            "[server]\nbody_timeout_secs = 0\n",
+            "[server]\nhead_timeout_ms = 0\n",
+            "[admin]\nmax_connections = 0\n",
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("max_connections") || err.contains("timeout"),
+                "{bad}: {err}"
+            );
+        }
+        let c =
+            Config::from_toml("[server]\nmax_connections = 10\nmax_connections_per_address = 10\n").unwrap();
+        assert_eq!(c.server.max_connections_per_address, 10);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::auth::{self, load_or_create_secret, Auth, DeviceLimiter};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::guard::Guard;
+use crate::intake::{self, Connections};
 use crate::routes::Routes;
 use crate::state::AppState;
 use crate::{faces, files, metrics, openapi, web, ws};
@@ -203,23 +204,33 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let app_state = state.clone();
     let http_metrics = Data::new(metrics::HttpMetrics::default());
     let client_metrics = http_metrics.clone();
-    let mut server = HttpServer::new(move || {
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let connections = Connections::new(
+        config.server.max_connections,
+        config.server.max_connections_per_address,
+    );
+    let head_timeout = Config::ms(config.server.head_timeout_ms);
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(client_metrics.clone())
+            .wrap(middleware::from_fn(intake::bound))
             .wrap(middleware::from_fn(metrics::track))
             .configure(|cfg| client_routes(&mut Routes::serving(cfg)))
             .default_service(actix_web::web::to(not_found))
     })
     // Frames are small and latency matters: no Nagle delay on the sockets.
     .tcp_nodelay(true)
-    .on_connect(send_buffer(config.server.socket_send_buffer))
+    .on_connect(on_connect(config.server.socket_send_buffer, connections))
+    .client_request_timeout(head_timeout)
+    .max_connections(intake::hard_cap(config.server.max_connections, workers))
     .listen(listener)?
-    .shutdown_timeout(config.server.shutdown_timeout_secs);
-    if config.server.workers > 0 {
-        server = server.workers(config.server.workers);
-    }
-    let server = server.run();
+    .workers(workers)
+    .shutdown_timeout(config.server.shutdown_timeout_secs)
+    .run();
 
     let admin_server = if config.admin.secret.is_empty() {
         None
@@ -233,15 +244,20 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             config.admin.max_refusals,
         ));
         let admin_state = state.clone();
+        let connections = Connections::new(config.admin.max_connections, config.admin.max_connections);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(admin_state.clone())
                 .app_data(signatures.clone())
                 .app_data(http_metrics.clone())
+                .wrap(middleware::from_fn(intake::bound))
                 .wrap(middleware::from_fn(metrics::track))
                 .configure(|cfg| admin_routes(&mut Routes::serving(cfg)))
                 .default_service(actix_web::web::to(faces::admin::not_found))
         })
+        .on_connect(move |conn, data| connections.on_connect(conn, data))
+        .client_request_timeout(head_timeout)
+        .max_connections(intake::hard_cap(config.admin.max_connections, 1))
         .listen(listener)?
         .workers(1)
         .shutdown_timeout(config.server.shutdown_timeout_secs)
@@ -307,15 +323,17 @@ async fn not_found() -> HttpResponse {
     ApiError::NotFound("no such route".into()).to_response()
 }
 
-/// Sets the kernel send buffer of each accepted connection to `bytes` (0: leave it to the
-/// kernel). Capped, the buffer makes a client that stops reading visible to its session
+/// The client listener's `on_connect` hook: counts the connection (see [`intake`]) and sets
+/// the kernel send buffer of the connection to `bytes` (0: leave it to the kernel). Capped, the buffer makes a client that stops reading visible to its session
 /// within a bounded amount of data: actix-http stops polling the session's frames once the
 /// socket and its own write buffer are full, the session's mailbox fills, and the Router cuts
 /// the session, leaving its messages pending for the next connection.
-fn send_buffer(
+fn on_connect(
     bytes: usize,
+    connections: Arc<Connections>,
 ) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
-    move |conn, _| {
+    move |conn, data| {
+        connections.on_connect(conn, data);
         if bytes == 0 {
             return;
         }

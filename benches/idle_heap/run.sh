@@ -33,6 +33,7 @@ PARLOR_SERVER__BIND=127.0.0.1:$PORT \
 PARLOR_STORAGE__PATH="$OUT/data/parlor.redb" \
 PARLOR_AUTH__ARGON2_MEMORY_KIB=64 PARLOR_AUTH__ARGON2_ITERATIONS=1 \
 PARLOR_LIMITS__RATE_PER_SEC=0 \
+PARLOR_SERVER__MAX_CONNECTIONS=1000000 PARLOR_SERVER__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
 valgrind --tool=massif --depth=40 --threshold=0.2 --detailed-freq=4 \
   --massif-out-file="$OUT/massif.out" "$OUT/parlor-system-alloc" >"$OUT/server.log" 2>&1 &
 SERVER=$!

@@ -54,6 +54,10 @@ Before a run:
   * The server limits each user's sends (limits.rate_per_sec, default 500/s, burst 1000);
     a run above that per client gets `rate_limited` errors. Turn it off for throughput runs
     with PARLOR_LIMITS__RATE_PER_SEC=0.
+  * The server holds at most server.max_connections connections (default 10000), and
+    server.max_connections_per_address from one address (default 256); raise both for
+    runs with many clients (PARLOR_SERVER__MAX_CONNECTIONS=1000000
+    PARLOR_SERVER__MAX_CONNECTIONS_PER_ADDRESS=1000000).
   * Pin server and generator to different CPUs, e.g. `taskset -c 0 parlor` and
     `taskset -c 1 loadgen ...`.
 

@@ -15,6 +15,7 @@ mod cli;
 mod conversations;
 mod files;
 mod groups;
+mod intake;
 mod loadgen_scenarios;
 mod loadgen_smoke;
 mod messages;
