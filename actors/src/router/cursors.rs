@@ -238,9 +238,15 @@ mod tests {
         r.note(carol.clone(), &other, 1, 3);
         let mut got = r.take();
         got.sort_by_key(|((u, _), _)| u.id);
-        assert_eq!(got, [((bob.clone(), conv.clone()), (1, 7)), ((carol, other), (1, 3))]);
+        assert_eq!(
+            got,
+            [((bob.clone(), conv.clone()), (1, 7)), ((carol, other), (1, 3))]
+        );
         assert!(r.take().is_empty());
-        assert!(r.note(bob, &conv, 1, 8), "after a round, the next is scheduled again");
+        assert!(
+            r.note(bob, &conv, 1, 8),
+            "after a round, the next is scheduled again"
+        );
     }
 
     #[test]
