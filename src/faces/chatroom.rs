@@ -399,7 +399,14 @@ async fn message_history(req: HttpRequest, state: State, me: Me) -> Result {
             Ok(s.history(&t, &conv, before, Some(floor), limit)?)
         })
         .await?;
-    let messages: Vec<Value> = page.messages.iter().map(message_json).collect();
+    // A revoked message shows as revoked where it was; its revoke notice is not listed
+    // again (a page may hold fewer than `limit` messages for it).
+    let messages: Vec<Value> = page
+        .messages
+        .iter()
+        .filter(|m| m.revoked || m.action.as_deref() != Some("revoke"))
+        .map(message_json)
+        .collect();
     Ok(success(
         "ok",
         json!({"messages": messages, "next_before": page.next_before}),

@@ -220,8 +220,11 @@ async fn conversation_messages(req: HttpRequest, state: State, me: Chat21User) -
             Ok((page.messages, users, group_uid))
         })
         .await?;
+    // A revoked message shows as revoked where it was; its revoke notice is not listed
+    // again.
     let result: Vec<Value> = messages
         .iter()
+        .filter(|m| m.revoked || m.action.as_deref() != Some("revoke"))
         .map(|m| message_json(m, &users, group_uid.as_deref()))
         .collect();
     Ok(HttpResponse::Ok().json(json!({"success": true, "result": result})))
