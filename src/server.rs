@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::web::Data;
-use actix_web::{middleware, App, HttpResponse, HttpServer};
+use actix_web::{middleware, App, HttpRequest, HttpResponse, HttpServer};
 use parlor_actors::router::{FlushCursors, RouterConfig};
 use parlor_actors::{Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
@@ -217,6 +217,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         App::new()
             .app_data(app_state.clone())
             .app_data(client_metrics.clone())
+            .wrap(middleware::from_fn(faces::chatroom::error_shape))
             .wrap(middleware::from_fn(intake::bound))
             .wrap(middleware::from_fn(metrics::track))
             .configure(|cfg| client_routes(&mut Routes::serving(cfg)))
@@ -319,7 +320,10 @@ async fn healthz(state: Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn not_found() -> HttpResponse {
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    if faces::chatroom::owns(req.path()) {
+        return faces::chatroom::unknown(&req);
+    }
     ApiError::NotFound("no such route".into()).to_response()
 }
 

@@ -4,13 +4,20 @@
 //! Contacts are the core's friendships: a contact added here is a friend on the uni-app
 //! face and the reverse. A ban is the core's block: the banned user's messages to the
 //! banning user are refused. `/message/image` stores an image (see [`crate::files`]).
+//!
+//! A 404 is answered in the document's error shape, `{timestamp, status, error, message,
+//! path}`, both for a thing a route does not find and for an unknown path under the face's
+//! prefixes (`/user/`, `/contacts/`, `/conversation/`, `/message/`).
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use parlor_actors::ConvKey;
 use parlor_storage::{MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Value};
 
-use super::{client_addr, local_time, query_pairs, tenant_of, Caller, Face, FaceError, Fields};
+use super::{client_addr, iso_time, local_time, query_pairs, tenant_of, Caller, Face, FaceError, Fields};
 use crate::core::accounts::{self, load as load_user, party, Profile};
 use crate::core::{check_len, conversations, groups, social};
 use crate::error::ApiError;
@@ -24,6 +31,53 @@ impl Face for ChatRoom {
     fn render(err: &ApiError) -> HttpResponse {
         HttpResponse::build(err.status()).json(json!({"success": false, "message": err.to_string()}))
     }
+}
+
+/// The path prefixes of the face's routes.
+const PREFIXES: [&str; 4] = ["/user/", "/contacts/", "/conversation/", "/message/"];
+
+/// Whether `path` is under one of the face's prefixes.
+pub fn owns(path: &str) -> bool {
+    PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+/// The document's 404 body for `path`.
+fn not_found_at(path: &str, message: &str) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({
+        "timestamp": iso_time(parlor_actors::now_ms()),
+        "status": 404,
+        "error": "Not Found",
+        "message": message,
+        "path": path,
+    }))
+}
+
+/// An unknown path under the face's prefixes.
+pub fn unknown(req: &HttpRequest) -> HttpResponse {
+    not_found_at(req.path(), "no such route")
+}
+
+/// Middleware: a 404 of one of the face's routes in the document's error shape, which
+/// names the request's path (an error alone does not know it).
+pub async fn error_shape(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> std::result::Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let missing = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<FaceError<ChatRoom>>())
+        .filter(|e| matches!(e.err, ApiError::NotFound(_)))
+        .map(|e| e.err.to_string());
+    Ok(match missing {
+        Some(message) => {
+            let (req, _) = res.into_parts();
+            let resp = not_found_at(req.path(), &message);
+            ServiceResponse::new(req, resp).map_into_right_body()
+        }
+        None => res.map_into_left_body(),
+    })
 }
 
 type Result<T = HttpResponse> = std::result::Result<T, FaceError<ChatRoom>>;

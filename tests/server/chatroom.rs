@@ -6,6 +6,7 @@
 //! made on one face shows on the other, and that a ban refuses the banned user's messages.
 
 use crate::common;
+use common::assert_room_refused as assert_refused;
 
 use common::{assert_fail, assert_ok, TestServer, User};
 use reqwest::StatusCode;
@@ -23,16 +24,6 @@ fn assert_success(got: &Got) -> Value {
     assert_eq!(got.1["success"], true, "{}", got.1);
     assert!(got.1["message"].is_string(), "{}", got.1);
     got.1.clone()
-}
-
-/// Asserts the chat-room failure envelope with `status`, returning the reason.
-#[track_caller]
-fn assert_refused(got: &Got, status: StatusCode) -> String {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert_eq!(got.1["success"], false, "{}", got.1);
-    let reason = got.1["message"].as_str().expect("reason is a string");
-    assert!(!reason.is_empty(), "{}", got.1);
-    reason.to_owned()
 }
 
 /// A DELETE as `token` (or without one).
@@ -575,5 +566,44 @@ async fn a_chat_room_ban_is_the_uni_app_blacklist() {
     assert_success(&delete(&server, &format!("/user/unban/{}", b.id), Some(&a.token)).await);
     assert_eq!(is_my_friend(&server, &a, b.id).await["isblack"], 0);
     assert_ok(&send(&server, &b, &a, "free").await);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn not_found_is_the_documents_error_shape_with_the_path() {
+    let (server, _dir) = TestServer::start().await;
+    let ann = chatroom_user(&server, "ann_404", "Ann").await;
+    // A route that does not find its record.
+    let got = delete(&server, "/user/unban/424242", Some(&ann.token)).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
+    let body = got.1.as_object().expect("an object");
+    let mut keys: Vec<&str> = body.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["error", "message", "path", "status", "timestamp"]);
+    assert_eq!(body["path"], "/user/unban/424242");
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["error"], "Not Found");
+    let ts = body["timestamp"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+    // Unknown paths under the face's prefixes answer the same way; others keep the
+    // server's own envelope.
+    for path in [
+        "/user/nothing-here",
+        "/contacts/x/y",
+        "/conversation/none",
+        "/message/nope",
+    ] {
+        let (status, body) = server.get(path, Some(&ann.token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["path"], path, "{body}");
+        assert_eq!(body["message"], "no such route", "{body}");
+    }
+    let (status, body) = server.get("/elsewhere", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({"msg": "fail", "data": "no such route"}));
+    // Other refusals keep the face's envelope.
+    let got = delete(&server, "/user/unban/424242", None).await;
+    assert_eq!(got.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(got.1["success"], false, "{}", got.1);
     server.stop().await;
 }

@@ -319,6 +319,29 @@ pub fn assert_fail(got: &(StatusCode, Value), status: StatusCode) -> String {
     got.1["data"].as_str().expect("reason is a string").to_owned()
 }
 
+/// Asserts a chat-room face refusal with `status`, returning the reason: the face's
+/// `{"success":false,"message":reason}`, or for a 404 the document's error shape
+/// `{timestamp, status, error, message, path}`.
+#[track_caller]
+pub fn assert_room_refused(got: &(StatusCode, Value), status: StatusCode) -> String {
+    assert_eq!(got.0, status, "{}", got.1);
+    if status == StatusCode::NOT_FOUND {
+        assert_eq!(got.1["status"], 404, "{}", got.1);
+        assert_eq!(got.1["error"], "Not Found", "{}", got.1);
+        assert!(
+            got.1["path"].as_str().is_some_and(|p| p.starts_with('/')),
+            "{}",
+            got.1
+        );
+        assert!(got.1["timestamp"].is_string(), "{}", got.1);
+    } else {
+        assert_eq!(got.1["success"], false, "{}", got.1);
+    }
+    let reason = got.1["message"].as_str().expect("reason is a string");
+    assert!(!reason.is_empty(), "{}", got.1);
+    reason.to_owned()
+}
+
 /// A WebSocket client.
 pub struct Ws {
     pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,

@@ -10,6 +10,7 @@
 //! through every face.
 
 use crate::common;
+use common::assert_room_refused as assert_refused;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -29,16 +30,6 @@ fn assert_success(got: &Got) -> Value {
     assert_eq!(got.0, StatusCode::OK, "{}", got.1);
     assert_eq!(got.1["success"], true, "{}", got.1);
     got.1.clone()
-}
-
-/// Asserts the chat-room failure envelope with `status`, returning the reason.
-#[track_caller]
-fn assert_refused(got: &Got, status: StatusCode) -> String {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert_eq!(got.1["success"], false, "{}", got.1);
-    let reason = got.1["message"].as_str().expect("reason is a string");
-    assert!(!reason.is_empty(), "{}", got.1);
-    reason.to_owned()
 }
 
 /// The conversation key of a direct pair.

@@ -362,9 +362,8 @@ async fn tenants_never_see_each_others_users() {
     let got = server
         .post_json("/contacts/add", Some(&other.token), &json!({"id": alice.id}))
         .await;
-    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
-    assert_eq!(got.1["success"], false);
-    assert_eq!(got.1["message"], format!("user {} does not exist", alice.id));
+    let reason = common::assert_room_refused(&got, StatusCode::NOT_FOUND);
+    assert_eq!(reason, format!("user {} does not exist", alice.id));
     let reason = assert_fail(
         &send(&server, &other, &alice, "hi", None).await,
         StatusCode::NOT_FOUND,
