@@ -87,11 +87,18 @@ impl Policy {
 
     /// Checks the parts of a send every conversation shares: type, client id, size.
     pub fn check_content(&self, msg: &SendMessage) -> Result<(), SendError> {
-        if msg.kind.is_empty() || msg.kind.len() > 32 {
+        let kind = msg.kind.chars().count();
+        if kind == 0 || kind > 32 {
             return Err(SendError::Invalid("type must be 1 to 32 characters".into()));
         }
+        if msg.kind.chars().any(char::is_control) {
+            return Err(SendError::Invalid(
+                "type must not contain control characters".into(),
+            ));
+        }
         if let Some(cid) = &msg.cid {
-            if cid.is_empty() || cid.len() > 64 {
+            let n = cid.chars().count();
+            if n == 0 || n > 64 {
                 return Err(SendError::Invalid("cid must be 1 to 64 characters".into()));
             }
         }

@@ -20,15 +20,19 @@ pub fn content_json(v: &Value) -> String {
     v.to_string()
 }
 
-/// Options as JSON text: absent or empty is `{}`; a string must hold JSON.
+/// Options as JSON text: absent or empty is `{}`; otherwise a JSON object, or a string
+/// holding one.
 pub fn options_json(v: Option<&Value>) -> Result<String, ApiError> {
+    let not_object = || ApiError::invalid("options must be a JSON object (or a string holding one)");
     match v {
         None | Some(Value::Null) => Ok("{}".into()),
         Some(Value::String(s)) if s.trim().is_empty() => Ok("{}".into()),
-        Some(Value::String(s)) => serde_json::from_str::<Value>(s)
-            .map(|parsed| parsed.to_string())
-            .map_err(|_| ApiError::invalid("options must be a JSON string")),
-        Some(other) => Ok(other.to_string()),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(parsed @ Value::Object(_)) => Ok(parsed.to_string()),
+            _ => Err(not_object()),
+        },
+        Some(other @ Value::Object(_)) => Ok(other.to_string()),
+        Some(_) => Err(not_object()),
     }
 }
 

@@ -6,7 +6,9 @@
 //! - [`delivery`]: what the client is known to have read (the delivery probe);
 //! - [`protocol`]: the client frames and their decoding.
 //!
-//! With `?ack=manual` only the client's own `ack` frames move the delivered cursor.
+//! With `?ack=manual` only the client's own `ack` frames move the delivered cursor. A
+//! session ends, closed with 1008 `token expired`, when its token expires, as REST refuses
+//! the token from then on.
 
 pub mod delivery;
 pub mod protocol;
@@ -39,14 +41,14 @@ async fn upgrade(
         .ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
     // A Parlor token names the user by id; an outside (Chat21) token by `sub`, and that
     // user is created on first use as on the Chat21 routes.
-    let (user, jti) = match state.auth.verify(&token) {
+    let (user, jti, exp) = match state.auth.verify(&token) {
         Ok(claims) => {
             let (tenant, id) = (claims.app_id.clone(), claims.id);
             let user = state
                 .read(move |s| Ok(s.user(&tenant, id)?))
                 .await?
                 .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
-            (user, claims.jti)
+            (user, claims.jti, claims.exp)
         }
         // Whatever failed, the outside check says why: it also checks signature, expiry and
         // logout, and an outside token that has expired is not malformed as a Parlor one is.
@@ -54,13 +56,14 @@ async fn upgrade(
             let claims = state.auth.verify_external(&token)?;
             let tenant = claims.app_id.unwrap_or_else(|| "default".into());
             let user = resolve_external(&state, &tenant, &claims.sub).await?;
-            (user, claims.jti.unwrap_or_else(|| format!("sub:{}", claims.sub)))
+            let jti = claims.jti.unwrap_or_else(|| format!("sub:{}", claims.sub));
+            (user, jti, claims.exp)
         }
     };
     let manual = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map(|q| q.iter().any(|(k, v)| k == "ack" && v == "manual"))
         .unwrap_or(false);
-    let session = Session::new(state.clone(), &user, &jti, manual);
+    let session = Session::new(state.clone(), &user, &jti, manual).expiring(exp);
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.config.ws.max_frame_bytes)
         .start()

@@ -53,6 +53,8 @@ pub struct Session {
     state: web::Data<AppState>,
     config: WsConfig,
     last_heard: Instant,
+    /// When the token expires (seconds since the epoch): the session is closed then.
+    expires: Option<u64>,
     /// The session's budget of client frames (`ws.frames_per_sec`, `ws.frames_burst`).
     frames: DefaultDirectRateLimiter,
     /// What the client is known to have read; see [`Delivery`].
@@ -74,6 +76,7 @@ impl Session {
             store: state.store.clone(),
             config: state.config.ws.clone(),
             last_heard: Instant::now(),
+            expires: None,
             frames: frame_budget(&state.config.ws),
             delivery: Delivery::new(manual_ack, Instant::now()),
             peers: HashMap::new(),
@@ -89,6 +92,12 @@ impl Session {
     }
 
     /// Sends a probe behind what was written, unless one is in flight or nothing is new.
+    /// The session closes when its token expires, `exp` seconds since the epoch.
+    pub fn expiring(mut self, exp: u64) -> Self {
+        self.expires = Some(exp);
+        self
+    }
+
     fn probe(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if let Some(payload) = self.delivery.probe(Instant::now()) {
             ctx.ping(&payload);
@@ -331,6 +340,20 @@ impl Actor for Session {
         ctx.run_interval(Config::ms(self.config.report_interval_ms), |act, ctx| {
             act.report(ctx)
         });
+        if let Some(exp) = self.expires {
+            // A token is refused from the second after its `exp` on.
+            let left = exp
+                .saturating_add(1)
+                .saturating_mul(1000)
+                .saturating_sub(parlor_actors::now_ms());
+            ctx.run_later(std::time::Duration::from_millis(left), |_, ctx| {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some("token expired".into()),
+                }));
+                ctx.stop();
+            });
+        }
         let connect = Connect {
             user: self.user.clone(),
             session: self.id,

@@ -54,7 +54,16 @@ impl Store {
                 std::fs::create_dir_all(dir)?;
             }
         }
+        let new = !path.exists();
         let db = Arc::new(redb::Database::create(path)?);
+        if new {
+            // Messages and password hashes: readable by the server's user only.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
         tables::create_all(&db)?;
         let writer = Writer::start(db.clone(), config)?;
         Ok(Store { db, writer })

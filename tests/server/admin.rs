@@ -371,6 +371,19 @@ async fn a_missing_or_malformed_header_is_code_239() {
         .await,
         239,
     );
+    // A nonce too long to remember, correctly signed.
+    let long = "n".repeat(129);
+    let msg = refused(
+        &admin_raw(
+            &server,
+            "/admin/customer",
+            &headers_with(&long, &now_ms().to_string(), SECRET),
+            None,
+        )
+        .await,
+        239,
+    );
+    assert!(msg.contains("at most 128"), "{msg}");
     // The headers themselves were fine.
     ok(&admin_raw(&server, "/admin/customer", &fresh_headers(), None).await);
     server.stop().await;

@@ -583,6 +583,20 @@ async fn websocket_needs_a_valid_token() {
 }
 
 #[actix_web::test]
+async fn a_session_is_closed_when_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.auth.token_ttl_secs = 2).await;
+    let alice = server.register_open("alice").await;
+    let mut ws = server.ws(&alice.token).await;
+    ws.sync().await;
+    // Closed with 1008 once the token expires, well before the heartbeat would.
+    assert_eq!(ws.closed().await, Some(1008));
+    let got = server.get("/api/chat/conversations", Some(&alice.token)).await;
+    assert_eq!(assert_fail(&got, StatusCode::UNAUTHORIZED), "token expired");
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn a_silent_client_is_disconnected_by_the_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |c| {
@@ -1217,13 +1231,31 @@ async fn cid_and_msg_type_lengths_are_checked_over_the_websocket() {
         let e = wa.next_of_type("error").await;
         assert_error_frame(&e, cid, "invalid", "type must be 1 to 32 characters");
     }
-    // At the limits both are taken.
-    let cid = "c".repeat(64);
-    wa.send_json(&json!({"type": "send", "cid": cid, "to": bob.id, "msgType": "t".repeat(32), "data": "x"}))
+    wa.send_json(&json!({"type": "send", "cid": "t3", "to": bob.id, "msgType": "te\u{7}xt", "data": "x"}))
+        .await;
+    let e = wa.next_of_type("error").await;
+    assert_error_frame(&e, "t3", "invalid", "type must not contain control characters");
+    // Options: an object, or a string holding one.
+    for (cid, options) in [("o1", json!([1, 2])), ("o2", json!(7)), ("o3", json!("[1]"))] {
+        wa.send_json(&json!({"type": "send", "cid": cid, "to": bob.id, "data": "x", "options": options}))
+            .await;
+        let e = wa.next_of_type("error").await;
+        assert_error_frame(
+            &e,
+            cid,
+            "invalid",
+            "options must be a JSON object (or a string holding one)",
+        );
+    }
+    // At the limits both are taken, counted in characters, not bytes.
+    let cid = "消".repeat(64);
+    let kind = "类".repeat(32);
+    wa.send_json(&json!({"type": "send", "cid": cid, "to": bob.id, "msgType": kind, "data": "x", "options": "{\"k\":1}"}))
         .await;
     let ack = wa.next_of_type("ack").await;
     assert_eq!(ack["cid"], cid.as_str());
-    assert_eq!(ack["data"]["type"], "t".repeat(32));
+    assert_eq!(ack["data"]["type"], kind.as_str());
+    assert_eq!(ack["data"]["options"], json!({"k": 1}));
     // Only that one was stored.
     assert_eq!(history_ids(&server, &alice, &bob).await.len(), 1);
     server.stop().await;

@@ -27,6 +27,9 @@ pub struct Signatures {
     max_refusals: u32,
 }
 
+/// Longest nonce accepted: every nonce seen is remembered for the window.
+const MAX_NONCE: usize = 128;
+
 /// Entries a map holds before it forgets the expired ones.
 const PRUNE_AT: usize = 10_000;
 
@@ -173,6 +176,11 @@ fn verify(req: &HttpRequest, state: &State, signatures: &Signatures) -> std::res
             .ok_or_else(|| ApiError::Unauthorized(format!("not signed: the {name} header is missing")))
     };
     let (nonce, timestamp, given) = (header("nonce")?, header("timestamp")?, header("sign")?);
+    if nonce.len() > MAX_NONCE {
+        return Err(ApiError::Unauthorized(format!(
+            "not signed: nonce must be at most {MAX_NONCE} characters"
+        )));
+    }
     let ts: i64 = timestamp
         .parse()
         .map_err(|_| ApiError::Unauthorized("not signed: timestamp must be milliseconds".into()))?;
