@@ -259,6 +259,20 @@ fn render_core(state: &AppState, out: &mut String) {
     );
     one(
         out,
+        "parlor_writer_failed_commits_total",
+        "counter",
+        "Write transactions that failed to begin or to commit (nothing of them was written).",
+        w.failed_commits.load(Relaxed),
+    );
+    one(
+        out,
+        "parlor_storage_failing",
+        "gauge",
+        "1 while the last write transaction failed (writes are refused; /healthz answers 503).",
+        u64::from(w.failing.load(Relaxed)),
+    );
+    one(
+        out,
         "parlor_writer_writes_total",
         "counter",
         "Writes the Writer applied.",

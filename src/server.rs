@@ -312,7 +312,22 @@ pub fn admin_routes(r: &mut Routes) {
     r.get("/openapi.json", openapi::admin_document);
 }
 
+/// `GET /healthz`: 200 while the store reads and its last write succeeded; 503 with the
+/// reason otherwise (after a failed commit, such as a full disk, redb refuses every write
+/// until the process opens the database again: a supervisor's health check restarts it).
 async fn healthz(state: Data<AppState>) -> HttpResponse {
+    if state
+        .store
+        .writer()
+        .stats()
+        .failing
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unavailable",
+            "error": "storage: the last write failed; writes are refused until a restart",
+        }));
+    }
     match state.read(|s| Ok(s.head("", "")?)).await {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
         Err(e) => HttpResponse::ServiceUnavailable()

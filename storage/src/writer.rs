@@ -7,7 +7,7 @@
 //! reported to the caller ([`Error::Unavailable`]) instead of growing without limit.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -60,6 +60,11 @@ pub struct WriterStats {
     pub batch_size: Histogram,
     /// Time from opening a batch's transaction to the end of its commit, seconds.
     pub commit_seconds: Histogram,
+    /// Transactions that failed to begin or to commit (nothing of them was written).
+    pub failed_commits: AtomicU64,
+    /// The last transaction failed: writes are failing (redb refuses every write after an
+    /// I/O error until the database is opened again).
+    pub failing: AtomicBool,
 }
 
 impl Default for WriterStats {
@@ -71,6 +76,8 @@ impl Default for WriterStats {
             max_batch: AtomicU64::new(0),
             batch_size: Histogram::new(&BATCH_SIZE_BOUNDS),
             commit_seconds: Histogram::new(&COMMIT_SECONDS_BOUNDS),
+            failed_commits: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
         }
     }
 }
@@ -260,6 +267,8 @@ fn commit_batch(db: &redb::Database, batch: &mut Vec<Apply>, stats: &WriterStats
         Err(e) => {
             let err = Error::from(e);
             tracing::error!(error = %err, "cannot begin a write transaction");
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            stats.failing.store(true, Ordering::Relaxed);
             fail_all(batch, &err);
             return;
         }
@@ -284,7 +293,9 @@ fn commit_batch(db: &redb::Database, batch: &mut Vec<Apply>, stats: &WriterStats
     let outcome = txn.commit().map_err(Error::from);
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "commit failed");
+        stats.failed_commits.fetch_add(1, Ordering::Relaxed);
     }
+    stats.failing.store(outcome.is_err(), Ordering::Relaxed);
     let took = started.elapsed();
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(size, Ordering::Relaxed);

@@ -882,10 +882,33 @@ async fn a_full_disk_is_a_storage_error_and_loses_nothing_acknowledged() {
         .unwrap();
     assert_eq!(admin["code"], 4, "{admin}");
     assert!(!admin["msg"].as_str().unwrap().contains("os error"), "{admin}");
+    // The health check says so, and the metrics too.
+    let health = http.get(format!("{}/healthz", p.base)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "unavailable", "{health}");
+    assert!(
+        health["error"].as_str().unwrap().starts_with("storage:"),
+        "{health}"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "parlor_storage_failing 1"),
+        "{metrics}"
+    );
     p.terminate();
 
     // With room again, the timeline holds exactly what was acknowledged, and Bob gets it.
     let p = Process::start_with(dir.path(), &env).await;
+    let health = http.get(format!("{}/healthz", p.base)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
     let mut wb = ws_at(&p.base, &bob).await;
     for want in &acked {
         let push = wb.next_of_type("singleChat").await;
