@@ -44,6 +44,10 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// The id of the database the token was issued for (see [`Auth::for_database`]); a
+    /// token of another database (a replaced or restored-over file) is refused.
+    #[serde(default)]
+    pub db: u64,
 }
 
 /// The claims an outside identity provider's token must carry (the Chat21 face): the
@@ -57,6 +61,11 @@ pub struct ExternalClaims {
     pub exp: u64,
     #[serde(default)]
     pub jti: Option<String>,
+    /// Present on Parlor's own tokens: the user id and the database they were issued for.
+    #[serde(default)]
+    pub id: Option<u64>,
+    #[serde(default)]
+    pub db: Option<u64>,
 }
 
 /// Issues and checks tokens and passwords.
@@ -70,6 +79,8 @@ pub struct Auth {
     revoked: DashMap<String, u64>,
     /// The keys of the outside identity provider and what its tokens must say.
     provider: Provider,
+    /// The id of the database tokens are issued for and checked against.
+    database: u64,
 }
 
 /// An outside identity provider: the keys it signs with and the `aud`/`iss` its tokens must
@@ -189,7 +200,15 @@ impl Auth {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             revoked: DashMap::new(),
             provider: Provider::load(config)?,
+            database: 0,
         })
+    }
+
+    /// Issues and accepts tokens for the database `id` only (its
+    /// [`database_id`](parlor_storage::Store::database_id)).
+    pub fn for_database(mut self, id: u64) -> Self {
+        self.database = id;
+        self
     }
 
     /// A fresh token for `user`.
@@ -205,6 +224,7 @@ impl Auth {
             iat,
             exp: iat + self.ttl.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
+            db: self.database,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
             .expect("HS256 encoding does not fail");
@@ -215,6 +235,9 @@ impl Auth {
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(decode_error(&e)))?;
+        if data.claims.db != self.database {
+            return Err(other_database());
+        }
         if self.revoked.contains_key(&data.claims.jti) {
             return Err(ApiError::Unauthorized("token was logged out".into()));
         }
@@ -235,6 +258,12 @@ impl Auth {
         } else {
             Err(ErrorKind::InvalidSignature.into())
         };
+        // One of Parlor's own tokens (it names a user id) counts only for its database.
+        if let Ok(own) = &outcome {
+            if own.claims.id.is_some() && own.claims.db != Some(self.database) {
+                return Err(other_database());
+            }
+        }
         for key in self.provider.candidates(&header) {
             // Past the signature, the token is this key's: its claims decide.
             if outcome.is_ok() || outcome.as_ref().is_err_and(|e| !wrong_key(e)) {
@@ -278,6 +307,10 @@ impl Auth {
             .map(|parsed| self.argon2.verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     }
+}
+
+fn other_database() -> ApiError {
+    ApiError::Unauthorized("token was issued for another database".into())
 }
 
 fn decode_error(e: &jsonwebtoken::errors::Error) -> String {

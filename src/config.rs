@@ -137,6 +137,10 @@ pub struct StorageConfig {
     /// Directory of the uploaded files (the `local` object store); empty is `files` in the
     /// data directory. Default empty.
     pub files_dir: PathBuf,
+    /// Start a new database in a file that exists but is empty. Off, an empty file stops
+    /// start-up: it is more likely a truncated or replaced database than a new one (a new
+    /// database is made where no file is). Default false.
+    pub init_empty: bool,
 }
 
 impl Default for StorageConfig {
@@ -146,6 +150,7 @@ impl Default for StorageConfig {
             max_batch: 4096,
             write_queue: 65_536,
             files_dir: PathBuf::new(),
+            init_empty: false,
         }
     }
 }

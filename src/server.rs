@@ -118,6 +118,14 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let config = Arc::new(config);
     let addr = listener.local_addr()?;
     let storage = &config.storage;
+    let empty = std::fs::metadata(&storage.path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if empty && !storage.init_empty {
+        return Err(StartError::Config(format!(
+            "storage.path: {} is an empty file, not a database (was it truncated or replaced?); \
+             set storage.init_empty = true to start a new database in it",
+            storage.path.display()
+        )));
+    }
     let store = Store::open(
         &storage.path,
         WriterConfig {
@@ -126,7 +134,8 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         },
     )?;
     let secret = load_or_create_secret(&config.auth.jwt_secret, &storage.data_dir())?;
-    let auth = Arc::new(Auth::new(&secret, &config.auth).map_err(StartError::Config)?);
+    let auth = Auth::new(&secret, &config.auth).map_err(StartError::Config)?;
+    let auth = Arc::new(auth.for_database(store.database_id()?));
 
     // What the core keeps in memory: offline queues and revoked tokens.
     let (startup, tenant_settings) = {

@@ -188,39 +188,46 @@ impl Snapshot {
                 rows == 0
             }};
         }
-        Ok(empty!(
-            META,
-            USERS,
-            USERNAMES,
-            USER_UUIDS,
-            DEVICES,
-            MESSAGES,
-            MESSAGE_IDS,
-            DEDUP,
-            HEADS,
-            CURSORS,
-            FRIENDS,
-            APPLIES,
-            APPLIES_TO,
-            APPLY_PAIRS,
-            BLOCKS,
-            STRANGER_SENDS,
-            GROUPS,
-            GROUP_EXT_IDS,
-            MEMBERS,
-            USER_GROUPS,
-            JOIN_REQUESTS,
-            CONV_STATES,
-            CONV_NUMS,
-            NUM_CONVS,
-            USER_SETTINGS,
-            TENANT_SETTINGS,
-            SYSTEM_SETTINGS,
-            REVOKED_TOKENS,
-            FILES,
-            USER_FILES,
-            FILE_PATHS
-        ))
+        // A new database holds its own id and nothing else in `META`.
+        let mut counters = 0;
+        for row in self.txn.open_table(META)?.iter()? {
+            if row?.0.value() != crate::tables::DATABASE_ID {
+                counters += 1;
+            }
+        }
+        Ok(counters == 0
+            && empty!(
+                USERS,
+                USERNAMES,
+                USER_UUIDS,
+                DEVICES,
+                MESSAGES,
+                MESSAGE_IDS,
+                DEDUP,
+                HEADS,
+                CURSORS,
+                FRIENDS,
+                APPLIES,
+                APPLIES_TO,
+                APPLY_PAIRS,
+                BLOCKS,
+                STRANGER_SENDS,
+                GROUPS,
+                GROUP_EXT_IDS,
+                MEMBERS,
+                USER_GROUPS,
+                JOIN_REQUESTS,
+                CONV_STATES,
+                CONV_NUMS,
+                NUM_CONVS,
+                USER_SETTINGS,
+                TENANT_SETTINGS,
+                SYSTEM_SETTINGS,
+                REVOKED_TOKENS,
+                FILES,
+                USER_FILES,
+                FILE_PATHS
+            ))
     }
 
     /// Hands every row of `tenant` (every tenant when `None`) to `emit`, in the order of
@@ -229,10 +236,15 @@ impl Snapshot {
     pub fn dump(&self, tenant: Option<&str>, mut emit: impl FnMut(DumpRecord) -> Result<()>) -> Result<()> {
         let txn = &self.txn;
         let mine = |t: &str| tenant.is_none_or(|want| want == t);
-        each!(txn, META, |name, value| emit(DumpRecord::Counter {
-            name: name.to_owned(),
-            value
-        }));
+        // The database's own id is not a counter to carry: a copy is another database.
+        each!(txn, META, |name, value| if name == crate::tables::DATABASE_ID {
+            Ok(())
+        } else {
+            emit(DumpRecord::Counter {
+                name: name.to_owned(),
+                value,
+            })
+        });
         each!(txn, USERS, |(t, _), v| if mine(t) {
             emit(DumpRecord::User(decode(v)?))
         } else {
@@ -406,6 +418,7 @@ impl Tx<'_> {
     /// already there (a taken username, id or position) is refused with [`Error::Conflict`].
     pub fn load(&self, record: &DumpRecord) -> Result<()> {
         match record {
+            DumpRecord::Counter { name, .. } if name == crate::tables::DATABASE_ID => {}
             DumpRecord::Counter { name, value } => {
                 let mut meta = self.meta()?;
                 let current = meta.get(name.as_str())?.map(|v| v.value()).unwrap_or(0);

@@ -69,6 +69,14 @@ impl Store {
         Ok(Store { db, writer })
     }
 
+    /// The database's id: a random number given when its file was created, so that what
+    /// was issued for one database (a token) is told apart from another's.
+    pub fn database_id(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(tables::META)?;
+        Ok(meta.get(tables::DATABASE_ID)?.map_or(0, |v| v.value()))
+    }
+
     /// The group-commit writer (a clone of the one handle).
     pub fn writer(&self) -> &Writer {
         &self.writer

@@ -1,7 +1,7 @@
 //! The redb tables. Keys are native tuples whose first element is the tenant, so one
 //! tenant's rows are contiguous and a range never crosses into another tenant.
 
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::Result;
 
@@ -73,10 +73,32 @@ pub const FILE_PATHS: TableDefinition<&str, (&str, u64)> = TableDefinition::new(
 /// Revoked token ids → their expiry (seconds since the epoch).
 pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
 
-/// Creates every table so that read transactions never meet a missing one.
+/// The `META` key of the database's id: a random number given when the file is created.
+pub const DATABASE_ID: &str = "database_id";
+
+/// A random, non-zero id (the standard library's randomly keyed hasher over the time and
+/// the process).
+fn fresh_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(now.as_nanos());
+    h.write_u32(std::process::id());
+    h.finish().max(1)
+}
+
+/// Creates every table so that read transactions never meet a missing one, and gives a
+/// new database its id.
 pub(crate) fn create_all(db: &Database) -> Result<()> {
     let txn = db.begin_write()?;
-    txn.open_table(META)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        if meta.get(DATABASE_ID)?.is_none() {
+            meta.insert(DATABASE_ID, fresh_id())?;
+        }
+    }
     txn.open_table(USERS)?;
     txn.open_table(USERNAMES)?;
     txn.open_table(USER_UUIDS)?;

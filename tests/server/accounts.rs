@@ -105,7 +105,17 @@ fn server_secret(server: &TestServer) -> Vec<u8> {
         .to_vec()
 }
 
-/// Claims for `user`, valid for an hour.
+/// The claims a token carries (its payload, unverified).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Claims for `user`, valid for an hour, for the database that issued the user's token.
 fn claims_for(user: &User) -> Claims {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -121,6 +131,7 @@ fn claims_for(user: &User) -> Claims {
         iat: now,
         exp: now + 3600,
         jti: uuid::Uuid::new_v4().to_string(),
+        db: claims_of(&user.token)["db"].as_u64().expect("a database id"),
     }
 }
 
@@ -2262,5 +2273,63 @@ async fn a_search_returns_at_most_search_max_users() {
     // Under the cap every match is listed.
     let found = names(&search(&server, &me.token, "findme5").await);
     assert_eq!(found, vec!["findme5".to_owned()]);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_token_of_a_replaced_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let alice = server.register("alice").await;
+    server.stop().await;
+    // The database is lost and started afresh; the token secret stayed.
+    std::fs::remove_file(dir.path().join("parlor.redb")).unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let bob = server.register("bob_1").await;
+    assert_eq!(bob.id, alice.id, "the new database gives the same id again");
+    let got = server.get("/api/chat/conversations", Some(&alice.token)).await;
+    assert_eq!(
+        assert_fail(&got, StatusCode::UNAUTHORIZED),
+        "token was issued for another database"
+    );
+    assert_ws_unauthorized(
+        ws_url(&server, &format!("?token={}", alice.token)),
+        "token was issued for another database",
+    )
+    .await;
+    let chat21 = server
+        .http
+        .get(server.url("/api/default/groups/group-x"))
+        .header("Authorization", &alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat21.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = chat21.json().await.unwrap();
+    assert_eq!(body["err"], "token was issued for another database", "{body}");
+    // The new database's own tokens work.
+    assert_ok(&server.get("/api/chat/conversations", Some(&bob.token)).await);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn an_empty_database_file_stops_start_up_unless_told_to_initialise() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("parlor.redb"), b"").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = match parlor::run(listener, common::test_config(dir.path())).await {
+        Ok(_) => panic!("started on an empty file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("storage.path") && err.contains("is an empty file"),
+        "{err}"
+    );
+    assert!(err.contains("storage.init_empty"), "{err}");
+    let server = TestServer::start_in(dir.path(), |c| c.storage.init_empty = true).await;
+    server.register("alice").await;
+    server.stop().await;
+    // Now a database, it starts as usual.
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
     server.stop().await;
 }
