@@ -1,6 +1,8 @@
 //! The web chat client: the files of the repository's `web/` directory, built into the
 //! binary and served at `GET /` (the page) and `GET /web/{file}` (its styles and scripts,
 //! and `avatar.svg`, the avatar of a user who has not set one: `users.default_avatar`).
+//! `GET /web/locale.json` says the language of the client's texts, the server's
+//! `server.locale` (`{"locale":"zh-CN"}` or `{"locale":"en"}`).
 //!
 //! Each file is answered with its content type, `Cache-Control: no-cache` and a strong
 //! `ETag` (a hash of its bytes): a browser keeps its copy and revalidates it, a request
@@ -16,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::routes::Routes;
+use crate::state::AppState;
 
 /// One served file.
 struct Asset {
@@ -41,6 +44,7 @@ static ASSETS: &[Asset] = &[
     asset!("api.js", "text/javascript; charset=utf-8"),
     asset!("socket.js", "text/javascript; charset=utf-8"),
     asset!("messages.js", "text/javascript; charset=utf-8"),
+    asset!("i18n.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
     asset!("avatar.svg", "image/svg+xml"),
 ];
@@ -58,16 +62,26 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data: blob: http: https:; connect-src 'self' ws: wss:; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Registers `GET /` and `GET /web/{file}` (HEAD too).
+/// Registers `GET /`, `GET /web/locale.json` and `GET /web/{file}` (HEAD too).
 pub fn routes(r: &mut Routes) {
     r.get("/", index)
         .head("/", index)
+        .get("/web/locale.json", locale)
+        .head("/web/locale.json", locale)
         .get("/web/{file}", file)
         .head("/web/{file}", file);
 }
 
 async fn index(req: HttpRequest) -> HttpResponse {
     serve(&req, "index.html")
+}
+
+/// The server's locale, which the client's texts follow.
+async fn locale(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .json(serde_json::json!({ "locale": state.config.server.locale }))
 }
 
 async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {

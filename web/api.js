@@ -1,6 +1,8 @@
 // REST calls on the uni-app face: JSON bodies, the token in the `token` header, answers in
 // the envelope {"msg":"ok","data":...} or {"msg":"fail","data":"reason"}.
 
+import { t } from './i18n.js';
+
 /** A refused call: the HTTP status (0 when the server could not be reached) and the reason. */
 export class ApiError extends Error {
   constructor(status, message) {
@@ -30,7 +32,7 @@ export class Api {
     try {
       resp = await fetch(path, { method, headers, body: payload, cache: 'no-store' });
     } catch {
-      throw new ApiError(0, 'the server cannot be reached');
+      throw new ApiError(0, t('net.unreachable'));
     }
     let envelope = null;
     try {
@@ -60,7 +62,7 @@ export class Api {
     form.append('file', file, file.name);
     const data = await this.request('POST', '/api/chat/uploadStreamSingleToServerDiy/chatImgs', form);
     const url = data && (data.url || (Array.isArray(data) && data[0] && data[0].url));
-    if (!url) throw new ApiError(200, 'the upload answered no URL');
+    if (!url) throw new ApiError(200, t('image.noUrl'));
     return url;
   }
 }

@@ -4,6 +4,7 @@
 // in place.
 
 import { Api, ApiError } from './api.js';
+import { load as loadLocale, t } from './i18n.js';
 import { Socket } from './socket.js';
 import {
   directKey, groupKey, isRevokeNotice, messageItem, preview, el, REVOKE_WINDOW_MS,
@@ -139,7 +140,7 @@ async function refreshConversations() {
     const c = conv(e.conversation, {
       chatType: e.chatType,
       targetId: target.id,
-      title: e.chatType === 'group' ? target.name : (target.nickname || target.username || `user ${target.id}`),
+      title: e.chatType === 'group' ? target.name : (target.nickname || target.username || t('user', { id: target.id })),
     });
     if (e.last_message) {
       const head = e.last_message.seq;
@@ -199,7 +200,7 @@ function renderConversations() {
     item.badge.textContent = String(n);
     item.badge.hidden = n === 0;
     item.sub.textContent = preview(c.last, state.me.id);
-    item.unreadText.textContent = n > 0 ? `, ${n} unread` : '';
+    item.unreadText.textContent = n > 0 ? t('unread', { n }) : '';
     if (list.children[i] !== item.li) list.insertBefore(item.li, list.children[i] || null);
   });
   while (list.children.length > state.order.length) list.lastElementChild.remove();
@@ -268,7 +269,7 @@ function renderOpen() {
 function renderInvite(c) {
   if (c.chatType !== 'group') return;
   const options = state.friends.map((f) => el('option', { value: String(f.id) }, f.name));
-  $('invite-select').replaceChildren(el('option', { value: '' }, 'Invite a friend…'), ...options);
+  $('invite-select').replaceChildren(el('option', { value: '' }, t('invite.pick')), ...options);
 }
 
 async function openConversation(key, init) {
@@ -281,7 +282,7 @@ async function openConversation(key, init) {
     try {
       await loadHistory(c);
     } catch (e) {
-      toast(`Could not load the history: ${e.message}`);
+      toast(t('chat.history', { reason: e.message }));
     }
   }
   markRead(c);
@@ -417,7 +418,7 @@ async function revoke(c, id) {
       : await api.post('/api/chat/revokeMessage', { id });
     merge(placeholder);
   } catch (e) {
-    toast(`Could not revoke: ${e.message}`);
+    toast(t('revoke.failed', { reason: e.message }));
   }
 }
 
@@ -448,14 +449,14 @@ function settleRevoke(frame) {
 async function sendImage(file) {
   if (!file) return;
   if (!file.type.startsWith('image/')) {
-    toast('Choose an image file');
+    toast(t('image.choose'));
     return;
   }
   try {
     const url = await api.uploadImage(file);
     send('image', url);
   } catch (e) {
-    toast(`Upload failed: ${e.message}`);
+    toast(t('image.failed', { reason: e.message }));
   }
 }
 
@@ -467,17 +468,17 @@ const socket = new Socket({
     const status = $('conn-status');
     status.dataset.state = s;
     status.textContent = s === 'offline' && retryMs
-      ? `offline, retrying in ${Math.ceil(retryMs / 1000)} s`
-      : s;
+      ? t('status.retrying', { s: Math.ceil(retryMs / 1000) })
+      : t(`status.${s}`);
   },
   onDown(event) {
     resendInflight();
     for (const [cid, r] of [...revokes]) {
       clearTimeout(r.timer);
       revokes.delete(cid);
-      r.reject(new ApiError(0, 'the connection was lost'));
+      r.reject(new ApiError(0, t('net.lost')));
     }
-    if (event.code === 1008 && event.reason === 'logged out') signOut('You were logged out.');
+    if (event.code === 1008 && event.reason === 'logged out') signOut(t('auth.loggedOut'));
     // Whether the token still works: a refused one ends the session (see onUnauthorized).
     else api.get('/api/chat/conversations?limit=1').catch(() => {});
   },
@@ -521,22 +522,22 @@ function onReadReceipt(r) {
 
 /** Social notices are not stored: they say which list to read again. */
 function social(n) {
-  const who = n.from_name || 'Someone';
+  const who = n.from_name || t('someone');
   switch (n.actionType) {
     case 'applyFriend':
-      toast(`${who} wants to be your friend`);
+      toast(t('notice.applyFriend', { who }));
       refreshRequests();
       break;
     case 'agreeFriend':
-      toast(`${who} accepted your friend request`);
+      toast(t('notice.agreeFriend', { who }));
       refreshFriends();
       break;
     case 'addFriend':
-      toast(`${who} added you as a friend`);
+      toast(t('notice.addFriend', { who }));
       refreshFriends();
       break;
     case 'groupJoinRequest':
-      toast(`${who} asks to join ${n.group_name}`);
+      toast(t('notice.groupJoinRequest', { who, group: n.group_name }));
       break;
     default:
       break;
@@ -593,13 +594,13 @@ async function refreshRequests() {
   state.requests = data.alldata.filter((a) => a.status === 'pending');
   const items = state.requests.map((a) => {
     const u = a.user || {};
-    const name = u.nickname || u.username || `user ${a.user_id}`;
+    const name = u.nickname || u.username || t('user', { id: a.user_id });
     const answer = (status) => async (event) => {
       const button = event.currentTarget;
       button.disabled = true;
       try {
         await api.post(`/api/chat/handleapply/${a.id}`, { status });
-        toast(status === 'agree' ? `You and ${name} are friends now` : `Request from ${name} declined`);
+        toast(t(status === 'agree' ? 'request.agreed' : 'request.declined', { name }));
         await Promise.all([refreshRequests(), refreshFriends()]);
       } catch (e) {
         toast(e.message);
@@ -608,8 +609,8 @@ async function refreshRequests() {
     };
     return el('li', { class: 'row', dataTestid: 'request', dataUsername: u.username },
       el('span', { class: 'who' }, name, a.nickname ? el('span', { class: 'note' }, a.nickname) : null),
-      el('button', { type: 'button', dataTestid: 'accept-request', onclick: answer('agree'), ariaLabel: `Accept ${name}` }, 'Accept'),
-      el('button', { type: 'button', class: 'secondary', dataTestid: 'decline-request', onclick: answer('refuse'), ariaLabel: `Decline ${name}` }, 'Decline'));
+      el('button', { type: 'button', dataTestid: 'accept-request', onclick: answer('agree'), ariaLabel: t('request.acceptName', { name }) }, t('request.accept')),
+      el('button', { type: 'button', class: 'secondary', dataTestid: 'decline-request', onclick: answer('refuse'), ariaLabel: t('request.declineName', { name }) }, t('request.decline')));
   });
   $('requests').replaceChildren(...items);
   $('requests-title').hidden = items.length === 0;
@@ -634,7 +635,7 @@ async function refreshGroups() {
 async function search(keyword) {
   state.found = await api.post('/api/chat/searchUser', { keyword });
   renderSearch();
-  if (state.found.length === 0) toast(`Nobody matches “${keyword}”`);
+  if (state.found.length === 0) toast(t('search.none', { keyword }));
 }
 
 /** The search results; a user who became a friend gets a Message button. */
@@ -643,22 +644,22 @@ function renderSearch() {
   const items = state.found.map((u) => {
     const name = u.nickname || u.username;
     const action = friends.has(u.id)
-      ? el('button', { type: 'button', class: 'secondary', onclick: () => openDirect({ id: u.id, name }) }, 'Message')
+      ? el('button', { type: 'button', class: 'secondary', onclick: () => openDirect({ id: u.id, name }) }, t('friend.message'))
       : el('button', {
-        type: 'button', dataTestid: 'add-friend', ariaLabel: `Add ${name} as a friend`,
+        type: 'button', dataTestid: 'add-friend', ariaLabel: t('friend.addName', { name }),
         onclick: async (event) => {
           const button = event.currentTarget;
           button.disabled = true;
           try {
             await api.post('/api/chat/applyfriend', { friend_id: u.id });
-            button.textContent = 'Requested';
-            toast(`Friend request sent to ${name}`);
+            button.textContent = t('friend.requested');
+            toast(t('friend.sent', { name }));
           } catch (e) {
             button.disabled = false;
             toast(e.message);
           }
         },
-      }, 'Add friend');
+      }, t('friend.add'));
     return el('li', { class: 'row', dataTestid: 'search-result', dataUsername: u.username },
       el('span', { class: 'who' }, name, el('span', { class: 'note' }, `@${u.username}`)), action);
   });
@@ -745,7 +746,7 @@ function wire() {
     await api.post('/api/chat/logout').catch(() => {});
     signOut();
   });
-  api.onUnauthorized = (reason) => signOut(`Please log in again (${reason}).`);
+  api.onUnauthorized = (reason) => signOut(t('auth.again', { reason }));
 
   const tabs = ['chats', 'contacts', 'groups'];
   for (const tab of tabs) {
@@ -769,13 +770,13 @@ function wire() {
     event.preventDefault();
     const ids = [...$('group-members').querySelectorAll('input:checked')].map((i) => Number(i.value));
     if (ids.length === 0) {
-      toast('Choose at least one friend');
+      toast(t('group.chooseFriend'));
       return;
     }
     try {
       await api.post('/api/chat/group/create', { userIds: ids });
       for (const i of $('group-members').querySelectorAll('input')) i.checked = false;
-      toast('Group created');
+      toast(t('group.created'));
       await refreshGroups();
     } catch (e) {
       toast(e.message);
@@ -789,7 +790,7 @@ function wire() {
     if (!c || !userId) return;
     try {
       const answer = await api.post('/api/chat/groupInviteUser', { group_id: c.targetId, user_id: userId });
-      toast(typeof answer === 'string' ? answer : 'Invited');
+      toast(typeof answer === 'string' ? answer : t('invite.done'));
     } catch (e) {
       toast(e.message);
     }
@@ -861,6 +862,7 @@ function wire() {
   }, 15000);
 }
 
+await loadLocale();
 wire();
 const saved = (() => {
   try {

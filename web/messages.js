@@ -1,6 +1,8 @@
 // Messages as the server sends them (the uni-app message object plus `conversation`, `seq`
 // and `revoked`), and how one is shown.
 
+import { locale, t } from './i18n.js';
+
 /** How long after sending the server lets the sender revoke (limits.revoke_window_secs). */
 export const REVOKE_WINDOW_MS = 300 * 1000;
 
@@ -53,18 +55,28 @@ export function imageUrl(data) {
 /** A one-line preview of a message for the conversation list. */
 export function preview(m, meId) {
   if (!m) return '';
-  if (m.revoked) return m.from_id === meId ? 'You revoked a message' : `${m.from_name} revoked a message`;
-  if (isRevokeNotice(m)) return m.from_id === meId ? 'You revoked a message' : `${m.from_name} revoked a message`;
+  if (m.revoked || isRevokeNotice(m)) return revokedText(m, m.from_id === meId);
   const who = m.chatType === 'group' && m.type !== 'systemNotice' ? `${m.from_name}: ` : '';
-  if (m.type === 'image') return `${who}[image]`;
+  if (m.type === 'image') return who + t('msg.image');
   if (m.type === 'text' || m.type === 'systemNotice') return who + contentText(m.data);
   return `${who}[${m.type}]`;
 }
 
-const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const day = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+/** The placeholder of a revoked message. */
+function revokedText(m, mine) {
+  return mine ? t('msg.youRevoked') : t('msg.revoked', { name: m.from_name });
+}
+
+const formats = new Map(); // locale → {clock, day}
 
 function when(ms) {
+  if (!formats.has(locale())) {
+    formats.set(locale(), {
+      clock: new Intl.DateTimeFormat(locale(), { hour: '2-digit', minute: '2-digit' }),
+      day: new Intl.DateTimeFormat(locale(), { dateStyle: 'medium', timeStyle: 'short' }),
+    });
+  }
+  const { clock, day } = formats.get(locale());
   const d = new Date(ms);
   const today = new Date().toDateString() === d.toDateString();
   return (today ? clock : day).format(d);
@@ -105,9 +117,7 @@ export function messageItem(m, me, { status, error, peerName } = {}) {
     dataState: status || 'stored',
   });
   if (system) {
-    const text = revoked
-      ? (mine ? 'You revoked a message' : `${m.from_name} revoked a message`)
-      : contentText(m.data);
+    const text = revoked ? revokedText(m, mine) : contentText(m.data);
     li.append(el('p', { class: 'notice' }, text));
     return li;
   }
@@ -117,8 +127,8 @@ export function messageItem(m, me, { status, error, peerName } = {}) {
     const url = imageUrl(m.data);
     body.append(url
       ? el('a', { href: url, target: '_blank', rel: 'noopener noreferrer' },
-        el('img', { src: url, alt: `Image from ${mine ? 'you' : m.from_name}`, loading: 'lazy' }))
-      : el('span', { class: 'text' }, '[image]'));
+        el('img', { src: url, alt: mine ? t('msg.imageFromYou') : t('msg.imageFrom', { name: m.from_name }), loading: 'lazy' }))
+      : el('span', { class: 'text' }, t('msg.image')));
   } else if (m.type === 'text') {
     body.append(el('span', { class: 'text', dataTestid: 'message-text' }, contentText(m.data)));
   } else {
@@ -127,20 +137,25 @@ export function messageItem(m, me, { status, error, peerName } = {}) {
   const meta = el('span', { class: 'meta' });
   meta.append(el('time', { datetime: new Date(m.create_time || Date.now()).toISOString() }, when(m.create_time || Date.now())));
   if (mine) {
-    const label = { pending: 'sending…', failed: 'not sent', sent: 'sent', read: `read${peerName ? ` by ${peerName}` : ''}` }[status] || '';
+    const label = {
+      pending: t('msg.sending'),
+      failed: t('msg.notSent'),
+      sent: t('msg.sent'),
+      read: peerName ? t('msg.readBy', { name: peerName }) : t('msg.read'),
+    }[status] || '';
     if (label) meta.append(el('span', { class: 'state', dataTestid: 'message-state' }, ` · ${label}`));
   }
   body.append(meta);
   if (error) body.append(el('span', { class: 'error', role: 'alert' }, error));
   li.append(body);
   if (mine && status === 'failed') {
-    li.append(el('button', { type: 'button', class: 'link', dataTestid: 'retry', dataAction: 'retry' }, 'Retry'));
+    li.append(el('button', { type: 'button', class: 'link', dataTestid: 'retry', dataAction: 'retry' }, t('msg.retry')));
   }
   if (mine && m.id && (status === 'sent' || status === 'read') && Date.now() - m.create_time < REVOKE_WINDOW_MS) {
     li.append(el('button', {
       type: 'button', class: 'link revoke', dataTestid: 'revoke', dataAction: 'revoke',
-      ariaLabel: `Revoke your message “${contentText(m.data).slice(0, 40)}”`,
-    }, 'Revoke'));
+      ariaLabel: t('msg.revokeLabel', { text: contentText(m.data).slice(0, 40) }),
+    }, t('msg.revoke')));
   }
   return li;
 }

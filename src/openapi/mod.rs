@@ -147,6 +147,18 @@ fn server_ops() -> Vec<Op> {
             .public()
             .errors(&[404]),
         Op::get(
+            "/web/locale.json",
+            "The language of the web chat client's texts: `{\"locale\":\"zh-CN\"}` or `{\"locale\":\"en\"}` (`server.locale`)",
+        )
+        .public()
+        .errors(&[429, 503]),
+        Op::head(
+            "/web/locale.json",
+            "The language of the web chat client's texts, headers only",
+        )
+        .public()
+        .errors(&[429, 503]),
+        Op::get(
             "/web/{file}",
             "A file of the web chat client (script, style, icon)",
         )
@@ -378,6 +390,10 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
                  a single `Range` gives 206 (416 when unsatisfiable), `If-None-Match` 304",
             )
             .content("application/octet-stream", Content::new(Some(string())))
+    } else if op.path == "/web/locale.json" {
+        ResponseBuilder::new()
+            .description("`{\"locale\": \"zh-CN\" | \"en\"}`, with `Cache-Control: no-cache`")
+            .content("application/json", Content::new(Some(object())))
     } else if op.path == "/" || op.path == "/web/{file}" {
         ResponseBuilder::new()
             .description(

@@ -2,7 +2,8 @@
 //! chromedriver (WebDriver) with fantoccini, use the page Parlor serves at `/` against a real
 //! server. They register, become friends through a request and its acceptance, chat both
 //! ways, one leaves while the other writes and catches up when it comes back, and a revoked
-//! message turns into the placeholder on both sides. Each step leaves a PNG screenshot in
+//! message turns into the placeholder on both sides; the page speaks the server's locale
+//! (zh-CN by default), the language of the group notices the server writes. Each step leaves a PNG screenshot in
 //! `$CARGO_TARGET_TMPDIR/browser/` (the path is printed).
 //!
 //! Needs `chromium` and `chromedriver` on the PATH (Debian: `apt-get install -y chromium
@@ -314,6 +315,16 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
         .await;
     alice.shot("01-login").await;
 
+    // The page speaks the server's locale, zh-CN by default.
+    let login = alice.css("the log-in button", "[data-testid=auth-login]").await;
+    assert_eq!(login.text().await.unwrap(), "登录");
+    let lang = alice
+        .client
+        .execute("return document.documentElement.lang;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(lang, json!("zh-CN"));
+
     // Both register: two browsers, two users.
     alice.register(&base, "alice_web").await;
     bob.register(&base, "bob_web").await;
@@ -338,7 +349,7 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     alice
         .wait(
             "the request confirmation",
-            Locator::XPath("//*[@data-testid='toast' and contains(., 'Friend request sent to bob_web')]"),
+            Locator::XPath("//*[@data-testid='toast' and contains(., '已向bob_web发送好友申请')]"),
         )
         .await;
     alice.shot("03-alice-sent-request").await;
@@ -456,12 +467,13 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     bob.shot("11-bob-caught-up").await;
 
     // Alice revokes her last message; both sides show the placeholder instead.
+    // Once Bob's read receipt has redrawn the message, its button stays put.
     alice
         .wait(
-            "the revoke button of Catch up on this",
+            "the revoke button of Catch up on this, read",
             Locator::XPath(&format!(
                 "{}//button[@data-testid='revoke']",
-                message("Catch up on this", Some("true"), "")
+                message("Catch up on this", Some("true"), "[@data-state='read']")
             )),
         )
         .await
@@ -481,7 +493,7 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
             "[data-testid=message][data-mine=false][data-revoked=true]",
         )
         .await;
-    assert_eq!(placeholder.text().await.unwrap(), "alice_web revoked a message");
+    assert_eq!(placeholder.text().await.unwrap(), "alice_web撤回了一条消息");
     let gone = bob
         .client
         .find_all(Locator::XPath(&message("Catch up on this", None, "")))
@@ -491,13 +503,37 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     bob.sees("Are you there").await;
     bob.shot("13-bob-sees-revoke").await;
 
+    // Alice makes a group with Bob: the page's texts and the server's notice agree in language.
+    alice.click("the Groups tab", "[data-testid=tab-groups]").await;
+    alice.click("Bob as a member", "[data-testid=group-member]").await;
+    alice.click("Create group", "[data-testid=group-create]").await;
+    alice
+        .wait(
+            "the group confirmation",
+            Locator::XPath("//*[@data-testid='toast' and contains(., '群聊已创建')]"),
+        )
+        .await;
+    alice.click("the new group", "[data-testid=group]").await;
+    alice
+        .wait(
+            "the group-created notice",
+            Locator::XPath(
+                "//ol[@data-testid='messages']/li[@data-testid='message']\
+                 /p[contains(., 'alice_web创建了群聊，并邀请bob_web加入')]",
+            ),
+        )
+        .await;
+    let send = alice.css("the send button", "[data-testid=send]").await;
+    assert_eq!(send.text().await.unwrap(), "发送");
+    alice.shot("14-alice-group-created").await;
+
     // On a narrow screen the open conversation takes the whole width, with a way back.
     bob.client.set_window_size(420, 800).await.unwrap();
     bob.css("the back button", "#back").await;
-    bob.shot("14-bob-narrow-chat").await;
+    bob.shot("15-bob-narrow-chat").await;
     bob.click("the back button", "#back").await;
     bob.css("the conversation list", BOB_WITH_ALICE).await;
-    bob.shot("15-bob-narrow-list").await;
+    bob.shot("16-bob-narrow-list").await;
 
     // Bob logs out and back in: the log-in screen, then his conversation again.
     bob.click("Log out", "[data-testid=logout]").await;

@@ -1,13 +1,15 @@
 //! The web client's files: `GET /` and `GET /web/{file}` with their content types, caching
 //! headers and revalidation, every file the page refers to served, and the refusals (an
-//! unknown file, another method) in the uni-app envelope.
+//! unknown file, another method) in the uni-app envelope; `/web/locale.json` says the
+//! server's locale, which the client's texts follow.
 
 use crate::common;
 
 use common::TestServer;
+use parlor_actors::notices::Locale;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 async fn get(server: &TestServer, path: &str) -> reqwest::Response {
     server.http.get(server.url(path)).send().await.unwrap()
@@ -203,5 +205,26 @@ async fn unknown_files_and_other_methods_are_refused_in_the_envelope() {
         .await
         .unwrap();
     assert_eq!(TestServer::finish(resp).await, no_route);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn the_locale_is_the_servers() {
+    for (locale, name) in [(Locale::ZhCn, "zh-CN"), (Locale::En, "en")] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_in(dir.path(), |c| c.server.locale = locale).await;
+        let resp = get(&server, "/web/locale.json").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        assert_eq!(header(&resp, CONTENT_TYPE), "application/json", "{name}");
+        assert_eq!(header(&resp, CACHE_CONTROL), "no-cache", "{name}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body, json!({"locale": name}));
+        server.stop().await;
+    }
+    let (server, _dir) = TestServer::start().await;
+    let (status, body) = server.get("/web/locale.json", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"locale": "zh-CN"})));
+    let app = get(&server, "/web/app.js").await.text().await.unwrap();
+    assert!(app.contains("from './i18n.js'"), "{app}");
     server.stop().await;
 }
