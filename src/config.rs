@@ -263,6 +263,10 @@ pub struct LoginConfig {
     /// Login attempts per client address, whatever the account: a burst of this many,
     /// refilled over a minute; past it, 429 with `Retry-After`. Default 60.
     pub per_address_per_min: u32,
+    /// Visitor accounts one client address may create: a burst of this many, refilled over
+    /// a minute; past it, 429 with `Retry-After` (a known device logs in again freely).
+    /// Default 30.
+    pub visitors_per_address_per_min: u32,
 }
 
 impl Default for LoginConfig {
@@ -272,6 +276,7 @@ impl Default for LoginConfig {
             hash_wait_ms: 2000,
             per_account_per_min: 10,
             per_address_per_min: 60,
+            visitors_per_address_per_min: 30,
         }
     }
 }
@@ -616,7 +621,10 @@ impl Config {
         if self.admin.window_secs == 0 {
             return invalid("admin.window_secs", "must be at least 1");
         }
-        if self.login.per_account_per_min == 0 || self.login.per_address_per_min == 0 {
+        if self.login.per_account_per_min == 0
+            || self.login.per_address_per_min == 0
+            || self.login.visitors_per_address_per_min == 0
+        {
             return invalid(
                 "login.per_account_per_min",
                 "login throttles must allow at least 1 a minute",

@@ -10,6 +10,9 @@
 //!   `login.per_address_per_min`, each a burst refilled over a minute); past either, the
 //!   attempt is refused before any work with `rate_limited` (429) and a `Retry-After`.
 //!   Keys idle for a full refill are forgotten when a limiter grows.
+//! - **New visitors.** A client address may create `login.visitors_per_address_per_min`
+//!   visitor accounts a minute (429 with `Retry-After` past it); a known device's visitor
+//!   logs in again freely.
 //! - **New users.** Naming unknown outside (Chat21) ids creates users; a caller may create
 //!   `limits.new_users_per_min` a minute (`rate_limited`, 429 with `Retry-After`, past it).
 //! - **Unknown users.** A login of a user that does not exist (or has no password) checks
@@ -38,6 +41,7 @@ pub struct Guard {
     per_account: DefaultKeyedRateLimiter<(String, String)>,
     per_address: DefaultKeyedRateLimiter<IpAddr>,
     new_users: DefaultKeyedRateLimiter<(String, u64)>,
+    new_visitors: DefaultKeyedRateLimiter<IpAddr>,
     decoy: String,
 }
 
@@ -56,6 +60,7 @@ impl Guard {
             per_account: DefaultKeyedRateLimiter::keyed(quota(config.per_account_per_min)),
             per_address: DefaultKeyedRateLimiter::keyed(quota(config.per_address_per_min)),
             new_users: DefaultKeyedRateLimiter::keyed(quota(limits.new_users_per_min)),
+            new_visitors: DefaultKeyedRateLimiter::keyed(quota(config.visitors_per_address_per_min)),
             decoy: auth.hash_password(&hex::encode(decoy))?,
         })
     }
@@ -113,6 +118,22 @@ impl Guard {
                 "more new users than a caller may create in a minute",
             )),
         }
+    }
+
+    /// Counts a visitor account about to be created for a request from `addr`; refused
+    /// past `login.visitors_per_address_per_min`.
+    pub fn new_visitor(&self, addr: IpAddr) -> Result<(), ApiError> {
+        if self.new_visitors.len() > PRUNE_AT {
+            self.new_visitors.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        self.new_visitors.check_key(&addr).map_err(|later| {
+            let secs = later.wait_time_from(now).as_secs().max(1);
+            ApiError::Throttled {
+                msg: format!("too many new visitors from this address; retry in {secs} s"),
+                retry_secs: secs,
+            }
+        })
     }
 
     /// The hash an unknown user's password is checked against.

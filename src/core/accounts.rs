@@ -410,10 +410,18 @@ async fn visitor_of(state: &AppState, tenant: &str, device: &str) -> Result<Opti
 
 /// The device's visitor, logged in again, or a new visitor named `VIS` and the first 8 hex
 /// digits of the device id (all 32 when another device took that name).
-pub async fn visitor(state: &AppState, tenant: &str, device: Device) -> Result<Login, ApiError> {
+pub async fn visitor(
+    state: &AppState,
+    tenant: &str,
+    device: Device,
+    addr: Option<IpAddr>,
+) -> Result<Login, ApiError> {
     let user = match visitor_of(state, tenant, &device.device_id).await? {
         Some(u) => touch_login(state, tenant, u.id, Some(device)).await?,
         None => {
+            if let Some(addr) = addr {
+                state.guard.new_visitor(addr)?;
+            }
             let compact: String = device.device_id.chars().filter(|c| *c != '-').collect();
             let short = format!("VIS{}", &compact[..8.min(compact.len())]);
             let long = format!("VIS{compact}");

@@ -2333,3 +2333,51 @@ async fn an_empty_database_file_stops_start_up_unless_told_to_initialise() {
     let server = TestServer::start_in(dir.path(), |_| {}).await;
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn an_address_creates_a_bounded_number_of_visitors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.login.visitors_per_address_per_min = 3).await;
+    let devices: Vec<String> = (0..3).map(|_| device()).collect();
+    for d in &devices {
+        register_visitor(&server, d).await;
+    }
+    // A fourth new device from the same address: refused, nothing created.
+    let fourth = device();
+    let ts = now_ms().to_string();
+    let signed = sign(&server, &fourth, &ts);
+    let resp = server
+        .http
+        .post(server.url("/api/visitorRegister"))
+        .header("X-Security-Sign", &signed)
+        .form(&[("deviceId", fourth.as_str()), ("timestamp", ts.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    let got = json_of(resp).await;
+    let reason = assert_fail(&got, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        reason.starts_with("too many new visitors from this address"),
+        "{reason}"
+    );
+    // A known device's visitor comes back freely, with the same id.
+    let again = register_visitor(&server, &devices[0]).await;
+    let first = register_visitor(&server, &devices[0]).await;
+    assert_eq!(again.id, first.id);
+    // Another address may still create one.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let resp = other
+        .post(server.url("/api/visitorRegister"))
+        .header("X-Security-Sign", &signed)
+        .form(&[("deviceId", fourth.as_str()), ("timestamp", ts.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let got = json_of(resp).await;
+    assert_ok(&got);
+    server.stop().await;
+}

@@ -248,7 +248,7 @@ async fn visitor_register(req: HttpRequest, state: State, form: Form) -> Result 
     let device_id = visitor_check(&req, &state, &form)?;
     let tenant = tenant_of(&req, &form)?;
     let device = device(&form, device_id)?;
-    let login = accounts::visitor(&state, &tenant, device).await?;
+    let login = accounts::visitor(&state, &tenant, device, client_addr(&req)).await?;
     Ok(logged_in(&login))
 }
 
