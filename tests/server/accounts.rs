@@ -2346,14 +2346,14 @@ async fn an_address_creates_a_bounded_number_of_visitors() {
     let fourth = device();
     let ts = now_ms().to_string();
     let signed = sign(&server, &fourth, &ts);
-    let resp = server
-        .http
-        .post(server.url("/api/visitorRegister"))
-        .header("X-Security-Sign", &signed)
-        .form(&[("deviceId", fourth.as_str()), ("timestamp", ts.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let register_from = |client: &reqwest::Client| {
+        client
+            .post(server.url("/api/visitorRegister"))
+            .header("X-Security-Sign", &signed)
+            .form(&[("deviceId", fourth.as_str()), ("timestamp", ts.as_str())])
+            .send()
+    };
+    let resp = register_from(&server.http).await.unwrap();
     assert!(resp.headers().contains_key("retry-after"));
     let got = json_of(resp).await;
     let reason = assert_fail(&got, StatusCode::TOO_MANY_REQUESTS);
@@ -2370,13 +2370,7 @@ async fn an_address_creates_a_bounded_number_of_visitors() {
         .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap();
-    let resp = other
-        .post(server.url("/api/visitorRegister"))
-        .header("X-Security-Sign", &signed)
-        .form(&[("deviceId", fourth.as_str()), ("timestamp", ts.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = register_from(&other).await.unwrap();
     let got = json_of(resp).await;
     assert_ok(&got);
     server.stop().await;
