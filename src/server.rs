@@ -253,6 +253,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             std::time::Duration::from_secs(config.admin.window_secs),
             config.admin.max_refusals,
         ));
+        signatures.restore(&startup.admin_nonces);
         let admin_state = state.clone();
         let connections = Connections::new(config.admin.max_connections, config.admin.max_connections);
         let server = HttpServer::new(move || {

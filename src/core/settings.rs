@@ -96,3 +96,26 @@ pub async fn put_user_setting(
         .await?;
     Ok(())
 }
+
+/// Remembers an admin request's nonce for `keep` (in the store, so across a restart); a
+/// nonce remembered already is refused as a replay.
+pub async fn remember_nonce(
+    state: &AppState,
+    nonce: String,
+    keep: std::time::Duration,
+) -> Result<(), ApiError> {
+    let now = parlor_actors::now_ms();
+    let until = now.saturating_add(keep.as_millis() as u64);
+    let fresh = state
+        .store
+        .writer()
+        .write(move |tx| tx.remember_nonce(&nonce, now, until))
+        .await?;
+    if fresh {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "auth failure: the nonce was used already".into(),
+        ))
+    }
+}

@@ -38,6 +38,8 @@ pub struct StartupState {
     pub pending: Vec<(String, u64, String, u64)>,
     /// `(jti, expiry seconds)`.
     pub revoked_tokens: Vec<(String, u64)>,
+    /// Admin nonces remembered: `(nonce, until ms)`.
+    pub admin_nonces: Vec<(String, u64)>,
 }
 
 impl Snapshot {
@@ -237,6 +239,10 @@ impl Snapshot {
         for entry in self.txn.open_table(REVOKED_TOKENS)?.iter()? {
             let (k, v) = entry?;
             state.revoked_tokens.push((k.value().to_owned(), v.value()));
+        }
+        for entry in self.txn.open_table(ADMIN_NONCES)?.iter()? {
+            let (k, v) = entry?;
+            state.admin_nonces.push((k.value().to_owned(), v.value()));
         }
         Ok(state)
     }

@@ -72,6 +72,10 @@ pub const USER_FILES: TableDefinition<(&str, u64, u64), ()> = TableDefinition::n
 pub const FILE_PATHS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("file_paths");
 /// Revoked token ids → their expiry (seconds since the epoch).
 pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
+/// Admin request nonces seen → until when they are remembered (ms since the epoch), so a
+/// signed request cannot be replayed after a restart within its window. Transient: not in
+/// exports.
+pub const ADMIN_NONCES: TableDefinition<&str, u64> = TableDefinition::new("admin_nonces");
 
 /// The `META` key of the database's id: a random number given when the file is created.
 pub const DATABASE_ID: &str = "database_id";
@@ -109,6 +113,7 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(HEADS)?;
     txn.open_table(CURSORS)?;
     txn.open_table(REVOKED_TOKENS)?;
+    txn.open_table(ADMIN_NONCES)?;
     txn.open_table(FRIENDS)?;
     txn.open_table(APPLIES)?;
     txn.open_table(APPLIES_TO)?;

@@ -56,6 +56,7 @@ lazy_tables! {
     heads: HEADS => (&'static str, &'static str), u64;
     cursors: CURSORS => (&'static str, u64, &'static str), (u64, u64);
     revoked: REVOKED_TOKENS => &'static str, u64;
+    nonces: ADMIN_NONCES => &'static str, u64;
     friends: FRIENDS => (&'static str, u64, u64), &'static [u8];
     applies: APPLIES => (&'static str, u64), &'static [u8];
     applies_to: APPLIES_TO => (&'static str, u64, u64), ();
@@ -332,19 +333,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Remembers an admin request's nonce until `until_ms`; `false` (and nothing changed)
+    /// when it is remembered already. Nonces past their time are forgotten on the way.
+    pub fn remember_nonce(&self, nonce: &str, now_ms: u64, until_ms: u64) -> Result<bool> {
+        let mut table = self.nonces()?;
+        if table.get(nonce)?.is_some_and(|until| until.value() >= now_ms) {
+            return Ok(false);
+        }
+        forget_before(&mut table, now_ms)?;
+        table.insert(nonce, until_ms)?;
+        Ok(true)
+    }
+
     /// Forgets revoked tokens that have expired anyway; returns how many.
     pub fn prune_revoked_tokens(&self, now_secs: u64) -> Result<usize> {
         let mut table = self.revoked()?;
-        let expired: Vec<String> = table
-            .iter()?
-            .filter_map(|e| e.ok())
-            .filter(|(_, exp)| exp.value() < now_secs)
-            .map(|(k, _)| k.value().to_owned())
-            .collect();
-        for jti in &expired {
-            table.remove(jti.as_str())?;
-        }
-        Ok(expired.len())
+        forget_before(&mut table, now_secs)
     }
 
     /// My side of a friendship with `friend`.
@@ -612,4 +616,18 @@ impl Tx<'_> {
         self.file_paths()?.insert(file.path.as_str(), (tenant, file.id))?;
         Ok(())
     }
+}
+
+/// Removes the rows of a name → time table whose time is before `now`; returns how many.
+fn forget_before(table: &mut Table<'_, &'static str, u64>, now: u64) -> Result<usize> {
+    let expired: Vec<String> = table
+        .iter()?
+        .filter_map(|e| e.ok())
+        .filter(|(_, until)| until.value() < now)
+        .map(|(k, _)| k.value().to_owned())
+        .collect();
+    for key in &expired {
+        table.remove(key.as_str())?;
+    }
+    Ok(expired.len())
 }

@@ -462,6 +462,21 @@ async fn a_replayed_nonce_is_code_244() {
     server.stop().await;
 }
 
+#[actix_web::test]
+async fn a_nonce_stays_used_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path(), |_| {}).await;
+    let first = fresh_headers();
+    ok(&admin_raw(&server, "/admin/healthcheck", &first, None).await);
+    server.stop().await;
+    // The very same signed request, replayed against the restarted server.
+    let server = start_in(dir.path(), |_| {}).await;
+    let msg = refused(&admin_raw(&server, "/admin/healthcheck", &first, None).await, 244);
+    assert_eq!(msg, "auth failure: the nonce was used already");
+    ok(&admin_raw(&server, "/admin/healthcheck", &fresh_headers(), None).await);
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Bad input, unknown things, listeners
 

@@ -43,6 +43,20 @@ impl Signatures {
         }
     }
 
+    /// Remembers the nonces a previous run stored, `(nonce, until ms)`, still in their time.
+    pub fn restore(&self, nonces: &[(String, u64)]) {
+        let (now, now_ms) = (Instant::now(), parlor_actors::now_ms());
+        for (nonce, until) in nonces {
+            let left = Duration::from_millis(until.saturating_sub(now_ms));
+            if left.is_zero() {
+                continue;
+            }
+            // Stored as seen at the moment that makes it expire when the stored one does.
+            let seen = (now + left).checked_sub(self.window * 2).unwrap_or(now);
+            self.seen.insert(nonce.clone(), seen);
+        }
+    }
+
     /// Records a nonce; `false` when it was seen within the window.
     fn first_use(&self, nonce: &str) -> bool {
         let now = Instant::now();
@@ -119,13 +133,19 @@ impl FromRequest for Signed {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let checked = check_sign(req);
+        let state = req.app_data::<State>().cloned();
         let limit = req
             .app_data::<State>()
             .map(|s| s.config.limits.max_body_bytes)
             .unwrap_or(1 << 20);
         let payload = payload.take();
         Box::pin(async move {
-            checked?;
+            let nonce = checked?;
+            if let Some(state) = state {
+                // Remembered across a restart too, for as long as the request could be replayed.
+                let window = Duration::from_secs(state.config.admin.window_secs);
+                crate::core::settings::remember_nonce(&state, nonce, window * 2).await?;
+            }
             let bytes = crate::faces::read_limited(payload, limit).await?;
             let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 Map::new()
@@ -145,7 +165,7 @@ impl FromRequest for Signed {
 
 /// Checks the signature headers; a client address with too many refusals in the window is
 /// refused with 250 before anything else.
-fn check_sign(req: &HttpRequest) -> Result<()> {
+fn check_sign(req: &HttpRequest) -> Result<String> {
     let state = req
         .app_data::<State>()
         .ok_or_else(|| ApiError::Internal("state missing".into()))?;
@@ -166,7 +186,11 @@ fn check_sign(req: &HttpRequest) -> Result<()> {
     checked.map_err(Into::into)
 }
 
-fn verify(req: &HttpRequest, state: &State, signatures: &Signatures) -> std::result::Result<(), ApiError> {
+fn verify(
+    req: &HttpRequest,
+    state: &State,
+    signatures: &Signatures,
+) -> std::result::Result<String, ApiError> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -201,7 +225,7 @@ fn verify(req: &HttpRequest, state: &State, signatures: &Signatures) -> std::res
             "auth failure: the nonce was used already".into(),
         ));
     }
-    Ok(())
+    Ok(nonce.to_owned())
 }
 
 // ---------------------------------------------------------------------------------------
