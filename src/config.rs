@@ -572,7 +572,21 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("PARLOR_").split("__"));
+        // Only `PARLOR_<SECTION>__<KEY>` is configuration; other `PARLOR_` variables (a
+        // Kubernetes Service named `parlor` injects `PARLOR_PORT`, `PARLOR_SERVICE_HOST`, …)
+        // are not, and are named once in the log.
+        let ignored = ignored_env(std::env::vars().map(|(k, _)| k));
+        if !ignored.is_empty() {
+            tracing::info!(
+                variables = %ignored.join(", "),
+                "ignoring PARLOR_ variables that are not PARLOR_<SECTION>__<KEY> configuration"
+            );
+        }
+        figment = figment.merge(
+            Env::prefixed("PARLOR_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         Self::from_figment(figment)
     }
 
@@ -772,6 +786,16 @@ impl Config {
     }
 }
 
+/// The `PARLOR_` variables among `names` that are not configuration (no `__` after the
+/// prefix), sorted.
+pub fn ignored_env(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = names
+        .filter(|n| n.strip_prefix("PARLOR_").is_some_and(|rest| !rest.contains("__")))
+        .collect();
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,6 +845,21 @@ mod tests {
         // The environment names the key in capitals: `SERVER.LOCALE`.
         let err = de.unwrap_err().to_string().to_lowercase();
         assert!(err.contains("server.locale"), "{err}");
+    }
+
+    #[test]
+    fn only_variables_without_a_section_are_ignored() {
+        let names = [
+            "PARLOR_PORT",
+            "PARLOR_SERVER__BIND",
+            "HOME",
+            "PARLOR_SERVICE_HOST",
+            "PARLORX",
+        ];
+        assert_eq!(
+            ignored_env(names.iter().map(|n| n.to_string())),
+            ["PARLOR_PORT", "PARLOR_SERVICE_HOST"]
+        );
     }
 
     #[test]

@@ -591,3 +591,43 @@ fn version_and_check_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("does not exist"));
 }
+
+#[test]
+fn only_section_keys_of_the_environment_are_configuration() {
+    let root = tempfile::tempdir().unwrap();
+    let with_env = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_parlor"))
+            .args(["check-config"])
+            .current_dir(root.path())
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .output()
+            .expect("the binary runs")
+    };
+    // What Kubernetes injects for a Service named `parlor`: ignored, named once.
+    let out = with_env(&[
+        ("PARLOR_PORT", "tcp://10.0.0.7:7001"),
+        ("PARLOR_SERVICE_HOST", "10.0.0.7"),
+        ("PARLOR_PORT_7001_TCP_ADDR", "10.0.0.7"),
+        ("PARLOR_SERVER__WORKERS", "3"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("ignoring PARLOR_ variables"))
+        .unwrap_or_else(|| panic!("no log line: {err}"));
+    assert!(
+        line.contains("PARLOR_PORT, PARLOR_PORT_7001_TCP_ADDR, PARLOR_SERVICE_HOST"),
+        "{line}"
+    );
+    assert_eq!(err.matches("ignoring PARLOR_ variables").count(), 1, "{err}");
+    // The section key took effect.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("workers = 3"), "{text}");
+    // An unknown key in the section form still stops, naming it.
+    let out = with_env(&[("PARLOR_SERVER__NO_SUCH_KEY", "1")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("no_such_key"), "{err}");
+}
