@@ -14,7 +14,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::web::Data;
 use actix_web::{middleware, App, HttpRequest, HttpResponse, HttpServer};
 use parlor_actors::router::{FlushCursors, RouterConfig};
-use parlor_actors::{Router, SetPolicy, TenantOf};
+use parlor_actors::{CloseAll, Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
 
 use crate::auth::{self, load_or_create_secret, Auth, DeviceLimiter};
@@ -85,7 +85,20 @@ impl Running {
             state,
             ..
         } = self;
+        // On SIGTERM or SIGINT every session is closed with 1001 (its client reconnects
+        // elsewhere at once, and its last report reaches the Router), then the listener
+        // stops and lets requests in flight finish.
+        let stopper = {
+            let (handle, router) = (server.handle(), router.clone());
+            actix_web::rt::spawn(async move {
+                stop_signal().await;
+                tracing::info!("stopping: closing the sessions");
+                let _ = router.send(CloseAll).await;
+                handle.stop(true).await;
+            })
+        };
         let served = server.await;
+        stopper.abort();
         // The admin listener stops with the client one: it holds the state, and so the store.
         if let Some((_, handle, task)) = admin {
             handle.stop(true).await;
@@ -110,6 +123,29 @@ impl Running {
         .await;
         tracing::info!("stopped");
         served
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -240,6 +276,8 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     .listen(listener)?
     .workers(workers)
     .shutdown_timeout(config.server.shutdown_timeout_secs)
+    // SIGTERM and SIGINT are handled in `Running::wait`: sessions are told first.
+    .disable_signals()
     .run();
 
     let admin_server = if config.admin.secret.is_empty() {
@@ -272,6 +310,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         .listen(listener)?
         .workers(1)
         .shutdown_timeout(config.server.shutdown_timeout_secs)
+        .disable_signals()
         .run();
         // A server runs when polled: the admin one runs beside the client one.
         let handle = server.handle();

@@ -51,7 +51,16 @@ pub enum Deliver {
     Replay(Vec<Pushed>),
     /// The session must close (slow consumer, logout); its unwritten frames stay pending.
     Close { reason: &'static str },
+    /// The server is shutting down: the session closes with 1001 (going away), so its
+    /// client reconnects elsewhere at once; it reports what its client confirmed first.
+    GoingAway,
 }
+
+/// Tell every session the server is going away (see [`Deliver::GoingAway`]); answers how
+/// many were told.
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
 
 /// A session joined: register it and push what waited.
 #[derive(Message)]

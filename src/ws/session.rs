@@ -404,6 +404,13 @@ impl Handler<Deliver> for Session {
                 }));
                 ctx.stop();
             }
+            Deliver::GoingAway => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("server shutting down".into()),
+                }));
+                ctx.stop();
+            }
         }
     }
 }

@@ -919,6 +919,47 @@ async fn a_full_disk_is_a_storage_error_and_loses_nothing_acknowledged() {
 }
 
 #[actix_web::test]
+async fn sigterm_closes_every_session_with_1001_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long grace period: the sessions must not be what the stop waits for.
+    let env = [("PARLOR_SERVER__SHUTDOWN_TIMEOUT_SECS", "60")];
+    let mut p = Process::start_with(dir.path(), &env).await;
+    let http = reqwest::Client::new();
+    let alice = register_at(&http, &p.base, "alice").await;
+    let mut sockets = vec![ws_at(&p.base, &alice).await, ws_at(&p.base, &alice).await];
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for ws in &mut sockets {
+        let frame = loop {
+            let next = tokio::time::timeout(common::FRAME_TIMEOUT, ws.stream.next())
+                .await
+                .expect("a close frame before the deadline");
+            match next {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        };
+        let frame = frame.expect("a close code");
+        assert_eq!(u16::from(frame.code), 1001);
+        assert_eq!(frame.reason.as_str(), "server shutting down");
+    }
+    // And the process ends long before the grace period.
+    let deadline = std::time::Instant::now() + common::FRAME_TIMEOUT;
+    let exit = loop {
+        if let Some(exit) = p.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[actix_web::test]
 async fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     // Sessions confirm and report at once, and cursors are committed by the shutdown only:

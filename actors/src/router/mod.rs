@@ -433,6 +433,23 @@ impl Handler<FanOut> for Router {
     }
 }
 
+impl Handler<CloseAll> for Router {
+    type Result = usize;
+
+    /// One control message past each session's mailbox bound, as for a cut: every session
+    /// must learn it. Each reports its confirmed positions as it stops.
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        let mut told = 0;
+        for list in self.sessions.values() {
+            for s in list {
+                s.addr.do_send(Deliver::GoingAway);
+                told += 1;
+            }
+        }
+        told
+    }
+}
+
 impl Handler<Notify> for Router {
     type Result = ();
 
