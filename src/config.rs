@@ -26,6 +26,7 @@ pub struct Config {
     pub router: RouterSettings,
     pub users: UsersConfig,
     pub files: FilesConfig,
+    pub log: LogConfig,
 }
 
 /// The client listener.
@@ -246,6 +247,35 @@ impl Default for AuthConfig {
             visitor_tracked_devices: 100_000,
         }
     }
+}
+
+/// The server's log (on standard error; the level comes from `RUST_LOG`, default `info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one line per event, coloured only on a terminal) or `json` (one JSON object
+    /// per line). Default `text`.
+    pub format: LogFormat,
+    /// One line per HTTP request (target `parlor::access`: face, method, route, status,
+    /// milliseconds). Default false.
+    pub access: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            access: false,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The bounds of logging in (see the `guard` module).
@@ -574,14 +604,7 @@ impl Config {
         }
         // Only `PARLOR_<SECTION>__<KEY>` is configuration; other `PARLOR_` variables (a
         // Kubernetes Service named `parlor` injects `PARLOR_PORT`, `PARLOR_SERVICE_HOST`, …)
-        // are not, and are named once in the log.
-        let ignored = ignored_env(std::env::vars().map(|(k, _)| k));
-        if !ignored.is_empty() {
-            tracing::info!(
-                variables = %ignored.join(", "),
-                "ignoring PARLOR_ variables that are not PARLOR_<SECTION>__<KEY> configuration"
-            );
-        }
+        // are not (the binary names them once in its log: [`ignored_env`]).
         figment = figment.merge(
             Env::prefixed("PARLOR_")
                 .filter(|k| k.as_str().contains("__"))

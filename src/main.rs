@@ -84,12 +84,6 @@ fn load(cli: &Cli) -> Result<Config, String> {
 fn main() -> ExitCode {
     parlor::memory::disable_transparent_huge_pages();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -97,6 +91,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_log(&config.log);
+    let ignored = parlor::config::ignored_env(std::env::vars().map(|(k, _)| k));
+    if !ignored.is_empty() {
+        tracing::info!(
+            variables = %ignored.join(", "),
+            "ignoring PARLOR_ variables that are not PARLOR_<SECTION>__<KEY> configuration"
+        );
+    }
     let done = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => return serve(config),
         Command::CheckConfig { format } => check_config(&config, format),
@@ -109,6 +111,20 @@ fn main() -> ExitCode {
             eprintln!("parlor: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The log on standard error: `RUST_LOG` (default `info`), text coloured only on a
+/// terminal, or JSON lines.
+fn init_log(log: &parlor::config::LogConfig) {
+    use std::io::IsTerminal;
+    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    match log.format {
+        parlor::config::LogFormat::Json => builder.json().init(),
+        parlor::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 

@@ -91,8 +91,26 @@ pub async fn track(
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    let access = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.config.log.access);
     let method = req.method().to_string();
     let res = next.call(req).await?;
+    if access {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_owned());
+        tracing::info!(
+            target: "parlor::access",
+            face = face_of(&route),
+            method = %method,
+            route = %route,
+            status = res.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     if let Some(metrics) = metrics {
         // Unmatched paths share one series, so a scan of random URLs cannot grow the map.
         let route = res

@@ -631,3 +631,72 @@ fn only_section_keys_of_the_environment_are_configuration() {
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(err.contains("no_such_key"), "{err}");
 }
+
+#[actix_web::test]
+async fn the_log_is_json_lines_with_an_access_line_per_request_and_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .current_dir(dir.path())
+        .env("PARLOR_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("PARLOR_STORAGE__PATH", dir.path().join("parlor.redb"))
+        .env("PARLOR_LOG__FORMAT", "json")
+        .env("PARLOR_LOG__ACCESS", "true")
+        .env("PARLOR_PORT", "tcp://10.0.0.7:7001")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    common::eventually(
+        || async {
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+        "the server answers",
+    )
+    .await;
+    let missing = http.get(format!("{base}/api/chat/nothing")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains('\u{1b}'), "no colour codes: {err}");
+    let lines: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let access: Vec<&Value> = lines.iter().filter(|l| l["target"] == "parlor::access").collect();
+    let healthz = access
+        .iter()
+        .find(|l| l["fields"]["route"] == "/healthz")
+        .unwrap_or_else(|| panic!("no access line for /healthz: {err}"));
+    assert_eq!(healthz["fields"]["status"], 200);
+    assert_eq!(healthz["fields"]["method"], "GET");
+    assert!(healthz["fields"]["ms"].as_f64().is_some(), "{healthz}");
+    assert!(
+        access
+            .iter()
+            .any(|l| l["fields"]["status"] == 404 && l["fields"]["route"] == "(unmatched)"),
+        "{err}"
+    );
+    assert!(
+        lines.iter().any(|l| l["fields"]["variables"] == "PARLOR_PORT"),
+        "the ignored variable is named: {err}"
+    );
+}
