@@ -700,3 +700,38 @@ async fn the_log_is_json_lines_with_an_access_line_per_request_and_no_colour() {
         "the ignored variable is named: {err}"
     );
 }
+
+#[actix_web::test]
+async fn check_finds_a_changed_byte_inside_a_stored_message() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let server = TestServer::start_in(&data, |_| {}).await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    let marker = "MARKER-of-a-message-whose-bytes-will-change-0123456789";
+    server.send_rest(&alice, &bob, marker).await;
+    server.stop().await;
+    let conf = config_file(root.path(), "c.toml", &data, "");
+    let sound = run(root.path(), &["--config", conf.to_str().unwrap(), "check"]).await;
+    assert!(sound.status.success(), "{}", stderr(&sound));
+    assert!(
+        String::from_utf8_lossy(&sound.stdout).contains("sound"),
+        "{sound:?}"
+    );
+
+    // One byte of the message changes on disk.
+    let file = data.join("parlor.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the message is in the file");
+    bytes[at + 10] ^= 0x20;
+    std::fs::write(&file, &bytes).unwrap();
+    let damaged = run(root.path(), &["--config", conf.to_str().unwrap(), "check"]).await;
+    assert!(!damaged.status.success());
+    let err = stderr(&damaged);
+    assert!(err.contains("damaged") || err.contains("corrupted"), "{err}");
+    // The check changed nothing: the file is as it was left.
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+}
