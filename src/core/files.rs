@@ -30,6 +30,18 @@ pub async fn keep(
         .await?)
 }
 
+/// Stores an upload under `folder/<new name>` for `owner` (see [`keep`]).
+pub async fn keep_in(
+    state: &AppState,
+    upload: Upload,
+    tenant: &str,
+    owner: u64,
+    folder: &str,
+) -> Result<FileRecord, ApiError> {
+    let path = format!("{folder}/{}", crate::files::new_name("", &upload.ext));
+    keep(state, upload, tenant, owner, path).await
+}
+
 /// The stored file named by a URL of this server (see [`stored_path`]), in `tenant`.
 pub async fn stored_file(
     state: &AppState,

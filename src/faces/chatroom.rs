@@ -111,16 +111,9 @@ pub fn routes(r: &mut Routes) {
 /// is its URL (also `url`, with `width` and `height`).
 async fn upload_image(req: HttpRequest, state: State, me: Me, payload: web::Payload) -> Result {
     let folder = format!("message/{}", crate::files::today());
-    let (file, _) = super::upload::upload_to(
-        &state,
-        &req,
-        payload,
-        (me.tenant(), me.id()),
-        &["image"],
-        crate::files::Accept::Images,
-        &folder,
-    )
-    .await?;
+    let (upload, _) =
+        super::receive_multipart(&state, &req, payload, &["image"], crate::files::Accept::Images).await?;
+    let file = crate::core::files::keep_in(&state, upload, me.tenant(), me.id(), &folder).await?;
     let url = crate::files::served_url(&file.path);
     Ok(success(
         &url,

@@ -3,28 +3,31 @@
 //! writes the face's envelope; no face imports another. They share what is here: the
 //! extractors [`Fields`] (a form or JSON body with typed, checked accessors) and [`Caller`]
 //! (the token's user), [`FaceError`], which renders an [`ApiError`] in the face's own
-//! envelope, and the request and time helpers every face uses.
+//! envelope, the request and time helpers every face uses, and [`receive_multipart`] for
+//! the upload routes.
 
 pub mod admin;
 pub mod chat21;
 pub mod chatroom;
 pub mod uniapp;
-pub mod upload;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 
+use actix_multipart::Multipart;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use parlor_actors::UserKey;
 use parlor_storage::Role;
 use serde_json::{Map, Value};
 
 use crate::auth::Claims;
 use crate::error::ApiError;
+use crate::files::{Accept, Upload};
 use crate::state::AppState;
 
 /// An API face: how it renders errors.
@@ -300,4 +303,66 @@ pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError>
             .map_err(|_| ApiError::invalid("malformed query string"))?
             .into_inner(),
     )
+}
+
+/// Most bytes of a text field beside the file.
+const TEXT_FIELD_MAX: usize = 4096;
+/// Most text fields beside the file.
+const TEXT_FIELDS_MAX: usize = 32;
+
+/// Reads a `multipart/form-data` body: the file in one of `names` (received and checked,
+/// see [`crate::files::Files::receive`]) and the small text fields beside it.
+pub async fn receive_multipart(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    names: &[&str],
+    accept: Accept,
+) -> std::result::Result<(Upload, HashMap<String, String>), ApiError> {
+    let mut form = Multipart::new(req.headers(), payload);
+    let mut upload = None;
+    let mut texts = HashMap::new();
+    let mut fields = 0;
+    while let Some(field) = form.next().await {
+        let mut field =
+            field.map_err(|e| ApiError::invalid(format!("the body must be multipart/form-data: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        if upload.is_none() && names.contains(&name.as_str()) {
+            let original = field
+                .content_disposition()
+                .and_then(|d| d.get_filename())
+                .unwrap_or_default()
+                .to_owned();
+            upload = Some(state.files.receive(&mut field, &original, accept).await?);
+            continue;
+        }
+        fields += 1;
+        if fields > TEXT_FIELDS_MAX {
+            return Err(ApiError::invalid(format!(
+                "more than {TEXT_FIELDS_MAX} fields beside the file"
+            )));
+        }
+        let mut text = Vec::new();
+        while let Some(chunk) = field
+            .try_next()
+            .await
+            .map_err(|e| ApiError::invalid(format!("cannot read {name}: {e}")))?
+        {
+            if text.len() + chunk.len() > TEXT_FIELD_MAX {
+                return Err(ApiError::invalid(format!(
+                    "{name} is over {TEXT_FIELD_MAX} bytes (the file goes in {})",
+                    names[0]
+                )));
+            }
+            text.extend_from_slice(&chunk);
+        }
+        texts.insert(name, String::from_utf8_lossy(&text).into_owned());
+    }
+    let upload = upload.ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{} is required: send the file as the multipart field {}",
+            names[0], names[0]
+        ))
+    })?;
+    Ok((upload, texts))
 }

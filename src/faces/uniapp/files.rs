@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{ok, Form, Me, Result, State};
 use crate::core::files as core_files;
 use crate::error::ApiError;
-use crate::faces::upload::{receive_multipart, upload_to};
+use crate::faces::receive_multipart;
 use crate::files::screenshot::{self, Format};
 use crate::files::{self as store, Accept};
 use crate::routes::Routes;
@@ -36,16 +36,8 @@ async fn upload_diy(
     let diydir = diydir.into_inner();
     store::check_folder(&diydir)?;
     let folder = format!("Diy/{diydir}/{}", store::today());
-    let (file, _) = upload_to(
-        &state,
-        &req,
-        payload,
-        (me.tenant(), me.id()),
-        &["file"],
-        Accept::Allowed,
-        &folder,
-    )
-    .await?;
+    let (upload, _) = receive_multipart(&state, &req, payload, &["file"], Accept::Allowed).await?;
+    let file = core_files::keep_in(&state, upload, me.tenant(), me.id(), &folder).await?;
     Ok(ok(json!({"url": store::served_url(&file.path)})))
 }
 
@@ -58,8 +50,7 @@ async fn upload_aliyun(req: HttpRequest, state: State, me: Me, payload: web::Pay
             .parse::<u64>()
             .map_err(|_| ApiError::invalid("imageClassId must be an integer"))?,
     };
-    let path = format!("{folder}/{}", store::new_name("", &upload.ext));
-    let file = core_files::keep(&state, upload, me.tenant(), me.id(), path).await?;
+    let file = core_files::keep_in(&state, upload, me.tenant(), me.id(), &folder).await?;
     Ok(HttpResponse::Ok().json(json!({
         "code": 200,
         "msg": "上传成功",
