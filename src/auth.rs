@@ -68,6 +68,14 @@ pub struct ExternalClaims {
     pub db: Option<u64>,
 }
 
+impl ExternalClaims {
+    /// Whether this is one of Parlor's own tokens (a login's: it names the user id and the
+    /// database), which [`Auth::verify_external`] accepts only for this database.
+    pub fn issued_here(&self) -> bool {
+        self.id.is_some() && self.db.is_some()
+    }
+}
+
 /// Issues and checks tokens and passwords.
 pub struct Auth {
     encoding: EncodingKey,

@@ -711,6 +711,11 @@ async fn check_finds_a_changed_byte_inside_a_stored_message() {
     let marker = "MARKER-of-a-message-whose-bytes-will-change-0123456789";
     server.send_rest(&alice, &bob, marker).await;
     server.stop().await;
+    // No database where the configuration points: a failure naming it.
+    let elsewhere = config_file(root.path(), "none.toml", &root.path().join("none"), "");
+    let none = run(root.path(), &["--config", elsewhere.to_str().unwrap(), "check"]).await;
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("no database at"), "{}", stderr(&none));
     let conf = config_file(root.path(), "c.toml", &data, "");
     let sound = run(root.path(), &["--config", conf.to_str().unwrap(), "check"]).await;
     assert!(sound.status.success(), "{}", stderr(&sound));
