@@ -33,7 +33,9 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address of the client listener (HTTP and WebSocket). Default `127.0.0.1:7001`.
+    /// Address of the client listener (HTTP and WebSocket): `host:port`, the host an IP
+    /// address or a name (`localhost:7001`; a name is resolved at start and the first of
+    /// its addresses that can be bound is used). Default `127.0.0.1:7001`.
     pub bind: String,
     /// HTTP worker threads; 0 means one per core. Default 0.
     pub workers: usize,
@@ -65,6 +67,12 @@ pub struct ServerConfig {
     /// it a new connection from that address is answered 429 and closed (`GET /healthz`
     /// is still answered). Default 256.
     pub max_connections_per_address: usize,
+    /// Web origins (`scheme://host[:port]`) whose pages may call the client listener from a
+    /// browser (CORS): preflight `OPTIONS` requests are answered on every route, and answers
+    /// carry `Access-Control-Allow-Origin`. Empty: same origin only (no CORS headers).
+    /// `["*"]`: any origin. Credentials (cookies) are never allowed: every face
+    /// authenticates with a header. The admin listener never answers CORS. Default `[]`.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +88,7 @@ impl Default for ServerConfig {
             body_timeout_secs: 60,
             max_connections: 10_000,
             max_connections_per_address: 256,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -632,11 +641,20 @@ impl Config {
                 reason: reason.into(),
             })
         }
-        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
-            return invalid("server.bind", "must be an address like 127.0.0.1:7001");
+        if !is_host_port(&self.server.bind) {
+            return invalid(
+                "server.bind",
+                "must be host:port, like 127.0.0.1:7001, [::1]:7001 or localhost:7001",
+            );
         }
-        if self.admin.bind.parse::<std::net::SocketAddr>().is_err() {
-            return invalid("admin.bind", "must be an address like 127.0.0.1:18080");
+        if !is_host_port(&self.admin.bind) {
+            return invalid(
+                "admin.bind",
+                "must be host:port, like 127.0.0.1:18080 or localhost:18080",
+            );
+        }
+        if let Err(reason) = check_origins(&self.server.cors_origins) {
+            return invalid("server.cors_origins", &reason);
         }
         if self.server.head_timeout_ms < 100 {
             return invalid("server.head_timeout_ms", "must be at least 100");
@@ -819,6 +837,56 @@ pub fn ignored_env(names: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// Whether `s` is `host:port` with a port number and a host that is an IP address (IPv6 in
+/// brackets) or a DNS name; names are resolved when the listener is bound.
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok()
+        && !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// `server.cors_origins`: `["*"]` alone, or origins `http(s)://host[:port]` with nothing
+/// after the authority (a browser's `Origin` header never has a path or a trailing slash).
+fn check_origins(origins: &[String]) -> Result<(), String> {
+    if origins.iter().any(|o| o == "*") {
+        return if origins.len() == 1 {
+            Ok(())
+        } else {
+            Err("\"*\" allows every origin and must be the only entry".into())
+        };
+    }
+    for origin in origins {
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .ok_or_else(|| format!("{origin:?} must start with http:// or https://"))?;
+        let host_ok = if authority.contains(':') {
+            is_host_port(authority)
+        } else {
+            is_host_port(&format!("{authority}:0"))
+        };
+        if !host_ok {
+            return Err(format!(
+                "{origin:?} must be scheme://host[:port] (no path, no trailing slash)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -841,6 +909,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.bind"), "{err}");
+    }
+
+    #[test]
+    fn bind_takes_a_host_name() {
+        for good in [
+            "localhost:7001",
+            "127.0.0.1:7001",
+            "[::1]:7001",
+            "chat.example.com:80",
+        ] {
+            let c = Config::from_toml(&format!("[server]\nbind = \"{good}\"\n"));
+            assert!(c.is_ok(), "{good}: {:?}", c.err());
+        }
+        for bad in [
+            "localhost",
+            "localhost:",
+            ":7001",
+            "local host:7001",
+            "a..b:1",
+            "x:99999",
+        ] {
+            let err = Config::from_toml(&format!("[server]\nbind = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("server.bind"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_checked() {
+        let ok = |v: &str| Config::from_toml(&format!("[server]\ncors_origins = {v}\n"));
+        for good in [
+            r#"[]"#,
+            r#"["*"]"#,
+            r#"["https://app.example.com"]"#,
+            r#"["http://127.0.0.1:5173", "https://a.example"]"#,
+        ] {
+            assert!(ok(good).is_ok(), "{good}: {:?}", ok(good).err());
+        }
+        for bad in [
+            r#"["*", "https://a.example"]"#,
+            r#"["app.example.com"]"#,
+            r#"["https://app.example.com/"]"#,
+            r#"["https://app.example.com/path"]"#,
+            r#"["ftp://a.example"]"#,
+        ] {
+            let err = ok(bad).unwrap_err().to_string();
+            assert!(err.contains("server.cors_origins"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! Modules: [`server`] (start, listeners, shutdown), [`config`] (TOML + `PARLOR_*` env),
 //! [`error`] (the error kinds, their HTTP statuses and WebSocket codes), [`auth`] (tokens,
-//! passwords, visitor signatures), [`guard`] (the bounds of logging in), [`intake`] (connection limits and body deadlines), [`core`] (the operations, once), [`faces`] (the four HTTP
+//! passwords, visitor signatures), [`guard`] (the bounds of logging in), [`intake`] (connection limits and body deadlines), [`cors`] (which web origins may call from a browser), [`core`] (the operations, once), [`faces`] (the four HTTP
 //! APIs over the core), [`ws`] (the WebSocket session actor), [`state`] (what handlers
 //! share), [`files`] (uploads, the object store, video screenshots), [`dump`] (export and
 //! import), [`routes`] (listable route registration), [`openapi`] (the OpenAPI documents),
@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod config;
 pub mod core;
+pub mod cors;
 pub mod dump;
 pub mod error;
 pub mod faces;

@@ -258,13 +258,21 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         config.server.max_connections_per_address,
     );
     let head_timeout = Config::ms(config.server.head_timeout_ms);
+    let cors_origins = config.server.cors_origins.clone();
     let server = HttpServer::new(move || {
+        let cors = crate::cors::middleware(&cors_origins);
         App::new()
             .app_data(app_state.clone())
             .app_data(client_metrics.clone())
             .wrap(middleware::from_fn(faces::chatroom::error_shape))
             .wrap(middleware::from_fn(intake::bound))
             .wrap(middleware::from_fn(metrics::track))
+            // Outermost: a preflight is answered before any limit, and every answer (errors
+            // from the limits included) carries the CORS headers.
+            .wrap(middleware::Condition::new(
+                cors.is_some(),
+                cors.unwrap_or_default(),
+            ))
             .configure(|cfg| client_routes(&mut Routes::serving(cfg)))
             .default_service(actix_web::web::to(not_found))
     })

@@ -281,8 +281,9 @@ fn message(text: &str, mine: Option<&str>, extra: &str) -> String {
     )
 }
 
-#[actix_web::test]
-async fn two_browsers_befriend_chat_catch_up_and_revoke() {
+/// Chromium and chromedriver from the PATH, and the directory for screenshots; fails the
+/// test, saying how to install them, when they are missing.
+fn tools() -> (PathBuf, PathBuf, PathBuf) {
     let chromium = on_path(&["chromium", "chromium-browser", "google-chrome"]).unwrap_or_else(|| {
         panic!(
             "the browser test needs Chromium, and none is on the PATH \
@@ -298,6 +299,12 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&shots).unwrap();
     println!("screenshots: {}", shots.display());
+    (chromium, chromedriver, shots)
+}
+
+#[actix_web::test]
+async fn two_browsers_befriend_chat_catch_up_and_revoke() {
+    let (chromium, chromedriver, shots) = tools();
 
     let (server, _dir) = TestServer::start().await;
     let base = server.url("/");
@@ -553,4 +560,101 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
     bob.close().await;
     drop(driver);
     server.stop().await;
+}
+
+/// What a page on a second origin sees when it calls Parlor with `fetch`: it registers (a
+/// JSON body, so a preflight), reads its friends with the `token` header (another
+/// preflight) and reads an error's reason. Each step's status, or the error `fetch` threw.
+const CROSS_ORIGIN_CALLS: &str = r#"
+const [parlor, username, done] = arguments;
+(async () => {
+  const out = { origin: location.origin };
+  try {
+    const reg = await fetch(parlor + '/api/regChat', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username, password: 'secret123' }),
+    });
+    out.register = reg.status;
+    const token = (await reg.json()).data.token;
+    const friends = await fetch(parlor + '/api/chat/goodfriendlist', { headers: { token } });
+    out.friends = friends.status;
+    out.friendsMsg = (await friends.json()).msg;
+    const refused = await fetch(parlor + '/api/chat/goodfriendlist');
+    out.refused = refused.status;
+    out.refusedMsg = (await refused.json()).msg;
+  } catch (e) {
+    out.error = String(e);
+  }
+  done(out);
+})();
+"#;
+
+/// A web app served from another origin calls Parlor from headless Chromium: allowed by
+/// `server.cors_origins`, its calls (with their preflights) go through and it reads the
+/// answers, errors included; from a server that lists no origins the browser blocks them.
+#[actix_web::test]
+async fn a_page_on_another_origin_calls_parlor_when_its_origin_is_allowed() {
+    let (chromium, chromedriver, shots) = tools();
+    // The second origin: a page of its own on another port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = actix_web::HttpServer::new(|| {
+        actix_web::App::new().route(
+            "/",
+            actix_web::web::get().to(|| async {
+                actix_web::HttpResponse::Ok()
+                    .content_type("text/html; charset=utf-8")
+                    .body("<!doctype html><title>app</title><p>another origin</p>")
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let app_handle = app.handle();
+    actix_web::rt::spawn(app);
+
+    let dir = tempfile::tempdir().unwrap();
+    let origin = app_origin.clone();
+    let allowing = TestServer::start_in(dir.path(), |c| c.server.cors_origins = vec![origin]).await;
+    let (closed, _closed_dir) = TestServer::start().await;
+
+    let driver = Driver::start(&chromedriver);
+    let page = Browser::open("app", &driver, &chromium, &shots).await;
+    page.goto(&format!("{app_origin}/")).await;
+    page.shot("cors-01-app-page").await;
+
+    let calls = |base: String, username: &str| {
+        let args = vec![json!(base.trim_end_matches('/')), json!(username)];
+        let client = page.client.clone();
+        async move { client.execute_async(CROSS_ORIGIN_CALLS, args).await.unwrap() }
+    };
+    let seen = calls(allowing.url("/"), "xorigin_alice").await;
+    assert_eq!(seen["origin"], app_origin, "{seen}");
+    assert_ne!(seen["origin"].as_str().unwrap(), allowing.base, "{seen}");
+    assert!(
+        seen.get("error").is_none(),
+        "the allowed origin's calls failed: {seen}"
+    );
+    assert_eq!(seen["register"], 200, "{seen}");
+    assert_eq!(seen["friends"], 200, "{seen}");
+    assert_eq!(seen["friendsMsg"], "ok", "{seen}");
+    assert_eq!(seen["refused"], 401, "{seen}");
+    assert_eq!(seen["refusedMsg"], "fail", "{seen}");
+
+    // Same origin only: the browser refuses to hand over the first answer.
+    let seen = calls(closed.url("/"), "xorigin_bob").await;
+    let error = seen["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a blocked call succeeded: {seen}"));
+    assert!(error.contains("TypeError"), "{seen}");
+    assert!(seen.get("register").is_none(), "{seen}");
+
+    page.close().await;
+    drop(driver);
+    allowing.stop().await;
+    closed.stop().await;
+    app_handle.stop(true).await;
 }

@@ -12,7 +12,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_ok, user_of, TestServer, User};
+use common::{assert_ok, free_port, user_of, TestServer, User};
 use serde_json::{json, Value};
 
 const ADMIN_SECRET: &str = "cli-test-admin-secret";
@@ -635,11 +635,7 @@ fn only_section_keys_of_the_environment_are_configuration() {
 #[actix_web::test]
 async fn the_log_is_json_lines_with_an_access_line_per_request_and_no_colour() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_parlor"))
         .current_dir(dir.path())
         .env("PARLOR_SERVER__BIND", format!("127.0.0.1:{port}"))
@@ -699,6 +695,30 @@ async fn the_log_is_json_lines_with_an_access_line_per_request_and_no_colour() {
         lines.iter().any(|l| l["fields"]["variables"] == "PARLOR_PORT"),
         "the ignored variable is named: {err}"
     );
+}
+
+/// `server.bind` may name its host: `localhost:PORT` is resolved and served.
+#[actix_web::test]
+async fn the_listener_binds_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .current_dir(dir.path())
+        .env("PARLOR_SERVER__BIND", format!("localhost:{port}"))
+        .env("PARLOR_STORAGE__PATH", dir.path().join("parlor.redb"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://localhost:{port}/healthz");
+    common::eventually(
+        || async { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) },
+        "the server answers on localhost",
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[actix_web::test]

@@ -31,6 +31,15 @@ pub fn test_config(dir: &Path) -> Config {
     c
 }
 
+/// A loopback port free a moment ago, for a server child process to bind.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -145,10 +144,7 @@ fn mosquitto() -> PathBuf {
 async fn fanout_against_mosquitto() {
     let binary = mosquitto();
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,

@@ -13,6 +13,7 @@ mod chat21;
 mod chatroom;
 mod cli;
 mod conversations;
+mod cors;
 mod files;
 mod groups;
 mod intake;

@@ -7,7 +7,7 @@ use crate::common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{assert_fail, user_of, TestServer, User};
+use common::{assert_fail, free_port, user_of, TestServer, User};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -733,14 +733,6 @@ impl Process {
         let _ = child.wait();
         panic!("parlor did not start");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Registers `name` through `base` and returns it.
