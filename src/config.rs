@@ -27,6 +27,7 @@ pub struct Config {
     pub users: UsersConfig,
     pub files: FilesConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// The client listener.
@@ -41,8 +42,6 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds to let open connections finish on shutdown. Default 5.
     pub shutdown_timeout_secs: u64,
-    /// Serve Prometheus metrics at `GET /metrics` on the client listener. Default true.
-    pub metrics: bool,
     /// Kernel send buffer of each client connection, bytes (`SO_SNDBUF`; the kernel doubles
     /// it); 0 leaves the kernel's autotuning, which lets an unread connection hold megabytes.
     /// A client that stops reading fills this, then the session's mailbox, and is cut.
@@ -81,7 +80,6 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:7001".into(),
             workers: 0,
             shutdown_timeout_secs: 5,
-            metrics: true,
             socket_send_buffer: 131_072,
             locale: Locale::ZhCn,
             head_timeout_ms: 5000,
@@ -277,6 +275,34 @@ impl Default for LogConfig {
             access: false,
         }
     }
+}
+
+/// The Prometheus metrics at `GET /metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served: `client` (the client listener), `admin` (the admin
+    /// listener only, unsigned, so that the public listener does not show tenants and
+    /// routes; needs `admin.secret`) or `off`. The other listeners answer 404. Default
+    /// `client`.
+    pub listener: MetricsListener,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listener: MetricsListener::Client,
+        }
+    }
+}
+
+/// Which listener serves the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsListener {
+    Client,
+    Admin,
+    Off,
 }
 
 /// How log lines are written.
@@ -653,6 +679,12 @@ impl Config {
                 "must be host:port, like 127.0.0.1:18080 or localhost:18080",
             );
         }
+        if self.metrics.listener == MetricsListener::Admin && self.admin.secret.is_empty() {
+            return invalid(
+                "metrics.listener",
+                "\"admin\" needs the admin listener, which runs only with an admin.secret",
+            );
+        }
         if let Err(reason) = check_origins(&self.server.cors_origins) {
             return invalid("server.cors_origins", &reason);
         }
@@ -935,6 +967,22 @@ mod tests {
                 .to_string();
             assert!(err.contains("server.bind"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn metrics_on_the_admin_listener_need_it() {
+        let err = Config::from_toml("[metrics]\nlistener = \"admin\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.listener"), "{err}");
+        let c = Config::from_toml(
+            "[metrics]\nlistener = \"admin\"\n[admin]\nsecret = \"s3cret-s3cret-s3cret\"\n",
+        );
+        assert_eq!(c.unwrap().metrics.listener, MetricsListener::Admin);
+        let err = Config::from_toml("[metrics]\nlistener = \"both\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listener"), "{err}");
     }
 
     #[test]

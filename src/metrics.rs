@@ -1,4 +1,5 @@
-//! Prometheus metrics at `GET /metrics`, in the text exposition format (version 0.0.4).
+//! Prometheus metrics at `GET /metrics`, in the text exposition format (version 0.0.4),
+//! on the listener `metrics.listener` names (the client one, the admin one, or neither).
 //!
 //! Everything here is read from counters the parts keep anyway: the Router's
 //! [`RouterStats`](parlor_actors::router::RouterStats) (sessions, messages, deliveries,
@@ -6,8 +7,9 @@
 //! commit latency as histograms) and this module's HTTP histograms. Recording costs relaxed
 //! atomic adds; nothing is recorded per message besides the Router's counters. The HTTP
 //! histograms are kept per (face, method, route pattern, status) in a sharded map: one lookup
-//! per HTTP request, none on the WebSocket path. Process figures (resident memory, open file
-//! descriptors) and the database file's size are read from the system when scraped.
+//! per HTTP request, none on the WebSocket path. Process figures (resident memory, CPU time,
+//! start time, open file descriptors) and the database file's size are read from the system
+//! when scraped; `parlor_build_info` names the version.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,6 +24,7 @@ use dashmap::DashMap;
 use parlor_actors::router::TenantCounts;
 use parlor_storage::{Histogram, HistogramSnapshot};
 
+use crate::config::MetricsListener;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -128,9 +131,27 @@ pub async fn track(
     Ok(res)
 }
 
-/// `GET /metrics`.
+/// `GET /metrics` on the client listener (`metrics.listener = "client"`, else 404).
 pub async fn serve(state: web::Data<AppState>, http: Option<web::Data<HttpMetrics>>) -> HttpResponse {
-    if !state.config.server.metrics {
+    serve_on(MetricsListener::Client, state, http)
+}
+
+/// `GET /metrics` on the admin listener (`metrics.listener = "admin"`, else 404); unsigned,
+/// so that a scraper needs no admin secret: the admin listener is a private one.
+pub async fn serve_admin(state: web::Data<AppState>, http: Option<web::Data<HttpMetrics>>) -> HttpResponse {
+    if state.config.metrics.listener != MetricsListener::Admin {
+        // The admin listener's own 404.
+        return crate::faces::admin::not_found().await;
+    }
+    serve_on(MetricsListener::Admin, state, http)
+}
+
+fn serve_on(
+    listener: MetricsListener,
+    state: web::Data<AppState>,
+    http: Option<web::Data<HttpMetrics>>,
+) -> HttpResponse {
+    if state.config.metrics.listener != listener {
         return ApiError::NotFound("no such route".into()).to_response();
     }
     let mut out = String::with_capacity(16 * 1024);
@@ -333,6 +354,44 @@ fn render_core(state: &AppState, out: &mut String) {
             rss,
         );
     }
+    if let Some(cpu) = cpu_seconds() {
+        one(
+            out,
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of the server process, seconds.",
+            cpu,
+        );
+    }
+    if let Some(start) = start_time_seconds() {
+        one(
+            out,
+            "process_start_time_seconds",
+            "gauge",
+            "When the server process started, seconds since the epoch.",
+            start,
+        );
+    }
+    header(
+        out,
+        "parlor_build_info",
+        "gauge",
+        "Always 1; the labels say which build is running.",
+    );
+    sample(
+        out,
+        "parlor_build_info",
+        &format!(
+            "version=\"{}\",profile=\"{}\"",
+            env!("CARGO_PKG_VERSION"),
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+        ),
+        1,
+    );
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         one(
             out,
@@ -342,6 +401,36 @@ fn render_core(state: &AppState, out: &mut String) {
             fds.count(),
         );
     }
+}
+
+/// User plus system CPU time this process has used, seconds (`getrusage`).
+pub fn cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage writes the struct it is given and nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+/// When this process started, seconds since the epoch (Linux: its start in clock ticks
+/// after boot, field 22 of `/proc/self/stat`, plus the boot time `btime` of `/proc/stat`).
+pub fn start_time_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: f64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a system value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| boot + ticks / hz as f64)
 }
 
 /// Resident set size of this process in bytes (Linux: `Rss` of `/proc/self/smaps_rollup`).

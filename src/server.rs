@@ -366,7 +366,8 @@ pub fn client_routes(r: &mut Routes) {
 /// Every route of the admin listener.
 pub fn admin_routes(r: &mut Routes) {
     faces::admin::routes(r);
-    r.get("/openapi.json", openapi::admin_document);
+    r.get("/openapi.json", openapi::admin_document)
+        .get("/metrics", metrics::serve_admin);
 }
 
 /// `GET /healthz`: 200 while the store reads and its last write succeeded; 503 with the

@@ -138,7 +138,7 @@ fn server_ops() -> Vec<Op> {
         Op::get("/openapi.json", "This document").public().errors(&[404]),
         Op::get(
             "/metrics",
-            "Prometheus metrics, text format 0.0.4 (404 when `server.metrics` is false)",
+            "Prometheus metrics, text format 0.0.4 (404 unless `metrics.listener` is `client`)",
         )
         .public()
         .errors(&[404]),
@@ -186,6 +186,15 @@ pub fn admin() -> OpenApi {
     ops.push((
         Face::Admin,
         Op::get("/openapi.json", "This document").public().errors(&[404]),
+    ));
+    ops.push((
+        Face::Admin,
+        Op::get(
+            "/metrics",
+            "Prometheus metrics, text format 0.0.4, unsigned (404 unless `metrics.listener` is `admin`)",
+        )
+        .public()
+        .errors(&[404]),
     ));
     document("Parlor admin API", &ops)
 }
@@ -334,7 +343,8 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
                 .schema(Some(schema)),
         );
     }
-    if face == Face::Admin && op.path != "/openapi.json" {
+    let signed = face == Face::Admin && op.path.starts_with("/admin/");
+    if signed {
         // All three headers are needed together: one requirement object names them all.
         b = b.securities(Some([admin_requirement()]));
     }
@@ -435,7 +445,7 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
         };
         b = b.response(status.to_string(), r.build());
     }
-    if face == Face::Admin && op.path != "/openapi.json" {
+    if signed {
         // Admin errors are HTTP 200 with a non-zero code; the codes are in the description.
         b = b.description(Some(
             "Errors are HTTP 200 with `{\"code\": n, \"msg\": ...}`: 239 not signed, 243 sign expired, \

@@ -1,5 +1,5 @@
-//! `GET /metrics`: the Prometheus text format, counters that follow what the server did, and
-//! the switch that turns the endpoint off.
+//! `GET /metrics`: the Prometheus text format, counters that follow what the server did, the
+//! process figures, and the listener that serves them (client, admin only, or off).
 
 use crate::common;
 
@@ -12,7 +12,12 @@ use serde_json::json;
 /// Reads `/metrics` and returns every sample as `name{labels}` → value, after checking that
 /// each line is a comment or a well-formed sample.
 async fn scrape(server: &TestServer) -> HashMap<String, f64> {
-    let resp = server.http.get(server.url("/metrics")).send().await.unwrap();
+    scrape_at(server, &server.url("/metrics")).await
+}
+
+/// [`scrape`] at `url`.
+async fn scrape_at(server: &TestServer, url: &str) -> HashMap<String, f64> {
+    let resp = server.http.get(url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let kind = resp.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
@@ -142,7 +147,12 @@ async fn failures_and_unknown_paths_are_counted_without_growing_the_series() {
 #[actix_web::test]
 async fn the_endpoint_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |c| c.server.metrics = false).await;
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.metrics.listener = parlor::config::MetricsListener::Off;
+        c.admin.bind = "127.0.0.1:0".into();
+        c.admin.secret = "metrics-admin-secret".into();
+    })
+    .await;
     let got = server.get("/metrics", None).await;
     assert_eq!(
         got,
@@ -151,5 +161,72 @@ async fn the_endpoint_can_be_turned_off() {
             json!({"msg": "fail", "data": "no such route"})
         )
     );
+    let admin = server.admin.unwrap();
+    let resp = server
+        .http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn the_metrics_can_be_served_on_the_admin_listener_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.metrics.listener = parlor::config::MetricsListener::Admin;
+        c.admin.bind = "127.0.0.1:0".into();
+        c.admin.secret = "metrics-admin-secret".into();
+    })
+    .await;
+    // The public listener does not show them.
+    let got = server.get("/metrics", None).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "{:?}", got.1);
+    // The admin listener does, unsigned, with the client listener's requests counted.
+    let admin = server.admin.unwrap();
+    let samples = scrape_at(&server, &format!("http://{admin}/metrics")).await;
+    assert_eq!(get(&samples, "parlor_sessions_open"), 0.0);
+    let refused = "parlor_http_request_duration_seconds_count{face=\"server\",method=\"GET\",route=\"/metrics\",status=\"404\"}";
+    assert_eq!(get(&samples, refused), 1.0);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn process_figures_and_the_build_are_reported() {
+    let (server, _dir) = TestServer::start().await;
+    let before = scrape(&server).await;
+    let cpu = get(&before, "process_cpu_seconds_total");
+    assert!(cpu > 0.0, "{cpu}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = get(&before, "process_start_time_seconds");
+    // This test process started before the scrape, and not days ago.
+    assert!(
+        started <= now && started > now - 86_400.0,
+        "started {started}, now {now}"
+    );
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let build = format!(
+        "parlor_build_info{{version=\"{}\",profile=\"{profile}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(get(&before, &build), 1.0);
+    // CPU time only grows: spend some and look again.
+    let spin = std::time::Instant::now();
+    let mut x = 0u64;
+    while spin.elapsed() < std::time::Duration::from_millis(50) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+    let after = scrape(&server).await;
+    assert!(get(&after, "process_cpu_seconds_total") > cpu);
+    assert_eq!(get(&after, "process_start_time_seconds"), started);
     server.stop().await;
 }
