@@ -246,6 +246,7 @@ pub async fn read(
     if seq <= read {
         return Ok(seq);
     }
+    let from_session = session.is_some();
     state.router.do_send(parlor_actors::Advance {
         user: parlor_actors::UserKey::new(tenant, user),
         session,
@@ -253,6 +254,16 @@ pub async fn read(
         read: true,
         receipt: !blocked,
     });
+    if !from_session {
+        // A read over HTTP is answered once it is committed, so the caller's next request
+        // (a conversation list, its unread counts) sees it. A session's reads are many and
+        // need no answer: they are committed with the next cursor flush.
+        state
+            .router
+            .send(parlor_actors::router::FlushCursors)
+            .await
+            .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+    }
     Ok(seq)
 }
 

@@ -974,6 +974,31 @@ async fn read_frames_and_rest_reads_move_the_cursor_and_tell_the_peer() {
     server.stop().await;
 }
 
+/// A read over REST is committed before it is answered: the next list shows it, even when
+/// the background flush of cursor moves is a minute away.
+#[actix_web::test]
+async fn a_rest_read_shows_in_the_unread_counts_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.router.cursor_flush_ms = 60_000).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob_1").await;
+    server.befriend(&alice, &bob).await;
+    let key = conv(&alice, &bob);
+    for i in 1..=3 {
+        server.send_rest(&alice, &bob, &format!("m{i}")).await;
+    }
+    assert_eq!(item(&server, &bob, &key).await.unwrap()["unread"], 3);
+    for (seq, unread) in [("2", 1), ("3", 0)] {
+        assert_ok(&read_rest(&server, Some(&bob.token), &[("conversation", &key), ("seq", seq)]).await);
+        assert_eq!(
+            item(&server, &bob, &key).await.unwrap()["unread"],
+            unread,
+            "after reading {seq}"
+        );
+    }
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn read_and_ack_frames_past_the_head_do_not_swallow_later_messages() {
     let (server, _dir) = TestServer::start().await;
