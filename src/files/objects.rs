@@ -187,7 +187,10 @@ impl Objects for BucketObjects {
             .store
             .get_opts(&key.into(), options)
             .await
-            .map_err(io::Error::other)?;
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
+                e => io::Error::other(e),
+            })?;
         Ok(Box::pin(got.into_stream().map_err(io::Error::other)))
     }
 

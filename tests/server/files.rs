@@ -159,6 +159,31 @@ async fn an_upload_is_served_back_byte_identical_with_its_headers() {
     server.stop().await;
 }
 
+/// A file known to the database whose bytes are not in the object store (a database imported
+/// without its files, a store cleaned by hand) is 404, like any missing file, never a 500.
+#[actix_web::test]
+async fn a_file_missing_from_the_object_store_is_404() {
+    let (server, dir) = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let url = upload_ok(&server, "chatImgs", &alice, png(4, 4, 1)).await;
+    assert_eq!(fetch(&server, &url, None).await.status(), StatusCode::OK);
+    let objects = dir.path().join("files").join("objects");
+    assert_eq!(objects_on_disk(dir.path()), 1);
+    std::fs::remove_dir_all(&objects).unwrap();
+
+    let resp = fetch(&server, &url, None).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["msg"], "fail", "{body}");
+    assert!(body["data"].as_str().unwrap().contains("no file"), "{body}");
+    let resp = fetch(&server, &url, Some(("range", "bytes=0-3"))).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // The same file uploaded again is served again.
+    let again = upload_ok(&server, "chatImgs", &alice, png(4, 4, 1)).await;
+    assert_eq!(fetch(&server, &again, None).await.status(), StatusCode::OK);
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn uploads_are_refused_without_a_token_over_the_limit_and_of_disguised_types() {
     let dir = tempfile::tempdir().unwrap();

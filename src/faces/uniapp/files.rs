@@ -192,8 +192,15 @@ async fn serve(req: HttpRequest, state: State, path: web::Path<String>) -> Resul
     };
     let key = store::object_key(&file.sha256);
     let stream = state.files.objects().read(&key, start, len).await.map_err(|e| {
-        tracing::error!(error = %e, path = %file.path, "files: stored object unreadable");
-        ApiError::Internal("the file cannot be read".into())
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // Known here but not in the object store (an import without the files, a
+            // store cleaned by hand): the client sees a missing file, the operator a warning.
+            tracing::warn!(path = %file.path, key = %key, "files: a stored file's object is missing");
+            ApiError::NotFound(format!("no file {}", store::served_url(&file.path)))
+        } else {
+            tracing::error!(error = %e, path = %file.path, "files: stored object unreadable");
+            ApiError::Internal("the file cannot be read".into())
+        }
     })?;
     let mut r = resp(status);
     r.insert_header((header::CONTENT_TYPE, file.content_type.as_str()));
