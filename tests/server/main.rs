@@ -22,5 +22,6 @@ mod loadgen_smoke;
 mod messages;
 mod metrics;
 mod openapi;
+mod readme;
 mod social;
 mod web;
