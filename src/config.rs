@@ -72,6 +72,12 @@ pub struct ServerConfig {
     /// `["*"]`: any origin. Credentials (cookies) are never allowed: every face
     /// authenticates with a header. The admin listener never answers CORS. Default `[]`.
     pub cors_origins: Vec<String>,
+    /// Reverse proxies (addresses or ranges such as `10.0.0.0/8`) whose `X-Forwarded-For`
+    /// (or `X-Real-IP`) names the client: the per-address bounds (logins, visitor
+    /// registrations, admin refusals) count that address, and connections from a proxy are
+    /// bounded in total only. Applies to both listeners. Empty: the TCP peer is the client.
+    /// Default `[]`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +93,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_address: 256,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -684,6 +691,9 @@ impl Config {
                 "metrics.listener",
                 "\"admin\" needs the admin listener, which runs only with an admin.secret",
             );
+        }
+        if let Err(reason) = crate::peer::Proxies::parse(&self.server.trusted_proxies) {
+            return invalid("server.trusted_proxies", &reason);
         }
         if let Err(reason) = check_origins(&self.server.cors_origins) {
             return invalid("server.cors_origins", &reason);

@@ -47,6 +47,8 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub struct Connections {
     per_address: usize,
+    /// Connections from these are bounded in total only: each carries many clients.
+    proxies: crate::peer::Proxies,
     total: usize,
     open: AtomicUsize,
     by_address: DashMap<IpAddr, usize>,
@@ -70,10 +72,11 @@ pub struct Ticket {
 
 impl Connections {
     /// Counts for a listener holding at most `total` connections, `per_address` of them from
-    /// one client address.
-    pub fn new(total: usize, per_address: usize) -> Arc<Connections> {
+    /// one client address other than a trusted proxy.
+    pub fn new(total: usize, per_address: usize, proxies: crate::peer::Proxies) -> Arc<Connections> {
         Arc::new(Connections {
             per_address,
+            proxies,
             total,
             open: AtomicUsize::new(0),
             by_address: DashMap::new(),
@@ -88,6 +91,7 @@ impl Connections {
     /// Counts a new connection from `address` and returns its ticket.
     pub fn admit(self: &Arc<Self>, address: Option<IpAddr>) -> Ticket {
         let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let address = address.filter(|a| !self.proxies.trusts(*a));
         let from_address = address.map(|a| {
             let mut n = self.by_address.entry(a).or_insert(0);
             *n += 1;
@@ -293,7 +297,7 @@ mod tests {
 
     #[test]
     fn connections_are_counted_per_address_and_in_total() {
-        let c = Connections::new(3, 2);
+        let c = Connections::new(3, 2, crate::peer::Proxies::default());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = c.admit(Some(a));
@@ -309,6 +313,22 @@ mod tests {
         drop((a1, a2, b1, b2));
         assert_eq!(c.open(), 0);
         assert!(c.by_address.is_empty());
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_bounded_in_total_only() {
+        let proxies = crate::peer::Proxies::parse(&["127.0.0.1".into()]).unwrap();
+        let c = Connections::new(4, 1, proxies);
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let tickets: Vec<Ticket> = (0..4).map(|_| c.admit(Some(proxy))).collect();
+        assert!(
+            tickets.iter().all(|t| !t.refused()),
+            "one address, four connections"
+        );
+        assert!(c.by_address.is_empty(), "a proxy is not counted per address");
+        assert_eq!(c.admit(Some(proxy)).refusal, Some(Refusal::Total));
+        drop(tickets);
+        assert_eq!(c.open(), 0);
     }
 
     #[test]

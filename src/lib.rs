@@ -8,7 +8,7 @@
 //!
 //! Modules: [`server`] (start, listeners, shutdown), [`config`] (TOML + `PARLOR_*` env),
 //! [`error`] (the error kinds, their HTTP statuses and WebSocket codes), [`auth`] (tokens,
-//! passwords, visitor signatures), [`guard`] (the bounds of logging in), [`intake`] (connection limits and body deadlines), [`cors`] (which web origins may call from a browser), [`core`] (the operations, once), [`faces`] (the four HTTP
+//! passwords, visitor signatures), [`guard`] (the bounds of logging in), [`intake`] (connection limits and body deadlines), [`cors`] (which web origins may call from a browser), [`peer`] (the client's address, behind trusted proxies too), [`core`] (the operations, once), [`faces`] (the four HTTP
 //! APIs over the core), [`ws`] (the WebSocket session actor), [`state`] (what handlers
 //! share), [`files`] (uploads, the object store, video screenshots), [`dump`] (export and
 //! import), [`routes`] (listable route registration), [`openapi`] (the OpenAPI documents),
@@ -28,6 +28,7 @@ pub mod intake;
 pub mod memory;
 pub mod metrics;
 pub mod openapi;
+pub mod peer;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -231,8 +231,11 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     }
 
     let files = Arc::new(files::Files::open(&config).map_err(StartError::Config)?);
+    let proxies = crate::peer::Proxies::parse(&config.server.trusted_proxies)
+        .map_err(|e| StartError::Config(format!("server.trusted_proxies: {e}")))?;
     let state = Data::new(AppState {
         config: config.clone(),
+        proxies: proxies.clone(),
         files,
         store: store.clone(),
         router: router.clone(),
@@ -256,6 +259,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let connections = Connections::new(
         config.server.max_connections,
         config.server.max_connections_per_address,
+        proxies.clone(),
     );
     let head_timeout = Config::ms(config.server.head_timeout_ms);
     let cors_origins = config.server.cors_origins.clone();
@@ -301,7 +305,11 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         ));
         signatures.restore(&startup.admin_nonces);
         let admin_state = state.clone();
-        let connections = Connections::new(config.admin.max_connections, config.admin.max_connections);
+        let connections = Connections::new(
+            config.admin.max_connections,
+            config.admin.max_connections,
+            proxies.clone(),
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(admin_state.clone())

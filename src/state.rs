@@ -18,6 +18,8 @@ use crate::guard::Guard;
 /// Shared state of the HTTP and WebSocket handlers.
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The reverse proxies whose forwarded client addresses are believed.
+    pub proxies: crate::peer::Proxies,
     pub store: Store,
     pub router: Addr<Router>,
     pub router_stats: Arc<RouterStats>,

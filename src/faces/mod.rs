@@ -75,9 +75,14 @@ impl<F: Face> ResponseError for FaceError<F> {
 pub use crate::auth::token_of;
 pub use parlor_actors::wire::{iso_time, local_time};
 
-/// The address of the client a request came from (its TCP peer).
+/// The address of the client a request came from: its TCP peer, or the address a trusted
+/// proxy forwarded (see [`crate::peer`]).
 pub fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    let peer = req.peer_addr().map(|a| a.ip());
+    match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+        Some(state) => state.proxies.client(peer, req.headers()),
+        None => peer,
+    }
 }
 
 /// The authenticated caller of a request.

@@ -849,6 +849,64 @@ async fn login_from(
     (status, body, retry)
 }
 
+/// A login of `bob_1` from `from` with `X-Forwarded-For: forwarded`: its status.
+async fn login_forwarded(server: &TestServer, from: &str, forwarded: &str) -> StatusCode {
+    let client = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    client
+        .post(server.url("/api/loginChat"))
+        .header("X-Forwarded-For", forwarded)
+        .form(&[("username", "bob_1"), ("password", "secret1")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Behind a trusted proxy the per-address throttle counts the address the proxy forwarded;
+/// anyone else's `X-Forwarded-For` is ignored, so it cannot dodge the throttle.
+#[actix_web::test]
+async fn behind_a_trusted_proxy_logins_are_throttled_per_forwarded_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.server.trusted_proxies = vec!["127.0.0.1".into()];
+        c.login.per_account_per_min = 100;
+        c.login.per_address_per_min = 2;
+    })
+    .await;
+    server.register("bob_1").await;
+    // Through the proxy (127.0.0.1): each client has its own two attempts.
+    for _ in 0..2 {
+        assert_eq!(
+            login_forwarded(&server, "127.0.0.1", "198.51.100.1").await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        login_forwarded(&server, "127.0.0.1", "198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A client the proxy forwards after a spoofed first hop is known by the proxy's entry.
+    assert_eq!(
+        login_forwarded(&server, "127.0.0.1", "198.51.100.1, 198.51.100.2").await,
+        StatusCode::OK
+    );
+    // Not through a trusted proxy: the header is ignored and the peer is throttled.
+    for forwarded in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(
+            login_forwarded(&server, "127.0.0.2", forwarded).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        login_forwarded(&server, "127.0.0.2", "203.0.113.3").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn logins_are_throttled_per_account_and_per_address_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
