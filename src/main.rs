@@ -61,6 +61,17 @@ enum Command {
     /// checksum and the tree structure, on a copy, so the file is not changed. Exits 1 when
     /// the file is damaged.
     Check,
+    /// Ask the running server's `GET /healthz` (at `server.bind`; an unspecified address
+    /// such as 0.0.0.0 is asked on loopback) and exit 0 when it answers 200, 1 otherwise:
+    /// a health check for a container or a supervisor that needs no HTTP client.
+    Health {
+        /// Address to ask instead of `server.bind` (`host:port`).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Read an export into the empty database at `storage.path` (the server must be
     /// stopped). Ids, seqs and counters are kept.
     Import {
@@ -110,6 +121,7 @@ fn main() -> ExitCode {
         Command::Export { out, tenant, admin } => export(&config, &out, tenant, admin),
         Command::Import { input } => import(&config, &input),
         Command::Check => check(&config),
+        Command::Health { addr, timeout } => health(&config, addr, timeout),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +144,48 @@ fn init_log(log: &parlor::config::LogConfig) {
         parlor::config::LogFormat::Json => builder.json().init(),
         parlor::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
+}
+
+fn health(config: &Config, addr: Option<String>, timeout: u64) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+    let target = addr.unwrap_or_else(|| config.server.bind.clone());
+    let timeout = std::time::Duration::from_secs(timeout.max(1));
+    let addrs: Vec<SocketAddr> = target
+        .to_socket_addrs()
+        .map_err(|e| format!("health: cannot resolve {target}: {e}"))?
+        .map(|a| match a.ip() {
+            // A server bound to every address answers on loopback.
+            ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+            ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
+            _ => a,
+        })
+        .collect();
+    let mut last = format!("health: {target} resolves to no address");
+    for a in addrs {
+        let answer = (|| -> std::io::Result<String> {
+            let mut conn = TcpStream::connect_timeout(&a, timeout)?;
+            conn.set_read_timeout(Some(timeout))?;
+            conn.set_write_timeout(Some(timeout))?;
+            conn.write_all(format!("GET /healthz HTTP/1.0\r\nHost: {a}\r\n\r\n").as_bytes())?;
+            let mut text = String::new();
+            conn.take(64 * 1024).read_to_string(&mut text)?;
+            Ok(text)
+        })();
+        match answer {
+            Ok(text) => {
+                let status = text.lines().next().unwrap_or("").to_owned();
+                let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+                if status.split_whitespace().nth(1) == Some("200") {
+                    println!("{body}");
+                    return Ok(());
+                }
+                return Err(format!("health: {a} answered {status:?}: {body}"));
+            }
+            Err(e) => last = format!("health: {a}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 fn check(config: &Config) -> Result<(), String> {

@@ -697,6 +697,30 @@ async fn the_log_is_json_lines_with_an_access_line_per_request_and_no_colour() {
     );
 }
 
+/// `parlor health` exits 0 while the server answers `/healthz` with 200, and 1, saying why,
+/// when nothing listens there.
+#[actix_web::test]
+async fn health_asks_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let conf = dir.path().join("health.toml");
+    std::fs::write(
+        &conf,
+        format!("[server]\nbind = \"0.0.0.0:{}\"\n", server.addr.port()),
+    )
+    .unwrap();
+    let out = cli(dir.path(), &conf, &["health"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"ok\""), "{}", stdout(&out));
+    let addr = server.addr.to_string();
+    let out = cli(dir.path(), &conf, &["health", "--addr", &addr]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.stop().await;
+    let out = cli(dir.path(), &conf, &["health", "--addr", &addr, "--timeout", "1"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("health"), "{}", stderr(&out));
+}
+
 /// `server.bind` may name its host: `localhost:PORT` is resolved and served.
 #[actix_web::test]
 async fn the_listener_binds_a_host_name() {

@@ -14,6 +14,7 @@ mod chatroom;
 mod cli;
 mod conversations;
 mod cors;
+mod deploy;
 mod files;
 mod groups;
 mod intake;
