@@ -156,6 +156,10 @@ pub struct StorageConfig {
     /// start-up: it is more likely a truncated or replaced database than a new one (a new
     /// database is made where no file is). Default false.
     pub init_empty: bool,
+    /// After a failed write (a full disk), how long the Writer waits before it opens the
+    /// database again to resume writing, milliseconds; the wait doubles after each try that
+    /// fails, up to 10 s. Default 250.
+    pub reopen_after_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -166,6 +170,7 @@ impl Default for StorageConfig {
             write_queue: 65_536,
             files_dir: PathBuf::new(),
             init_empty: false,
+            reopen_after_ms: 250,
         }
     }
 }

@@ -312,6 +312,13 @@ fn render_core(state: &AppState, out: &mut String) {
     );
     one(
         out,
+        "parlor_storage_reopens_total",
+        "counter",
+        "Times the database was opened again after failed writes, and writes resumed.",
+        w.reopens.load(Relaxed),
+    );
+    one(
+        out,
         "parlor_writer_writes_total",
         "counter",
         "Writes the Writer applied.",

@@ -167,6 +167,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         WriterConfig {
             max_batch: storage.max_batch,
             queue: storage.write_queue,
+            reopen_after: Config::ms(storage.reopen_after_ms),
         },
     )?;
     let secret = load_or_create_secret(&config.auth.jwt_secret, &storage.data_dir())?;
@@ -380,7 +381,7 @@ pub fn admin_routes(r: &mut Routes) {
 
 /// `GET /healthz`: 200 while the store reads and its last write succeeded; 503 with the
 /// reason otherwise (after a failed commit, such as a full disk, redb refuses every write
-/// until the process opens the database again: a supervisor's health check restarts it).
+/// until the database is opened again, which the Writer retries until it succeeds).
 async fn healthz(state: Data<AppState>) -> HttpResponse {
     if state
         .store
@@ -391,7 +392,7 @@ async fn healthz(state: Data<AppState>) -> HttpResponse {
     {
         return HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "unavailable",
-            "error": "storage: the last write failed; writes are refused until a restart",
+            "error": "storage: the last write failed; writes are refused until the database can be opened again (retried)",
         }));
     }
     match state.read(|s| Ok(s.head("", "")?)).await {

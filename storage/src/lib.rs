@@ -14,6 +14,7 @@
 pub mod codec;
 mod dump;
 mod error;
+mod handle;
 pub mod histogram;
 pub mod records;
 mod snapshot;
@@ -40,7 +41,7 @@ pub use writer::{Writer, WriterConfig, WriterStats};
 /// The opened database: a cheap-to-clone handle for readers plus the one [`Writer`].
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<redb::Database>,
+    db: Arc<handle::Handle>,
     writer: Writer,
 }
 
@@ -55,7 +56,7 @@ impl Store {
             }
         }
         let new = !path.exists();
-        let db = Arc::new(redb::Database::create(path)?);
+        let db = redb::Database::create(path)?;
         if new {
             // Messages and password hashes: readable by the server's user only.
             #[cfg(unix)]
@@ -65,6 +66,7 @@ impl Store {
             }
         }
         tables::create_all(&db)?;
+        let db = Arc::new(handle::Handle::new(path, db));
         let writer = Writer::start(db.clone(), config)?;
         Ok(Store { db, writer })
     }
@@ -72,7 +74,7 @@ impl Store {
     /// The database's id: a random number given when its file was created, so that what
     /// was issued for one database (a token) is told apart from another's.
     pub fn database_id(&self) -> Result<u64> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let meta = txn.open_table(tables::META)?;
         Ok(meta.get(tables::DATABASE_ID)?.map_or(0, |v| v.value()))
     }
@@ -84,7 +86,7 @@ impl Store {
 
     /// Opens a read transaction. Call it from a blocking context, never an actor thread.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot::new(self.db.begin_read()?))
+        Ok(Snapshot::new(self.db.get()?.begin_read()?))
     }
 
     /// Size of the database file in bytes, as redb reports its allocated storage.

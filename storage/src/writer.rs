@@ -10,10 +10,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::handle::Handle;
 use crate::histogram::Histogram;
 use crate::{Error, Result, Tx};
 
@@ -24,6 +25,9 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// Most writes waiting for the Writer; past that, submissions are refused.
     pub queue: usize,
+    /// After a failed write, how long the Writer waits before it opens the database again;
+    /// the wait doubles after each try that fails, up to 10 s.
+    pub reopen_after: Duration,
 }
 
 impl Default for WriterConfig {
@@ -31,6 +35,7 @@ impl Default for WriterConfig {
         WriterConfig {
             max_batch: 4096,
             queue: 65_536,
+            reopen_after: Duration::from_millis(250),
         }
     }
 }
@@ -63,8 +68,10 @@ pub struct WriterStats {
     /// Transactions that failed to begin or to commit (nothing of them was written).
     pub failed_commits: AtomicU64,
     /// The last transaction failed: writes are failing (redb refuses every write after an
-    /// I/O error until the database is opened again).
+    /// I/O error until the database is opened again, which the Writer retries).
     pub failing: AtomicBool,
+    /// Times the database was opened again after failed writes, and writes came back.
+    pub reopens: AtomicU64,
 }
 
 impl Default for WriterStats {
@@ -78,6 +85,7 @@ impl Default for WriterStats {
             commit_seconds: Histogram::new(&COMMIT_SECONDS_BOUNDS),
             failed_commits: AtomicU64::new(0),
             failing: AtomicBool::new(false),
+            reopens: AtomicU64::new(0),
         }
     }
 }
@@ -105,17 +113,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(db: Arc<redb::Database>, config: WriterConfig) -> Result<Writer> {
+    pub(crate) fn start(db: Arc<Handle>, config: WriterConfig) -> Result<Writer> {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let shared = Arc::new(Shared {
             thread: Mutex::new(None),
             stats: WriterStats::default(),
         });
         let thread_shared = shared.clone();
-        let max_batch = config.max_batch.max(1);
         let handle = std::thread::Builder::new()
             .name("parlor-writer".into())
-            .spawn(move || run(db, rx, max_batch, &thread_shared.stats))?;
+            .spawn(move || run(db, rx, config, &thread_shared.stats))?;
         *shared.thread.lock().expect("writer thread lock") = Some(handle);
         Ok(Writer { queue, shared })
     }
@@ -226,11 +233,51 @@ impl Writer {
     }
 }
 
-fn run(db: Arc<redb::Database>, mut rx: mpsc::Receiver<Job>, max_batch: usize, stats: &WriterStats) {
+/// The longest wait between two tries to open the database again after failed writes.
+const REOPEN_MAX: Duration = Duration::from_secs(10);
+/// How long a reopen waits for readers to let go of the failed opening.
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
+fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, stats: &WriterStats) {
+    let max_batch = config.max_batch.max(1);
+    let first = config.reopen_after.min(REOPEN_MAX);
     let mut batch: Vec<Apply> = Vec::with_capacity(max_batch);
     let mut stop = false;
+    // While writes fail: when to try opening the database again, and the wait after that.
+    let mut retry: Option<(Instant, Duration)> = None;
     while !stop {
-        match rx.blocking_recv() {
+        if stats.failing.load(Ordering::Relaxed) {
+            let (at, wait) = *retry.get_or_insert((Instant::now() + first, first));
+            if Instant::now() >= at {
+                match db.reopen(REOPEN_WAIT) {
+                    Ok(()) => {
+                        tracing::warn!("the database was opened again: writes resume");
+                        stats.reopens.fetch_add(1, Ordering::Relaxed);
+                        stats.failing.store(false, Ordering::Relaxed);
+                        retry = None;
+                    }
+                    Err(e) => {
+                        let next = (wait * 2).clamp(Duration::from_millis(1), REOPEN_MAX);
+                        tracing::warn!(error = %e, retry_in_ms = next.as_millis() as u64, "the database cannot be opened again yet");
+                        retry = Some((Instant::now() + next, next));
+                    }
+                }
+            }
+        }
+        let first = if stats.failing.load(Ordering::Relaxed) {
+            // Wake up for the next try even when nothing is written meanwhile.
+            match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            }
+        } else {
+            rx.blocking_recv()
+        };
+        match first {
             Some(Job::Apply(apply)) => batch.push(apply),
             Some(Job::Stop) | None => stop = true,
         }
@@ -259,13 +306,12 @@ fn run(db: Arc<redb::Database>, mut rx: mpsc::Receiver<Job>, max_batch: usize, s
     tracing::debug!("writer stopped");
 }
 
-fn commit_batch(db: &redb::Database, batch: &mut Vec<Apply>, stats: &WriterStats) {
+fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, stats: &WriterStats) {
     let started = Instant::now();
     let size = batch.len() as u64;
-    let txn = match db.begin_write() {
+    let txn = match db.get().and_then(|db| db.begin_write().map_err(Error::from)) {
         Ok(txn) => txn,
-        Err(e) => {
-            let err = Error::from(e);
+        Err(err) => {
             tracing::error!(error = %err, "cannot begin a write transaction");
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             stats.failing.store(true, Ordering::Relaxed);

@@ -466,6 +466,7 @@ fn full_queue_is_refused_at_once() {
         WriterConfig {
             max_batch: 16,
             queue: 2,
+            ..WriterConfig::default()
         },
     )
     .unwrap();

@@ -31,6 +31,21 @@ pub fn test_config(dir: &Path) -> Config {
     c
 }
 
+/// The value of an unlabelled sample of the `/metrics` of the server at `base`.
+pub async fn metric_at(http: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
+}
+
 /// A loopback port free a moment ago, for a server child process to bind.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -146,18 +161,7 @@ impl TestServer {
 
     /// The value of an unlabelled sample of `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
+        metric_at(&self.http, &self.base, name).await
     }
 
     /// Polls `/metrics` until `name` has `value`; fails after [`FRAME_TIMEOUT`].

@@ -7,7 +7,7 @@ use crate::common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{assert_fail, free_port, user_of, TestServer, User};
+use common::{assert_fail, free_port, metric_at, user_of, TestServer, User};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -801,6 +801,30 @@ async fn acknowledged_messages_survive_kill_9() {
     p.child.wait().unwrap();
 }
 
+/// Sends `text` to `to` until a send is refused as a storage failure (the store is full),
+/// and returns the seqs of the acknowledged ones (at least one, at most `max`).
+async fn send_until_refused(ws: &mut common::Ws, to: u64, text: &str, max: usize) -> Vec<u64> {
+    let mut acked = Vec::new();
+    loop {
+        assert!(acked.len() < max, "the store never filled up");
+        let cid = format!("c{}", acked.len() + 1);
+        ws.send_msg(&cid, to, text).await;
+        let answer = ws.next_json().await;
+        if answer["type"] == "ack" {
+            assert_eq!(answer["cid"], cid.as_str(), "{answer}");
+            acked.push(answer["data"]["seq"].as_u64().unwrap());
+            continue;
+        }
+        assert_error_frame(&answer, &cid, "storage", "storage failure: nothing was written");
+        break;
+    }
+    assert!(
+        !acked.is_empty(),
+        "the first send already failed: too little room"
+    );
+    acked
+}
+
 /// A full disk: a write the store cannot make is refused as `storage` in each face's
 /// envelope, with nothing of the failure's detail, and nothing acknowledged is lost.
 #[actix_web::test]
@@ -810,6 +834,8 @@ async fn a_full_disk_is_a_storage_error_and_loses_nothing_acknowledged() {
     let env = [
         ("PARLOR_ADMIN__SECRET", "s3cret"),
         ("PARLOR_ADMIN__BIND", admin_bind.as_str()),
+        // The disk stays full: no try to open the database again within the test.
+        ("PARLOR_STORAGE__REOPEN_AFTER_MS", "600000"),
     ];
     let http = reqwest::Client::new();
     let mut p = Process::start_with(dir.path(), &env).await;
@@ -821,24 +847,7 @@ async fn a_full_disk_is_a_storage_error_and_loses_nothing_acknowledged() {
     let mut p = Process::start_limited(dir.path(), &env, size).await;
     let mut wa = ws_at(&p.base, &alice).await;
     let big = "x".repeat(12 * 1024);
-    let mut acked = Vec::new();
-    loop {
-        assert!(acked.len() < 2000, "the store never filled up");
-        let cid = format!("c{}", acked.len() + 1);
-        wa.send_msg(&cid, bob.id, &big).await;
-        let answer = wa.next_json().await;
-        if answer["type"] == "ack" {
-            assert_eq!(answer["cid"], cid.as_str(), "{answer}");
-            acked.push(answer["data"]["seq"].as_u64().unwrap());
-            continue;
-        }
-        assert_error_frame(&answer, &cid, "storage", "storage failure: nothing was written");
-        break;
-    }
-    assert!(
-        !acked.is_empty(),
-        "the first send already failed: the limit is too tight"
-    );
+    let acked = send_until_refused(&mut wa, bob.id, &big, 2000).await;
     // The REST face and the admin face refuse in their own envelopes.
     let rest = http
         .post(format!("{}/api/chat/socket/sendmessage", p.base))
@@ -883,18 +892,7 @@ async fn a_full_disk_is_a_storage_error_and_loses_nothing_acknowledged() {
         health["error"].as_str().unwrap().starts_with("storage:"),
         "{health}"
     );
-    let metrics = http
-        .get(format!("{}/metrics", p.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.lines().any(|l| l == "parlor_storage_failing 1"),
-        "{metrics}"
-    );
+    assert_eq!(metric_at(&http, &p.base, "parlor_storage_failing").await, 1.0);
     p.terminate();
 
     // With room again, the timeline holds exactly what was acknowledged, and Bob gets it.
@@ -908,6 +906,126 @@ async fn a_full_disk_is_a_storage_error_and_loses_nothing_acknowledged() {
         assert_eq!(push["data"]["data"].as_str().map(str::len), Some(big.len()));
     }
     wb.assert_quiet(300).await;
+}
+
+/// A small tmpfs mounted for one test (root, or `sudo` without a password), unmounted when
+/// dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            "-t".to_owned(),
+            "tmpfs".into(),
+            "-o".into(),
+            format!("size={bytes},mode=0700"),
+            "tmpfs".into(),
+            dir.path().display().to_string(),
+        ];
+        let mounted = std::process::Command::new("mount")
+            .args(&args)
+            .status()
+            .is_ok_and(|s| s.success())
+            || std::process::Command::new("sudo")
+                .arg("-n")
+                .arg("mount")
+                .args(&args)
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            mounted,
+            "this test mounts a small tmpfs: run it as root (or with sudo without a password)"
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Bytes still free for an unprivileged writer.
+    fn free(&self) -> u64 {
+        let path = std::ffi::CString::new(self.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statvfs fills the struct it is given from a NUL-terminated path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+        st.f_bavail as u64 * st.f_frsize as u64
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let path = self.dir.path().display().to_string();
+        let done = std::process::Command::new("umount")
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !done {
+            let _ = std::process::Command::new("sudo")
+                .args(["-n", "umount", &path])
+                .status();
+        }
+    }
+}
+
+/// A disk that fills up and frees again: writes fail (refused, nothing acknowledged lost,
+/// `/healthz` 503), and once there is room again the server opens its database again by
+/// itself: writes and `/healthz` come back without a restart, and every acknowledged
+/// message is delivered.
+#[actix_web::test]
+async fn after_a_full_disk_frees_up_writes_resume_without_a_restart() {
+    let disk = Tmpfs::mount(24 * 1024 * 1024);
+    let http = reqwest::Client::new();
+    let mut p = Process::start_with(disk.path(), &[("PARLOR_STORAGE__REOPEN_AFTER_MS", "50")]).await;
+    let alice = register_at(&http, &p.base, "alice").await;
+    let bob = register_at(&http, &p.base, "bob_1").await;
+    let mut wa = ws_at(&p.base, &alice).await;
+    // Fill the disk but for a little room for the next messages.
+    let filler = disk.path().join("filler");
+    let room = 512 * 1024;
+    std::fs::write(&filler, vec![0u8; (disk.free().saturating_sub(room)) as usize]).unwrap();
+    let big = "x".repeat(12 * 1024);
+    let acked = send_until_refused(&mut wa, bob.id, &big, 500).await;
+    let health = http.get(format!("{}/healthz", p.base)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Room again: within the Writer's retry interval the server is healthy and writes.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = http.get(format!("{}/healthz", p.base)).send().await.unwrap();
+        if health.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never healthy again: {:?}",
+            health.text().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut wa = ws_at(&p.base, &alice).await;
+    wa.send_msg("after", bob.id, "room again").await;
+    let ack = wa.next_of_type("ack").await;
+    assert_eq!(ack["cid"], "after", "{ack}");
+    let next = ack["data"]["seq"].as_u64().unwrap();
+    assert_eq!(next, acked.last().unwrap() + 1, "the refused message took no seq");
+    assert_eq!(
+        metric_at(&http, &p.base, "parlor_storage_reopens_total").await,
+        1.0
+    );
+    assert_eq!(metric_at(&http, &p.base, "parlor_storage_failing").await, 0.0);
+    // Bob gets everything acknowledged, in order, and nothing else.
+    let mut wb = ws_at(&p.base, &bob).await;
+    for want in acked.iter().chain([&next]) {
+        let push = wb.next_of_type("singleChat").await;
+        assert_eq!(push["data"]["seq"], *want);
+    }
+    wb.assert_quiet(300).await;
+    p.terminate();
 }
 
 #[actix_web::test]
