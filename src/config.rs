@@ -160,6 +160,24 @@ pub struct StorageConfig {
     /// database again to resume writing, milliseconds; the wait doubles after each try that
     /// fails, up to 10 s. Default 250.
     pub reopen_after_ms: u64,
+    /// When the database is verified as it is opened (every page of the newest commit
+    /// against its checksum): `always` (every start; reads the whole file), `unclean` (only
+    /// after a crash or `kill -9`) or `never`. After an unclean shutdown redb verifies in any
+    /// case. Default `always`.
+    pub verify_on_start: VerifyOnStart,
+    /// Start on a database that fails the verification anyway: redb goes back to the newest
+    /// commit that verifies, and what the newer ones held is lost. Off, such a file stops
+    /// start-up (`parlor check` says what is damaged). Default false.
+    pub serve_damaged: bool,
+}
+
+/// When the database is verified at start (`storage.verify_on_start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyOnStart {
+    Always,
+    Unclean,
+    Never,
 }
 
 impl Default for StorageConfig {
@@ -171,6 +189,8 @@ impl Default for StorageConfig {
             files_dir: PathBuf::new(),
             init_empty: false,
             reopen_after_ms: 250,
+            verify_on_start: VerifyOnStart::Always,
+            serve_damaged: false,
         }
     }
 }

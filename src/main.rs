@@ -60,7 +60,11 @@ enum Command {
     /// Check the database at `storage.path` (the server must be stopped): every page's
     /// checksum and the tree structure, on a copy, so the file is not changed. Exits 1 when
     /// the file is damaged.
-    Check,
+    Check {
+        /// The database file to check instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Ask the running server's `GET /healthz` (at `server.bind`; an unspecified address
     /// such as 0.0.0.0 is asked on loopback) and exit 0 when it answers 200, 1 otherwise:
     /// a health check for a container or a supervisor that needs no HTTP client.
@@ -120,7 +124,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { format } => check_config(&config, format),
         Command::Export { out, tenant, admin } => export(&config, &out, tenant, admin),
         Command::Import { input } => import(&config, &input),
-        Command::Check => check(&config),
+        Command::Check { data } => check(data.as_deref().unwrap_or(&config.storage.path)),
         Command::Health { addr, timeout } => health(&config, addr, timeout),
     };
     match done {
@@ -188,8 +192,7 @@ fn health(config: &Config, addr: Option<String>, timeout: u64) -> Result<(), Str
     Err(last)
 }
 
-fn check(config: &Config) -> Result<(), String> {
-    let path = &config.storage.path;
+fn check(path: &std::path::Path) -> Result<(), String> {
     match parlor_storage::check(path).map_err(|e| format!("cannot check {}: {e}", path.display()))? {
         parlor_storage::Integrity::Sound => {
             println!("{}: sound (every page passed its checksum)", path.display());

@@ -18,7 +18,7 @@ use parlor_actors::{CloseAll, Router, SetPolicy, TenantOf};
 use parlor_storage::{Store, WriterConfig};
 
 use crate::auth::{self, load_or_create_secret, Auth, DeviceLimiter};
-use crate::config::Config;
+use crate::config::{Config, VerifyOnStart};
 use crate::error::ApiError;
 use crate::guard::Guard;
 use crate::intake::{self, Connections};
@@ -35,6 +35,9 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Config(String),
+    /// The database fails its integrity check at start.
+    #[error("storage: {0}")]
+    Damaged(String),
 }
 
 /// A started server.
@@ -162,14 +165,47 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             storage.path.display()
         )));
     }
-    let store = Store::open(
-        &storage.path,
-        WriterConfig {
-            max_batch: storage.max_batch,
-            queue: storage.write_queue,
-            reopen_after: Config::ms(storage.reopen_after_ms),
+    let check = parlor_storage::StartCheck {
+        verify: match storage.verify_on_start {
+            VerifyOnStart::Always => parlor_storage::Verify::Always,
+            VerifyOnStart::Unclean => parlor_storage::Verify::Unclean,
+            VerifyOnStart::Never => parlor_storage::Verify::Never,
         },
-    )?;
+        serve_damaged: storage.serve_damaged,
+    };
+    let writer = WriterConfig {
+        max_batch: storage.max_batch,
+        queue: storage.write_queue,
+        reopen_after: Config::ms(storage.reopen_after_ms),
+    };
+    let (store, opened) = match Store::open_checked(&storage.path, writer, check) {
+        Ok(opened) => opened,
+        Err(parlor_storage::Error::Damaged(what)) => {
+            return Err(StartError::Damaged(format!(
+                "{} fails its integrity check ({what}). `parlor check` reports what is damaged; \
+                 restore it from an export, or set storage.serve_damaged = true to serve what \
+                 redb can repair (it goes back to the newest commit that verifies)",
+                storage.path.display()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !opened.clean {
+        tracing::warn!(
+            verified = opened.verified,
+            "the database was not closed cleanly (a crash or kill -9); redb verified its newest commit"
+        );
+    }
+    if opened.rolled_back {
+        tracing::warn!(
+            "the newest commit failed its checksums; the database went back to the commit before it{}",
+            if opened.clean {
+                " (storage.serve_damaged)"
+            } else {
+                " (a commit the crash cut short)"
+            }
+        );
+    }
     let secret = load_or_create_secret(&config.auth.jwt_secret, &storage.data_dir())?;
     let auth = Auth::new(&secret, &config.auth).map_err(StartError::Config)?;
     let auth = Arc::new(auth.for_database(store.database_id()?));

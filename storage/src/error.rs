@@ -23,6 +23,9 @@ pub enum Error {
     /// The thing a write refers to does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The database file fails its integrity check: what was found.
+    #[error("the database is damaged: {0}")]
+    Damaged(String),
     /// The Writer is stopped or its queue is full.
     #[error("writer unavailable: {0}")]
     Unavailable(&'static str),

@@ -47,8 +47,19 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the database file at `path`, creates missing tables and starts the
-    /// Writer thread.
+    /// Writer thread. The file is verified as [`StartCheck::default`] says.
     pub fn open(path: impl AsRef<Path>, config: WriterConfig) -> Result<Store> {
+        Ok(Store::open_checked(path, config, StartCheck::default())?.0)
+    }
+
+    /// [`open`](Self::open), verifying the file first as `check` says, and telling what the
+    /// verification found. A file that fails it is refused ([`Error::Damaged`]) unless
+    /// `check.serve_damaged`; then redb's repair goes back to the last commit that verifies.
+    pub fn open_checked(
+        path: impl AsRef<Path>,
+        config: WriterConfig,
+        check: StartCheck,
+    ) -> Result<(Store, Opened)> {
         let path = path.as_ref();
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
@@ -56,7 +67,44 @@ impl Store {
             }
         }
         let new = !path.exists();
-        let db = redb::Database::create(path)?;
+        let clean = if new { Some(true) } else { closed_cleanly(path)? };
+        let verify = match check.verify {
+            Verify::Always => true,
+            Verify::Unclean => clean == Some(false),
+            Verify::Never => false,
+        };
+        // The repair callback is how redb says what it found: it calls it at progress 0.3
+        // only when the newest commit failed its checksums and is to be rolled back.
+        let rolled_back = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = rolled_back.clone();
+        // After a crash a commit cut short fails its checksums and going back is the repair;
+        // after a clean close it can only be damage.
+        let refuse = !check.serve_damaged && clean != Some(false);
+        let db = redb::Database::builder()
+            .set_check_integrity_on_open(verify)
+            .set_repair_callback(move |session| {
+                if (0.3..0.6).contains(&session.progress()) {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    if refuse {
+                        session.abort();
+                    }
+                }
+            })
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::RepairAborted => Error::Damaged(
+                    "the newest commit fails its checksums although the file was closed cleanly: \
+                     it was changed outside the server"
+                        .into(),
+                ),
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => Error::Damaged(what),
+                e => Error::from(e),
+            })?;
+        let opened = Opened {
+            clean: clean.unwrap_or(true),
+            verified: verify,
+            rolled_back: rolled_back.load(std::sync::atomic::Ordering::Relaxed),
+        };
         if new {
             // Messages and password hashes: readable by the server's user only.
             #[cfg(unix)]
@@ -68,7 +116,7 @@ impl Store {
         tables::create_all(&db)?;
         let db = Arc::new(handle::Handle::new(path, db));
         let writer = Writer::start(db.clone(), config)?;
-        Ok(Store { db, writer })
+        Ok((Store { db, writer }, opened))
     }
 
     /// The database's id: a random number given when its file was created, so that what
@@ -103,6 +151,60 @@ impl Store {
     /// Stops the Writer after it has committed everything already submitted.
     pub fn shutdown(&self) {
         self.writer.shutdown();
+    }
+}
+
+/// When the database file is verified as it is opened (redb's integrity check: every page
+/// of the newest commit against its checksum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// Every time: a changed byte anywhere is found before anything is served. Reads the
+    /// whole file.
+    #[default]
+    Always,
+    /// Only after an unclean shutdown (redb then verifies the newest commit in any case).
+    Unclean,
+    /// Never (redb still verifies after an unclean shutdown).
+    Never,
+}
+
+/// How a database is checked as it is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartCheck {
+    pub verify: Verify,
+    /// Open a file that fails the check anyway: redb goes back to the newest commit that
+    /// verifies (what the newer ones held is lost).
+    pub serve_damaged: bool,
+}
+
+/// What opening the database found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The file was closed cleanly last time (or is new).
+    pub clean: bool,
+    /// Every page of the newest commit was verified.
+    pub verified: bool,
+    /// The newest commit failed its checksums and redb went back to the one before it: after
+    /// an unclean shutdown, a commit the crash cut short (never acknowledged); after a clean
+    /// close, damage (only with `serve_damaged`).
+    pub rolled_back: bool,
+}
+
+/// Whether the redb file at `path` was closed cleanly: `None` when it is not a redb file
+/// (empty, or another format; opening it says more). Reads redb's header: after its 9-byte
+/// magic number comes the "god byte", whose bit 2 is set while the file is open for
+/// writing and cleared when it is closed cleanly (redb 4's file format).
+pub fn closed_cleanly(path: impl AsRef<Path>) -> Result<Option<bool>> {
+    use std::io::Read;
+    const MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+    const RECOVERY_REQUIRED: u8 = 2;
+    let mut head = [0u8; 10];
+    let mut file = std::fs::File::open(path)?;
+    match file.read_exact(&mut head) {
+        Ok(()) if head[..9] == MAGIC => Ok(Some(head[9] & RECOVERY_REQUIRED == 0)),
+        Ok(()) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

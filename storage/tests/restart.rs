@@ -645,3 +645,46 @@ fn a_new_database_file_is_readable_by_its_owner_only() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640, "{mode:o}");
 }
+
+/// The file says whether it was closed cleanly: not while a store has it open, yes once the
+/// store is closed; a file that is not a database says neither.
+#[test]
+fn a_database_file_says_whether_it_was_closed_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parlor.redb");
+    let store = open(&path);
+    store
+        .writer()
+        .write_blocking(|tx| tx.insert_user(&mut user("acme", "alice")))
+        .unwrap();
+    assert_eq!(
+        parlor_storage::closed_cleanly(&path).unwrap(),
+        Some(false),
+        "open for writing"
+    );
+    store.shutdown();
+    drop(store);
+    assert_eq!(parlor_storage::closed_cleanly(&path).unwrap(), Some(true));
+    // Opened again with the check of every start, it reports a clean, verified file.
+    let (store, opened) = Store::open_checked(
+        &path,
+        WriterConfig::default(),
+        parlor_storage::StartCheck::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        opened,
+        parlor_storage::Opened {
+            clean: true,
+            verified: true,
+            rolled_back: false
+        }
+    );
+    store.shutdown();
+    drop(store);
+    let other = dir.path().join("not-a-database");
+    std::fs::write(&other, b"hello, this is text").unwrap();
+    assert_eq!(parlor_storage::closed_cleanly(&other).unwrap(), None);
+    std::fs::write(&other, b"").unwrap();
+    assert_eq!(parlor_storage::closed_cleanly(&other).unwrap(), None);
+}

@@ -783,4 +783,23 @@ async fn check_finds_a_changed_byte_inside_a_stored_message() {
     assert!(err.contains("damaged") || err.contains("corrupted"), "{err}");
     // The check changed nothing: the file is as it was left.
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    // `--data` names the file directly.
+    let direct = run(root.path(), &["check", "--data", file.to_str().unwrap()]).await;
+    assert_eq!(direct.status.code(), Some(1), "{}", stderr(&direct));
+
+    // The server refuses to serve it: the changed message is never returned as history.
+    let mut config = common::test_config(&data);
+    config.server.bind = "127.0.0.1:0".into();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = match parlor::run(listener, config.clone()).await {
+        Ok(_) => panic!("a damaged database was served"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("fails its integrity check"), "{refused}");
+    assert!(
+        refused.contains("parlor check") && refused.contains("storage.serve_damaged"),
+        "{refused}"
+    );
+    let again = run(root.path(), &["check", "--data", file.to_str().unwrap()]).await;
+    assert_eq!(again.status.code(), Some(1), "still damaged: {}", stderr(&again));
 }
