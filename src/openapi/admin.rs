@@ -9,46 +9,62 @@ pub fn ops() -> Vec<Op> {
     vec![
         Op::post("/admin/robot/create", "Create or update a robot")
             .body("name* userId appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .data("{userId:string secret:string id:int username:string}"),
         Op::post(
             "/admin/user/put_setting",
             "Store a user setting (scope 3: conversation top)",
         )
         .body("userId* scope*:int key* value* appId")
-        .errors(&[404]),
+        .errors(&[404])
+        .data("{}"),
         Op::post("/admin/user/get_setting", "A user setting")
             .body("userId* scope*:int key* appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .data("{userId:string scope:int key:string value:string}"),
         Op::post("/admin/get_setting", "A tenant's system setting")
             .body("id*:int appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .data("{id:int value:string desc:string}"),
         Op::post("/admin/modify_setting", "Change a tenant's system setting")
             .body("id*:int value* desc appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .bare(),
         Op::post(
             "/admin/file/conversation_files",
             "The file messages of a conversation",
         )
         .body("userId* conversation*:object count:int fromTime:int order:int appId")
-        .errors(&[404]),
+        .errors(&[404])
+        .data("[AdminFile]"),
         Op::post("/admin/file/user_files", "The file messages a user sent")
             .body("userId* offset:int count:int desc:bool appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .data("[AdminFile]"),
         Op::post("/admin/file/get", "One file message")
             .body("messageUid* appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .data("{messageUid:int|string messageId:string filename:string url:string size:int type:string}"),
         Op::post(
             "/admin/conversation/top",
             "Pin or unpin a conversation for a user",
         )
         .body("userId* conversation*:object top*:int appId")
-        .errors(&[404]),
+        .errors(&[404])
+        .bare(),
         Op::post("/admin/conversation/is_top", "Whether a conversation is pinned")
             .body("userId* conversation*:object appId")
-            .errors(&[404]),
-        Op::post("/admin/healthcheck", "Health").errors(&[404]),
-        Op::get("/admin/healthcheck", "Health").errors(&[404]),
-        Op::post("/admin/customer", "The customer id and name").errors(&[404]),
+            .errors(&[404])
+            .data("{value:bool}"),
+        Op::post("/admin/healthcheck", "Health")
+            .errors(&[404])
+            .data("{status:'healthy'}"),
+        Op::get("/admin/healthcheck", "Health")
+            .errors(&[404])
+            .data("{status:'healthy'}"),
+        Op::post("/admin/customer", "The customer id and name")
+            .errors(&[404])
+            .data("{customerId:string customerName:string}"),
         Op::post(
             "/admin/export",
             "The export file (JSON lines) of one tenant or all",

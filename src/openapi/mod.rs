@@ -10,10 +10,12 @@
 mod admin;
 mod chat21;
 mod chatroom;
+pub mod shape;
 mod uniapp;
 
 use actix_web::http::Method;
 use actix_web::HttpResponse;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
@@ -55,6 +57,16 @@ pub struct Op {
     pub errors: &'static [u16],
     /// The body is `multipart/form-data` (an upload) instead of the face's media types.
     pub multipart: bool,
+    /// What the ok envelope carries, in the notation of [`shape`]: the uni-app `data`, the
+    /// admin `result`, or (an object) the fields beside `success`/`message` of the chat-room
+    /// and Chat21 faces. `None`: the face's generic envelope.
+    pub data: Option<&'static str>,
+    /// The whole success body when the route does not answer in its face's envelope.
+    pub answer: Option<&'static str>,
+    /// Success is 201 Created instead of 200.
+    pub created: bool,
+    /// The ok envelope carries nothing beside its fixed fields (admin: no `result`).
+    pub bare: bool,
 }
 
 impl Op {
@@ -68,6 +80,10 @@ impl Op {
             query: "",
             errors: &[],
             multipart: false,
+            data: None,
+            answer: None,
+            created: false,
+            bare: false,
         }
     }
 
@@ -116,6 +132,31 @@ impl Op {
     pub const fn multipart(mut self, fields: &'static str) -> Op {
         self.body = fields;
         self.multipart = true;
+        self
+    }
+
+    /// What the ok envelope carries (see [`Op::data`](Op#structfield.data) and [`shape`]):
+    /// `.data("User")`, `.data("[Message]")`, `.data("{token:string id:int}")`.
+    pub const fn data(mut self, shape: &'static str) -> Op {
+        self.data = Some(shape);
+        self
+    }
+
+    /// The whole success body, for a route that does not answer in its face's envelope.
+    pub const fn answer(mut self, shape: &'static str) -> Op {
+        self.answer = Some(shape);
+        self
+    }
+
+    /// Success is 201 Created.
+    pub const fn created(mut self) -> Op {
+        self.created = true;
+        self
+    }
+
+    /// The ok envelope carries nothing beside its fixed fields (admin: `{"code":0,"msg":"success"}`).
+    pub const fn bare(mut self) -> Op {
+        self.bare = true;
         self
     }
 }
@@ -211,10 +252,22 @@ pub async fn admin_document() -> HttpResponse {
 
 fn document(title: &str, ops: &[(Face, Op)]) -> OpenApi {
     let mut paths = PathsBuilder::new();
+    let mut ids = std::collections::BTreeSet::new();
     for (face, op) in ops {
+        let mut operation = operation(*face, op);
+        // The same path with and without a trailing slash, or a clash of the derived names:
+        // each operation keeps a name of its own.
+        let base = operation.operation_id.clone().unwrap_or_default();
+        let mut id = base.clone();
+        let mut n = 2;
+        while !ids.insert(id.clone()) {
+            id = format!("{base}_{n}");
+            n += 1;
+        }
+        operation.operation_id = Some(id);
         paths = paths.path(
             openapi_path(op.path),
-            PathItem::new(http_method(&op.method), operation(*face, op)),
+            PathItem::new(http_method(&op.method), operation),
         );
     }
     OpenApiBuilder::new()
@@ -224,7 +277,10 @@ fn document(title: &str, ops: &[(Face, Op)]) -> OpenApi {
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
                     "Parlor serves four chat APIs over one core; each face keeps its own envelope. \
-                     Bodies marked form-or-JSON accept either media type with the same fields.",
+                     Bodies marked form-or-JSON accept either media type with the same fields. \
+                     Any request may also be refused by the listener before its face sees it: \
+                     429 (too many connections from the address) or 503 (at the connection limit), \
+                     and 408 when its body did not arrive in time, in the `UniAppFail` envelope.",
                 ))
                 .build(),
         )
@@ -285,14 +341,34 @@ impl Face {
         }
     }
 
-    /// The schemas of the ok and error envelopes.
+    /// The generic ok envelope and the error envelope.
     fn envelopes(self) -> (&'static str, &'static str) {
         match self {
-            Face::Server => ("Health", "Health"),
+            Face::Server => ("UniAppOk", "UniAppFail"),
             Face::UniApp => ("UniAppOk", "UniAppFail"),
             Face::ChatRoom => ("ChatRoomOk", "ChatRoomError"),
             Face::Chat21 => ("Chat21Ok", "Chat21Error"),
-            Face::Admin => ("AdminAnswer", "AdminAnswer"),
+            Face::Admin => ("AdminAnswer", "AdminError"),
+        }
+    }
+
+    /// The success body whose payload is `data` (see [`Op::data`](Op#structfield.data)),
+    /// in the notation of [`shape`].
+    fn ok_shape(self, data: &str, bare: bool) -> String {
+        let fields = || {
+            let inner = data
+                .trim()
+                .strip_prefix('{')
+                .and_then(|d| d.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("{data:?}: this face's payload is an object of fields"));
+            inner.to_owned()
+        };
+        match self {
+            Face::UniApp | Face::Server => format!("{{msg:'ok' data:{data}}}"),
+            Face::ChatRoom => format!("{{success:true message:string {}}}", fields()),
+            Face::Chat21 => format!("{{success:true {}}}", fields()),
+            Face::Admin if bare => "{code:0 msg:'success'}|AdminError".to_owned(),
+            Face::Admin => format!("{{code:0 msg:'success' result:{data}}}|AdminError"),
         }
     }
 }
@@ -303,13 +379,32 @@ fn reason(status: u16) -> &'static str {
         401 => "No token, or a token that is invalid, expired or revoked",
         403 => "Not permitted",
         404 => "Not found",
-        405 => "Chat21: a missing field (plain text) or a refused action",
+        405 => "Chat21: a missing or wrong field (plain text), or a refused action (JSON)",
+        408 => "The request body did not arrive within server.body_timeout_secs (the connection closes)",
         409 => "Conflict: already exists or already done",
-        413 => "Body over limits.max_body_bytes",
-        429 => "Over a rate limit",
-        503 => "Busy or shutting down: retry",
+        413 => "Body over limits.max_body_bytes (a file over files.max_bytes)",
+        416 => "Range not satisfiable",
+        429 => "Over a rate limit, or too many connections from this address",
+        500 => "The server failed (a video that cannot be read)",
+        503 => "Busy, at the connection limit, or shutting down: retry",
         _ => "Error",
     }
+}
+
+/// A shape as a schema, the named schemas resolved from [`COMPONENTS`].
+fn shape_schema(spec: &str) -> RefOr<Schema> {
+    shape::parse(spec, &named).schema()
+}
+
+fn named(name: &str) -> Option<&'static str> {
+    COMPONENTS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, spec)| *spec)
+}
+
+fn json_content(spec: &str) -> Content {
+    Content::new(Some(shape_schema(spec)))
 }
 
 fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
@@ -317,14 +412,7 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
     let mut b = OperationBuilder::new()
         .tag(face.tag())
         .summary(Some(op.summary))
-        .operation_id(Some(format!(
-            "{}_{}",
-            op.method.as_str().to_lowercase(),
-            openapi_path(op.path)
-                .replace(['{', '}'], "")
-                .replace('/', "_")
-                .trim_matches('_')
-        )));
+        .operation_id(Some(operation_id(op)));
     for name in path_params(op.path) {
         b = b.parameter(
             ParameterBuilder::new()
@@ -376,13 +464,18 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
         b = b.request_body(Some(body.build()));
     }
     let json = |schema: &str| Content::new(Some(Ref::from_schema_name(schema)));
-    let success = if face == Face::Admin && op.path == "/admin/export" {
+    let nothing = |about: &str| ResponseBuilder::new().description(about).build();
+    let success = if let Some(answer) = op.answer {
+        ResponseBuilder::new()
+            .description("Success")
+            .content("application/json", json_content(answer))
+    } else if face == Face::Admin && op.path == "/admin/export" {
         ResponseBuilder::new()
             .description(
                 "The export file, streamed (one JSON record a line); errors come as the JSON envelope",
             )
             .content("application/x-ndjson", Content::new(Some(string())))
-            .content("application/json", json(fail))
+            .content("application/json", json("AdminError"))
     } else if op.path == "/openapi.json" {
         ResponseBuilder::new()
             .description("The OpenAPI 3 document")
@@ -403,7 +496,11 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
     } else if op.path == "/web/locale.json" {
         ResponseBuilder::new()
             .description("`{\"locale\": \"zh-CN\" | \"en\"}`, with `Cache-Control: no-cache`")
-            .content("application/json", Content::new(Some(object())))
+            .content("application/json", json_content("{locale:'zh-CN'|'en'}"))
+    } else if op.path == "/healthz" {
+        ResponseBuilder::new()
+            .description("The store reads and its last write succeeded")
+            .content("application/json", json("Health"))
     } else if op.path == "/" || op.path == "/web/{file}" {
         ResponseBuilder::new()
             .description(
@@ -415,32 +512,79 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
             .description("A PNG image")
             .content("image/png", Content::new(Some(string())))
     } else {
+        let content = match op.data {
+            Some(data) => json_content(&face.ok_shape(data, op.bare)),
+            None if op.bare => json_content(&face.ok_shape("{}", true)),
+            None => json(ok),
+        };
         ResponseBuilder::new()
             .description("Success")
-            .content("application/json", json(ok))
+            .content("application/json", content)
     };
-    let success_status = if op.path == "/ws" { "101" } else { "200" };
+    let success_status = match () {
+        _ if op.path == "/ws" => "101",
+        _ if op.created => "201",
+        _ => "200",
+    };
     b = b.response(success_status, success.build());
+    if op.path == "/public/uploads/{path:.*}" {
+        b = b
+            .response("206", nothing("The requested range, with `Content-Range`"))
+            .response("304", nothing("Not modified: `If-None-Match` matched the `ETag`"));
+    } else if op.path == "/" || op.path == "/web/{file}" {
+        b = b.response("304", nothing("Not modified: `If-None-Match` matched the `ETag`"));
+    }
     let mut errors: Vec<u16> = op.errors.to_vec();
-    if op.auth && face != Face::Admin && face != Face::Server {
+    if op.auth && face != Face::Admin {
         errors.push(401);
     }
-    if face != Face::Admin && !op.body.is_empty() {
-        errors.push(413);
+    if !op.body.is_empty() {
+        // A body is bounded in size (the admin face answers that as code 251) and in time.
+        if face != Face::Admin {
+            errors.push(413);
+        }
+        errors.push(408);
+    }
+    // The listener's connection limits (`/healthz` is answered whatever they are).
+    if op.path != "/healthz" {
+        errors.extend([429, 503]);
     }
     errors.sort();
     errors.dedup();
     for status in errors {
+        if status == 416 && op.path == "/public/uploads/{path:.*}" {
+            b = b.response(
+                "416",
+                nothing("Range not satisfiable, with `Content-Range: bytes */size`"),
+            );
+            continue;
+        }
         let mut r = ResponseBuilder::new().description(reason(status));
+        if status == 429 {
+            r = r.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some(
+                        "Seconds until a throttled login, visitor or new-user request may be made again",
+                    ))
+                    .build(),
+            );
+        }
         r = match (face, status) {
+            (_, 408) => r.content("application/json", json("UniAppFail")),
+            (Face::Server, 503) if op.path == "/healthz" => r.content("application/json", json("Health")),
             (Face::Chat21, 405) => r
                 .content("text/plain", Content::new(Some(string())))
-                .content("application/json", json(fail)),
-            (Face::Admin, 404) => r.content("application/json", json(fail)),
-            (Face::Server, _) if op.path == "/ws" => r.content("application/json", json("UniAppFail")),
-            (Face::Server, _) if op.path == "/openapi.json" => {
-                r.content("application/json", json("UniAppFail"))
+                .content("application/json", json("Chat21Refusal")),
+            (Face::ChatRoom, 404) => r.content("application/json", json("ChatRoomNotFound")),
+            (Face::ChatRoom | Face::Chat21, 429 | 503) => {
+                r.content("application/json", json_content(&format!("{fail}|UniAppFail")))
             }
+            (Face::Admin, 404) if signed || op.path == "/metrics" => {
+                r.content("application/json", json(fail))
+            }
+            (Face::Admin | Face::Server, _) => r.content("application/json", json("UniAppFail")),
             _ => r.content("application/json", json(fail)),
         };
         b = b.response(status.to_string(), r.build());
@@ -454,6 +598,23 @@ fn operation(face: Face, op: &Op) -> utoipa::openapi::path::Operation {
         ));
     }
     b.build()
+}
+
+/// The operation's name: method and path (`delete_api_app_id_conversations_recipient_id`),
+/// `_slash` for a path with a trailing slash.
+fn operation_id(op: &Op) -> String {
+    let path = openapi_path(op.path);
+    let mut id = format!(
+        "{}_{}",
+        op.method.as_str().to_lowercase(),
+        path.replace(['{', '}'], "")
+            .replace(['/', '.', '-'], "_")
+            .trim_matches('_')
+    );
+    if path.len() > 1 && path.ends_with('/') {
+        id.push_str("_slash");
+    }
+    id
 }
 
 fn admin_requirement() -> SecurityRequirement {
@@ -519,110 +680,277 @@ fn object() -> RefOr<Schema> {
     ObjectBuilder::new().schema_type(Type::Object).build().into()
 }
 
-/// An object schema with the given properties, all required.
-fn envelope(description: &str, props: &[(&str, RefOr<Schema>)]) -> Schema {
-    let mut o = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .description(Some(description));
-    for (name, schema) in props {
-        o = o.property(*name, schema.clone()).required(*name);
-    }
-    o.build().into()
-}
+/// The named schemas: `(name, description, shape)`, the shapes in the notation of [`shape`].
+/// The envelopes first, then what the routes answer.
+const COMPONENTS: &[(&str, &str, &str)] = &[
+    // Envelopes
+    (
+        "UniAppOk",
+        "uni-app success, HTTP 200 (a route's own schema says what `data` is)",
+        "{msg:'ok' data:any}",
+    ),
+    (
+        "UniAppFail",
+        "uni-app failure, with the error's HTTP status: `data` is the reason. Also what the \
+         listener answers for any route when it refuses a connection (429, 503) or a body came \
+         too slowly (408), and unknown paths",
+        "{msg:'fail' data:string}",
+    ),
+    (
+        "ChatRoomOk",
+        "chat-room success; the route's fields sit beside `message`",
+        "{success:true message:string ..}",
+    ),
+    (
+        "ChatRoomError",
+        "chat-room failure, with the error's HTTP status",
+        "{success:false message:string}",
+    ),
+    (
+        "ChatRoomNotFound",
+        "chat-room 404: a thing a route does not find, or an unknown path under the face's prefixes",
+        "{timestamp:string status:404 error:'Not Found' message:string path:string}",
+    ),
+    (
+        "Chat21Ok",
+        "Chat21 success; `result`, `group` or other fields sit beside `success`",
+        "{success:true ..}",
+    ),
+    (
+        "Chat21Error",
+        "Chat21 failure with its HTTP status (401, 404, 409, 429, 503)",
+        "{success:false err:string}",
+    ),
+    (
+        "Chat21Refusal",
+        "Chat21 refusal of an action the caller may not take, HTTP 405 (a missing or wrong field \
+         is 405 too, as plain text)",
+        "{success:false err:string http_status:405}",
+    ),
+    (
+        "AdminAnswer",
+        "admin answer, always HTTP 200 (404 for an unknown route): code 0 success, else an error code",
+        "{code:int msg:string result?:any}",
+    ),
+    (
+        "AdminError",
+        "admin refusal, HTTP 200 (404 for an unknown route): 239 not signed, 243 sign expired, \
+         244 auth failure or replayed nonce, 250 over frequency, 251 invalid parameter, \
+         253 not exist, 4 server error",
+        "{code:239|243|244|250|251|253|4 msg:string}",
+    ),
+    (
+        "Health",
+        "`/healthz`: `ok`, or `unavailable` with the reason (HTTP 503)",
+        "{status:'ok'|'unavailable' error?:string}",
+    ),
+    // uni-app
+    (
+        "User",
+        "A user as the account routes answer it; the device fields for a visitor's device",
+        "{create_time:string id:int uuid:string username:string nickname:string avatar:string \
+          mobile:string|null email:string|null status:int last_login:string|null \
+          last_login_ip:null register_time:string register_ip:null is_deleted:int \
+          wechat_openid:null qq_openid:null weibo_uid:null role:string is_email_verified:int \
+          is_mobile_verified:int order:int update_time:string app_id:string \
+          devicefingeruuid?:string uniplatform?:string devicemodel?:string deviceos?:string \
+          devicebrand?:string}",
+    ),
+    (
+        "LoggedIn",
+        "A user with the token just issued",
+        "{..User token:string}",
+    ),
+    (
+        "UserInfo",
+        "The `userinfo` part of a profile",
+        "{id:int gender:string birthday:string|null bio:string|null location:string|null \
+          website:string|null}",
+    ),
+    (
+        "UserBrief",
+        "A user in a list",
+        "{id:int username:string avatar:string nickname:string}",
+    ),
+    (
+        "FoundUser",
+        "A user a search found",
+        "{id:int username:string avatar:string role:string uuid:string nickname:string}",
+    ),
+    (
+        "FriendApply",
+        "A friend application",
+        "{create_time:string id:int user_id:int friend_id:int nickname:string friendlookme:int \
+          melookfriend:int ismystarfriend:int isblack:int status:string order:int \
+          update_time:string userId:int}",
+    ),
+    (
+        "Friend",
+        "My friend row",
+        "{id:int user_id:int friend_id:int nickname:string friendlookme:int melookfriend:int \
+          ismystarfriend:int isblack:int status:int}",
+    ),
+    (
+        "FriendEntry",
+        "A friend in the list grouped by initial",
+        "{id:int beizhu:string username:string avatar:string friend_nickname:string \
+          friend_id:int name:string}",
+    ),
+    (
+        "Group",
+        "A group",
+        "{create_time:string id:int uuid:string user_id:int name:string avatar:string \
+          remark:string invite_confirm:int status:int order:int update_time:string}",
+    ),
+    (
+        "GroupMember",
+        "A member row of a group",
+        "{create_time:string id:int group_id:int user_id:int nickname:string avatar:string \
+          status:int order:int groupId:int \
+          user?:{id:int username:string avatar:string nickname:string role:string uuid:string}}",
+    ),
+    (
+        "Message",
+        "A stored message: `data` and `options` are the JSON the sender gave",
+        "{id:string from_avatar:string from_name:string from_id:int to_id:int to_name:string \
+          to_avatar:string chatType:'single'|'group' type:string data:any options:any \
+          create_time:int isremove:int conversation:string seq:int revoked:bool cid?:string \
+          actionType?:string}",
+    ),
+    (
+        "Revoked",
+        "A revoked message, now its placeholder; `notice` is the timeline entry of the revoke",
+        "{..Message group:Group|null notice:{id:string seq:int}}",
+    ),
+    (
+        "Conversation",
+        "A conversation of my list",
+        "{conversation:string chatType:'single'|'group' \
+          target:{id:int name:string avatar:string uuid:string}|\
+          {id:int uuid:string username:string nickname:string avatar:string}|null \
+          last_message:Message|null unread:int pinned:bool archived:bool update_time:int}",
+    ),
+    // chat-room
+    (
+        "RoomUser",
+        "A chat-room user",
+        "{userId:int id:int username:string nickname:string email:string|null authority:string}",
+    ),
+    (
+        "RoomContact",
+        "A chat-room contact or member",
+        "{id:int username:string nickname:string}",
+    ),
+    (
+        "RoomMessage",
+        "A chat-room message",
+        "{id:int uuid:string sender_id:int content:string type:string sent_at:string \
+          revoked:bool metadata:any}",
+    ),
+    // Chat21
+    (
+        "Chat21Group",
+        "A Chat21 group: `members` maps each member's id to 1",
+        "{uid:string id:int name:string owner:string members:{..} createdOn:int updatedOn:int}",
+    ),
+    (
+        "Chat21Message",
+        "A Chat21 message",
+        "{message_id:string sender:string sender_fullname:string recipient:string \
+          recipient_fullname:string text:string type:string channel_type:'direct'|'group' \
+          timestamp:int attributes:any metadata:any conversation:string seq:int revoked:bool \
+          status:int}",
+    ),
+    (
+        "Chat21Conversation",
+        "A Chat21 conversation",
+        "{uid:string app_id:string recipient:string|null recipient_fullname:string|null \
+          sender:string|null sender_fullname:string|null conversation_with:string \
+          conversation_with_fullname:string last_message_text:string|null type:string|null \
+          timestamp:int channel_type:'direct'|'group' is_new:bool unread:int archived:bool \
+          pinned:bool user:string}",
+    ),
+    // admin
+    (
+        "AdminFile",
+        "A file message; the upload's metadata (`fileId` to `height`) when the file is stored here",
+        "{messageUid:int|string messageId:string filename:string url:string size:int type:string \
+          from:string conversation:{type:int key:string line:int} timestamp:int fileId?:int \
+          contentType?:string sha256?:string width?:int|null height?:int|null}",
+    ),
+];
 
 fn components() -> utoipa::openapi::Components {
-    let any: RefOr<Schema> = Schema::default().into();
-    let constant = |value: &str| -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some([value]))
-            .build()
-            .into()
-    };
-    let boolean = |value: bool| -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Boolean)
-            .enum_values(Some([value]))
-            .build()
-            .into()
-    };
-    let int: RefOr<Schema> = ObjectBuilder::new().schema_type(Type::Integer).build().into();
     let header = |name: &str, about: &str| {
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(name, about)))
     };
-    ComponentsBuilder::new()
-        .schema(
-            "UniAppOk",
-            envelope(
-                "uni-app success: HTTP 200",
-                &[("msg", constant("ok")), ("data", any.clone())],
-            ),
-        )
-        .schema(
-            "UniAppFail",
-            envelope(
-                "uni-app failure, with the error's HTTP status: `data` is the reason",
-                &[("msg", constant("fail")), ("data", string())],
-            ),
-        )
-        .schema(
-            "ChatRoomOk",
-            envelope(
-                "chat-room success; the route's fields sit beside `message`",
-                &[("success", boolean(true)), ("message", string())],
-            ),
-        )
-        .schema(
-            "ChatRoomError",
-            envelope(
-                "chat-room failure, with the error's HTTP status",
-                &[("success", boolean(false)), ("message", string())],
-            ),
-        )
-        .schema(
-            "Chat21Ok",
-            envelope(
-                "Chat21 success; `result`, `group` or other fields sit beside `success`",
-                &[("success", boolean(true))],
-            ),
-        )
-        .schema(
-            "Chat21Error",
-            envelope(
-                "Chat21 failure (`http_status` 405 for refused actions)",
-                &[("success", boolean(false)), ("err", string())],
-            ),
-        )
-        .schema(
-            "AdminAnswer",
-            envelope(
-                "admin answer, always HTTP 200 (404 for an unknown route): code 0 success, else an error code",
-                &[("code", int), ("msg", string())],
-            ),
-        )
-        .schema(
-            "Health",
-            envelope("health", &[("status", string())]),
-        )
-        .security_scheme(
-            "token",
-            header("token", "The JWT from a login (uni-app and chat-room faces)"),
-        )
-        .security_scheme(
-            "authorization",
-            header(
-                "Authorization",
-                "The JWT, bare or after `Bearer `/`JWT ` (Chat21: `sub` and `app_id` claims)",
-            ),
-        )
-        .security_scheme("nonce", header("nonce", "Admin: a fresh random value, single use"))
-        .security_scheme(
+    let mut c = ComponentsBuilder::new();
+    for (name, about, spec) in COMPONENTS {
+        let schema = match shape_schema(spec) {
+            RefOr::T(Schema::Object(mut o)) => {
+                o.description = Some((*about).to_owned());
+                RefOr::T(Schema::Object(o))
+            }
+            other => other,
+        };
+        c = c.schema(*name, schema);
+    }
+    c.security_scheme(
+        "token",
+        header("token", "The JWT from a login (uni-app and chat-room faces)"),
+    )
+    .security_scheme(
+        "authorization",
+        header(
+            "Authorization",
+            "The JWT, bare or after `Bearer `/`JWT ` (Chat21: `sub` and `app_id` claims)",
+        ),
+    )
+    .security_scheme(
+        "nonce",
+        header("nonce", "Admin: a fresh random value, single use"),
+    )
+    .security_scheme(
+        "timestamp",
+        header(
             "timestamp",
-            header("timestamp", "Admin: milliseconds since the epoch, within admin.window_secs"),
-        )
-        .security_scheme(
+            "Admin: milliseconds since the epoch, within admin.window_secs",
+        ),
+    )
+    .security_scheme(
+        "sign",
+        header(
             "sign",
-            header("sign", "Admin: lowercase hex sha1 of `nonce|admin.secret|timestamp`"),
-        )
-        .build()
+            "Admin: lowercase hex sha1 of `nonce|admin.secret|timestamp`",
+        ),
+    )
+    .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shape_reads_and_operation_ids_are_unique() {
+        for doc in [client(), admin()] {
+            let json = serde_json::to_value(&doc).unwrap();
+            let mut ids = std::collections::BTreeSet::new();
+            for (_, item) in json["paths"].as_object().unwrap() {
+                for (_, op) in item.as_object().unwrap() {
+                    let id = op["operationId"].as_str().unwrap().to_owned();
+                    assert!(ids.insert(id.clone()), "{id} twice");
+                }
+            }
+        }
+        for (name, _, spec) in COMPONENTS {
+            assert!(
+                matches!(shape::parse(spec, &named), shape::Shape::Record { .. }),
+                "{name}"
+            );
+            // utoipa reads its own schemas back (the documents are `OpenApi` to clients too).
+            let json = serde_json::to_value(shape_schema(spec)).unwrap();
+            serde_json::from_value::<RefOr<Schema>>(json).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
 }
