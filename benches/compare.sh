@@ -225,15 +225,16 @@ LOOP="closed loop"
 if [ -n "$RATE" ]; then LOOP="open loop at $RATE msgs/s"; fi
 echo
 echo "Side by side: $MEMBERS members, $SENDERS senders, $MESSAGES messages, $LOOP"
-printf '%-9s %13s %10s %10s %10s %10s %8s %6s\n' \
-  target deliveries/s "p50 ms" "p99 ms" "p99.9 ms" "max ms" lost clean
+printf '%-9s %13s %12s %10s %10s %10s %10s %8s %6s\n' \
+  target deliveries/s "CPU us/del" "p50 ms" "p99 ms" "p99.9 ms" "max ms" lost clean
 for t in "${RUNS[@]}"; do
   if [ ! -s "$WORK/$t.json" ]; then
     printf '%-9s %13s\n' "$t" "(no result)"
     continue
   fi
-  printf '%-9s %13s %10s %10s %10s %10s %8s %6s\n' "$t" \
+  printf '%-9s %13s %12s %10s %10s %10s %10s %8s %6s\n' "$t" \
     "$(num "$(field "$t" deliveries_per_s)" 0)" \
+    "$(num "$(field "$t" server_cpu_us_per_delivery)" 2)" \
     "$(num "$(field "$t" p50_ms)" 3)" "$(num "$(field "$t" p99_ms)" 3)" \
     "$(num "$(field "$t" p999_ms)" 3)" "$(num "$(field "$t" max_ms)" 3)" \
     "$(field "$t" lost)" "$(field "$t" clean)"

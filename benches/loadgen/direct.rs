@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::clock;
 use crate::drive::{self, Plan, Sender, Target};
 use crate::frames::{self, Payload, ServerFrame};
+use crate::machine;
 use crate::setup::{self, User, Ws};
 use crate::stats::{self, RunInfo, Stats};
 use crate::Common;
@@ -78,10 +79,12 @@ pub async fn run(args: &DirectArgs) -> Result<bool, String> {
     let (users, sockets) = set_up(&args.common, n).await?;
 
     let stats = Arc::new(Stats::new(n, args.messages, warmup));
+    let cpu = machine::ServerCpu::start(&args.common.url);
     let start_ns = drive::start_ns(args.rate);
     let (readers, senders) = start_clients(args, &users, sockets, &stats, start_ns);
 
     let timed_out = drive::wait_for_end(&stats, n, Duration::from_secs(args.common.timeout)).await;
+    let server_cpu_s = cpu.and_then(|c| c.used());
     let ran_for = Duration::from_nanos(clock::now_ns().saturating_sub(start_ns));
     eprintln!("{}", stats.progress(ran_for));
     readers.iter().for_each(JoinHandle::abort);
@@ -95,6 +98,7 @@ pub async fn run(args: &DirectArgs) -> Result<bool, String> {
         warmup,
         start_ns,
         timed_out,
+        server_cpu_s,
         extra: Vec::new(),
     };
     Ok(stats::report(&stats, &info))

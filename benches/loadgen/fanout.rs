@@ -227,6 +227,7 @@ async fn measure<O: Outlet>(
     // Let the replay of the membership notice (sent while the members were offline) settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let cpu = crate::machine::ServerCpu::start(&args.common.url);
     let start_ns = drive::start_ns(args.rate);
     let idle = outlets.split_off(args.senders);
     let senders: Vec<_> = outlets
@@ -248,6 +249,7 @@ async fn measure<O: Outlet>(
 
     let timeout = Duration::from_secs(args.common.timeout);
     let timed_out = drive::wait_for_end(&stats, args.senders, timeout).await;
+    let server_cpu_s = cpu.and_then(|c| c.used());
     let ran_for = Duration::from_nanos(clock::now_ns().saturating_sub(start_ns));
     eprintln!("{}", stats.progress(ran_for));
     readers.iter().for_each(JoinHandle::abort);
@@ -277,6 +279,7 @@ async fn measure<O: Outlet>(
         warmup,
         start_ns,
         timed_out,
+        server_cpu_s,
         extra,
     };
     let clean = stats::report(&stats, &info);

@@ -104,17 +104,56 @@ pub fn check_fd_limit(needed: u64) -> Result<(), String> {
     ))
 }
 
-/// The server's process and pinning, when it listens on this machine at `url`'s port.
-pub fn server_line(url: &str) -> String {
+/// The process listening on this machine at `url`'s port, when this user may see it.
+pub fn server_pid(url: &str) -> Option<u32> {
     let port = url
         .rsplit(':')
         .next()
         .map(|p| p.trim_end_matches('/'))
-        .and_then(|p| p.parse::<u16>().ok());
-    let found = port
-        .and_then(listening_inode)
-        .and_then(|inode| process_of(&inode));
-    match found {
+        .and_then(|p| p.parse::<u16>().ok())?;
+    listening_inode(port).and_then(|inode| process_of(&inode))
+}
+
+/// User plus system CPU time process `pid` has used, seconds (`utime` and `stime`, fields
+/// 14 and 15 of `/proc/<pid>/stat`, in clock ticks).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command (field 2) is in parentheses and may hold spaces: count after it.
+    let mut after = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let utime: f64 = after.nth(11)?.parse().ok()?;
+    let stime: f64 = after.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a system value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| (utime + stime) / hz as f64)
+}
+
+/// The server's CPU time over a measured phase: read when the phase starts, and again when
+/// it ends. The headline figure of a run: CPU per message or per delivery is far steadier
+/// across runs and hosts than throughput or latency.
+pub struct ServerCpu {
+    pid: u32,
+    at_start: f64,
+}
+
+impl ServerCpu {
+    /// Starts the count for the server at `url`; `None` when it is not on this machine.
+    pub fn start(url: &str) -> Option<ServerCpu> {
+        let pid = server_pid(url)?;
+        Some(ServerCpu {
+            pid,
+            at_start: cpu_seconds(pid)?,
+        })
+    }
+
+    /// CPU seconds the server used since [`start`](Self::start).
+    pub fn used(&self) -> Option<f64> {
+        Some(cpu_seconds(self.pid)? - self.at_start)
+    }
+}
+
+/// The server's process and pinning, when it listens on this machine at `url`'s port.
+pub fn server_line(url: &str) -> String {
+    match server_pid(url) {
         Some(pid) => {
             let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             let cpus = status

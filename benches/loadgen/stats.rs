@@ -262,8 +262,28 @@ pub struct RunInfo {
     /// Send phase start on the shared clock.
     pub start_ns: u64,
     pub timed_out: bool,
+    /// CPU seconds the server used from the start of the send phase to the last delivery
+    /// (warm-up included), when it runs on this machine.
+    pub server_cpu_s: Option<f64>,
     /// Rows of the mode's own, printed after the counters.
     pub extra: Vec<(&'static str, String)>,
+}
+
+/// The server's CPU time and what it comes to per message (direct) or per delivery.
+fn server_cpu(info: &RunInfo, t: &Totals, fan: u64) -> String {
+    let Some(cpu) = info.server_cpu_s else {
+        return "unknown (the server is not on this machine)".into();
+    };
+    let per = |n: u64| if n == 0 { f64::NAN } else { cpu * 1e6 / n as f64 };
+    if fan == 1 {
+        format!("{cpu:.3} s, {:.1} µs per message", per(t.sent))
+    } else {
+        format!(
+            "{cpu:.3} s, {:.2} µs per delivery ({:.1} µs per message sent)",
+            per(t.delivered),
+            per(t.sent)
+        )
+    }
 }
 
 fn ms(us: u64) -> String {
@@ -372,6 +392,7 @@ fn print_counts(stats: &Stats, info: &RunInfo, t: &Totals) {
         "deliveries/s"
     };
     row(rate_name, format!("{:.0}", t.delivered as f64 / elapsed));
+    row("server CPU", server_cpu(info, t, fan));
     row(
         "send phase",
         format!(
@@ -473,5 +494,8 @@ pub fn summary(stats: &Stats, info: &RunInfo) -> serde_json::Value {
         "p999_ms": at(0.999),
         "max_ms": (!lat.deliver.is_empty()).then(|| lat.deliver.max() as f64 / 1_000.0),
         "clean": t.clean(),
+        "server_cpu_s": info.server_cpu_s,
+        "server_cpu_us_per_message": info.server_cpu_s.filter(|_| t.sent > 0).map(|c| c * 1e6 / t.sent as f64),
+        "server_cpu_us_per_delivery": info.server_cpu_s.filter(|_| t.delivered > 0).map(|c| c * 1e6 / t.delivered as f64),
     })
 }

@@ -68,6 +68,18 @@ fn assert_every_delivery(result: &Value) {
     for key in ["deliveries_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms"] {
         assert!(result[key].is_number(), "{key} missing: {result}");
     }
+    // The server runs on this machine: its CPU time over the run is read from /proc (in
+    // clock ticks, so a tiny run may round to nothing), per message and per delivery.
+    for key in [
+        "server_cpu_s",
+        "server_cpu_us_per_message",
+        "server_cpu_us_per_delivery",
+    ] {
+        let v = result[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {result}"));
+        assert!(v >= 0.0 && v.is_finite(), "{key}: {result}");
+    }
 }
 
 /// How long a child may take to say it is ready.
