@@ -56,6 +56,12 @@ pub fn ops() -> Vec<Op> {
             .body("fieldname* fieldValue")
             .errors(&[400, 409, 503]),
         Op::post(
+            "/api/chat/updatePassword",
+            "Change my password; my other tokens are revoked and their sockets closed",
+        )
+        .body("oldPassword* newPassword*")
+        .errors(&[400, 403, 429, 503]),
+        Op::post(
             "/api/chat/userset",
             "Replace the user's settings (a JSON object as a string)",
         )

@@ -16,6 +16,7 @@ mod conversations;
 mod files;
 mod groups;
 mod intake;
+mod lifecycle;
 mod loadgen_scenarios;
 mod loadgen_smoke;
 mod messages;

@@ -377,6 +377,29 @@ impl Handler<Logout> for Router {
     }
 }
 
+impl Handler<Kick> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Kick, _: &mut Self::Context) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .get(&msg.user)
+            .map(|l| {
+                l.iter()
+                    .filter(|s| msg.keep.as_ref() != Some(&s.jti))
+                    .map(|s| s.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in ids {
+            self.cut(&msg.user, id, msg.reason);
+        }
+        if msg.forget {
+            self.pending.remove(&msg.user);
+        }
+    }
+}
+
 impl Handler<Revoke> for Router {
     type Result = ResponseActFuture<Self, Result<Arc<Revoked>, SendError>>;
 
