@@ -17,9 +17,9 @@
 //! | 253 | not exist: an unknown user, conversation, message or setting |
 //! | 4 | server error (storage failure, busy) |
 //! The face's parts: `signing` (the signed request), `robots`, `users` (list, disable,
-//! enable, kick, delete), `settings`, `files` and `export`. Errors are [`ApiError`]s rendered by [`Admin`], the face's [`Face`]: the
-//! code of the table above from the error's kind, 239 and 243 being the signing refusals
-//! told apart by their reason.
+//! enable, kick, delete), `settings`, `files` and `export`. Errors are [`ApiError`]s
+//! rendered by [`Admin`], the face's [`Face`]: the code of the table above from the error's
+//! kind, 239 and 243 being the signing refusals told apart by their reason.
 
 mod export;
 mod files;
