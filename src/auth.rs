@@ -1,7 +1,14 @@
 //! Tokens, passwords and the visitor signature.
 //!
 //! - Tokens are HS256 JWTs carrying the user id (`id`, and as a string in `sub`), `uuid`,
-//!   the tenant (`app_id`), the `role`, `iat`, `exp` and a `jti`. Logout revokes the `jti`.
+//!   the tenant (`app_id`), the `role`, `iat`, `exp`, a `jti` and the `gen`eration of the
+//!   user's gate they were issued under. Logout revokes the `jti`.
+//! - Each user whose tokens were ever revoked as a whole (a password change, a kick, a
+//!   disabled or deleted account) has a gate ([`GateRecord`]), held in memory and checked
+//!   on every request like a revoked `jti`: a token of an older generation is refused
+//!   (except the one a password change kept), and so is every token of a disabled or
+//!   deleted user; an outside provider's token is refused when its `iat` is before the
+//!   last revocation.
 //! - Outside (Chat21) tokens come from an identity provider: signed with Parlor's secret, or
 //!   with the provider's own key (`auth.external_secret`, `auth.external_public_key`,
 //!   `auth.external_jwks`), carrying any other claims; `aud` and `iss` are checked only when
@@ -23,7 +30,7 @@ use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm as Alg, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
-use parlor_storage::UserRecord;
+use parlor_storage::{GateRecord, UserRecord};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,6 +55,9 @@ pub struct Claims {
     /// token of another database (a replaced or restored-over file) is refused.
     #[serde(default)]
     pub db: u64,
+    /// The generation of the user's gate the token was issued under (0 before any).
+    #[serde(default)]
+    pub gen: u64,
 }
 
 /// The claims an outside identity provider's token must carry (the Chat21 face): the
@@ -66,6 +76,12 @@ pub struct ExternalClaims {
     pub id: Option<u64>,
     #[serde(default)]
     pub db: Option<u64>,
+    /// Parlor's own tokens: the generation of the user's gate they were issued under.
+    #[serde(default)]
+    pub gen: Option<u64>,
+    /// When the token was issued (seconds), if it says.
+    #[serde(default)]
+    pub iat: Option<u64>,
 }
 
 impl ExternalClaims {
@@ -73,6 +89,17 @@ impl ExternalClaims {
     /// database), which [`Auth::verify_external`] accepts only for this database.
     pub fn issued_here(&self) -> bool {
         self.id.is_some() && self.db.is_some()
+    }
+
+    /// What the token shows of its issue, for [`Auth::admit`].
+    pub fn issued(&self) -> Issued {
+        if self.issued_here() {
+            Issued::Here {
+                generation: self.gen.unwrap_or(0),
+            }
+        } else {
+            Issued::Outside { iat: self.iat }
+        }
     }
 }
 
@@ -89,6 +116,18 @@ pub struct Auth {
     provider: Provider,
     /// The id of the database tokens are issued for and checked against.
     database: u64,
+    /// The gates of the users that have one, by user id (ids are unique across tenants;
+    /// the tenant is checked too).
+    gates: DashMap<u64, Vec<(Box<str>, GateRecord)>>,
+}
+
+/// What a token shows of its issue, checked against its user's gate by [`Auth::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    /// Issued here, under this generation of the user's gate.
+    Here { generation: u64 },
+    /// Issued by an outside identity provider, at `iat` (seconds) when it says.
+    Outside { iat: Option<u64> },
 }
 
 /// An outside identity provider: the keys it signs with and the `aud`/`iss` its tokens must
@@ -209,6 +248,7 @@ impl Auth {
             revoked: DashMap::new(),
             provider: Provider::load(config)?,
             database: 0,
+            gates: DashMap::new(),
         })
     }
 
@@ -219,8 +259,15 @@ impl Auth {
         self
     }
 
-    /// A fresh token for `user`.
+    /// A fresh token for `user`, under the generation of the user's gate held now.
     pub fn issue(&self, user: &UserRecord) -> (String, Claims) {
+        let generation = self.gate(&user.tenant, user.id).generation;
+        self.issue_under(user, generation)
+    }
+
+    /// A fresh token for `user` under the gate's `generation` read with the user (so that
+    /// a login that checked a password changed meanwhile gets a token already refused).
+    pub fn issue_under(&self, user: &UserRecord, generation: u64) -> (String, Claims) {
         let iat = now_secs();
         let claims = Claims {
             sub: user.id.to_string(),
@@ -233,6 +280,7 @@ impl Auth {
             exp: iat + self.ttl.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
             db: self.database,
+            gen: generation,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
             .expect("HS256 encoding does not fail");
@@ -249,7 +297,59 @@ impl Auth {
         if self.revoked.contains_key(&data.claims.jti) {
             return Err(ApiError::Unauthorized("token was logged out".into()));
         }
+        let c = &data.claims;
+        self.admit(&c.app_id, c.id, &c.jti, Issued::Here { generation: c.gen })?;
         Ok(data.claims)
+    }
+
+    /// The gate of user `id` of `tenant` (the default when the user has none).
+    pub fn gate(&self, tenant: &str, id: u64) -> GateRecord {
+        self.gates
+            .get(&id)
+            .and_then(|list| list.iter().find(|(t, _)| &**t == tenant).map(|(_, g)| g.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Holds `gate` as user `id`'s, unless a newer generation is held already (two changes
+    /// committed in one order may arrive here in the other).
+    pub fn set_gate(&self, tenant: &str, id: u64, gate: GateRecord) {
+        let mut list = self.gates.entry(id).or_default();
+        match list.iter_mut().find(|(t, _)| &**t == tenant) {
+            Some((_, held)) if held.generation <= gate.generation => *held = gate,
+            Some(_) => {}
+            None => list.push((tenant.into(), gate)),
+        }
+    }
+
+    /// Whether a token of user `id` of `tenant`, with id `jti` and issued as `issued`, may
+    /// still be used: refused when the user is deleted or disabled, when it was issued under
+    /// an older generation of the user's gate (unless it is the token a password change
+    /// kept), or when an outside token was issued before the last revocation. One lookup
+    /// in memory; users that never had a gate pass at once.
+    pub fn admit(&self, tenant: &str, id: u64, jti: &str, issued: Issued) -> Result<(), ApiError> {
+        let Some(list) = self.gates.get(&id) else {
+            return Ok(());
+        };
+        let Some((_, gate)) = list.iter().find(|(t, _)| &**t == tenant) else {
+            return Ok(());
+        };
+        if gate.deleted {
+            return Err(ApiError::Unauthorized("this account was deleted".into()));
+        }
+        if gate.disabled {
+            return Err(ApiError::Unauthorized("this account is disabled".into()));
+        }
+        let current = match issued {
+            Issued::Here { generation } => generation >= gate.generation,
+            Issued::Outside { iat } => {
+                gate.revoked_ms == 0 || iat.is_some_and(|iat| iat.saturating_mul(1000) >= gate.revoked_ms)
+            }
+        };
+        if current || gate.kept_jti.as_deref() == Some(jti) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("token was revoked".into()))
+        }
     }
 
     /// Checks a token that names its user only by `sub`: Parlor's own tokens and tokens
@@ -293,6 +393,21 @@ impl Auth {
             return Err(ApiError::Unauthorized("token was logged out".into()));
         }
         Ok(claims)
+    }
+
+    /// Checks an outside-face token's claims against the gate of `user`, the user they
+    /// name (found or created by the caller); see [`admit`](Self::admit). A user disabled
+    /// in their record is refused too (a copy of a database holds no gates).
+    pub fn admit_external(&self, claims: &ExternalClaims, user: &UserRecord) -> Result<(), ApiError> {
+        if user.status != 1 {
+            return Err(ApiError::Unauthorized("this account is disabled".into()));
+        }
+        self.admit(
+            &user.tenant,
+            user.id,
+            claims.jti.as_deref().unwrap_or(""),
+            claims.issued(),
+        )
     }
 
     /// Remembers a revoked token id until `exp`.
@@ -500,6 +615,53 @@ pub fn token_of(req: &HttpRequest) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gates_refuse_old_generations_early_outside_tokens_and_shut_accounts() {
+        let auth = Auth::new(b"secret", &crate::config::Config::default().auth).unwrap();
+        let here = |generation| Issued::Here { generation };
+        let outside = |iat| Issued::Outside { iat };
+        assert!(auth.admit("t", 1, "j", here(0)).is_ok(), "no gate");
+        assert!(auth.admit("t", 1, "j", outside(None)).is_ok(), "no gate");
+        let gate = GateRecord {
+            generation: 2,
+            kept_jti: Some("kept".into()),
+            revoked_ms: 5_000,
+            ..GateRecord::default()
+        };
+        auth.set_gate("t", 1, gate.clone());
+        assert!(auth.admit("t", 1, "j", here(1)).is_err());
+        assert!(auth.admit("t", 1, "kept", here(1)).is_ok(), "the kept token");
+        assert!(auth.admit("t", 1, "j", here(2)).is_ok());
+        assert!(auth.admit("t", 1, "j", outside(Some(4))).is_err());
+        assert!(auth.admit("t", 1, "j", outside(None)).is_err());
+        assert!(auth.admit("t", 1, "j", outside(Some(5))).is_ok());
+        assert!(
+            auth.admit("u", 1, "j", here(0)).is_ok(),
+            "another tenant's user 1"
+        );
+        // An older generation arriving late does not replace the newer one.
+        auth.set_gate(
+            "t",
+            1,
+            GateRecord {
+                generation: 1,
+                ..GateRecord::default()
+            },
+        );
+        assert_eq!(auth.gate("t", 1), gate);
+        for (disabled, deleted, reason) in [(true, false, "disabled"), (false, true, "deleted")] {
+            let shut = GateRecord {
+                generation: 3,
+                disabled,
+                deleted,
+                ..GateRecord::default()
+            };
+            auth.set_gate("t", 1, shut);
+            let err = auth.admit("t", 1, "j", here(9)).unwrap_err().to_string();
+            assert!(err.contains(reason), "{err}");
+        }
+    }
 
     #[test]
     fn device_ids() {

@@ -210,7 +210,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     let auth = Auth::new(&secret, &config.auth).map_err(StartError::Config)?;
     let auth = Arc::new(auth.for_database(store.database_id()?));
 
-    // What the core keeps in memory: offline queues and revoked tokens.
+    // What the core keeps in memory: offline queues, revoked tokens and the users' gates.
     let (startup, tenant_settings) = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
@@ -225,6 +225,9 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         if *exp >= now {
             auth.revoke(jti, *exp);
         }
+    }
+    for (tenant, id, gate) in &startup.gates {
+        auth.set_gate(tenant, *id, gate.clone());
     }
     let pruned = store
         .writer()

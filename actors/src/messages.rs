@@ -1,7 +1,7 @@
 //! Every message type that travels between the actors of this crate and the sessions.
 //!
 //! Direction session → router: [`Connect`], [`Disconnect`], [`SendMessage`], [`Advance`],
-//! [`ReplayOffline`], [`Logout`], [`Notify`]. Direction router → session: [`Deliver`], one enum.
+//! [`ReplayOffline`], [`Logout`], [`Kick`], [`Notify`]. Direction router → session: [`Deliver`], one enum.
 //! Tenant: [`GetPolicy`], [`SetPolicy`], [`CreateGroup`], [`GroupOf`]; tenant → router:
 //! [`PolicyChanged`]. Group: [`SendMessage`], [`GroupCommand`]; group → router: [`FanOut`];
 //! group → tenant: [`GroupStopped`].
@@ -175,6 +175,18 @@ pub struct ReplayOffline {
 pub struct Logout {
     pub user: UserKey,
     pub jti: Arc<str>,
+}
+
+/// A user's tokens were revoked (a password change, a kick, a disabled or deleted
+/// account): close every session of the user but those of the token `keep`, with the close
+/// reason `reason`. `forget`: the user is gone, drop what waits for them too.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Kick {
+    pub user: UserKey,
+    pub keep: Option<Arc<str>>,
+    pub reason: &'static str,
+    pub forget: bool,
 }
 
 /// Push a notice (not a timeline message) to every online session of a user; a user who

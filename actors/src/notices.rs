@@ -122,6 +122,14 @@ pub fn revoked(locale: Locale, by: &str) -> String {
     }
 }
 
+/// The placeholder of a message whose sender's account was deleted with its messages.
+pub fn erased(locale: Locale) -> String {
+    match locale {
+        Locale::ZhCn => "该消息已被删除".to_owned(),
+        Locale::En => "This message was deleted".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,13 @@ impl Login {
         let (token, _) = state.auth.issue(&user);
         Login { user, token }
     }
+
+    /// A token under the gate's `generation` read with the user (see
+    /// [`Auth::issue_under`](crate::auth::Auth::issue_under)).
+    fn issue_under(state: &AppState, user: UserRecord, generation: u64) -> Login {
+        let (token, _) = state.auth.issue_under(&user, generation);
+        Login { user, token }
+    }
 }
 
 /// How messages name a user: the nickname, else the username.
@@ -109,6 +116,14 @@ pub async fn hash_password(state: &AppState, password: String) -> Result<String,
     let _turn = state.guard.hashing().await?;
     let auth = state.auth.clone();
     actix_web::web::block(move || auth.hash_password(&password)).await?
+}
+
+/// Whether `password` matches `hash`: checked on a blocking thread, in a turn of the
+/// hashing bound.
+pub async fn password_matches(state: &AppState, hash: String, password: String) -> Result<bool, ApiError> {
+    let _turn = state.guard.hashing().await?;
+    let auth = state.auth.clone();
+    Ok(actix_web::web::block(move || auth.check_password(&hash, &password)).await?)
 }
 
 /// A taken username, the same refusal on every face.
@@ -274,7 +289,8 @@ where
     .await
 }
 
-/// The user `username` of `tenant` if `password` is theirs; a disabled account is refused
+/// The user `username` of `tenant` if `password` is theirs, with the generation of the
+/// user's gate read with it (the token is issued under it); a disabled account is refused
 /// after the password was checked. The attempt counts against the login throttles of the
 /// account and of `addr` first; an unknown user's password is checked against a decoy, so
 /// a refusal takes the same time whether the user exists or not.
@@ -284,20 +300,25 @@ pub async fn check_login(
     username: &str,
     password: String,
     addr: Option<IpAddr>,
-) -> Result<UserRecord, ApiError> {
+) -> Result<(UserRecord, u64), ApiError> {
     let wrong = || ApiError::Unauthorized("username or password is wrong".into());
     state.guard.attempt(tenant, username, addr)?;
     let (t, name) = (tenant.to_owned(), username.to_owned());
-    let user = state
-        .read(move |s| Ok(s.user_by_username(&t, &name)?))
-        .await?
-        .filter(|u| !u.password_hash.is_empty());
+    let (user, generation) = state
+        .read(move |s| {
+            let user = s.user_by_username(&t, &name)?;
+            let generation = match &user {
+                Some(u) => s.gate(&t, u.id)?.generation,
+                None => 0,
+            };
+            Ok((user, generation))
+        })
+        .await?;
+    let user = user.filter(|u| !u.password_hash.is_empty());
     let hash = user
         .as_ref()
         .map_or_else(|| state.guard.decoy().to_owned(), |u| u.password_hash.clone());
-    let _turn = state.guard.hashing().await?;
-    let auth = state.auth.clone();
-    let matches = actix_web::web::block(move || auth.check_password(&hash, &password)).await?;
+    let matches = password_matches(state, hash, password).await?;
     let user = match user {
         Some(u) if matches => u,
         _ => return Err(wrong()),
@@ -305,7 +326,7 @@ pub async fn check_login(
     if user.status != 1 {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
-    Ok(user)
+    Ok((user, generation))
 }
 
 /// Logs `username` in: checks the password, records the login (time and, for a visitor's
@@ -318,9 +339,9 @@ pub async fn login(
     device: Option<Device>,
     addr: Option<IpAddr>,
 ) -> Result<Login, ApiError> {
-    let user = check_login(state, tenant, username, password, addr).await?;
+    let (user, generation) = check_login(state, tenant, username, password, addr).await?;
     let user = touch_login(state, tenant, user.id, device).await?;
-    Ok(Login::issue(state, user))
+    Ok(Login::issue_under(state, user, generation))
 }
 
 /// Logs `username` in without recording the login (the chat-room face's login).
@@ -331,8 +352,8 @@ pub async fn login_quietly(
     password: String,
     addr: Option<IpAddr>,
 ) -> Result<Login, ApiError> {
-    let user = check_login(state, tenant, username, password, addr).await?;
-    Ok(Login::issue(state, user))
+    let (user, generation) = check_login(state, tenant, username, password, addr).await?;
+    Ok(Login::issue_under(state, user, generation))
 }
 
 /// Records a login (time and device fields) and returns the updated user.

@@ -6,6 +6,7 @@
 use parlor_storage::{Role, UserRecord};
 
 use super::accounts::{new_user, OPEN_USERSET};
+use crate::auth::ExternalClaims;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -159,4 +160,28 @@ pub async fn resolve_external(state: &AppState, tenant: &str, id: &str) -> Resul
             .await?
             .ok_or_else(|| ApiError::Internal(format!("user {id} could not be created"))),
     }
+}
+
+/// The user an outside-face token names (its `sub`, in its `app_id`, `default` when it has
+/// none), created on first use by [`resolve_external`], once its claims pass the user's
+/// gate ([`Auth::admit_external`](crate::auth::Auth::admit_external)).
+///
+/// One of Parlor's own tokens names its user by id: that user must exist (its gate is
+/// checked first, so the token of a deleted user says so), it is never created.
+pub async fn resolve_caller(state: &AppState, claims: &ExternalClaims) -> Result<UserRecord, ApiError> {
+    let tenant = claims.app_id.as_deref().unwrap_or("default");
+    let user = match claims.id.filter(|_| claims.issued_here()) {
+        Some(id) => {
+            let jti = claims.jti.as_deref().unwrap_or("");
+            state.auth.admit(tenant, id, jti, claims.issued())?;
+            let t = tenant.to_owned();
+            state
+                .read(move |s| Ok(s.user(&t, id)?))
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?
+        }
+        None => resolve_external(state, tenant, &claims.sub).await?,
+    };
+    state.auth.admit_external(claims, &user)?;
+    Ok(user)
 }

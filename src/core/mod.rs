@@ -5,7 +5,8 @@
 //!
 //! One module per domain: [`accounts`] (users, passwords, visitors, tokens), [`external`]
 //! (users of an outside identity provider, created on first use), [`messages`] (sending,
-//! history, offline replay), [`groups`] (creating groups and running commands on their
+//! history, offline replay), [`lifecycle`] (password changes; listing, disabling, kicking
+//! and deleting users), [`groups`] (creating groups and running commands on their
 //! actors), [`social`] (friendships, applications, blocks), [`conversations`] (the
 //! conversation list, read positions, revoke, archive, delete, pin), [`files`] (upload
 //! records, the stored file of a URL) and [`settings`] (per-tenant policy and per-user
@@ -18,6 +19,7 @@ pub mod conversations;
 pub mod external;
 pub mod files;
 pub mod groups;
+pub mod lifecycle;
 pub mod messages;
 pub mod settings;
 pub mod social;

@@ -68,6 +68,12 @@ pub fn ops() -> Vec<Op> {
             .errors(&[400, 403, 409, 503])
             .data("string"),
         Op::post(
+            "/api/chat/updatePassword",
+            "Change my password; my other tokens are revoked and their sockets closed",
+        )
+        .body("oldPassword* newPassword*")
+        .errors(&[400, 403, 429, 503]),
+        Op::post(
             "/api/chat/userset",
             "Replace the user's settings (a JSON object as a string)",
         )

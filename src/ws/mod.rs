@@ -8,7 +8,9 @@
 //!
 //! With `?ack=manual` only the client's own `ack` frames move the delivered cursor. A
 //! session ends, closed with 1008 `token expired`, when its token expires, as REST refuses
-//! the token from then on.
+//! the token from then on; and with 1008 `password changed`, `kicked`, `account disabled`
+//! or `account deleted` when its user's tokens are revoked (the check is made again once the
+//! Router knows the session, so a revocation during the upgrade closes it too).
 
 pub mod delivery;
 pub mod protocol;
@@ -17,8 +19,8 @@ mod session;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
-use crate::auth::token_of;
-use crate::core::external::resolve_external;
+use crate::auth::{token_of, Issued};
+use crate::core::external::resolve_caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 pub use session::Session;
@@ -41,29 +43,34 @@ async fn upgrade(
         .ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
     // A Parlor token names the user by id; an outside (Chat21) token by `sub`, and that
     // user is created on first use as on the Chat21 routes.
-    let (user, jti, exp) = match state.auth.verify(&token) {
+    let (user, jti, exp, issued) = match state.auth.verify(&token) {
         Ok(claims) => {
             let (tenant, id) = (claims.app_id.clone(), claims.id);
             let user = state
                 .read(move |s| Ok(s.user(&tenant, id)?))
                 .await?
                 .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
-            (user, claims.jti, claims.exp)
+            let issued = Issued::Here {
+                generation: claims.gen,
+            };
+            (user, claims.jti, claims.exp, issued)
         }
         // Whatever failed, the outside check says why: it also checks signature, expiry and
         // logout, and an outside token that has expired is not malformed as a Parlor one is.
         Err(_) => {
             let claims = state.auth.verify_external(&token)?;
-            let tenant = claims.app_id.unwrap_or_else(|| "default".into());
-            let user = resolve_external(&state, &tenant, &claims.sub).await?;
+            let user = resolve_caller(&state, &claims).await?;
+            let issued = claims.issued();
             let jti = claims.jti.unwrap_or_else(|| format!("sub:{}", claims.sub));
-            (user, jti, claims.exp)
+            (user, jti, claims.exp, issued)
         }
     };
     let manual = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map(|q| q.iter().any(|(k, v)| k == "ack" && v == "manual"))
         .unwrap_or(false);
-    let session = Session::new(state.clone(), &user, &jti, manual).expiring(exp);
+    let session = Session::new(state.clone(), &user, &jti, manual)
+        .expiring(exp)
+        .issued(issued);
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.config.ws.max_frame_bytes)
         .start()

@@ -25,6 +25,7 @@ use parlor_storage::{ChatType, Role, Store, UserRecord};
 
 use super::delivery::Delivery;
 use super::protocol::{self, ClientFrame, FrameError, SendFrame};
+use crate::auth::Issued;
 use crate::config::{Config, WsConfig};
 use crate::core::accounts::party;
 use crate::core::messages::{content_json, options_json};
@@ -55,6 +56,8 @@ pub struct Session {
     last_heard: Instant,
     /// When the token expires (seconds since the epoch): the session is closed then.
     expires: Option<u64>,
+    /// How the token was issued, checked against the user's gate once registered.
+    issued: Option<Issued>,
     /// The session's budget of client frames (`ws.frames_per_sec`, `ws.frames_burst`).
     frames: DefaultDirectRateLimiter,
     /// What the client is known to have read; see [`Delivery`].
@@ -77,11 +80,20 @@ impl Session {
             config: state.config.ws.clone(),
             last_heard: Instant::now(),
             expires: None,
+            issued: None,
             frames: frame_budget(&state.config.ws),
             delivery: Delivery::new(manual_ack, Instant::now()),
             peers: HashMap::new(),
             state,
         }
+    }
+
+    /// The token was issued so ([`Auth::admit`](crate::auth::Auth::admit)): once the Router
+    /// knows the session, the user's gate is checked again, so that tokens revoked while
+    /// the session was being set up close it as they close the others.
+    pub fn issued(mut self, issued: Issued) -> Self {
+        self.issued = Some(issued);
+        self
     }
 
     fn write(&mut self, p: &Pushed, ctx: &mut ws::WebsocketContext<Self>) {
@@ -363,6 +375,20 @@ impl Actor for Session {
         // Nothing else is handled until the Router knows this session.
         ctx.wait(self.router.send(connect).into_actor(self).map(|res, act, ctx| {
             if res.is_err() {
+                ctx.stop();
+                return;
+            }
+            let revoked = act.issued.and_then(|issued| {
+                act.state
+                    .auth
+                    .admit(&act.user.tenant, act.user.id, &act.jti, issued)
+                    .err()
+            });
+            if let Some(e) = revoked {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some(e.to_string()),
+                }));
                 ctx.stop();
                 return;
             }

@@ -226,7 +226,8 @@ impl Snapshot {
                 REVOKED_TOKENS,
                 FILES,
                 USER_FILES,
-                FILE_PATHS
+                FILE_PATHS,
+                USER_GATES
             ))
     }
 

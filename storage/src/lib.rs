@@ -31,7 +31,7 @@ pub use dump::DumpRecord;
 pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use records::{
-    ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord,
+    ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord,
     JoinRequest, MemberRecord, MessageRecord, Role, SettingRecord, UserRecord,
 };
 pub use snapshot::{HistoryPage, Snapshot, StartupState};

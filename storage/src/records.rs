@@ -75,6 +75,31 @@ impl Record for UserRecord {
     const VERSION: u8 = 1;
 }
 
+/// What a user's tokens must pass beyond their signature, kept apart from the
+/// [`UserRecord`] (one row for each user whose tokens were ever revoked, disabled or
+/// deleted; none for the others). The server holds every row in memory and checks each
+/// request against it; a row is never removed, so a deleted user's tokens stay refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRecord {
+    /// The user's tokens are refused, and logins too (`UserRecord::status` 0 beside it).
+    pub disabled: bool,
+    /// The account was deleted: its tokens are refused for good.
+    pub deleted: bool,
+    /// Bumped by every change of the gate: tokens issued here carry the generation they
+    /// were issued under, and one issued under an older generation is refused (unless it
+    /// is `kept_jti`).
+    pub generation: u64,
+    /// The token that survived the last revocation (the one that changed the password).
+    pub kept_jti: Option<String>,
+    /// When the user's tokens were last revoked (ms): an outside provider's token issued
+    /// (`iat`) before it is refused.
+    pub revoked_ms: u64,
+}
+
+impl Record for GateRecord {
+    const VERSION: u8 = 1;
+}
+
 /// Whether a message belongs to a direct pair or a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatType {

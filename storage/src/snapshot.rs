@@ -7,8 +7,8 @@ use redb::{ReadTransaction, ReadableTable};
 
 use crate::codec::decode;
 use crate::records::{
-    ApplyRecord, ApplyStatus, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord, JoinRequest,
-    MemberRecord, MessageRecord, SettingRecord, UserRecord,
+    ApplyRecord, ApplyStatus, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord,
+    JoinRequest, MemberRecord, MessageRecord, SettingRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::Result;
@@ -40,6 +40,8 @@ pub struct StartupState {
     pub revoked_tokens: Vec<(String, u64)>,
     /// Admin nonces remembered: `(nonce, until ms)`.
     pub admin_nonces: Vec<(String, u64)>,
+    /// The users' gates: `(tenant, user, gate)`.
+    pub gates: Vec<(String, u64, GateRecord)>,
 }
 
 impl Snapshot {
@@ -99,6 +101,79 @@ impl Snapshot {
                 if out.len() >= limit {
                     break;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of a tenant's users in id order: those whose username or nickname contains
+    /// `keyword` (case-insensitive; every user when `None`), skipping `offset`, at most
+    /// `limit`; with the number of users that match.
+    pub fn users_page(
+        &self,
+        tenant: &str,
+        keyword: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<UserRecord>)> {
+        let needle = keyword.map(str::to_lowercase);
+        let table = self.txn.open_table(USERS)?;
+        let (mut total, mut out) = (0, Vec::new());
+        for entry in table.range((tenant, 0)..=(tenant, u64::MAX))? {
+            let value = entry?.1;
+            let wanted = (offset..offset.saturating_add(limit)).contains(&total);
+            let user = match &needle {
+                None if !wanted => None,
+                _ => Some(decode::<UserRecord>(value.value())?),
+            };
+            if let (Some(needle), Some(u)) = (&needle, &user) {
+                if !u.username.to_lowercase().contains(needle) && !u.nickname.to_lowercase().contains(needle)
+                {
+                    continue;
+                }
+            }
+            if wanted {
+                out.extend(user);
+            }
+            total += 1;
+        }
+        Ok((total, out))
+    }
+
+    /// What user `id`'s tokens must pass (the default when nothing was ever revoked).
+    pub fn gate(&self, tenant: &str, id: u64) -> Result<GateRecord> {
+        let table = self.txn.open_table(USER_GATES)?;
+        let value = table.get((tenant, id))?;
+        Ok(value.map(|v| decode(v.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// The positions `(conversation, seq)` of the messages `user` sent in `tenant` (system
+    /// notices left out), in every conversation: a scan of the tenant's timelines.
+    pub fn sent_by(&self, tenant: &str, user: u64) -> Result<Vec<(String, u64)>> {
+        let table = self.txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, "", 0)..)? {
+            let (k, v) = entry?;
+            let (t, conv, seq) = k.value();
+            if t != tenant {
+                break;
+            }
+            let m: MessageRecord = decode(v.value())?;
+            if m.from_id == user && m.action.is_none() {
+                out.push((conv.to_owned(), seq));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The groups in which `user` has a pending join request.
+    pub fn join_requests_by(&self, tenant: &str, user: u64) -> Result<Vec<u64>> {
+        let table = self.txn.open_table(JOIN_REQUESTS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, 0, 0)..=(tenant, u64::MAX, u64::MAX))? {
+            let (_, group, who) = entry?.0.value();
+            if who == user {
+                out.push(group);
             }
         }
         Ok(out)
@@ -243,6 +318,11 @@ impl Snapshot {
         for entry in self.txn.open_table(ADMIN_NONCES)?.iter()? {
             let (k, v) = entry?;
             state.admin_nonces.push((k.value().to_owned(), v.value()));
+        }
+        for entry in self.txn.open_table(USER_GATES)?.iter()? {
+            let (k, v) = entry?;
+            let (tenant, user) = k.value();
+            state.gates.push((tenant.to_owned(), user, decode(v.value())?));
         }
         Ok(state)
     }

@@ -72,6 +72,10 @@ pub const USER_FILES: TableDefinition<(&str, u64, u64), ()> = TableDefinition::n
 pub const FILE_PATHS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("file_paths");
 /// Revoked token ids → their expiry (seconds since the epoch).
 pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
+/// `(tenant, user id)` → [`GateRecord`](crate::GateRecord): what the user's tokens must pass
+/// (revocations, disabled, deleted). Not in exports: a copy is another database, on which
+/// no token issued here is accepted.
+pub const USER_GATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("user_gates");
 /// Admin request nonces seen → until when they are remembered (ms since the epoch), so a
 /// signed request cannot be replayed after a restart within its window. Transient: not in
 /// exports.
@@ -134,6 +138,7 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(FILES)?;
     txn.open_table(USER_FILES)?;
     txn.open_table(FILE_PATHS)?;
+    txn.open_table(USER_GATES)?;
     txn.commit()?;
     Ok(())
 }

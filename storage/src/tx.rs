@@ -10,8 +10,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::codec::{decode, encode};
 use crate::records::{
-    ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GroupRecord, JoinRequest, MemberRecord,
-    MessageRecord, SettingRecord, UserRecord,
+    ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord, JoinRequest,
+    MemberRecord, MessageRecord, SettingRecord, UserRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result};
@@ -77,6 +77,22 @@ lazy_tables! {
     files: FILES => (&'static str, u64), &'static [u8];
     user_files: USER_FILES => (&'static str, u64, u64), ();
     file_paths: FILE_PATHS => &'static str, (&'static str, u64);
+    gates: USER_GATES => (&'static str, u64), &'static [u8];
+}
+
+/// Collects what `$owned` makes of each key of a range of a table (to remove rows after
+/// the range is dropped).
+macro_rules! keys_in {
+    ($table:expr, $range:expr, |$k:pat_param| $owned:expr) => {{
+        let table = $table;
+        let mut keys = Vec::new();
+        for entry in table.range($range)? {
+            let (key, _) = entry?;
+            let $k = key.value();
+            keys.push($owned);
+        }
+        keys
+    }};
 }
 
 impl Tx<'_> {
@@ -151,6 +167,117 @@ impl Tx<'_> {
         }
         self.users()?.insert((tenant, user.id), encode(user).as_slice())?;
         Ok(())
+    }
+
+    /// What user `id`'s tokens must pass (the default when nothing was ever revoked).
+    pub fn gate(&self, tenant: &str, id: u64) -> Result<GateRecord> {
+        Ok(self
+            .gates()?
+            .get((tenant, id))?
+            .map(|v| decode(v.value()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Changes user `id`'s gate with `change` at `now_ms`, bumping its generation and
+    /// stamping the revocation time (so every token issued before is refused unless
+    /// `change` keeps one), and returns it.
+    pub fn change_gate(
+        &self,
+        tenant: &str,
+        id: u64,
+        now_ms: u64,
+        change: impl FnOnce(&mut GateRecord),
+    ) -> Result<GateRecord> {
+        let mut gate = self.gate(tenant, id)?;
+        gate.generation += 1;
+        gate.kept_jti = None;
+        gate.revoked_ms = now_ms;
+        change(&mut gate);
+        self.gates()?.insert((tenant, id), encode(&gate).as_slice())?;
+        Ok(gate)
+    }
+
+    /// Removes user `id` of `tenant` and what is theirs alone: the record with its
+    /// username, uuid and device indexes, both sides of each friendship, the applications
+    /// from and to them, blocks and stranger counts either way, their cursors,
+    /// conversation states, settings, memberships and join requests. Messages, heads,
+    /// uploads and the gate stay. Returns the removed record (`None`: there was none).
+    pub fn remove_user(&self, tenant: &str, id: u64) -> Result<Option<UserRecord>> {
+        let Some(user) = self.user(tenant, id)? else {
+            return Ok(None);
+        };
+        self.users()?.remove((tenant, id))?;
+        self.usernames()?.remove((tenant, user.username.as_str()))?;
+        self.uuids()?.remove((tenant, user.uuid.as_str()))?;
+        if let Some(device) = &user.device_id {
+            if self.user_id_by_device(tenant, device)? == Some(id) {
+                self.devices()?.remove((tenant, device.as_str()))?;
+            }
+        }
+        let mine = (tenant, id, 0)..=(tenant, id, u64::MAX);
+        let all = (tenant, 0, 0)..=(tenant, u64::MAX, u64::MAX);
+        for friend in keys_in!(self.friends()?, mine.clone(), |k| k.2) {
+            self.friends()?.remove((tenant, id, friend))?;
+            self.friends()?.remove((tenant, friend, id))?;
+        }
+        // Applications to the user, then from the user (to each target it applied to).
+        let mut applications: Vec<(u64, u64)> = keys_in!(self.applies_to()?, mine.clone(), |k| (k.1, k.2));
+        for target in keys_in!(self.apply_pairs()?, mine.clone(), |k| k.2) {
+            let to_target = (tenant, target, 0)..=(tenant, target, u64::MAX);
+            for apply in keys_in!(self.applies_to()?, to_target, |k| k.2) {
+                if self.apply(tenant, apply)?.is_some_and(|a| a.applicant == id) {
+                    applications.push((target, apply));
+                }
+            }
+        }
+        for (target, apply) in applications {
+            if let Some(a) = self.apply(tenant, apply)? {
+                let pair = (tenant, a.applicant, a.target);
+                if self.apply_pairs()?.get(pair)?.is_some_and(|v| v.value() == apply) {
+                    self.apply_pairs()?.remove(pair)?;
+                }
+            }
+            self.applies()?.remove((tenant, apply))?;
+            self.applies_to()?.remove((tenant, target, apply))?;
+        }
+        for (a, b) in keys_in!(self.blocks()?, all.clone(), |k| (k.1, k.2)) {
+            if a == id || b == id {
+                self.blocks()?.remove((tenant, a, b))?;
+            }
+        }
+        for (a, b) in keys_in!(self.stranger_table()?, all.clone(), |k| (k.1, k.2)) {
+            if a == id || b == id {
+                self.stranger_table()?.remove((tenant, a, b))?;
+            }
+        }
+        for (group, user) in keys_in!(self.join_requests()?, all, |k| (k.1, k.2)) {
+            if user == id {
+                self.join_requests()?.remove((tenant, group, user))?;
+            }
+        }
+        for group in keys_in!(self.user_groups()?, mine, |k| k.2) {
+            self.members()?.remove((tenant, group, id))?;
+            self.user_groups()?.remove((tenant, id, group))?;
+        }
+        let next = id.saturating_add(1);
+        for conv in keys_in!(self.cursors()?, (tenant, id, "")..(tenant, next, ""), |k| k
+            .2
+            .to_owned())
+        {
+            self.cursors()?.remove((tenant, id, conv.as_str()))?;
+        }
+        for conv in keys_in!(self.conv_states()?, (tenant, id, "")..(tenant, next, ""), |k| k
+            .2
+            .to_owned())
+        {
+            self.conv_states()?.remove((tenant, id, conv.as_str()))?;
+        }
+        let settings = (tenant, id, 0, "")..(tenant, next, 0, "");
+        for (scope, key) in keys_in!(self.user_settings()?, settings, |k| (k.2, k.3.to_owned())) {
+            self.user_settings()?.remove((tenant, id, scope, key.as_str()))?;
+        }
+        Ok(Some(user))
     }
 
     /// Binds a device to a (visitor) user.

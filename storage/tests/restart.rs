@@ -1,14 +1,16 @@
 //! Durability and Writer behaviour: what was committed is read back after the Store is shut
 //! down and the file reopened; concurrent writes share commits; one write's error or panic
 //! does not take the Writer down; a stopped or full Writer refuses new work; system settings
-//! are kept and carried by a dump.
+//! are kept and carried by a dump; removing a user takes what is theirs alone, and a gate is
+//! kept across a reopen.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use parlor_storage::{
-    ChatType, Cursor, DumpRecord, Error, MessageRecord, Role, SettingRecord, Store, UserRecord, WriterConfig,
+    ApplyRecord, ApplyStatus, ChatType, Cursor, DumpRecord, Error, FriendRecord, JoinRequest, MemberRecord,
+    MessageRecord, Role, SettingRecord, Store, UserRecord, WriterConfig,
 };
 
 fn user(tenant: &str, username: &str) -> UserRecord {
@@ -687,4 +689,125 @@ fn a_database_file_says_whether_it_was_closed_cleanly() {
     assert_eq!(parlor_storage::closed_cleanly(&other).unwrap(), None);
     std::fs::write(&other, b"").unwrap();
     assert_eq!(parlor_storage::closed_cleanly(&other).unwrap(), None);
+}
+
+#[test]
+fn removing_a_user_takes_what_is_theirs_alone_and_its_gate_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parlor.redb");
+    let store = open(&path);
+    let friend = |row_id| FriendRecord {
+        row_id,
+        remark: String::new(),
+        friendlookme: 1,
+        melookfriend: 1,
+        star: false,
+        created_ms: 1,
+        updated_ms: 1,
+    };
+    let (a, b, c) = store
+        .writer()
+        .write_blocking(move |tx| {
+            let mut ids = Vec::new();
+            for name in ["alice", "bob", "carol"] {
+                let mut u = user("t", name);
+                tx.insert_user(&mut u)?;
+                ids.push(u.id);
+            }
+            let (a, b, c) = (ids[0], ids[1], ids[2]);
+            for (x, y) in [(a, b), (b, a), (b, c), (c, b)] {
+                tx.put_friend("t", x, y, &mut friend(0))?;
+            }
+            for (applicant, target) in [(a, c), (c, a), (b, c)] {
+                let mut apply = ApplyRecord {
+                    id: 0,
+                    applicant,
+                    target,
+                    note: String::new(),
+                    status: ApplyStatus::Pending,
+                    created_ms: 1,
+                    updated_ms: 1,
+                };
+                tx.put_apply("t", &mut apply)?;
+            }
+            tx.set_block("t", c, a, true, 1)?;
+            tx.count_stranger_send("t", a, c)?;
+            let mut member = MemberRecord {
+                row_id: 0,
+                nickname: String::new(),
+                joined_seq: 0,
+                joined_ms: 1,
+                inviter: 0,
+            };
+            tx.put_member("t", 7, a, &mut member.clone())?;
+            tx.put_member("t", 7, b, &mut member)?;
+            let request = JoinRequest {
+                user: a,
+                inviter: 0,
+                desc: String::new(),
+                created_ms: 1,
+            };
+            tx.put_join_request("t", 8, &request)?;
+            tx.ensure_cursor("t", a, "d:1:2")?;
+            tx.ensure_cursor("t", b, "d:1:2")?;
+            tx.put_user_setting("t", a, 1001, "k", "v")?;
+            tx.append_message("t", &message("d:1:2", 1, a, Some("c1")))?;
+            tx.change_gate("t", a, 5, |g| g.deleted = true)?;
+            assert!(tx.remove_user("t", a)?.is_some());
+            assert!(tx.remove_user("t", a)?.is_none(), "gone");
+            Ok((a, b, c))
+        })
+        .unwrap();
+    store.shutdown();
+    drop(store);
+
+    let store = open(&path);
+    let s = store.snapshot().unwrap();
+    assert!(s.user("t", a).unwrap().is_none());
+    assert!(s.user_by_username("t", "alice").unwrap().is_none());
+    assert!(s.user_by_uuid("t", "t-alice-uuid").unwrap().is_none());
+    assert_eq!(
+        s.friends_of("t", b)
+            .unwrap()
+            .iter()
+            .map(|f| f.0)
+            .collect::<Vec<_>>(),
+        vec![c]
+    );
+    assert!(s.friends_of("t", a).unwrap().is_empty());
+    let to_c: Vec<u64> = s
+        .applies_to("t", c, 0, 100)
+        .unwrap()
+        .0
+        .iter()
+        .map(|a| a.applicant)
+        .collect();
+    assert_eq!(to_c, vec![b], "only bob's application to carol is left");
+    assert!(s.apply_between("t", c, a).unwrap().is_none());
+    assert!(!s.blocked("t", c, a).unwrap());
+    assert_eq!(
+        s.members_of("t", 7)
+            .unwrap()
+            .iter()
+            .map(|m| m.0)
+            .collect::<Vec<_>>(),
+        vec![b]
+    );
+    assert!(s.groups_of("t", a).unwrap().is_empty());
+    assert!(s.join_requests_of("t", 8).unwrap().is_empty());
+    assert!(s.cursors_of("t", a).unwrap().is_empty());
+    assert_eq!(s.cursors_of("t", b).unwrap().len(), 1);
+    assert!(s.user_setting("t", a, 1001, "k").unwrap().is_none());
+    assert_eq!(
+        s.sent_by("t", a).unwrap(),
+        vec![("d:1:2".to_owned(), 1)],
+        "messages stay"
+    );
+    let gate = s.gate("t", a).unwrap();
+    assert!(
+        gate.deleted && gate.generation == 1 && gate.revoked_ms == 5,
+        "{gate:?}"
+    );
+    assert_eq!(s.startup_state().unwrap().gates.len(), 1);
+    assert_eq!(s.users_page("t", None, 0, 10).unwrap().0, 2);
 }

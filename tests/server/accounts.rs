@@ -132,6 +132,7 @@ fn claims_for(user: &User) -> Claims {
         exp: now + 3600,
         jti: uuid::Uuid::new_v4().to_string(),
         db: claims_of(&user.token)["db"].as_u64().expect("a database id"),
+        gen: 0,
     }
 }
 

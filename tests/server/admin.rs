@@ -39,14 +39,14 @@ fn with_admin(c: &mut parlor::config::Config) {
 }
 
 /// A server with the admin listener on a fresh temporary directory.
-async fn start() -> (TestServer, tempfile::TempDir) {
+pub(crate) async fn start() -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let server = start_in(dir.path(), |_| {}).await;
     (server, dir)
 }
 
 /// A server with the admin listener on `dir`, with `tweak` applied after the admin settings.
-async fn start_in(dir: &Path, tweak: impl FnOnce(&mut parlor::config::Config)) -> TestServer {
+pub(crate) async fn start_in(dir: &Path, tweak: impl FnOnce(&mut parlor::config::Config)) -> TestServer {
     let server = TestServer::start_in(dir, |c| {
         with_admin(c);
         tweak(c);
@@ -76,17 +76,17 @@ fn headers_with(nonce: &str, timestamp: &str, secret: &str) -> Vec<(&'static str
 }
 
 /// Fresh signature headers: a new nonce, the current time, the right secret.
-fn fresh_headers() -> Vec<(&'static str, String)> {
+pub(crate) fn fresh_headers() -> Vec<(&'static str, String)> {
     headers_with(&nonce(), &now_ms().to_string(), SECRET)
 }
 
-fn admin_url(server: &TestServer, path: &str) -> String {
+pub(crate) fn admin_url(server: &TestServer, path: &str) -> String {
     format!("http://{}{}", server.admin.expect("an admin listener"), path)
 }
 
 /// POSTs `body` (sent as JSON text when given) to `base` + `path` with `headers`; returns
 /// the status and the JSON answer.
-async fn post_raw(
+pub(crate) async fn post_raw(
     server: &TestServer,
     url: String,
     headers: &[(&str, String)],
@@ -109,20 +109,25 @@ async fn post_raw(
 }
 
 /// An admin request with `headers` and a raw body; asserts HTTP 200 and returns the answer.
-async fn admin_raw(server: &TestServer, path: &str, headers: &[(&str, String)], body: Option<&str>) -> Value {
+pub(crate) async fn admin_raw(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+) -> Value {
     let (status, answer) = post_raw(server, admin_url(server, path), headers, body).await;
     assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     answer
 }
 
 /// A correctly signed admin request with a JSON body; returns the answer (HTTP 200).
-async fn admin(server: &TestServer, path: &str, body: &Value) -> Value {
+pub(crate) async fn admin(server: &TestServer, path: &str, body: &Value) -> Value {
     admin_raw(server, path, &fresh_headers(), Some(&body.to_string())).await
 }
 
 /// Asserts a success answer and returns its `result` (`null` when it has none).
 #[track_caller]
-fn ok(answer: &Value) -> Value {
+pub(crate) fn ok(answer: &Value) -> Value {
     assert_eq!(answer["code"], 0, "{answer}");
     assert_eq!(answer["msg"], "success", "{answer}");
     answer["result"].clone()
@@ -130,7 +135,7 @@ fn ok(answer: &Value) -> Value {
 
 /// Asserts a refusal with `code` in the admin envelope and returns its message.
 #[track_caller]
-fn refused(answer: &Value, code: u64) -> String {
+pub(crate) fn refused(answer: &Value, code: u64) -> String {
     assert_eq!(answer["code"], code, "{answer}");
     assert!(answer.get("result").is_none(), "{answer}");
     let msg = answer["msg"].as_str().expect("a msg").to_owned();
@@ -219,7 +224,7 @@ fn names(list: &Value) -> Vec<String> {
 }
 
 /// Creates a uni-app group of `owner` with `members` (friends of the owner); returns its id.
-async fn create_group(server: &TestServer, owner: &User, members: &[&User]) -> u64 {
+pub(crate) async fn create_group(server: &TestServer, owner: &User, members: &[&User]) -> u64 {
     let ids: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
     let form: Vec<(&str, &str)> = ids.iter().map(|id| ("userIds[]", id.as_str())).collect();
     let (status, body) = server
@@ -247,7 +252,7 @@ async fn pinned_in_list(server: &TestServer, user: &User, key: &str) -> bool {
     item["pinned"].as_bool().expect("a pinned flag")
 }
 
-fn direct_key(a: &User, b: &User) -> String {
+pub(crate) fn direct_key(a: &User, b: &User) -> String {
     let (lo, hi) = if a.id < b.id { (a.id, b.id) } else { (b.id, a.id) };
     format!("d:{lo}:{hi}")
 }
@@ -283,7 +288,7 @@ async fn revoke(server: &TestServer, user: &User, id: &str, to: &User) -> (Statu
 }
 
 /// `POST /api/loginChat` with `username` and `password`.
-async fn login(server: &TestServer, username: &str, password: &str) -> (StatusCode, Value) {
+pub(crate) async fn login(server: &TestServer, username: &str, password: &str) -> (StatusCode, Value) {
     server
         .post_form(
             "/api/loginChat",
@@ -758,7 +763,7 @@ async fn admin_routes_are_served_only_on_the_admin_listener() {
     assert_eq!(body, json!({"code": 253, "msg": "no such route"}));
     let (status, body) = post_raw(
         &server,
-        admin_url(&server, "/admin/user/delete"),
+        admin_url(&server, "/admin/user/destroy"),
         &fresh_headers(),
         Some("{}"),
     )

@@ -18,6 +18,7 @@ mod deploy;
 mod files;
 mod groups;
 mod intake;
+mod lifecycle;
 mod loadgen_scenarios;
 mod loadgen_smoke;
 mod messages;

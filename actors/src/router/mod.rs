@@ -366,13 +366,17 @@ impl Handler<Logout> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Logout, _: &mut Self::Context) {
-        let ids: Vec<SessionId> = self
-            .sessions
-            .get(&msg.user)
-            .map(|l| l.iter().filter(|s| s.jti == msg.jti).map(|s| s.id).collect())
-            .unwrap_or_default();
-        for id in ids {
-            self.cut(&msg.user, id, "logged out");
+        self.cut_tokens(&msg.user, |jti| *jti == msg.jti, "logged out");
+    }
+}
+
+impl Handler<Kick> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Kick, _: &mut Self::Context) {
+        self.cut_tokens(&msg.user, |jti| msg.keep.as_ref() != Some(jti), msg.reason);
+        if msg.forget {
+            self.pending.remove(&msg.user);
         }
     }
 }

@@ -103,6 +103,23 @@ pub(super) fn still_pending(
 }
 
 impl Router {
+    /// Cuts every session of `user` whose token `which` picks (see [`Router::cut`]).
+    pub(super) fn cut_tokens(
+        &mut self,
+        user: &UserKey,
+        which: impl Fn(&Arc<str>) -> bool,
+        reason: &'static str,
+    ) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .get(user)
+            .map(|l| l.iter().filter(|s| which(&s.jti)).map(|s| s.id).collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.cut(user, id, reason);
+        }
+    }
+
     /// Removes a session from the registry and tells it to close. Only what its client
     /// confirmed moved the delivered cursor (see the session's probes), so everything else
     /// it was handed becomes pending again when its last report arrives.

@@ -16,16 +16,17 @@
 //! | 251 | invalid parameter: a missing or wrong field, a body that is not JSON |
 //! | 253 | not exist: an unknown user, conversation, message or setting |
 //! | 4 | server error (storage failure, busy) |
-//! The face's parts: `signing` (the signed request), `robots`, `settings`, `files`
-//! and `export`. Errors are [`ApiError`]s rendered by [`Admin`], the face's [`Face`]: the
-//! code of the table above from the error's kind, 239 and 243 being the signing refusals
-//! told apart by their reason.
+//! The face's parts: `signing` (the signed request), `robots`, `users` (list, disable,
+//! enable, kick, delete), `settings`, `files` and `export`. Errors are [`ApiError`]s
+//! rendered by [`Admin`], the face's [`Face`]: the code of the table above from the error's
+//! kind, 239 and 243 being the signing refusals told apart by their reason.
 
 mod export;
 mod files;
 mod robots;
 mod settings;
 mod signing;
+mod users;
 
 use actix_web::{web, HttpResponse};
 use parlor_actors::ConvKey;
@@ -83,6 +84,11 @@ pub fn routes(r: &mut Routes) {
     r.post("/admin/robot/create", robots::robot_create)
         .post("/admin/user/put_setting", settings::put_setting)
         .post("/admin/user/get_setting", settings::get_setting)
+        .post("/admin/user/list", users::list)
+        .post("/admin/user/disable", users::disable)
+        .post("/admin/user/enable", users::enable)
+        .post("/admin/user/kick", users::kick)
+        .post("/admin/user/delete", users::delete)
         .post("/admin/get_setting", settings::get_system_setting)
         .post("/admin/modify_setting", settings::modify_system_setting)
         .post("/admin/file/conversation_files", files::conversation_files)

@@ -30,7 +30,7 @@ use parlor_storage::{ChatType, MessageRecord, Snapshot, UserRecord};
 use serde_json::{json, Map, Value};
 
 use super::{token_of, Face, FaceError};
-use crate::core::external::{resolve_external, Namer};
+use crate::core::external::{resolve_caller, Namer};
 use crate::error::ApiError;
 use crate::routes::Routes;
 use crate::state::AppState;
@@ -111,11 +111,11 @@ impl FromRequest for Chat21User {
                 .ok_or_else(|| ApiError::Unauthorized("Unauthorized.".into()))?;
             let claims = state.auth.verify_external(&token)?;
             let outside = !claims.issued_here();
-            let tenant = claims.app_id.unwrap_or_else(|| "default".into());
-            if req.match_info().get("app_id") != Some(tenant.as_str()) {
+            let tenant = claims.app_id.as_deref().unwrap_or("default");
+            if req.match_info().get("app_id") != Some(tenant) {
                 return Err(ApiError::Unauthorized("the token's app_id is not this APP_ID".into()).into());
             }
-            let user = resolve_external(&state, &tenant, &claims.sub).await?;
+            let user = resolve_caller(&state, &claims).await?;
             Ok(Chat21User { user, outside })
         })
     }

@@ -1,4 +1,4 @@
-//! The uni-app face's accounts: register, log in and out, search, profiles and settings,
+//! The uni-app face's accounts: register, log in and out, search, profiles, passwords and settings,
 //! and visitors (a signed device registers, logs in, and can become a user keeping its id).
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{ok, user_json, userinfo_json, Form, Me, Result, State};
 use crate::auth::{valid_device_id, visitor_sign};
 use crate::core::accounts::{self, check_password, check_username, Device, Login, Profile};
-use crate::core::check_len;
+use crate::core::{check_len, lifecycle};
 use crate::error::ApiError;
 use crate::faces::{client_addr, tenant_of, token_of};
 use crate::routes::Routes;
@@ -24,6 +24,7 @@ pub fn routes(r: &mut Routes) {
         .post("/api/chat/logout", logout)
         .post("/api/chat/searchUser", search_user)
         .post("/api/chat/updateUserinfo", update_userinfo)
+        .post("/api/chat/updatePassword", update_password)
         .post("/api/chat/userset", userset);
 }
 
@@ -156,6 +157,15 @@ async fn update_userinfo(state: State, me: Me, form: Form) -> Result {
     };
     accounts::update_profile(&state, me.tenant(), me.id(), apply).await?;
     Ok(ok("更新成功"))
+}
+
+/// Changes the caller's password; the caller's token stays valid, the user's others are
+/// revoked and their sockets closed.
+async fn update_password(req: HttpRequest, state: State, me: Me, form: Form) -> Result {
+    let old = form.str("oldPassword")?;
+    let new = form.str("newPassword")?;
+    lifecycle::change_password(&state, &me.claims, old, new, client_addr(&req)).await?;
+    Ok(ok("密码修改成功"))
 }
 
 async fn userset(state: State, me: Me, form: Form) -> Result {
