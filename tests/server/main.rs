@@ -26,3 +26,4 @@ mod openapi;
 mod readme;
 mod social;
 mod web;
+mod webhooks;
