@@ -219,7 +219,7 @@ fn names(list: &Value) -> Vec<String> {
 }
 
 /// Creates a uni-app group of `owner` with `members` (friends of the owner); returns its id.
-async fn create_group(server: &TestServer, owner: &User, members: &[&User]) -> u64 {
+pub(crate) async fn create_group(server: &TestServer, owner: &User, members: &[&User]) -> u64 {
     let ids: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
     let form: Vec<(&str, &str)> = ids.iter().map(|id| ("userIds[]", id.as_str())).collect();
     let (status, body) = server

@@ -3,9 +3,10 @@
 //! endpoint, another tenant's endpoint), and `message.sent` events POSTed to a real local
 //! receiver started by the test: signed (the HMAC recomputed here), in conversation order,
 //! every event exactly once through a receiver that fails and recovers, dead letters after
-//! `webhooks.max_attempts` failures (listed and retried through the admin face), sends
-//! unaffected by a receiver that never answers, and nothing lost across a `kill -9` of the
-//! real binary with events waiting for a receiver that is down.
+//! `webhooks.max_attempts` failures (listed and retried through the admin face), group
+//! messages listing their members, sends unaffected by a receiver that never answers, and
+//! nothing lost across a `kill -9` of the real binary with events waiting for a receiver
+//! that is down.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::admin::{admin, fresh_headers, ok, refused, with_admin, SECRET};
+use crate::admin::{admin, create_group, fresh_headers, ok, refused, with_admin, SECRET};
 use crate::common::{self, eventually, free_port, TestServer, User};
 use crate::messages::{register_at, Process};
 
@@ -367,6 +368,47 @@ async fn message_sent_events_are_signed_in_order_and_tell_who_was_online() {
     server.wait_metric("parlor_webhook_outbox_depth", 0.0).await;
     assert_eq!(server.metric("parlor_webhook_deliveries_total").await, 6.0);
     assert_eq!(server.metric("parlor_webhook_failures_total").await, 0.0);
+    receiver.stop().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn group_messages_tell_the_members_without_their_online_state() {
+    let (server, _dir) = start(|_| {}).await;
+    let receiver = Receiver::start(free_port(), Mode::Answer).await;
+    let (alice, bob) = pair(&server).await;
+    let carol = server.register("carol1").await;
+    server.befriend(&alice, &bob).await;
+    server.befriend(&alice, &carol).await;
+    let gid = create_group(&server, &alice, &[&bob, &carol]).await;
+    add_hook(&server, &receiver.url(), &["message.sent"]).await;
+    let gid_text = gid.to_string();
+    let (status, body) = server
+        .post_form(
+            "/api/chat/socket/sendmessage",
+            Some(&alice.token),
+            &[
+                ("sendto_id", gid_text.as_str()),
+                ("chatType", "group"),
+                ("type", "text"),
+                ("data", "hello all"),
+            ],
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let hits = receiver.wait_accepted(1).await;
+    let data = &hits[0].body["data"];
+    assert_eq!(data["message"]["chatType"], "group", "{data}");
+    assert_eq!(data["message"]["toId"], gid);
+    assert_eq!(data["message"]["id"], body["data"]["id"]);
+    let mut members = [bob.id, carol.id];
+    members.sort_unstable();
+    let expected: Vec<Value> = members
+        .iter()
+        .map(|id| json!({"userId": id, "online": null}))
+        .collect();
+    assert_eq!(data["recipients"], json!(expected), "{data}");
+    assert!(signed(&hits[0], HOOK_SECRET));
     receiver.stop().await;
     server.stop().await;
 }
