@@ -26,6 +26,7 @@ pub struct Config {
     pub router: RouterSettings,
     pub users: UsersConfig,
     pub files: FilesConfig,
+    pub webhooks: WebhooksConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
 }
@@ -617,6 +618,41 @@ impl Default for RouterSettings {
     }
 }
 
+/// Webhooks: outgoing signed POSTs of a tenant's events (see the README's Webhooks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Hosts (`name` for any port, `name:port` for one) an endpoint URL may name although
+    /// they resolve to a private, loopback or link-local address. Default empty.
+    pub allowed_hosts: Vec<String>,
+    /// Failed deliveries of one event before it becomes a dead letter. Default 8.
+    pub max_attempts: u32,
+    /// Wait before the first retry, ms; doubled after each failure. Default 1000.
+    pub backoff_ms: u64,
+    /// Longest wait between two tries, ms. Default 300000 (5 minutes).
+    pub max_backoff_ms: u64,
+    /// How long one delivery may take before it counts as failed, ms. Default 10000.
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once, all endpoints together. Default 16.
+    pub concurrency: usize,
+    /// How often the outbox is read for events to deliver, ms. Default 200.
+    pub poll_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allowed_hosts: Vec::new(),
+            max_attempts: 8,
+            backoff_ms: 1000,
+            max_backoff_ms: 300_000,
+            timeout_ms: 10_000,
+            concurrency: 16,
+            poll_ms: 200,
+        }
+    }
+}
+
 /// A text value that may have been written as a number (an environment variable such as
 /// `PARLOR_ADMIN__SECRET=123456` reads as one).
 fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -716,6 +752,12 @@ impl Config {
                 "metrics.listener",
                 "\"admin\" needs the admin listener, which runs only with an admin.secret",
             );
+        }
+        if self.webhooks.max_attempts == 0 {
+            return invalid("webhooks.max_attempts", "must be at least 1");
+        }
+        if self.webhooks.concurrency == 0 {
+            return invalid("webhooks.concurrency", "must be at least 1");
         }
         if let Err(reason) = crate::peer::Proxies::parse(&self.server.trusted_proxies) {
             return invalid("server.trusted_proxies", &reason);
@@ -886,6 +928,7 @@ impl Config {
             rate_burst: self.limits.rate_burst,
             offline_replay_max: self.limits.offline_replay_max,
             max_group_members: self.limits.group_max_members,
+            webhooks: Default::default(),
         }
     }
 

@@ -265,6 +265,49 @@ fn render_core(state: &AppState, out: &mut String) {
         one(out, name, kind, help, value);
     }
 
+    let h = &state.webhooks;
+    let hooks: [(&str, &str, &str, u64); 6] = [
+        (
+            "parlor_webhook_deliveries_total",
+            "counter",
+            "Webhook events an endpoint answered with a 2xx.",
+            h.delivered.load(Relaxed),
+        ),
+        (
+            "parlor_webhook_failures_total",
+            "counter",
+            "Webhook delivery tries that failed (error, timeout, status other than 2xx).",
+            h.failed.load(Relaxed),
+        ),
+        (
+            "parlor_webhook_retries_total",
+            "counter",
+            "Failed webhook tries after which the event was scheduled again.",
+            h.retries.load(Relaxed),
+        ),
+        (
+            "parlor_webhook_dead_letters_total",
+            "counter",
+            "Webhook events given up after webhooks.max_attempts failures.",
+            h.dead.load(Relaxed),
+        ),
+        (
+            "parlor_webhook_outbox_depth",
+            "gauge",
+            "Webhook events waiting in the outbox, as the delivery task last read it.",
+            h.outbox_depth.load(Relaxed),
+        ),
+        (
+            "parlor_webhook_dead_letters",
+            "gauge",
+            "Dead letters kept, as the delivery task last read them.",
+            h.dead_letters.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in hooks {
+        one(out, name, kind, help, value);
+    }
+
     let tenants = r.tenants.lock().unwrap_or_else(|p| p.into_inner()).clone();
     type Read = fn(&TenantCounts) -> u64;
     let per_tenant: [(&str, &str, &str, Read); 2] = [

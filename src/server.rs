@@ -53,6 +53,8 @@ pub struct Running {
     store: Store,
     arbiter: Arbiter,
     state: Data<AppState>,
+    /// The webhook delivery task.
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -86,6 +88,7 @@ impl Running {
             store,
             arbiter,
             state,
+            webhooks,
             ..
         } = self;
         // On SIGTERM or SIGINT every session is closed with 1001 (its client reconnects
@@ -108,6 +111,9 @@ impl Running {
             let _ = task.await;
         }
         let _ = router.send(FlushCursors).await;
+        // Deliveries in flight are dropped: their events stay in the outbox for next time.
+        webhooks.abort();
+        let _ = webhooks.await;
         drop((router, state));
         // The core's actors hold the store: wait until their thread has ended, so that the
         // database is closed when this returns and can be opened again.
@@ -288,7 +294,25 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         guard: Guard::new(&config.login, &config.limits, &auth)
             .map_err(|e| StartError::Config(format!("login: {e}")))?,
         next_session: AtomicU64::new(1),
+        webhooks: Arc::default(),
     });
+    // Tenants with webhook endpoints hand them to their actors before anything is served:
+    // the first message after a restart already queues its events.
+    let hooked: std::collections::BTreeSet<String> = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.snapshot()?.webhooks(None))
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))??
+            .into_iter()
+            .map(|h| h.tenant)
+            .collect()
+    };
+    for tenant in hooked {
+        crate::core::webhooks::publish(&state, &tenant)
+            .await
+            .map_err(|e| StartError::Config(format!("tenant {tenant}: webhooks: {e}")))?;
+    }
+
     let app_state = state.clone();
     let http_metrics = Data::new(metrics::HttpMetrics::default());
     let client_metrics = http_metrics.clone();
@@ -376,6 +400,11 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         Some((a, _, _)) => a.to_string(),
         None => format!("{} (disabled: admin.secret is empty)", config.admin.bind),
     };
+    let webhooks = crate::core::webhooks::delivery::spawn(
+        store.clone(),
+        config.webhooks.clone(),
+        state.webhooks.clone(),
+    );
     tracing::info!(
         listen = %addr,
         admin = %admin,
@@ -392,6 +421,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         store,
         arbiter,
         state,
+        webhooks,
     })
 }
 

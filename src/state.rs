@@ -31,6 +31,8 @@ pub struct AppState {
     pub guard: Guard,
     /// Source of WebSocket session ids.
     pub next_session: AtomicU64,
+    /// Counters of the webhook deliveries.
+    pub webhooks: Arc<crate::core::webhooks::delivery::WebhookStats>,
 }
 
 impl AppState {

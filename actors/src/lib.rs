@@ -10,6 +10,7 @@ pub mod commit;
 pub mod conv;
 pub mod error;
 pub mod group;
+pub mod hooks;
 pub mod inbox;
 pub mod messages;
 pub mod notices;

@@ -215,6 +215,12 @@ pub struct GetPolicy;
 #[rtype(result = "()")]
 pub struct SetPolicy(pub Policy);
 
+/// Replace a Tenant's webhook subscriptions (its [`Policy::webhooks`]); they take effect
+/// for the next message.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SetHooks(pub Arc<[crate::hooks::HookSub]>);
+
 /// Tenant → Router: the policy changed.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -23,6 +23,10 @@ pub struct Policy {
     pub offline_replay_max: usize,
     /// Most members of a group.
     pub max_group_members: usize,
+    /// The tenant's webhook endpoints and their events (empty: none, and events cost
+    /// nothing). Set apart from the settings ([`SetHooks`](crate::SetHooks)).
+    #[serde(skip)]
+    pub webhooks: std::sync::Arc<[crate::hooks::HookSub]>,
 }
 
 impl Default for Policy {
@@ -34,6 +38,7 @@ impl Default for Policy {
             rate_burst: 1000,
             offline_replay_max: 10_000,
             max_group_members: 10_000,
+            webhooks: std::sync::Arc::default(),
         }
     }
 }

@@ -108,8 +108,28 @@ impl Handler<GetPolicy> for Tenant {
 impl Handler<SetPolicy> for Tenant {
     type Result = ();
 
-    fn handle(&mut self, SetPolicy(policy): SetPolicy, _: &mut Self::Context) {
+    fn handle(&mut self, SetPolicy(mut policy): SetPolicy, _: &mut Self::Context) {
+        // The subscriptions change only through `SetHooks`.
+        policy.webhooks = self.policy.webhooks.clone();
         self.policy = Arc::new(policy);
+        self.publish();
+    }
+}
+
+impl Handler<SetHooks> for Tenant {
+    type Result = ();
+
+    fn handle(&mut self, SetHooks(hooks): SetHooks, _: &mut Self::Context) {
+        let mut policy = Policy::clone(&self.policy);
+        policy.webhooks = hooks;
+        self.policy = Arc::new(policy);
+        self.publish();
+    }
+}
+
+impl Tenant {
+    /// Tells the Router and the running groups the policy now in force.
+    fn publish(&self) {
         let changed = || PolicyChanged {
             tenant: self.name.clone(),
             policy: self.policy.clone(),

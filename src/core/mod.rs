@@ -9,8 +9,9 @@
 //! and deleting users), [`groups`] (creating groups and running commands on their
 //! actors), [`social`] (friendships, applications, blocks), [`conversations`] (the
 //! conversation list, read positions, revoke, archive, delete, pin), [`files`] (upload
-//! records, the stored file of a URL) and [`settings`] (per-tenant policy and per-user
-//! settings). Each operation takes the [`AppState`](crate::state::AppState) and plain typed
+//! records, the stored file of a URL) [`settings`] (per-tenant policy and per-user
+//! settings), [`webhooks`] (endpoints, dead letters and the delivery of events). Each
+//! operation takes the [`AppState`](crate::state::AppState) and plain typed
 //! arguments and returns a typed result or an [`ApiError`]; validation that belongs to the
 //! domain (lengths, ranges, who may do what) lives here.
 
@@ -23,6 +24,7 @@ pub mod lifecycle;
 pub mod messages;
 pub mod settings;
 pub mod social;
+pub mod webhooks;
 
 use crate::error::ApiError;
 

@@ -95,7 +95,7 @@ pub async fn stored_video(files: &Files, file: &FileRecord) -> Result<Video, Api
 
 /// Whether `url`'s host (with its port when it has one) is one of `allowed`: an entry
 /// `name` allows the host on any port, `name:port` that port only.
-fn host_allowed(url: &Url, allowed: &[String]) -> bool {
+pub(crate) fn host_allowed(url: &Url, allowed: &[String]) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };

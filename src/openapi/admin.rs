@@ -95,5 +95,37 @@ pub fn ops() -> Vec<Op> {
         )
         .body("tenant")
         .errors(&[404]),
+        Op::post(
+            "/admin/webhook/add",
+            "Add a webhook endpoint (the secret is shown only here)",
+        )
+        .body("url* events*:array secret appId")
+        .errors(&[404])
+        .data("{id:int url:string events:[string] createdAt:int secret:string}"),
+        Op::post("/admin/webhook/list", "The webhook endpoints of a tenant")
+            .body("appId")
+            .errors(&[404])
+            .data("[{id:int url:string events:[string] createdAt:int}]"),
+        Op::post(
+            "/admin/webhook/remove",
+            "Remove a webhook endpoint, its waiting events and dead letters",
+        )
+        .body("id*:int appId")
+        .errors(&[404])
+        .data("{}"),
+        Op::post(
+            "/admin/webhook/dead_letters",
+            "Events given up after webhooks.max_attempts failed deliveries",
+        )
+        .body("id:int count:int appId")
+        .errors(&[404])
+        .data("[{deliveryId:int endpointId:int event:string attempts:int lastError:string createdAt:int body:string}]"),
+        Op::post(
+            "/admin/webhook/retry",
+            "Put an endpoint's dead letters (or one) back in its outbox",
+        )
+        .body("id*:int deliveryId:int appId")
+        .errors(&[404])
+        .data("{count:int}"),
     ]
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{decode, encode};
 use crate::records::{
     ApplyRecord, ConvState, FileRecord, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
-    SettingRecord, UserRecord,
+    SettingRecord, UserRecord, WebhookRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result, Snapshot, Tx};
@@ -125,6 +125,8 @@ pub enum DumpRecord {
     RevokedToken { jti: String, exp: u64 },
     /// The metadata of an uploaded file (the bytes stay in the object store).
     File(FileRecord),
+    /// A webhook endpoint, with its secret (events waiting for it are not copied).
+    Webhook(WebhookRecord),
 }
 
 /// Iterates a whole table, binding each key and value; `$body` returns a `Result<()>`.
@@ -227,7 +229,10 @@ impl Snapshot {
                 FILES,
                 USER_FILES,
                 FILE_PATHS,
-                USER_GATES
+                USER_GATES,
+                WEBHOOKS,
+                WEBHOOK_OUTBOX,
+                WEBHOOK_DEAD
             ))
     }
 
@@ -410,6 +415,11 @@ impl Snapshot {
         } else {
             Ok(())
         });
+        each!(txn, WEBHOOKS, |(t, _), v| if mine(t) {
+            emit(DumpRecord::Webhook(decode(v)?))
+        } else {
+            Ok(())
+        });
         Ok(())
     }
 }
@@ -558,6 +568,12 @@ impl Tx<'_> {
             }
             DumpRecord::RevokedToken { jti, exp } => self.revoke_token(jti, *exp)?,
             DumpRecord::File(file) => self.restore_file(file)?,
+            DumpRecord::Webhook(hook) => {
+                if hook.id == 0 {
+                    return Err(Error::Conflict("a webhook without an id".into()));
+                }
+                self.put_webhook(&mut hook.clone())?
+            }
         }
         Ok(())
     }

@@ -341,3 +341,49 @@ pub struct FileRecord {
 impl Record for FileRecord {
     const VERSION: u8 = 1;
 }
+
+/// A webhook endpoint of a tenant: where its events are POSTed and with which secret they
+/// are signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// Unique across tenants, from 1.
+    pub id: u64,
+    pub tenant: String,
+    /// An `http` or `https` URL, checked when the endpoint was added.
+    pub url: String,
+    /// The HMAC-SHA256 key of the signatures.
+    pub secret: String,
+    /// The event names the endpoint gets (`message.sent`, ...).
+    pub events: Vec<String>,
+    pub created_ms: u64,
+}
+
+impl Record for WebhookRecord {
+    const VERSION: u8 = 1;
+}
+
+/// One event for one endpoint, in the outbox (waiting) or among the dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    /// Unique across the database, in commit order: the delivery id.
+    pub id: u64,
+    pub endpoint: u64,
+    /// The event name (`message.sent`, ...).
+    pub event: String,
+    /// What orders it: events with the same key (a conversation) are delivered one after
+    /// the other, in id order.
+    pub order: String,
+    /// The JSON body POSTed, exactly.
+    pub body: String,
+    pub created_ms: u64,
+    /// Deliveries tried and failed.
+    pub attempts: u32,
+    /// Not tried again before this time (ms since the epoch).
+    pub next_ms: u64,
+    /// Why the last try failed.
+    pub last_error: String,
+}
+
+impl Record for OutboxEvent {
+    const VERSION: u8 = 1;
+}

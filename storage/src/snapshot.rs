@@ -8,7 +8,7 @@ use redb::{ReadTransaction, ReadableTable};
 use crate::codec::decode;
 use crate::records::{
     ApplyRecord, ApplyStatus, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord,
-    JoinRequest, MemberRecord, MessageRecord, SettingRecord, UserRecord,
+    JoinRequest, MemberRecord, MessageRecord, OutboxEvent, SettingRecord, UserRecord, WebhookRecord,
 };
 use crate::tables::*;
 use crate::Result;
@@ -606,6 +606,70 @@ impl Snapshot {
             if let Some(f) = self.file(tenant, id)? {
                 out.push(f);
             }
+        }
+        Ok(out)
+    }
+
+    /// A tenant's webhook endpoint.
+    pub fn webhook(&self, tenant: &str, id: u64) -> Result<Option<WebhookRecord>> {
+        let table = self.txn.open_table(WEBHOOKS)?;
+        let value = table.get((tenant, id))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Every webhook endpoint of `tenant` (of every tenant when `None`), in id order per
+    /// tenant.
+    pub fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<WebhookRecord>> {
+        let table = self.txn.open_table(WEBHOOKS)?;
+        let mut out = Vec::new();
+        let rows = match tenant {
+            Some(t) => table.range((t, 0)..=(t, u64::MAX))?,
+            None => table.range::<(&str, u64)>(..)?,
+        };
+        for entry in rows {
+            out.push(decode(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The first `limit` waiting events of a tenant's endpoint, in event id order.
+    pub fn outbox_of(&self, tenant: &str, endpoint: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let table = self.txn.open_table(WEBHOOK_OUTBOX)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((tenant, endpoint, 0)..=(tenant, endpoint, u64::MAX))?
+            .take(limit)
+        {
+            out.push(decode(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// How many webhook events wait, and how many are dead letters.
+    pub fn outbox_len(&self) -> Result<(u64, u64)> {
+        use redb::ReadableTableMetadata;
+        Ok((
+            self.txn.open_table(WEBHOOK_OUTBOX)?.len()?,
+            self.txn.open_table(WEBHOOK_DEAD)?.len()?,
+        ))
+    }
+
+    /// The dead letters of a tenant's endpoint (every endpoint's when `None`), oldest first,
+    /// at most `limit`.
+    pub fn dead_letters(
+        &self,
+        tenant: &str,
+        endpoint: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>> {
+        let table = self.txn.open_table(WEBHOOK_DEAD)?;
+        let (low, high) = match endpoint {
+            Some(e) => ((tenant, e, 0), (tenant, e, u64::MAX)),
+            None => ((tenant, 0, 0), (tenant, u64::MAX, u64::MAX)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(low..=high)?.take(limit) {
+            out.push(decode(entry?.1.value())?);
         }
         Ok(out)
     }

@@ -81,6 +81,17 @@ pub const USER_GATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new
 /// exports.
 pub const ADMIN_NONCES: TableDefinition<&str, u64> = TableDefinition::new("admin_nonces");
 
+/// `(tenant, endpoint id)` → [`WebhookRecord`](crate::WebhookRecord): a webhook endpoint
+/// (its URL, secret and event filter). Endpoint ids are unique across tenants.
+pub const WEBHOOKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("webhooks");
+/// `(tenant, endpoint id, event id)` → [`OutboxEvent`](crate::OutboxEvent): an event waiting
+/// to be delivered to an endpoint, written in the transaction of what it tells. Event ids
+/// grow in commit order, so one conversation's events are in its order.
+pub const WEBHOOK_OUTBOX: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("webhook_outbox");
+/// `(tenant, endpoint id, event id)` → [`OutboxEvent`](crate::OutboxEvent): events given up
+/// after `webhooks.max_attempts` failed deliveries (the dead letters).
+pub const WEBHOOK_DEAD: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("webhook_dead");
+
 /// The `META` key of the database's id: a random number given when the file is created.
 pub const DATABASE_ID: &str = "database_id";
 
@@ -139,6 +150,9 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(USER_FILES)?;
     txn.open_table(FILE_PATHS)?;
     txn.open_table(USER_GATES)?;
+    txn.open_table(WEBHOOKS)?;
+    txn.open_table(WEBHOOK_OUTBOX)?;
+    txn.open_table(WEBHOOK_DEAD)?;
     txn.commit()?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::codec::{decode, encode};
 use crate::records::{
     ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord, JoinRequest,
-    MemberRecord, MessageRecord, SettingRecord, UserRecord,
+    MemberRecord, MessageRecord, OutboxEvent, SettingRecord, UserRecord, WebhookRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result};
@@ -78,6 +78,9 @@ lazy_tables! {
     user_files: USER_FILES => (&'static str, u64, u64), ();
     file_paths: FILE_PATHS => &'static str, (&'static str, u64);
     gates: USER_GATES => (&'static str, u64), &'static [u8];
+    webhooks: WEBHOOKS => (&'static str, u64), &'static [u8];
+    outbox: WEBHOOK_OUTBOX => (&'static str, u64, u64), &'static [u8];
+    dead_letters: WEBHOOK_DEAD => (&'static str, u64, u64), &'static [u8];
 }
 
 /// Collects what `$owned` makes of each key of a range of a table (to remove rows after
@@ -742,6 +745,87 @@ impl Tx<'_> {
         self.user_files()?.insert((tenant, file.owner, file.id), ())?;
         self.file_paths()?.insert(file.path.as_str(), (tenant, file.id))?;
         Ok(())
+    }
+}
+
+/// Webhook endpoints and their outbox.
+impl Tx<'_> {
+    /// Stores a webhook endpoint; a new one (id 0) gets the next endpoint id.
+    pub fn put_webhook(&self, hook: &mut WebhookRecord) -> Result<()> {
+        if hook.id == 0 {
+            hook.id = self.next_counter("next_webhook_id")?;
+        }
+        self.webhooks()?
+            .insert((hook.tenant.as_str(), hook.id), encode(hook).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a webhook endpoint with its waiting events and its dead letters; returns
+    /// whether there was one.
+    pub fn remove_webhook(&self, tenant: &str, id: u64) -> Result<bool> {
+        if self.webhooks()?.remove((tenant, id))?.is_none() {
+            return Ok(false);
+        }
+        let range = (tenant, id, 0)..=(tenant, id, u64::MAX);
+        self.outbox()?.retain_in(range.clone(), |_, _| false)?;
+        self.dead_letters()?.retain_in(range, |_, _| false)?;
+        Ok(true)
+    }
+
+    /// Queues `event` for endpoint `event.endpoint`, giving it the next event id.
+    pub fn enqueue_event(&self, tenant: &str, event: &mut OutboxEvent) -> Result<()> {
+        event.id = self.next_counter("next_webhook_event")?;
+        self.outbox()?
+            .insert((tenant, event.endpoint, event.id), encode(event).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a delivered event; returns whether it was waiting.
+    pub fn delivered_event(&self, tenant: &str, endpoint: u64, id: u64) -> Result<bool> {
+        Ok(self.outbox()?.remove((tenant, endpoint, id))?.is_some())
+    }
+
+    /// Records a failed delivery of a waiting event: stored again as `event` says (its
+    /// attempts and next try), or moved to the dead letters when `dead`. Returns whether it
+    /// was waiting (an endpoint removed meanwhile took it away).
+    pub fn failed_event(&self, tenant: &str, event: &OutboxEvent, dead: bool) -> Result<bool> {
+        let key = (tenant, event.endpoint, event.id);
+        if self.outbox()?.get(key)?.is_none() {
+            return Ok(false);
+        }
+        if dead {
+            self.outbox()?.remove(key)?;
+            self.dead_letters()?.insert(key, encode(event).as_slice())?;
+        } else {
+            self.outbox()?.insert(key, encode(event).as_slice())?;
+        }
+        Ok(true)
+    }
+
+    /// Moves dead letters of an endpoint back to its outbox to be tried again from now
+    /// (every one when `id` is `None`); returns how many.
+    pub fn retry_dead_letters(
+        &self,
+        tenant: &str,
+        endpoint: u64,
+        id: Option<u64>,
+        now_ms: u64,
+    ) -> Result<usize> {
+        let range = match id {
+            Some(id) => (tenant, endpoint, id)..=(tenant, endpoint, id),
+            None => (tenant, endpoint, 0)..=(tenant, endpoint, u64::MAX),
+        };
+        let mut events = Vec::new();
+        for entry in self.dead_letters()?.extract_from_if(range, |_, _| true)? {
+            events.push(decode::<OutboxEvent>(entry?.1.value())?);
+        }
+        for mut event in events.iter().cloned() {
+            event.attempts = 0;
+            event.next_ms = now_ms;
+            self.outbox()?
+                .insert((tenant, endpoint, event.id), encode(&event).as_slice())?;
+        }
+        Ok(events.len())
     }
 }
 

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 // Helpers
 
 /// The admin secret of the test servers (the document's).
-const SECRET: &str = "123456";
+pub(crate) const SECRET: &str = "123456";
 
 /// The document's example headers.
 const DOC_NONCE: &str = "76616";
@@ -33,7 +33,7 @@ const DOC_TIMESTAMP: &str = "1558350862502";
 const DOC_SIGN: &str = "b98f9b0717f59febccf1440067a7f50d9b31bdde";
 
 /// Serves the admin listener on an ephemeral port with [`SECRET`].
-fn with_admin(c: &mut parlor::config::Config) {
+pub(crate) fn with_admin(c: &mut parlor::config::Config) {
     c.admin.bind = "127.0.0.1:0".into();
     c.admin.secret = SECRET.into();
 }
@@ -56,18 +56,18 @@ pub(crate) async fn start_in(dir: &Path, tweak: impl FnOnce(&mut parlor::config:
     server
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// A nonce no other request of this test binary uses.
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!("{}-{}", now_ms(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The three signature headers for `nonce` and `timestamp`, signed with `secret`.
-fn headers_with(nonce: &str, timestamp: &str, secret: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn headers_with(nonce: &str, timestamp: &str, secret: &str) -> Vec<(&'static str, String)> {
     vec![
         ("nonce", nonce.to_owned()),
         ("timestamp", timestamp.to_owned()),

@@ -27,3 +27,4 @@ mod openapi;
 mod readme;
 mod social;
 mod web;
+mod webhooks;

@@ -648,9 +648,9 @@ async fn pending_messages_survive_a_restart() {
 }
 
 /// A `parlor` process with its data in `dir`.
-struct Process {
-    child: std::process::Child,
-    base: String,
+pub(crate) struct Process {
+    pub(crate) child: std::process::Child,
+    pub(crate) base: String,
 }
 
 impl Process {
@@ -680,7 +680,7 @@ impl Process {
     }
 
     /// A process with extra `PARLOR_*` variables.
-    async fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
+    pub(crate) async fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
         Process::spawn(dir, env, std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))).await
     }
 
@@ -736,7 +736,7 @@ impl Process {
 }
 
 /// Registers `name` through `base` and returns it.
-async fn register_at(http: &reqwest::Client, base: &str, name: &str) -> User {
+pub(crate) async fn register_at(http: &reqwest::Client, base: &str, name: &str) -> User {
     let body: Value = http
         .post(format!("{base}/api/regChat"))
         .form(&[("username", name), ("password", "secret1")])

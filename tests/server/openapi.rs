@@ -315,6 +315,7 @@ async fn real_answers_fit_their_documents() {
     let server = TestServer::start_in(dir.path(), |c| {
         c.admin.secret = SECRET.into();
         c.admin.bind = "127.0.0.1:0".into();
+        c.webhooks.allowed_hosts = vec!["127.0.0.1:9".into()];
         c.limits.max_body_bytes = 64 * 1024;
     })
     .await;
@@ -935,6 +936,16 @@ async fn real_answers_fit_their_documents() {
         ("/admin/healthcheck", json!({})),
         ("/admin/customer", json!({})),
         ("/admin/conversation/top", json!({"userId": auuid})),
+        (
+            "/admin/webhook/add",
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["message.sent"]}),
+        ),
+        ("/admin/webhook/add", json!({"url": "http://10.0.0.1/"})),
+        ("/admin/webhook/list", json!({})),
+        ("/admin/webhook/dead_letters", json!({})),
+        ("/admin/webhook/retry", json!({"id": 1})),
+        ("/admin/webhook/remove", json!({"id": 1})),
+        ("/admin/webhook/remove", json!({"id": 1})),
     ];
     for (path, body) in admin_calls {
         api.admin(path, body).await;

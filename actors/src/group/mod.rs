@@ -213,11 +213,13 @@ impl Handler<SendMessage> for Group {
         };
         let record = msg.into_record(self.conv.to_string(), ChatType::Group, to);
         let tenant = self.tenant.clone();
+        let hooks = crate::hooks::endpoints(&self.policy.webhooks, crate::hooks::MESSAGE_SENT);
+        let members = self.member_ids.clone();
         // On the Writer thread: queued, the Group woken once per run of commits.
         let answer = self
             .committed
             .submit(self.store.writer(), ctx.address(), exclude, move |tx| {
-                append_group(tx, &tenant, record).map(Ok)
+                append_group(tx, &tenant, record, (&hooks, &members)).map(Ok)
             });
         match answer {
             Ok(answer) => {

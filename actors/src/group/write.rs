@@ -98,11 +98,13 @@ pub(super) fn apply(
 }
 
 /// The write of one group message: deduplicate, stamp the seq, append, move the sender's
-/// cursors over it.
+/// cursors over it, and queue the `message.sent` event for the `hooks` endpoints with the
+/// members (their online state is not known to the group: `null`).
 pub(super) fn append_group(
     tx: &Tx<'_>,
     tenant: &str,
     mut m: MessageRecord,
+    hooks: (&[u64], &[u64]),
 ) -> parlor_storage::Result<(MessageRecord, bool)> {
     if let Some(cid) = &m.cid {
         if let Some(existing) = tx.dedup(tenant, m.from_id, cid)? {
@@ -111,5 +113,14 @@ pub(super) fn append_group(
     }
     tx.append_next(tenant, &mut m)?;
     tx.pass_own_message(tenant, m.from_id, &m.conv, m.seq, false)?;
+    let (endpoints, members) = hooks;
+    if !endpoints.is_empty() {
+        let recipients: Vec<(u64, Option<bool>)> = members
+            .iter()
+            .filter(|&&u| u != m.from_id)
+            .map(|&u| (u, None))
+            .collect();
+        crate::hooks::message_sent(tx, tenant, endpoints, &m, &recipients)?;
+    }
     Ok((m, true))
 }

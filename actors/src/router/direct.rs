@@ -29,6 +29,14 @@ impl Handler<SendMessage> for Router {
             return Box::pin(async move { Err(e) });
         }
         let (tenant, role) = (msg.tenant.clone(), msg.from_role);
+        // Webhooks: whom to tell, and whether the recipient had a session (nothing for a
+        // tenant without endpoints).
+        let hooks = crate::hooks::endpoints(&policy.webhooks, crate::hooks::MESSAGE_SENT);
+        let online = !hooks.is_empty()
+            && self.sessions.contains_key(&UserKey {
+                tenant: msg.tenant.clone(),
+                id: msg.to.id,
+            });
         let note = (msg.tenant.clone(), msg.origin);
         let (conv, chat_type) = (ConvKey::direct(msg.from.id, msg.to.id), msg.chat_type);
         let to = msg.to.clone();
@@ -38,7 +46,7 @@ impl Handler<SendMessage> for Router {
         match self
             .committed
             .submit(self.store.writer(), ctx.address(), note, move |tx| {
-                append_direct(tx, &tenant, record, role)
+                append_direct(tx, &tenant, record, role, (&hooks, online))
             }) {
             Ok(answer) => Box::pin(answer),
             Err(e) => Box::pin(async move { Err(e) }),
@@ -97,13 +105,15 @@ fn validate(msg: &SendMessage, policy: &Policy) -> Result<(), SendError> {
 
 /// The write of one direct message: deduplicate by `cid`, check the sender may send
 /// ([`rules::check_direct`]), stamp the next seq, append, create the recipient's cursor,
-/// and move the sender's cursors over its own message. Returns the stored message and
-/// whether it is new, or the refusal.
+/// move the sender's cursors over its own message, and queue the `message.sent` event for
+/// `hooks` (the endpoints, and whether the recipient was online). Returns the stored
+/// message and whether it is new, or the refusal.
 fn append_direct(
     tx: &Tx<'_>,
     tenant: &str,
     mut m: MessageRecord,
     role: Role,
+    hooks: (&[u64], bool),
 ) -> parlor_storage::Result<Result<(MessageRecord, bool), SendError>> {
     if let Some(cid) = &m.cid {
         if let Some(existing) = tx.dedup(tenant, m.from_id, cid)? {
@@ -117,5 +127,9 @@ fn append_direct(
     tx.ensure_cursor(tenant, m.to_id, &m.conv)?;
     // Delivered moves over the sender's own message only when nothing before it waits.
     tx.pass_own_message(tenant, m.from_id, &m.conv, m.seq, true)?;
+    let (endpoints, online) = hooks;
+    if !endpoints.is_empty() {
+        crate::hooks::message_sent(tx, tenant, endpoints, &m, &[(m.to_id, Some(online))])?;
+    }
     Ok(Ok((m, true)))
 }

@@ -17,7 +17,7 @@
 //! | 253 | not exist: an unknown user, conversation, message or setting |
 //! | 4 | server error (storage failure, busy) |
 //! The face's parts: `signing` (the signed request), `robots`, `users` (list, disable,
-//! enable, kick, delete), `settings`, `files` and `export`. Errors are [`ApiError`]s
+//! enable, kick, delete), `settings`, `files`, `export` and `webhooks`. Errors are [`ApiError`]s
 //! rendered by [`Admin`], the face's [`Face`]: the code of the table above from the error's
 //! kind, 239 and 243 being the signing refusals told apart by their reason.
 
@@ -27,6 +27,7 @@ mod robots;
 mod settings;
 mod signing;
 mod users;
+mod webhooks;
 
 use actix_web::{web, HttpResponse};
 use parlor_actors::ConvKey;
@@ -99,7 +100,12 @@ pub fn routes(r: &mut Routes) {
         .post("/admin/healthcheck", healthcheck)
         .get("/admin/healthcheck", healthcheck)
         .post("/admin/customer", customer)
-        .post("/admin/export", export::export);
+        .post("/admin/export", export::export)
+        .post("/admin/webhook/add", webhooks::add)
+        .post("/admin/webhook/list", webhooks::list)
+        .post("/admin/webhook/remove", webhooks::remove)
+        .post("/admin/webhook/dead_letters", webhooks::dead_letters)
+        .post("/admin/webhook/retry", webhooks::retry);
 }
 
 /// Unknown admin routes.
