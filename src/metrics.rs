@@ -261,10 +261,6 @@ fn render_core(state: &AppState, out: &mut String) {
             r.groups_started.load(Relaxed),
         ),
     ];
-    for (name, kind, help, value) in counters {
-        one(out, name, kind, help, value);
-    }
-
     let h = &state.webhooks;
     let hooks: [(&str, &str, &str, u64); 6] = [
         (
@@ -304,7 +300,7 @@ fn render_core(state: &AppState, out: &mut String) {
             h.dead_letters.load(Relaxed),
         ),
     ];
-    for (name, kind, help, value) in hooks {
+    for (name, kind, help, value) in counters.into_iter().chain(hooks) {
         one(out, name, kind, help, value);
     }
 
@@ -467,10 +463,7 @@ pub fn cpu_seconds() -> Option<f64> {
 /// When this process started, seconds since the epoch (Linux: its start in clock ticks
 /// after boot, field 22 of `/proc/self/stat`, plus the boot time `btime` of `/proc/stat`).
 pub fn start_time_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let ticks: f64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let ticks = proc_stat_ticks("self", &[22])?[0];
     let boot: f64 = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
@@ -478,9 +471,26 @@ pub fn start_time_seconds() -> Option<f64> {
         .trim()
         .parse()
         .ok()?;
+    Some(boot + ticks)
+}
+
+/// Fields of `/proc/<pid>/stat` (`pid` a number or `self`) that count clock ticks, by
+/// their 1-based numbers in proc(5) (14 `utime`, 15 `stime`, 22 `starttime`), in seconds.
+/// Shared with the load generator, which reads the server's CPU time so.
+pub fn proc_stat_ticks(pid: &str, fields: &[usize]) -> Option<Vec<f64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command (field 2) is in parentheses and may hold spaces: count after it, where
+    // field 3 comes first.
+    let after: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
     // SAFETY: sysconf only reads a system value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| boot + ticks / hz as f64)
+    if hz <= 0 {
+        return None;
+    }
+    fields
+        .iter()
+        .map(|n| Some(after.get(n.checked_sub(3)?)?.parse::<f64>().ok()? / hz as f64))
+        .collect()
 }
 
 /// Resident set size of this process in bytes (Linux: `Rss` of `/proc/self/smaps_rollup`).

@@ -117,14 +117,8 @@ pub fn server_pid(url: &str) -> Option<u32> {
 /// User plus system CPU time process `pid` has used, seconds (`utime` and `stime`, fields
 /// 14 and 15 of `/proc/<pid>/stat`, in clock ticks).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command (field 2) is in parentheses and may hold spaces: count after it.
-    let mut after = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let utime: f64 = after.nth(11)?.parse().ok()?;
-    let stime: f64 = after.next()?.parse().ok()?;
-    // SAFETY: sysconf only reads a system value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| (utime + stime) / hz as f64)
+    let times = parlor::metrics::proc_stat_ticks(&pid.to_string(), &[14, 15])?;
+    Some(times.iter().sum())
 }
 
 /// The server's CPU time over a measured phase: read when the phase starts, and again when

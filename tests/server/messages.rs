@@ -749,6 +749,33 @@ pub(crate) async fn register_at(http: &reqwest::Client, base: &str, name: &str) 
     user_of(&body)
 }
 
+/// A text message from `from` to the user `to` over the REST send route of the server at
+/// `base`; the answer's body, checked to be a success.
+pub(crate) async fn send_rest_at(
+    http: &reqwest::Client,
+    base: &str,
+    from: &User,
+    to: u64,
+    text: &str,
+) -> Value {
+    let body: Value = http
+        .post(format!("{base}/api/chat/socket/sendmessage"))
+        .header("token", &from.token)
+        .form(&[
+            ("sendto_id", to.to_string()),
+            ("type", "text".into()),
+            ("data", text.into()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["msg"], "ok", "{body}");
+    body
+}
+
 /// A WebSocket of `user` on `base`, once its `connected` frame arrived.
 async fn ws_at(base: &str, user: &User) -> common::Ws {
     let url = format!("{}/ws?token={}", base.replace("http", "ws"), user.token);
@@ -769,21 +796,7 @@ async fn acknowledged_messages_survive_kill_9() {
     );
     let mut acked = HashSet::new();
     for i in 0..20 {
-        let body: Value = http
-            .post(format!("{}/api/chat/socket/sendmessage", p.base))
-            .header("token", &alice.token)
-            .form(&[
-                ("sendto_id", bob.id.to_string()),
-                ("type", "text".into()),
-                ("data", format!("m{i}")),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(body["msg"], "ok", "{body}");
+        let body = send_rest_at(&http, &p.base, alice, bob.id, &format!("m{i}")).await;
         acked.insert(body["data"]["id"].as_str().unwrap().to_owned());
     }
     p.child.kill().unwrap(); // SIGKILL: no shutdown path runs.

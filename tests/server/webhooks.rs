@@ -19,7 +19,7 @@ use sha2::Sha256;
 
 use crate::admin::{admin, create_group, fresh_headers, ok, refused, with_admin, SECRET};
 use crate::common::{self, eventually, free_port, TestServer, User};
-use crate::messages::{register_at, Process};
+use crate::messages::{register_at, send_rest_at, Process};
 
 /// The secret the tests give their endpoints.
 const HOOK_SECRET: &str = "a-test-secret-of-32-bytes-length";
@@ -536,21 +536,7 @@ async fn events_committed_before_a_kill_9_are_delivered_after_the_restart() {
     // The receiver is down: every event waits (and fails) in the outbox.
     let mut sent = Vec::new();
     for i in 0..20 {
-        let body: Value = http
-            .post(format!("{}/api/chat/socket/sendmessage", first.base))
-            .header("token", &alice.token)
-            .form(&[
-                ("sendto_id", bob.id.to_string().as_str()),
-                ("chatType", "single"),
-                ("type", "text"),
-                ("data", &format!("m{i}")),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = send_rest_at(&http, &first.base, &alice, bob.id, &format!("m{i}")).await;
         sent.push(body["data"]["id"].as_str().unwrap().to_owned());
     }
     eventually(
