@@ -14,6 +14,7 @@
 //! generator (`taskset`), and see `loadgen --help` for the limits to raise first.
 
 mod bare;
+mod cleanup;
 mod clock;
 mod direct;
 mod drive;
@@ -113,6 +114,22 @@ pub struct Common {
     /// Synchronous 4 KiB writes the fsync probe times (0: no probe).
     #[arg(long, default_value_t = 200)]
     pub fsync_probes: usize,
+    /// After the run, passed or not, delete every user it registered (and so the groups
+    /// they own) through the signed admin face. Checked against
+    /// the admin listener before anything is created. Parlor targets only.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Base URL of the server's admin listener (`admin.bind`), for --cleanup.
+    #[arg(long, default_value = "http://127.0.0.1:18080")]
+    pub admin_url: String,
+    /// The server's `admin.secret`, for --cleanup.
+    #[arg(
+        long,
+        env = "PARLOR_ADMIN__SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub admin_secret: String,
 }
 
 impl Mode {
@@ -134,6 +151,39 @@ impl Mode {
             Mode::Offline(_) => 2,
         }
     }
+
+    /// The admin face to clean up through, when `--cleanup` was given and can apply.
+    fn cleanup(&self) -> Result<Option<cleanup::Admin>, String> {
+        let common = self.common();
+        if !common.cleanup {
+            return Ok(None);
+        }
+        if let Mode::Fanout(a) = self {
+            if a.target != fanout::Server::Parlor {
+                return Err("--cleanup applies to --target parlor only".into());
+            }
+        }
+        if common.admin_secret.is_empty() {
+            return Err("--cleanup needs the admin secret: --admin-secret or PARLOR_ADMIN__SECRET".into());
+        }
+        Ok(Some(cleanup::Admin {
+            url: common.admin_url.clone(),
+            secret: common.admin_secret.clone(),
+        }))
+    }
+}
+
+/// Runs the mode, then removes what it created when `admin` is given (checked first).
+async fn run_and_clean(mode: &Mode, admin: Option<cleanup::Admin>) -> Result<bool, String> {
+    let Some(admin) = admin else {
+        return run(mode).await;
+    };
+    admin.check().await?;
+    let outcome = run(mode).await;
+    let removed = admin.remove_registered().await;
+    let passed = outcome?;
+    removed?;
+    Ok(passed)
 }
 
 async fn run(mode: &Mode) -> Result<bool, String> {
@@ -162,6 +212,13 @@ fn main() -> ExitCode {
         eprintln!("loadgen: {e}");
         return ExitCode::from(2);
     }
+    let admin = match cli.mode.cleanup() {
+        Ok(admin) => admin,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -169,7 +226,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(&cli.mode)) {
+    match runtime.block_on(run_and_clean(&cli.mode, admin)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -140,6 +140,7 @@ async fn register_one(http: &reqwest::Client, url: &str, username: String) -> Re
     }
     let reply: RegReply = serde_json::from_str(&body)
         .map_err(|e| format!("register {username}: unexpected reply {body}: {e}"))?;
+    crate::cleanup::record(reply.data.id);
     Ok(User {
         id: reply.data.id,
         username,

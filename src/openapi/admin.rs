@@ -24,28 +24,33 @@ pub fn ops() -> Vec<Op> {
             .data("{userId:string scope:int key:string value:string}"),
         Op::post("/admin/user/list", "A page of the tenant's users")
             .body("offset:int count:int keyword appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .data("{total:int users:[AdminUser]}"),
         Op::post(
             "/admin/user/disable",
             "Disable a user: logins and tokens refused, sessions closed",
         )
         .body("userId* appId")
-        .errors(&[404]),
+        .errors(&[404])
+        .data("AdminUser"),
         Op::post("/admin/user/enable", "Enable a disabled user again")
             .body("userId* appId")
-            .errors(&[404]),
+            .errors(&[404])
+            .data("AdminUser"),
         Op::post(
             "/admin/user/kick",
             "Close a user's sessions and revoke every token issued so far",
         )
         .body("userId* appId")
-        .errors(&[404]),
+        .errors(&[404])
+        .data("AdminUser"),
         Op::post(
             "/admin/user/delete",
             "Delete a user with their friendships and memberships; messages kept or erased",
         )
         .body("userId* eraseMessages*:bool appId")
-        .errors(&[404]),
+        .errors(&[404])
+        .data("{userId:string id:int groupsLeft:int groupsDissolved:int messagesErased:int}"),
         Op::post("/admin/get_setting", "A tenant's system setting")
             .body("id*:int appId")
             .errors(&[404])

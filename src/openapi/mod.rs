@@ -872,6 +872,12 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ),
     // admin
     (
+        "AdminUser",
+        "A user as the admin face lists it; `disabled` while the operator has disabled it",
+        "{id:int userId:string username:string nickname:string role:string disabled:bool \
+          createTime:int lastLoginTime:int|null}",
+    ),
+    (
         "AdminFile",
         "A file message; the upload's metadata (`fileId` to `height`) when the file is stored here",
         "{messageUid:int|string messageId:string filename:string url:string size:int type:string \

@@ -2,7 +2,8 @@
 //! a real Parlor (the test harness), the real `baseline` binary and a real mosquitto broker
 //! started on a free port with its own configuration. Each run must exit 0, deliver every
 //! message to every member but its sender and end with its `RESULT` line; times are never
-//! checked.
+//! checked. `--cleanup` leaves the server with the users it had, and refuses to start when it
+//! could not clean up.
 
 use crate::common;
 
@@ -11,7 +12,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::TestServer;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use crate::admin::{admin, ok, with_admin, SECRET};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Lines};
 use tokio::process::{Child, Command};
 
@@ -22,18 +25,31 @@ const MESSAGES: u64 = 20;
 /// Runs `loadgen fanout` against `target` at `url` and returns the parsed `RESULT` line,
 /// after checking the exit code and that the table was printed.
 async fn fanout(target: &str, url: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    fanout_with(target, url, &[]).await.0
+}
+
+/// Runs `loadgen fanout` with `extra` arguments and the tiny run's sizes (the admin secret
+/// only from the arguments); returns its output.
+async fn loadgen_fanout(target: &str, url: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["fanout", "--target", target, "--url", url, "--summary-json"])
         .args(["--members", &MEMBERS.to_string()])
         .args(["--senders", &SENDERS.to_string()])
         .args(["--messages", &MESSAGES.to_string()])
         .args(["--timeout", "30"])
+        .args(extra)
+        .env_remove("PARLOR_ADMIN__SECRET")
         .kill_on_drop(true)
         .output()
         .await
-        .expect("loadgen runs");
+        .expect("loadgen runs")
+}
+
+/// [`fanout`] with `extra` arguments; also returns what the generator printed on stderr.
+async fn fanout_with(target: &str, url: &str, extra: &[&str]) -> (Value, String) {
+    let out = loadgen_fanout(target, url, extra).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
         "loadgen --target {target} failed ({}):\n{stdout}\n{stderr}",
@@ -48,7 +64,7 @@ async fn fanout(target: &str, url: &str) -> Value {
         .unwrap_or_else(|| panic!("the last line is not the RESULT line:\n{stdout}"));
     let result: Value = serde_json::from_str(json).expect("RESULT is JSON");
     assert_eq!(result["target"], target);
-    result
+    (result, stderr)
 }
 
 /// Checks the counts of a clean tiny run.
@@ -113,6 +129,74 @@ async fn fanout_against_parlor() {
     let (server, _dir) = TestServer::start().await;
     let result = fanout("parlor", &server.base).await;
     assert_every_delivery(&result);
+    server.stop().await;
+}
+
+/// The number of users of the default tenant, through the admin face.
+async fn users(server: &TestServer) -> u64 {
+    let list = ok(&admin(server, "/admin/user/list", &json!({"count": 1})).await);
+    list["total"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no total: {list}"))
+}
+
+/// `--cleanup` deletes every user the run registered, and so the group its owner created,
+/// through the signed admin face: afterwards the tenant has the users it had before.
+#[actix_web::test]
+async fn fanout_cleanup_removes_what_the_run_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), with_admin).await;
+    let admin_url = format!("http://{}", server.admin.expect("an admin listener"));
+    let before = users(&server).await;
+    let args = ["--cleanup", "--admin-url", &admin_url, "--admin-secret", SECRET];
+    let (result, stderr) = fanout_with("parlor", &server.base, &args).await;
+    assert_every_delivery(&result);
+    assert!(
+        stderr.contains(&format!("cleanup: deleted {MEMBERS} users (1 groups dissolved)")),
+        "{stderr}"
+    );
+    assert_eq!(users(&server).await, before);
+    server.stop().await;
+}
+
+/// `--cleanup` that could not clean up refuses to start: a wrong admin secret, no secret, or
+/// a target that is not Parlor. Nothing is created on the server.
+#[actix_web::test]
+async fn fanout_cleanup_is_checked_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), with_admin).await;
+    let admin_url = format!("http://{}", server.admin.expect("an admin listener"));
+    let before = users(&server).await;
+    let cases: [(&str, Vec<&str>, &str); 3] = [
+        (
+            "parlor",
+            vec![
+                "--cleanup",
+                "--admin-url",
+                &admin_url,
+                "--admin-secret",
+                "wrong-secret",
+            ],
+            "--cleanup needs the admin face",
+        ),
+        (
+            "parlor",
+            vec!["--cleanup", "--admin-url", &admin_url],
+            "needs the admin secret",
+        ),
+        (
+            "mqtt",
+            vec!["--cleanup", "--admin-secret", SECRET],
+            "--cleanup applies to --target parlor only",
+        ),
+    ];
+    for (target, extra, why) in cases {
+        let out = loadgen_fanout(target, &server.base, &extra).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(why), "{extra:?}: {stderr}");
+    }
+    assert_eq!(users(&server).await, before, "a refused run registered users");
     server.stop().await;
 }
 

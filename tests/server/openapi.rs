@@ -957,6 +957,27 @@ async fn real_answers_fit_their_documents() {
         )
         .await);
     assert_eq!(top["result"]["value"], true, "{top}");
+    // Users' lifecycle, last: it disables, kicks and deletes.
+    let robot = ok(api.admin("/admin/robot/create", json!({"name": "gone"})).await);
+    let robot = robot["result"]["userId"].clone();
+    let lifecycle = [
+        ("/admin/user/list", json!({"count": 5})),
+        ("/admin/user/list", json!({"keyword": "zzz-none"})),
+        ("/admin/user/disable", json!({"userId": auuid})),
+        ("/admin/user/enable", json!({"userId": auuid})),
+        ("/admin/user/kick", json!({"userId": auuid})),
+        (
+            "/admin/user/delete",
+            json!({"userId": robot, "eraseMessages": false}),
+        ),
+        (
+            "/admin/user/delete",
+            json!({"userId": robot, "eraseMessages": true}),
+        ),
+    ];
+    for (path, body) in lifecycle {
+        api.admin(path, body).await;
+    }
 
     let seen = api.seen.lock().unwrap().clone();
     let statuses: BTreeSet<u16> = seen.iter().map(|(_, _, s)| *s).collect();
