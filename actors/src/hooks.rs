@@ -3,14 +3,23 @@
 //! an event, written in the transaction of what the event tells, so that a committed message
 //! always has its event and a refused one never does. Delivery is not the actors' business.
 
-use parlor_storage::{MessageRecord, OutboxEvent, Tx};
+use parlor_storage::{ApplyRecord, MessageRecord, OutboxEvent, Tx};
 use serde_json::{json, Value};
 
 /// A message was stored (direct or group).
 pub const MESSAGE_SENT: &str = "message.sent";
 
+/// A message was revoked by its sender.
+pub const MESSAGE_REVOKED: &str = "message.revoked";
+
+/// A group's members changed: created, joined, left, removed, replaced or dissolved.
+pub const GROUP_MEMBERS: &str = "group.members";
+
+/// A friend application was made or answered, or two users became friends at once.
+pub const FRIEND_REQUEST: &str = "friend.request";
+
 /// Every event name an endpoint may subscribe to: the events emitted.
-pub const EVENTS: [&str; 1] = [MESSAGE_SENT];
+pub const EVENTS: [&str; 4] = [MESSAGE_SENT, MESSAGE_REVOKED, GROUP_MEMBERS, FRIEND_REQUEST];
 
 /// The bit of an event name in [`HookSub::events`].
 pub fn bit(event: &str) -> Option<u32> {
@@ -45,6 +54,31 @@ pub fn endpoints(subs: &[HookSub], event: &str) -> Vec<u64> {
         .filter(|s| s.events & b != 0)
         .map(|s| s.endpoint)
         .collect()
+}
+
+/// The endpoints of `tenant` that get `event`, read in the transaction `tx`: for the events
+/// that are rare beside messages (revokes, membership and friendship changes), whose writers
+/// hold no copy of the subscriptions. A tenant without endpoints costs one empty range read.
+pub fn subscribed(tx: &Tx<'_>, tenant: &str, event: &str) -> parlor_storage::Result<Vec<u64>> {
+    Ok(tx
+        .endpoints_of(tenant)?
+        .into_iter()
+        .filter(|h| h.events.iter().any(|e| e == event))
+        .map(|h| h.id)
+        .collect())
+}
+
+/// Queues `event` with `data`, ordered by `order`, for the endpoints of `tenant` subscribed
+/// to it (read in `tx`, see [`subscribed`]).
+pub fn enqueue_subscribed(
+    tx: &Tx<'_>,
+    tenant: &str,
+    event: &str,
+    order: &str,
+    data: Value,
+) -> parlor_storage::Result<()> {
+    let endpoints = subscribed(tx, tenant, event)?;
+    enqueue(tx, tenant, &endpoints, event, order, data)
 }
 
 /// Queues `event` with `data` for each of `endpoints`, ordered by `order` (a conversation):
@@ -111,4 +145,75 @@ pub fn message_sent(
         .collect();
     let data = json!({"message": message_json(m), "recipients": recipients});
     enqueue(tx, tenant, endpoints, MESSAGE_SENT, &m.conv, data)
+}
+
+/// Queues `message.revoked` for a revoked message (`placeholder`, as stored now) and the
+/// notice appended to its conversation, in the conversation's order.
+pub fn message_revoked(
+    tx: &Tx<'_>,
+    tenant: &str,
+    placeholder: &MessageRecord,
+    notice: &MessageRecord,
+) -> parlor_storage::Result<()> {
+    let data = json!({
+        "message": message_json(placeholder),
+        "revokedBy": placeholder.from_id,
+        "noticeSeq": notice.seq,
+    });
+    enqueue_subscribed(tx, tenant, MESSAGE_REVOKED, &placeholder.conv, data)
+}
+
+/// A change of a group's members as `group.members` tells it.
+#[derive(Debug, Clone, Copy)]
+pub struct MembersChange<'a> {
+    pub group: u64,
+    pub conv: &'a str,
+    /// The notice's `actionType` (`groupCreate`, `groupJoin`, `groupQuit`, `groupKick`,
+    /// `groupDissolve`, ...).
+    pub action: &'a str,
+    /// Who made the change.
+    pub by: u64,
+    /// `(user, inviter)` of the members who joined.
+    pub joined: &'a [(u64, u64)],
+    pub left: &'a [u64],
+    pub dissolved: bool,
+}
+
+/// Queues `group.members` for a change that added or removed members (nothing otherwise),
+/// in the group conversation's order.
+pub fn group_members(tx: &Tx<'_>, tenant: &str, c: MembersChange<'_>) -> parlor_storage::Result<()> {
+    if c.joined.is_empty() && c.left.is_empty() {
+        return Ok(());
+    }
+    let joined: Vec<Value> = c
+        .joined
+        .iter()
+        .map(|(user, inviter)| json!({"userId": user, "inviter": inviter}))
+        .collect();
+    let data = json!({
+        "groupId": c.group,
+        "conversation": c.conv,
+        "action": c.action,
+        "by": c.by,
+        "joined": joined,
+        "left": c.left,
+        "dissolved": c.dissolved,
+    });
+    enqueue_subscribed(tx, tenant, GROUP_MEMBERS, c.conv, data)
+}
+
+/// Queues `friend.request` for a friend application as it stands after this transaction,
+/// ordered per pair of users.
+pub fn friend_request(tx: &Tx<'_>, tenant: &str, a: &ApplyRecord) -> parlor_storage::Result<()> {
+    let (lo, hi) = (a.applicant.min(a.target), a.applicant.max(a.target));
+    let data = json!({
+        "id": a.id,
+        "applicant": a.applicant,
+        "target": a.target,
+        "note": a.note,
+        "status": a.status.as_str(),
+        "createdAt": a.created_ms,
+        "updatedAt": a.updated_ms,
+    });
+    enqueue_subscribed(tx, tenant, FRIEND_REQUEST, &format!("friends:{lo}:{hi}"), data)
 }

@@ -6,7 +6,8 @@
 //! delivery show the placeholder, never the old content. A notice is also appended to the
 //! timeline (its `otherData` names the revoked message: `id`, `seq`, `create_time`), so a
 //! member who was offline learns of the revoke on reconnect; the members online are pushed
-//! the placeholder itself ([`crate::wire::revoke_frame`]).
+//! the placeholder itself ([`crate::wire::revoke_frame`]). The `message.revoked` webhook
+//! event is queued in the same transaction.
 
 use parlor_storage::{MessageRecord, Tx};
 use serde_json::json;
@@ -82,6 +83,7 @@ pub fn revoke(
         mine.delivered
     };
     tx.advance_cursor(tenant, by.id, &m.conv, delivered, notice.seq)?;
+    crate::hooks::message_revoked(tx, tenant, &m, &notice)?;
     notice.cid = None;
     Ok(Ok((m, notice)))
 }

@@ -290,6 +290,20 @@ impl Handler<CreateGroup> for Tenant {
             notice.seq = 1;
             tx.append_message(&tenant, &notice)?;
             tx.advance_cursor(&tenant, owner.id, &conv, 1, 1)?;
+            let joined: Vec<(u64, u64)> = members.iter().map(|(id, m)| (*id, m.inviter)).collect();
+            crate::hooks::group_members(
+                tx,
+                &tenant,
+                crate::hooks::MembersChange {
+                    group: record.id,
+                    conv: &conv,
+                    action: "groupCreate",
+                    by: owner.id,
+                    joined: &joined,
+                    left: &[],
+                    dissolved: false,
+                },
+            )?;
             Ok(Ok((record, members, notice)))
         });
         let committed = match write {

@@ -1,7 +1,8 @@
 //! The social graph, shared by the faces: friendships (one relation, whether made by a
 //! uni-app application, `autoAddFriendAndAgree` or a chat-room contact), friend
 //! applications and blocks. Every change goes through the Writer in one transaction that
-//! checks before it writes.
+//! checks before it writes; an application made or answered queues its `friend.request`
+//! webhook event in that transaction.
 
 use parlor_storage::{ApplyRecord, ApplyStatus, FriendRecord, UserRecord};
 
@@ -126,6 +127,7 @@ pub async fn apply(
             updated_ms: now,
         };
         tx.put_apply(&tenant, &mut a)?;
+        parlor_actors::hooks::friend_request(tx, &tenant, &a)?;
         Ok(Outcome::Done(a))
     })
     .await
@@ -174,6 +176,7 @@ pub async fn handle(
         a.status = status;
         a.updated_ms = now;
         tx.put_apply(&tenant, &mut a)?;
+        parlor_actors::hooks::friend_request(tx, &tenant, &a)?;
         Ok(Outcome::Done(a))
     })
     .await
@@ -226,6 +229,7 @@ pub async fn befriend(
             updated_ms: now,
         };
         tx.put_apply(&tenant, &mut a)?;
+        parlor_actors::hooks::friend_request(tx, &tenant, &a)?;
         Ok(Outcome::Done(()))
     })
     .await

@@ -760,6 +760,17 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The webhook endpoints of `tenant`, in id order: read in the transaction that queues an
+    /// event, so that an endpoint added or removed meanwhile is seen exactly as committed.
+    pub fn endpoints_of(&self, tenant: &str) -> Result<Vec<WebhookRecord>> {
+        let table = self.webhooks()?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, 0)..=(tenant, u64::MAX))? {
+            out.push(decode(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
     /// Removes a webhook endpoint with its waiting events and its dead letters; returns
     /// whether there was one.
     pub fn remove_webhook(&self, tenant: &str, id: u64) -> Result<bool> {

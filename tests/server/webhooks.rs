@@ -4,7 +4,8 @@
 //! receiver started by the test: signed (the HMAC recomputed here), in conversation order,
 //! every event exactly once through a receiver that fails and recovers, dead letters after
 //! `webhooks.max_attempts` failures (listed and retried through the admin face), group
-//! messages listing their members, sends unaffected by a receiver that never answers, and
+//! messages listing their members, `message.revoked`, `group.members` and `friend.request`
+//! events (and none for a refused change), sends unaffected by a receiver that never answers, and
 //! nothing lost across a `kill -9` of the real binary with events waiting for a receiver
 //! that is down.
 
@@ -409,6 +410,236 @@ async fn group_messages_tell_the_members_without_their_online_state() {
         .collect();
     assert_eq!(data["recipients"], json!(expected), "{data}");
     assert!(signed(&hits[0], HOOK_SECRET));
+    receiver.stop().await;
+    server.stop().await;
+}
+
+/// POSTs a uni-app form as `user`, asserting success; returns the body.
+async fn form_ok(server: &TestServer, user: &User, path: &str, form: &[(&str, &str)]) -> Value {
+    let (status, body) = server.post_form(path, Some(&user.token), form).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{path}: {body}");
+    body
+}
+
+/// The hits of `event`, in arrival order.
+fn of_event<'a>(hits: &'a [Hit], event: &str) -> Vec<&'a Hit> {
+    hits.iter().filter(|h| h.event == event).collect()
+}
+
+#[actix_web::test]
+async fn a_revoke_is_an_event_after_its_message_and_a_refused_one_is_none() {
+    let (server, _dir) = start(|_| {}).await;
+    let receiver = Receiver::start(free_port(), Mode::Answer).await;
+    let only_sent = Receiver::start(free_port(), Mode::Answer).await;
+    let (alice, bob) = pair(&server).await;
+    add_hook(&server, &receiver.url(), &["message.sent", "message.revoked"]).await;
+    add_hook(&server, &only_sent.url(), &["message.sent"]).await;
+    let sent = server.send_rest(&alice, &bob, "oops").await;
+    let id = sent["id"].as_str().unwrap().to_owned();
+    // Bob may not revoke Alice's message: refused, and no event.
+    let (status, body) = server
+        .post_form("/api/chat/revokeMessage", Some(&bob.token), &[("id", &id)])
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
+    form_ok(&server, &alice, "/api/chat/revokeMessage", &[("id", &id)]).await;
+    // Revoked twice: refused, and no second event.
+    let (status, body) = server
+        .post_form("/api/chat/revokeMessage", Some(&alice.token), &[("id", &id)])
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
+    server.send_rest(&alice, &bob, "after").await;
+
+    let hits = receiver.wait_accepted(3).await;
+    let events: Vec<&str> = hits.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(events, ["message.sent", "message.revoked", "message.sent"]);
+    let revoked = &hits[1];
+    assert!(signed(revoked, HOOK_SECRET));
+    assert_eq!(revoked.body["event"], "message.revoked");
+    let data = &revoked.body["data"];
+    assert_eq!(data["message"]["id"], id.as_str(), "{data}");
+    assert_eq!(data["message"]["seq"], sent["seq"], "{data}");
+    assert_eq!(data["message"]["type"], "systemNotice", "the placeholder: {data}");
+    assert_ne!(data["message"]["data"], "oops", "the content is gone: {data}");
+    assert_eq!(data["revokedBy"], alice.id);
+    let seq = sent["seq"].as_u64().unwrap();
+    assert_eq!(data["noticeSeq"], seq + 1, "{data}");
+    assert_eq!(
+        hits[2].body["data"]["message"]["seq"],
+        seq + 2,
+        "the next message follows the notice"
+    );
+    // The endpoint without the event gets the two messages only.
+    let others = only_sent.wait_accepted(2).await;
+    server.wait_metric("parlor_webhook_outbox_depth", 0.0).await;
+    assert_eq!(only_sent.all().len(), 2, "{others:?}");
+    assert!(of_event(&only_sent.all(), "message.revoked").is_empty());
+    assert_eq!(receiver.all().len(), 3);
+    receiver.stop().await;
+    only_sent.stop().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn group_membership_changes_are_events_in_the_group_order() {
+    let (server, _dir) = start(|_| {}).await;
+    let receiver = Receiver::start(free_port(), Mode::Answer).await;
+    add_hook(&server, &receiver.url(), &["group.members"]).await;
+    let (alice, bob) = pair(&server).await;
+    let carol = server.register("carol1").await;
+    server.befriend(&alice, &bob).await;
+    server.befriend(&alice, &carol).await;
+    let gid = create_group(&server, &alice, &[&bob]).await;
+    let g = gid.to_string();
+    let carol_id = carol.id.to_string();
+    let invite = [("group_id", g.as_str()), ("user_id", carol_id.as_str())];
+    form_ok(&server, &alice, "/api/chat/groupInviteUser", &invite).await;
+    // A rename changes no member: no event.
+    let rename = [("group_id", g.as_str()), ("name", "renamed")];
+    form_ok(&server, &alice, "/api/chat/groupUpdateName", &rename).await;
+    // Carol may not remove Bob (only the owner may): refused, no event.
+    let bob_id = bob.id.to_string();
+    let (status, body) = server
+        .post_form(
+            "/api/chat/groupDeleteUser",
+            Some(&carol.token),
+            &[("group_id", g.as_str()), ("user_id", bob_id.as_str())],
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
+    form_ok(
+        &server,
+        &carol,
+        "/api/chat/groupDeleteOrQuit",
+        &[("group_id", g.as_str())],
+    )
+    .await;
+    form_ok(
+        &server,
+        &alice,
+        "/api/chat/groupDeleteOrQuit",
+        &[("group_id", g.as_str())],
+    )
+    .await;
+
+    let hits = receiver.wait_accepted(4).await;
+    let data: Vec<&Value> = hits.iter().map(|h| &h.body["data"]).collect();
+    for (hit, d) in hits.iter().zip(&data) {
+        assert_eq!(hit.event, "group.members");
+        assert!(signed(hit, HOOK_SECRET));
+        assert_eq!(d["groupId"], gid, "{d}");
+        assert_eq!(d["conversation"], format!("g:{gid}"), "{d}");
+    }
+    let actions: Vec<&str> = data.iter().map(|d| d["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["groupCreate", "groupJoin", "groupQuit", "groupDissolve"],
+        "{data:?}"
+    );
+    assert_eq!(
+        data[0]["joined"],
+        json!([{"userId": alice.id, "inviter": 0}, {"userId": bob.id, "inviter": alice.id}])
+    );
+    assert_eq!(data[0]["by"], alice.id);
+    assert_eq!(
+        data[1]["joined"],
+        json!([{"userId": carol.id, "inviter": alice.id}])
+    );
+    assert_eq!(
+        (&data[2]["left"], &data[2]["by"]),
+        (&json!([carol.id]), &json!(carol.id))
+    );
+    assert_eq!(data[2]["dissolved"], false);
+    let mut left: Vec<u64> = serde_json::from_value(data[3]["left"].clone()).unwrap();
+    left.sort_unstable();
+    let mut everyone = vec![alice.id, bob.id];
+    everyone.sort_unstable();
+    assert_eq!(left, everyone, "{}", data[3]);
+    assert_eq!(data[3]["dissolved"], true);
+    server.wait_metric("parlor_webhook_outbox_depth", 0.0).await;
+    assert_eq!(receiver.all().len(), 4, "nothing for the rename or the refusal");
+    receiver.stop().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn friend_applications_are_events_as_made_and_answered() {
+    let (server, _dir) = start(|_| {}).await;
+    let receiver = Receiver::start(free_port(), Mode::Answer).await;
+    add_hook(&server, &receiver.url(), &["friend.request"]).await;
+    let alice = server.register("alice1").await;
+    let bob = server.register("bobby1").await;
+    let carol = server.register("carol1").await;
+    let b = bob.id.to_string();
+    let applied = form_ok(
+        &server,
+        &alice,
+        "/api/chat/applyfriend",
+        &[("friend_id", b.as_str()), ("nickname", "hi bob")],
+    )
+    .await;
+    // Applying again while it waits: refused, no event.
+    let (status, body) = server
+        .post_form(
+            "/api/chat/applyfriend",
+            Some(&alice.token),
+            &[("friend_id", b.as_str())],
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
+    let first = receiver.wait_accepted(1).await;
+    let id = first[0].body["data"]["id"]
+        .as_u64()
+        .expect("the application's id");
+    assert!(
+        applied["data"].is_object() || applied["data"].is_string(),
+        "{applied}"
+    );
+    // Carol cannot answer an application to Bob: refused, no event.
+    let path = format!("/api/chat/handleapply/{id}");
+    let (status, body) = server
+        .post_form(&path, Some(&carol.token), &[("status", "agree")])
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
+    form_ok(&server, &bob, &path, &[("status", "agree"), ("nickname", "al")]).await;
+    // Friends at once (a chat-room contact): an agreed application of its own.
+    server.befriend(&carol, &bob).await;
+
+    let hits = receiver.wait_accepted(3).await;
+    let data: Vec<&Value> = hits.iter().map(|h| &h.body["data"]).collect();
+    for hit in &hits {
+        assert_eq!(hit.event, "friend.request");
+        assert!(signed(hit, HOOK_SECRET));
+    }
+    assert_eq!(
+        (
+            &data[0]["applicant"],
+            &data[0]["target"],
+            &data[0]["status"],
+            &data[0]["note"]
+        ),
+        (
+            &json!(alice.id),
+            &json!(bob.id),
+            &json!("pending"),
+            &json!("hi bob")
+        ),
+        "{}",
+        data[0]
+    );
+    assert_eq!(
+        (&data[1]["id"], &data[1]["status"]),
+        (&json!(id), &json!("agree")),
+        "{}",
+        data[1]
+    );
+    assert_eq!(
+        (&data[2]["applicant"], &data[2]["target"], &data[2]["status"]),
+        (&json!(carol.id), &json!(bob.id), &json!("agree")),
+        "{}",
+        data[2]
+    );
+    server.wait_metric("parlor_webhook_outbox_depth", 0.0).await;
+    assert_eq!(receiver.all().len(), 3, "nothing for the refusals");
     receiver.stop().await;
     server.stop().await;
 }

@@ -285,8 +285,9 @@ impl Handler<GroupCommand> for Group {
             .as_ref()
             .map(|n| notice_record(&self.record, &self.conv, &by, n.action, n.text.clone()));
         let (tenant, gid, conv) = (self.tenant.clone(), self.record.id, self.conv.clone());
+        let by_id = by.id;
         let submitted = commit::submit(self.store.writer(), move |tx| {
-            apply(tx, &tenant, gid, &conv, change, notice).map(Ok)
+            apply(tx, &tenant, (gid, &conv), by_id, change, notice).map(Ok)
         });
         let committed = match submitted {
             Ok(c) => c,

@@ -36,15 +36,31 @@ pub fn notice_record(
     }
 }
 
-/// Applies a [`Change`] in one transaction; returns the stored notice.
+/// Applies a [`Change`] by `by` in one transaction, with its `group.members` webhook event
+/// when members joined or left; returns the stored notice.
 pub(super) fn apply(
     tx: &Tx<'_>,
     tenant: &str,
-    gid: u64,
-    conv: &str,
+    (gid, conv): (u64, &str),
+    by: u64,
     change: Change,
     notice: Option<MessageRecord>,
 ) -> parlor_storage::Result<Option<MessageRecord>> {
+    let action = change.notice.as_ref().map_or("groupMembers", |n| n.action);
+    let dissolved = change.record.as_ref().is_some_and(|r| r.status == 0);
+    crate::hooks::group_members(
+        tx,
+        tenant,
+        crate::hooks::MembersChange {
+            group: gid,
+            conv,
+            action,
+            by,
+            joined: &change.joiners,
+            left: &change.leavers,
+            dissolved,
+        },
+    )?;
     if let Some(mut r) = change.record {
         tx.put_group(tenant, &mut r)?;
     }
