@@ -5,7 +5,8 @@
 //! every event exactly once through a receiver that fails and recovers, dead letters after
 //! `webhooks.max_attempts` failures (listed and retried through the admin face), group
 //! messages listing their members, `message.revoked`, `group.members` and `friend.request`
-//! events (and none for a refused change), sends unaffected by a receiver that never answers, and
+//! events (and none for a refused change), sends unaffected by a receiver that never answers
+//! (load generator runs included), and
 //! nothing lost across a `kill -9` of the real binary with events waiting for a receiver
 //! that is down.
 
@@ -724,6 +725,63 @@ async fn a_receiver_that_never_answers_does_not_hold_sends() {
     server.wait_metric("parlor_webhook_outbox_depth", 50.0).await;
     // One conversation: only its head is in flight.
     assert_eq!(receiver.all().len(), 1);
+    receiver.stop().await;
+    server.stop().await;
+}
+
+/// Runs the load generator's `mode` with `args` against `base`; asserts a clean run (exit 0:
+/// nothing lost, duplicated, refused or left unacknowledged) and returns what it printed.
+async fn loadgen(mode: &str, base: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([mode, "--url", base, "--timeout", "60", "--fsync-probes", "0"])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadgen {mode} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.into_owned()
+}
+
+/// The load generator's direct and fan-out runs complete with nothing lost while every
+/// event of theirs waits behind an endpoint that never answers.
+#[actix_web::test]
+async fn load_runs_lose_nothing_beside_a_receiver_that_never_answers() {
+    let (server, _dir) = start(|c| c.webhooks.timeout_ms = 600_000).await;
+    let receiver = Receiver::start(free_port(), Mode::Hang).await;
+    add_hook(
+        &server,
+        &receiver.url(),
+        &["message.sent", "group.members", "friend.request"],
+    )
+    .await;
+    let args = ["--clients", "10", "--messages", "400", "--window", "8"];
+    let direct = loadgen("direct", &server.base, &args).await;
+    assert!(direct.contains("== direct"), "{direct}");
+    let args = [
+        "--members",
+        "20",
+        "--senders",
+        "4",
+        "--messages",
+        "200",
+        "--summary-json",
+    ];
+    let fanout = loadgen("fanout", &server.base, &args).await;
+    let last = fanout.lines().last().unwrap_or_default();
+    let fanout: Value = serde_json::from_str(last.strip_prefix("RESULT ").expect("a RESULT line")).unwrap();
+    assert_eq!(fanout["lost"], 0, "{fanout}");
+    assert_eq!(fanout["delivered"], fanout["expected"], "{fanout}");
+    // Every message's event was committed and waits: the direct run's (warm-up included)
+    // and the fan-out run's, beside the group and friendship events.
+    let depth = server.metric("parlor_webhook_outbox_depth").await;
+    assert!(depth >= 600.0, "outbox depth {depth}");
     receiver.stop().await;
     server.stop().await;
 }
