@@ -383,9 +383,12 @@ impl Default for LoginConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WsConfig {
-    /// How often the server pings a client, milliseconds. Default 5000.
+    /// How often the server pings a client, milliseconds. Default 20000: each ping and its
+    /// pong cost the server about 20 µs (two system calls and a wake-up), which at 5 s made
+    /// heartbeats most of what 10,000 idle sessions cost (BENCHMARKS.md, idle CPU).
     pub heartbeat_interval_ms: u64,
-    /// A client silent for this long is disconnected, milliseconds. Default 30000.
+    /// A client silent for this long is disconnected, milliseconds. Default 50000 (two
+    /// missed pings and a half).
     pub client_timeout_ms: u64,
     /// Largest client frame in bytes. Default 65536.
     pub max_frame_bytes: usize,
@@ -408,8 +411,8 @@ pub struct WsConfig {
 impl Default for WsConfig {
     fn default() -> Self {
         WsConfig {
-            heartbeat_interval_ms: 5000,
-            client_timeout_ms: 30_000,
+            heartbeat_interval_ms: 20_000,
+            client_timeout_ms: 50_000,
             max_frame_bytes: 64 * 1024,
             mailbox: 1024,
             report_interval_ms: 200,

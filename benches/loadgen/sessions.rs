@@ -80,10 +80,16 @@ pub async fn run(args: &SessionsArgs, idle: bool) -> Result<bool, String> {
     let ramp_time = started.elapsed();
     let connected = readers.len();
     let after_ramp = server_figures(&http, &common.url).await;
+    // The server's CPU time over the hold alone: what idle sessions cost it.
+    let cpu = crate::machine::ServerCpu::start(&common.url);
+    let held = Instant::now();
     if !hold.is_zero() && connected > 0 {
         eprintln!("holding {connected} sockets for {hold:?}");
         tokio::time::sleep(hold).await;
     }
+    let hold_cpu = cpu
+        .and_then(|c| c.used())
+        .map(|s| (s, held.elapsed().as_secs_f64()));
     let after_hold = server_figures(&http, &common.url).await;
     let dropped = watch.closed.load(Relaxed);
     readers.iter().for_each(JoinHandle::abort);
@@ -104,6 +110,7 @@ pub async fn run(args: &SessionsArgs, idle: bool) -> Result<bool, String> {
     );
     if !hold.is_zero() {
         row("held for", format!("{hold:?}, heartbeats on"));
+        row("server CPU while held", idle_cpu(hold_cpu, connected));
     }
     row("dropped by the server", dropped.to_string());
     let (before, after_ramp, after_hold) = match (before, after_ramp, after_hold) {
@@ -149,6 +156,22 @@ pub async fn run(args: &SessionsArgs, idle: bool) -> Result<bool, String> {
         Some(sessions_seen),
         connected,
     ))
+}
+
+/// The server's CPU over the hold, `(cpu seconds, wall seconds)`, as a share of one core and
+/// per session.
+fn idle_cpu(used: Option<(f64, f64)>, sessions: usize) -> String {
+    match used {
+        Some((cpu, wall)) if wall > 0.0 => {
+            let share = cpu / wall;
+            format!(
+                "{cpu:.2} s in {wall:.1} s: {:.2} % of a core, {:.2} µs per session per second",
+                share * 100.0,
+                share * 1e6 / sessions.max(1) as f64
+            )
+        }
+        _ => "unknown (the server is not on this machine)".into(),
+    }
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -130,6 +130,14 @@ impl Delivery {
     pub fn in_flight(&self) -> bool {
         self.in_flight.is_some()
     }
+
+    /// Whether the session's report timer has work: confirmed positions to report, or
+    /// written ones to probe once no probe is in flight. An idle session (nothing written
+    /// since its last confirmed probe, or only a probe waiting for its pong, whose arrival
+    /// wakes the session anyway) needs no timer.
+    pub fn needs_report(&self) -> bool {
+        !self.confirmed.is_empty() || (!self.written.is_empty() && self.in_flight.is_none())
+    }
 }
 
 /// Raises `conv`'s position in `map` to `seq`; positions never go back.
@@ -272,6 +280,30 @@ mod tests {
         // Cut before the second round is confirmed: the cursor stays at 100.
         assert!(d.cut().is_empty());
         assert!(!d.pong(&round2), "a pong after the cut confirms nothing");
+    }
+
+    #[test]
+    fn only_unprobed_or_unreported_positions_need_the_report_timer() {
+        let t = Instant::now();
+        let mut d = Delivery::new(false, t);
+        assert!(!d.needs_report(), "a new session is idle");
+        d.written(&conv("a"), 1);
+        assert!(d.needs_report(), "written, to probe");
+        let p = d.probe(t).unwrap();
+        assert!(!d.needs_report(), "only the pong can move it on");
+        d.written(&conv("a"), 2);
+        assert!(!d.needs_report(), "the pong of the probe in flight comes first");
+        assert!(d.pong(&p));
+        assert!(d.needs_report(), "confirmed, to report; and 2 to probe");
+        assert_eq!(sorted(d.take_confirmed()), [("a".into(), 1)]);
+        assert!(d.needs_report(), "2 is still to probe");
+        let p = d.probe(t).unwrap();
+        assert!(d.pong(&p));
+        d.take_confirmed();
+        assert!(!d.needs_report(), "everything confirmed and reported: idle again");
+        let mut manual = Delivery::new(true, t);
+        manual.written(&conv("a"), 1);
+        assert!(!manual.needs_report(), "manual acks track nothing");
     }
 
     #[test]

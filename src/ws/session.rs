@@ -3,8 +3,10 @@
 //! It registers with the Router, writes what the Router delivers, turns client frames
 //! into calls to the core, answers a bad frame with an `error` frame without closing,
 //! pings every `heartbeat_interval_ms` and closes a client silent for `client_timeout_ms`.
-//! Every `report_interval_ms`, and when it stops, it tells the Router the positions the
-//! client confirmed (see [`Delivery`]), which moves the user's delivered cursor.
+//! While it has written frames to probe or confirmed positions to report, every
+//! `report_interval_ms`, and when it stops, it tells the Router the positions the client
+//! confirmed (see [`Delivery`]), which moves the user's delivered cursor. An idle session
+//! has no report timer: its only timer is the heartbeat.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -62,6 +64,8 @@ pub struct Session {
     frames: DefaultDirectRateLimiter,
     /// What the client is known to have read; see [`Delivery`].
     delivery: Delivery,
+    /// Whether the report timer is armed (see [`Session::arm_report`]).
+    report_armed: bool,
     peers: HashMap<u64, Party>,
 }
 
@@ -83,6 +87,7 @@ impl Session {
             issued: None,
             frames: frame_budget(&state.config.ws),
             delivery: Delivery::new(manual_ack, Instant::now()),
+            report_armed: false,
             peers: HashMap::new(),
             state,
         }
@@ -100,7 +105,23 @@ impl Session {
         ctx.text(p.frame.clone());
         if let Some((conv, seq)) = &p.at {
             self.delivery.written(conv, *seq);
+            self.arm_report(ctx);
         }
+    }
+
+    /// Arms the report timer when it is not armed and the delivery state has work for it;
+    /// each firing reports, then arms it again while work is left. So a session costs a
+    /// timer only while messages flow to it.
+    fn arm_report(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.report_armed || !self.delivery.needs_report() {
+            return;
+        }
+        self.report_armed = true;
+        ctx.run_later(Config::ms(self.config.report_interval_ms), |act, ctx| {
+            act.report_armed = false;
+            act.report(ctx);
+            act.arm_report(ctx);
+        });
     }
 
     /// Sends a probe behind what was written, unless one is in flight or nothing is new.
@@ -349,9 +370,6 @@ impl Actor for Session {
                 ctx.ping(b"");
             }
         });
-        ctx.run_interval(Config::ms(self.config.report_interval_ms), |act, ctx| {
-            act.report(ctx)
-        });
         if let Some(exp) = self.expires {
             // A token is refused from the second after its `exp` on.
             let left = exp
@@ -448,7 +466,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
             Ok(ws::Message::Pong(payload)) => {
-                self.delivery.pong(&payload);
+                if self.delivery.pong(&payload) {
+                    self.arm_report(ctx);
+                }
             }
             Ok(ws::Message::Binary(_)) => self.error(
                 FrameError {
