@@ -27,6 +27,7 @@ pub struct Config {
     pub users: UsersConfig,
     pub files: FilesConfig,
     pub webhooks: WebhooksConfig,
+    pub presence: PresenceConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
 }
@@ -656,6 +657,45 @@ impl Default for WebhooksConfig {
     }
 }
 
+/// Presence (who is online, last seen) and typing notes (see the README's Presence).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Tell friends (and fellow members of small groups) when a user comes online or goes
+    /// offline, keep when each user was last seen, and answer the presence route. Off: no
+    /// `presence` frames, no `user.online`/`user.offline` events, and the route answers 403.
+    /// Typing notes work either way. Default true.
+    pub enabled: bool,
+    /// How long after a user's last session goes they still count as online, ms: a
+    /// reconnect within it is no offline/online pair. Default 5000.
+    pub offline_grace_ms: u64,
+    /// Each tenant's starting value of setting 7: the largest group whose members are told
+    /// of each other's presence; 0 tells friends only. Default 0.
+    pub group_max_members: usize,
+    /// Most user ids one presence request may name. Default 200.
+    pub max_ids: usize,
+    /// Least time between two `typing` notes one sender forwards to one conversation, ms;
+    /// notes in between are dropped (a `stop` after a forwarded `start` always passes).
+    /// Default 1000.
+    pub typing_interval_ms: u64,
+    /// How long a receiver shows a `typing` note without a newer one, ms: sent in each
+    /// note as `expiresIn`. Default 5000.
+    pub typing_expiry_ms: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            enabled: true,
+            offline_grace_ms: 5000,
+            group_max_members: 0,
+            max_ids: 200,
+            typing_interval_ms: 1000,
+            typing_expiry_ms: 5000,
+        }
+    }
+}
+
 /// A text value that may have been written as a number (an environment variable such as
 /// `PARLOR_ADMIN__SECRET=123456` reads as one).
 fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -761,6 +801,15 @@ impl Config {
         }
         if self.webhooks.concurrency == 0 {
             return invalid("webhooks.concurrency", "must be at least 1");
+        }
+        if self.presence.max_ids == 0 {
+            return invalid("presence.max_ids", "must be at least 1");
+        }
+        if self.presence.typing_expiry_ms < self.presence.typing_interval_ms {
+            return invalid(
+                "presence.typing_expiry_ms",
+                "must be at least presence.typing_interval_ms (a note must outlive the gap to the next)",
+            );
         }
         if let Err(reason) = crate::peer::Proxies::parse(&self.server.trusted_proxies) {
             return invalid("server.trusted_proxies", &reason);
@@ -931,6 +980,7 @@ impl Config {
             rate_burst: self.limits.rate_burst,
             offline_replay_max: self.limits.offline_replay_max,
             max_group_members: self.limits.group_max_members,
+            presence_group_max: self.presence.group_max_members,
             webhooks: Default::default(),
         }
     }

@@ -247,6 +247,10 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         default_policy: config.policy(),
         group_idle: std::time::Duration::from_secs(config.router.group_idle_secs),
         locale: config.server.locale,
+        presence_grace: config
+            .presence
+            .enabled
+            .then(|| Config::ms(config.presence.offline_grace_ms)),
     };
     let router = Router::new(store.clone(), router_config, &startup);
     let router_stats = router.stats();

@@ -31,7 +31,12 @@ const state = {
   requests: [], // pending applications to me
   found: [], // the last search's users
   inflight: new Map(), // cid → {key, timer} of WebSocket sends waiting for their ack
+  typing: new Map(), // conversation key → Map(user id → timer) of who is typing there
+  typedAt: 0, // when my last typing note went out (ms)
 };
+
+/** Least time between two of my typing notes; the server forwards one a second anyway. */
+const TYPING_EVERY_MS = 1000;
 
 // ---------------------------------------------------------------------------------------
 // Conversations
@@ -116,6 +121,13 @@ function merge(m, batch = false) {
     if (m.type === 'systemNotice' && m.chatType === 'group') scheduleRefresh('groups');
   }
   if (batch) return;
+  const typing = state.typing.get(c.key);
+  if (typing && typing.has(m.from_id)) {
+    // Their message is what they were typing.
+    clearTimeout(typing.get(m.from_id));
+    typing.delete(m.from_id);
+    renderTyping();
+  }
   if (fresh && c.key === state.open) markRead(c);
   if (!state.order.includes(c.key)) scheduleRefresh('conversations');
   renderConversations();
@@ -249,6 +261,7 @@ function renderOpen() {
   $('composer').hidden = !c;
   $('invite-form').hidden = !c || c.chatType !== 'group';
   $('chat-title').textContent = c ? c.title : 'Parlor';
+  renderTyping();
   $('main').classList.toggle('chat-open', Boolean(c));
   const list = $('messages');
   list.setAttribute('aria-busy', 'true');
@@ -503,6 +516,9 @@ const socket = new Socket({
       case 'read':
         onReadReceipt(frame.data);
         break;
+      case 'typing':
+        onTyping(frame.data);
+        break;
       default:
         break;
     }
@@ -518,6 +534,57 @@ function onReadReceipt(r) {
   for (const m of c.messages.values()) {
     if (m.from_id === state.me.id && m.seq <= r.seq && !m.revoked) showMessage(c, m);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Typing notes: shown until their expiresIn passes on this clock, or a stop
+
+function onTyping(n) {
+  if (!n || !state.me || n.from === state.me.id) return;
+  let who = state.typing.get(n.conversation);
+  if (!who) {
+    who = new Map();
+    state.typing.set(n.conversation, who);
+  }
+  clearTimeout(who.get(n.from));
+  who.delete(n.from);
+  if (n.state === 'start') {
+    who.set(n.from, setTimeout(() => {
+      who.delete(n.from);
+      renderTyping();
+    }, n.expiresIn || 5000));
+  }
+  renderTyping();
+}
+
+function renderTyping() {
+  const line = $('chat-typing');
+  const who = state.open && state.typing.get(state.open);
+  const ids = who ? [...who.keys()] : [];
+  line.hidden = ids.length === 0;
+  if (!ids.length) return;
+  const c = state.convs.get(state.open);
+  const name = (id) => {
+    const f = state.friends.find((x) => x.id === id);
+    if (f) return f.name;
+    return c && c.chatType === 'single' ? c.title : t('user', { id });
+  };
+  line.textContent = t('typing', { who: ids.map(name).join(', ') });
+}
+
+/** A key press in the composer: a typing note, at most one a second. */
+function noteTyping(stop = false) {
+  const c = state.open && state.convs.get(state.open);
+  if (!c || !c.targetId) return;
+  const now = Date.now();
+  if (stop) {
+    if (!state.typedAt) return;
+    state.typedAt = 0;
+  } else {
+    if (now - state.typedAt < TYPING_EVERY_MS) return;
+    state.typedAt = now;
+  }
+  socket.send({ type: 'typing', to: c.targetId, chatType: c.chatType, state: stop ? 'stop' : 'start' });
 }
 
 /** Social notices are not stored: they say which list to read again. */
@@ -802,8 +869,10 @@ function wire() {
     const text = input.value;
     if (!text.trim()) return;
     input.value = '';
+    noteTyping(true);
     send('text', text);
   });
+  $('composer-input').addEventListener('input', () => noteTyping($('composer-input').value === ''));
   $('composer-input').addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();

@@ -18,8 +18,22 @@ pub const GROUP_MEMBERS: &str = "group.members";
 /// A friend application was made or answered, or two users became friends at once.
 pub const FRIEND_REQUEST: &str = "friend.request";
 
-/// Every event name an endpoint may subscribe to: the events emitted.
-pub const EVENTS: [&str; 4] = [MESSAGE_SENT, MESSAGE_REVOKED, GROUP_MEMBERS, FRIEND_REQUEST];
+/// A user's first session connected (not after a reconnect within the presence grace).
+pub const USER_ONLINE: &str = "user.online";
+
+/// A user's last session went and no other connected within the presence grace.
+pub const USER_OFFLINE: &str = "user.offline";
+
+/// Every event name an endpoint may subscribe to: the events emitted. A name's bit is its
+/// position, so new names go at the end.
+pub const EVENTS: [&str; 6] = [
+    MESSAGE_SENT,
+    MESSAGE_REVOKED,
+    GROUP_MEMBERS,
+    FRIEND_REQUEST,
+    USER_ONLINE,
+    USER_OFFLINE,
+];
 
 /// The bit of an event name in [`HookSub::events`].
 pub fn bit(event: &str) -> Option<u32> {
@@ -216,4 +230,24 @@ pub fn friend_request(tx: &Tx<'_>, tenant: &str, a: &ApplyRecord) -> parlor_stor
         "updatedAt": a.updated_ms,
     });
     enqueue_subscribed(tx, tenant, FRIEND_REQUEST, &format!("friends:{lo}:{hi}"), data)
+}
+
+/// Queues `user.online` or `user.offline` (with `lastSeen`, when the last session went) for
+/// `endpoints`, ordered per user. Every user has presence events, whatever they hide from
+/// other users: the endpoints are the tenant's own backend.
+pub fn user_presence(
+    tx: &Tx<'_>,
+    tenant: &str,
+    endpoints: &[u64],
+    user: u64,
+    last_seen: Option<u64>,
+) -> parlor_storage::Result<()> {
+    let (event, data) = match last_seen {
+        None => (USER_ONLINE, json!({"userId": user, "online": true})),
+        Some(at) => (
+            USER_OFFLINE,
+            json!({"userId": user, "online": false, "lastSeen": at}),
+        ),
+    };
+    enqueue(tx, tenant, endpoints, event, &format!("user:{user}"), data)
 }

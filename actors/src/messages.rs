@@ -1,9 +1,11 @@
 //! Every message type that travels between the actors of this crate and the sessions.
 //!
 //! Direction session → router: [`Connect`], [`Disconnect`], [`SendMessage`], [`Advance`],
-//! [`ReplayOffline`], [`Logout`], [`Kick`], [`Notify`]. Direction router → session: [`Deliver`], one enum.
+//! [`ReplayOffline`], [`Logout`], [`Kick`], [`Notify`], [`Ephemeral`], [`OnlineOf`],
+//! [`PresenceShown`]. Direction router → session: [`Deliver`], one enum.
 //! Tenant: [`GetPolicy`], [`SetPolicy`], [`CreateGroup`], [`GroupOf`]; tenant → router:
-//! [`PolicyChanged`]. Group: [`SendMessage`], [`GroupCommand`]; group → router: [`FanOut`];
+//! [`PolicyChanged`]. Group: [`SendMessage`], [`GroupCommand`], [`GroupTyping`]; group →
+//! router: [`FanOut`], [`Ephemeral`];
 //! group → tenant: [`GroupStopped`].
 
 use std::sync::Arc;
@@ -203,6 +205,44 @@ pub struct Notify {
 #[rtype(result = "usize")]
 pub struct OnlineCount {
     pub user: UserKey,
+}
+
+/// Whether each of `ids` of `tenant` counts as online now: a session connected, or the
+/// last one gone less than the presence grace ago. Answered in the order of `ids`.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<bool>")]
+pub struct OnlineOf {
+    pub tenant: Arc<str>,
+    pub ids: Vec<u64>,
+}
+
+/// A user changed whether they hide their presence: tell their audience what it may see
+/// now (offline without a last seen when hidden, the truth when shown).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PresenceShown {
+    pub user: UserKey,
+}
+
+/// Offer a frame outside any timeline (a typing note) to the online sessions of `users`
+/// of `tenant` but those of `skip`; nothing is kept for a user without a session, and a
+/// session that cannot take it now does not get it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Ephemeral {
+    pub tenant: Arc<str>,
+    pub users: Arc<[u64]>,
+    pub skip: Option<u64>,
+    pub frame: crate::wire::Frame,
+}
+
+/// A member's typing note for a group's online members; refused to a non-member, like a
+/// send.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), SendError>")]
+pub struct GroupTyping {
+    pub from: u64,
+    pub frame: crate::wire::Frame,
 }
 
 /// Ask a Tenant for its policy.

@@ -23,6 +23,9 @@ pub struct Policy {
     pub offline_replay_max: usize,
     /// Most members of a group.
     pub max_group_members: usize,
+    /// Largest group whose members are told of each other's presence; 0: only friends are.
+    #[serde(default)]
+    pub presence_group_max: usize,
     /// The tenant's webhook endpoints and their events (empty: none, and events cost
     /// nothing). Set apart from the settings ([`SetHooks`](crate::SetHooks)).
     #[serde(skip)]
@@ -38,19 +41,24 @@ impl Default for Policy {
             rate_burst: 1000,
             offline_replay_max: 10_000,
             max_group_members: 10_000,
+            presence_group_max: 0,
             webhooks: std::sync::Arc::default(),
         }
     }
 }
 
 /// The system settings of the admin face: `(id, description)`; each is a [`Policy`] field.
-pub const SETTINGS: [(u32, &str); 6] = [
+pub const SETTINGS: [(u32, &str); 7] = [
     (1, "revoke window in seconds"),
     (2, "largest message content in bytes"),
     (3, "messages one user may send per second (0: no limit)"),
     (4, "burst of messages above that rate"),
     (5, "most offline messages pushed on connect"),
     (6, "most members of a group"),
+    (
+        7,
+        "largest group whose members see each other's presence (0: friends only)",
+    ),
 ];
 
 impl Policy {
@@ -63,6 +71,7 @@ impl Policy {
             4 => u64::from(self.rate_burst),
             5 => self.offline_replay_max as u64,
             6 => self.max_group_members as u64,
+            7 => self.presence_group_max as u64,
             _ => return None,
         })
     }
@@ -85,6 +94,7 @@ impl Policy {
             5 => self.offline_replay_max = v as usize,
             6 if v < 2 => return out_of_range(),
             6 => self.max_group_members = v as usize,
+            7 => self.presence_group_max = v as usize,
             _ => return Err(format!("setting {id} does not exist")),
         }
         Ok(())

@@ -1,5 +1,5 @@
 //! Groups: [`create`] (every face's group creation), [`command`] (rename, remark, invite,
-//! remove, quit, dissolve, ... decided by the group's actor), [`send`] and [`revoke`]. A
+//! remove, quit, dissolve, ... decided by the group's actor), [`send`], [`typing`] and [`revoke`]. A
 //! group's actor is reached through the Router and the tenant's Tenant actor, which starts
 //! it on demand; one that stopped between the lookup and the message (it was idle) is looked
 //! up once more.
@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use actix::{Addr, MailboxError};
 use parlor_actors::{
-    CreateGroup, Group, GroupCommand, GroupOf, GroupOp, GroupOutcome, Party, Revoke, Revoked, SendMessage,
-    TenantOf,
+    CreateGroup, Group, GroupCommand, GroupOf, GroupOp, GroupOutcome, GroupTyping, Party, Revoke, Revoked,
+    SendMessage, TenantOf,
 };
 use parlor_storage::{GroupRecord, MessageRecord, UserRecord};
 
@@ -59,6 +59,11 @@ pub async fn send(
     id: u64,
     msg: SendMessage,
 ) -> Result<Arc<MessageRecord>, ApiError> {
+    ask(state, tenant, id, msg).await
+}
+
+/// Forwards a member's typing note to the group's online members.
+pub async fn typing(state: &AppState, tenant: &str, id: u64, msg: GroupTyping) -> Result<(), ApiError> {
     ask(state, tenant, id, msg).await
 }
 

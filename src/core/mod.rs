@@ -10,7 +10,7 @@
 //! actors), [`social`] (friendships, applications, blocks), [`conversations`] (the
 //! conversation list, read positions, revoke, archive, delete, pin), [`files`] (upload
 //! records, the stored file of a URL) [`settings`] (per-tenant policy and per-user
-//! settings), [`webhooks`] (endpoints, dead letters and the delivery of events). Each
+//! settings), [`presence`] (who is online, last seen, typing notes), [`webhooks`] (endpoints, dead letters and the delivery of events). Each
 //! operation takes the [`AppState`](crate::state::AppState) and plain typed
 //! arguments and returns a typed result or an [`ApiError`]; validation that belongs to the
 //! domain (lengths, ranges, who may do what) lives here.
@@ -22,6 +22,7 @@ pub mod files;
 pub mod groups;
 pub mod lifecycle;
 pub mod messages;
+pub mod presence;
 pub mod settings;
 pub mod social;
 pub mod webhooks;

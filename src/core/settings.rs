@@ -1,6 +1,6 @@
 //! Settings: each tenant's system settings and per-user key/value settings. A system
 //! setting is either Parlor policy (the revoke window, message size, send rate, replay round
-//! and group size: ids 1-6 of [`SETTINGS`], values checked, a change taking effect for the
+//! group size and the group size of presence: ids 1-7 of [`SETTINGS`], values checked, a change taking effect for the
 //! next message without a restart) or a generic setting, any other id, kept with its value
 //! and description as given.
 

@@ -63,7 +63,17 @@ pub fn ops() -> Vec<Op> {
         .body("keyword*")
         .errors(&[400, 403])
         .data("[FoundUser]"),
-        Op::post("/api/chat/updateUserinfo", "Change one profile field")
+        Op::post(
+            "/api/chat/presence",
+            "Whether friends and fellow group members are online, and when last seen",
+        )
+        .body("userIds*:array")
+        .errors(&[400, 403, 413])
+        .data("[{userId:int online:bool lastSeen:int|null hidden:bool}]"),
+        Op::post(
+            "/api/chat/updateUserinfo",
+            "Change one profile field (or hide_presence, 0 or 1)",
+        )
             .body("fieldname* fieldValue")
             .errors(&[400, 403, 409, 503])
             .data("string"),

@@ -4,7 +4,8 @@
 //! `Authorization`); a Chat21 token's user is created on first use. Then:
 //! - `session` ([`Session`]): the actor of one connection (frames in, pushes out, heartbeat);
 //! - [`delivery`]: what the client is known to have read (the delivery probe);
-//! - [`protocol`]: the client frames and their decoding.
+//! - [`protocol`]: the client frames and their decoding;
+//! - [`typing`]: which typing notes a session forwards.
 //!
 //! With `?ack=manual` only the client's own `ack` frames move the delivered cursor. A
 //! session ends, closed with 1008 `token expired`, when its token expires, as REST refuses
@@ -15,6 +16,7 @@
 pub mod delivery;
 pub mod protocol;
 mod session;
+pub mod typing;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;

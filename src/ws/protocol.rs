@@ -9,6 +9,9 @@
 //! - `{"type":"read","conversation":"d:1:2","seq":5}` moves the read cursor.
 //! - `{"type":"revoke","cid":"c2","id":"<message id>"}` → `{"type":"ack","cid":"c2","data":{revoke}}`
 //!   (the revoke answer of `POST /api/chat/revokeMessage`).
+//! - `{"type":"typing","to":2,"chatType":"single","state":"start"}` (`state` `start` by
+//!   default, or `stop`) → a `typing` frame to the peer's or the group's online sessions;
+//!   no answer unless refused.
 
 use serde_json::{Map, Value};
 
@@ -17,9 +20,24 @@ use serde_json::{Map, Value};
 pub enum ClientFrame {
     Ping,
     Send(SendFrame),
-    Ack { conversation: String, seq: u64 },
-    Read { conversation: String, seq: u64 },
-    Revoke { cid: Option<String>, id: String },
+    Ack {
+        conversation: String,
+        seq: u64,
+    },
+    Read {
+        conversation: String,
+        seq: u64,
+    },
+    Revoke {
+        cid: Option<String>,
+        id: String,
+    },
+    Typing {
+        cid: Option<String>,
+        to: u64,
+        chat_type: String,
+        stop: bool,
+    },
 }
 
 /// The fields of a `send` frame.
@@ -138,6 +156,21 @@ pub fn decode(text: &str) -> Result<ClientFrame, FrameError> {
                 str_field(&obj, "id", &cid)?.ok_or_else(|| err(&cid, "missing_field", "id is required"))?;
             Ok(ClientFrame::Revoke { cid, id })
         }
+        "typing" => {
+            let to = u64_field(&obj, &["to"], &cid)?;
+            let chat_type = str_field(&obj, "chatType", &cid)?.unwrap_or_else(|| "single".into());
+            let stop = match str_field(&obj, "state", &cid)?.as_deref() {
+                None | Some("start") => false,
+                Some("stop") => true,
+                Some(_) => return Err(err(&cid, "invalid", "state must be start or stop")),
+            };
+            Ok(ClientFrame::Typing {
+                cid,
+                to,
+                chat_type,
+                stop,
+            })
+        }
         "ack" | "read" => {
             let conversation = str_field(&obj, "conversation", &cid)?
                 .ok_or_else(|| err(&cid, "missing_field", "conversation is required"))?;
@@ -193,6 +226,39 @@ mod tests {
             }
         );
         assert_eq!(decode(r#"{"type":"revoke"}"#).unwrap_err().code, "missing_field");
+    }
+
+    #[test]
+    fn decodes_typing() {
+        assert_eq!(
+            decode(r#"{"type":"typing","to":"7","chatType":"group"}"#).unwrap(),
+            ClientFrame::Typing {
+                cid: None,
+                to: 7,
+                chat_type: "group".into(),
+                stop: false
+            }
+        );
+        assert_eq!(
+            decode(r#"{"type":"typing","to":2,"state":"stop"}"#).unwrap(),
+            ClientFrame::Typing {
+                cid: None,
+                to: 2,
+                chat_type: "single".into(),
+                stop: true
+            }
+        );
+        assert_eq!(decode(r#"{"type":"typing"}"#).unwrap_err().code, "missing_field");
+        assert_eq!(
+            decode(r#"{"type":"typing","to":2,"state":"dancing"}"#)
+                .unwrap_err()
+                .code,
+            "invalid"
+        );
+        assert_eq!(
+            decode(r#"{"type":"typing","to":2,"state":1}"#).unwrap_err().code,
+            "wrong_type"
+        );
     }
 
     #[test]

@@ -27,10 +27,12 @@ use parlor_storage::{ChatType, Role, Store, UserRecord};
 
 use super::delivery::Delivery;
 use super::protocol::{self, ClientFrame, FrameError, SendFrame};
+use super::typing::{Notes, Verdict};
 use crate::auth::Issued;
 use crate::config::{Config, WsConfig};
 use crate::core::accounts::party;
 use crate::core::messages::{content_json, options_json};
+use crate::core::presence::{self, Typing};
 use crate::core::{conversations, messages};
 use crate::state::AppState;
 
@@ -66,6 +68,8 @@ pub struct Session {
     delivery: Delivery,
     /// Whether the report timer is armed (see [`Session::arm_report`]).
     report_armed: bool,
+    /// Which typing notes are forwarded; see [`Notes`].
+    typing: Notes,
     peers: HashMap<u64, Party>,
 }
 
@@ -88,6 +92,7 @@ impl Session {
             frames: frame_budget(&state.config.ws),
             delivery: Delivery::new(manual_ack, Instant::now()),
             report_armed: false,
+            typing: Notes::new(Config::ms(state.config.presence.typing_interval_ms)),
             peers: HashMap::new(),
             state,
         }
@@ -189,6 +194,12 @@ impl Session {
             }
             Ok(ClientFrame::Read { conversation, seq }) => self.on_read(conversation, seq, ctx),
             Ok(ClientFrame::Revoke { cid, id }) => self.on_revoke(cid, id, ctx),
+            Ok(ClientFrame::Typing {
+                cid,
+                to,
+                chat_type,
+                stop,
+            }) => self.on_typing(cid, to, &chat_type, stop, ctx),
             Err(e) => self.error(e, ctx),
         }
     }
@@ -287,6 +298,50 @@ impl Session {
                 },
                 ctx,
             ),
+        }));
+    }
+
+    /// A typing note: forwarded through the core (which refuses it like a send) unless
+    /// [`Notes`] drops it; answered only when refused.
+    fn on_typing(
+        &mut self,
+        cid: Option<String>,
+        to: u64,
+        chat_type: &str,
+        stop: bool,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let chat_type = match chat_type {
+            "single" => ChatType::Single,
+            "group" => ChatType::Group,
+            _ => {
+                let e = FrameError {
+                    cid,
+                    code: "invalid",
+                    msg: "chatType must be single or group".into(),
+                };
+                return self.error(e, ctx);
+            }
+        };
+        let target = (chat_type == ChatType::Group, to);
+        match self.typing.note(target, stop, Instant::now()) {
+            Verdict::Drop => return,
+            Verdict::Refused(e) => return self.error(FrameError { cid, ..e }, ctx),
+            Verdict::Forward => {}
+        }
+        let note = if stop { Typing::Stop } else { Typing::Start };
+        let (state, tenant, from) = (
+            self.state.clone(),
+            self.user.tenant.clone(),
+            (self.user.id, self.role),
+        );
+        let forward = async move { presence::typing(&state, &tenant, from, to, chat_type, note).await };
+        ctx.spawn(forward.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                let e = FrameError::of(cid, &e);
+                act.typing.refused(target, e.clone(), Instant::now());
+                act.error(e, ctx);
+            }
         }));
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{decode, encode};
 use crate::records::{
     ApplyRecord, ConvState, FileRecord, FriendRecord, GroupRecord, JoinRequest, MemberRecord, MessageRecord,
-    SettingRecord, UserRecord, WebhookRecord,
+    Presence, SettingRecord, UserRecord, WebhookRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result, Snapshot, Tx};
@@ -127,6 +127,13 @@ pub enum DumpRecord {
     File(FileRecord),
     /// A webhook endpoint, with its secret (events waiting for it are not copied).
     Webhook(WebhookRecord),
+    /// When a user was last seen and whether they hide it.
+    Presence {
+        tenant: String,
+        user: u64,
+        #[serde(flatten)]
+        presence: Presence,
+    },
 }
 
 /// Iterates a whole table, binding each key and value; `$body` returns a `Result<()>`.
@@ -232,7 +239,8 @@ impl Snapshot {
                 USER_GATES,
                 WEBHOOKS,
                 WEBHOOK_OUTBOX,
-                WEBHOOK_DEAD
+                WEBHOOK_DEAD,
+                PRESENCE
             ))
     }
 
@@ -384,6 +392,15 @@ impl Snapshot {
                 scope,
                 key: key.to_owned(),
                 value: value.to_owned(),
+            })
+        } else {
+            Ok(())
+        });
+        each!(txn, PRESENCE, |(t, user), (last_seen_ms, hidden)| if mine(t) {
+            emit(DumpRecord::Presence {
+                tenant: t.to_owned(),
+                user,
+                presence: Presence { last_seen_ms, hidden },
             })
         } else {
             Ok(())
@@ -562,6 +579,11 @@ impl Tx<'_> {
                 key,
                 value,
             } => self.put_user_setting(tenant, *user, *scope, key, value)?,
+            DumpRecord::Presence {
+                tenant,
+                user,
+                presence,
+            } => self.put_presence(tenant, *user, *presence)?,
             DumpRecord::TenantSetting { tenant, id, value } => self.put_tenant_setting(tenant, *id, value)?,
             DumpRecord::SystemSetting { tenant, id, setting } => {
                 self.put_system_setting(tenant, *id, setting)?

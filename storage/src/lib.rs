@@ -32,7 +32,8 @@ pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use records::{
     ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord,
-    JoinRequest, MemberRecord, MessageRecord, OutboxEvent, Role, SettingRecord, UserRecord, WebhookRecord,
+    JoinRequest, MemberRecord, MessageRecord, OutboxEvent, Presence, Role, SettingRecord, UserRecord,
+    WebhookRecord,
 };
 pub use snapshot::{HistoryPage, Snapshot, StartupState};
 pub use tx::Tx;

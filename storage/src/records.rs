@@ -302,6 +302,25 @@ impl Record for ConvState {
     const VERSION: u8 = 1;
 }
 
+/// A user's presence as stored (the `presence` table): when their last session went and
+/// whether they hide their presence and last seen from other users. Whether they are online
+/// now is not stored: the Router's registry knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence {
+    /// Milliseconds since the epoch; 0 when the user never went offline.
+    pub last_seen_ms: u64,
+    pub hidden: bool,
+}
+
+impl Presence {
+    /// The record of a stored row, or the default when there is none.
+    pub fn from_row(row: Option<(u64, bool)>) -> Self {
+        row.map(|(last_seen_ms, hidden)| Presence { last_seen_ms, hidden })
+            .unwrap_or_default()
+    }
+}
+
 /// A generic system setting of a tenant (the admin face's `modify_setting` ids that are no
 /// policy): its value and description, kept as given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,8 @@ use redb::{ReadTransaction, ReadableTable};
 use crate::codec::decode;
 use crate::records::{
     ApplyRecord, ApplyStatus, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord,
-    JoinRequest, MemberRecord, MessageRecord, OutboxEvent, SettingRecord, UserRecord, WebhookRecord,
+    JoinRequest, MemberRecord, MessageRecord, OutboxEvent, Presence, SettingRecord, UserRecord,
+    WebhookRecord,
 };
 use crate::tables::*;
 use crate::Result;
@@ -445,6 +446,20 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The ids of a group's members, in order, or `None` when it has more than `max`: a
+    /// large group is told apart without reading all its rows.
+    pub fn member_ids(&self, tenant: &str, group: u64, max: usize) -> Result<Option<Vec<u64>>> {
+        let table = self.txn.open_table(MEMBERS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, group, 0)..=(tenant, group, u64::MAX))? {
+            if out.len() == max {
+                return Ok(None);
+            }
+            out.push(entry?.0.value().2);
+        }
+        Ok(Some(out))
+    }
+
     /// The pending join requests of a group.
     pub fn join_requests_of(&self, tenant: &str, group: u64) -> Result<Vec<JoinRequest>> {
         let table = self.txn.open_table(JOIN_REQUESTS)?;
@@ -490,6 +505,13 @@ impl Snapshot {
             .open_table(NUM_CONVS)?
             .get((tenant, n))?
             .map(|v| v.value().to_owned()))
+    }
+
+    /// A user's presence row (the default for a user without one).
+    pub fn presence(&self, tenant: &str, user: u64) -> Result<Presence> {
+        let table = self.txn.open_table(PRESENCE)?;
+        let row = table.get((tenant, user))?.map(|v| v.value());
+        Ok(Presence::from_row(row))
     }
 
     /// A user setting.

@@ -91,6 +91,10 @@ pub const WEBHOOK_OUTBOX: TableDefinition<(&str, u64, u64), &[u8]> = TableDefini
 /// `(tenant, endpoint id, event id)` → [`OutboxEvent`](crate::OutboxEvent): events given up
 /// after `webhooks.max_attempts` failed deliveries (the dead letters).
 pub const WEBHOOK_DEAD: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("webhook_dead");
+/// `(tenant, user)` → `(last seen ms, hidden)`: when the user's last session went (0: not
+/// yet) and whether the user hides presence and last seen from others. Only users who went
+/// offline once or changed the setting have a row.
+pub const PRESENCE: TableDefinition<(&str, u64), (u64, bool)> = TableDefinition::new("presence");
 
 /// The `META` key of the database's id: a random number given when the file is created.
 pub const DATABASE_ID: &str = "database_id";
@@ -153,6 +157,7 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(WEBHOOKS)?;
     txn.open_table(WEBHOOK_OUTBOX)?;
     txn.open_table(WEBHOOK_DEAD)?;
+    txn.open_table(PRESENCE)?;
     txn.commit()?;
     Ok(())
 }

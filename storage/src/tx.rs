@@ -11,7 +11,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::codec::{decode, encode};
 use crate::records::{
     ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord, JoinRequest,
-    MemberRecord, MessageRecord, OutboxEvent, SettingRecord, UserRecord, WebhookRecord,
+    MemberRecord, MessageRecord, OutboxEvent, Presence, SettingRecord, UserRecord, WebhookRecord,
 };
 use crate::tables::*;
 use crate::{Error, Result};
@@ -81,6 +81,7 @@ lazy_tables! {
     webhooks: WEBHOOKS => (&'static str, u64), &'static [u8];
     outbox: WEBHOOK_OUTBOX => (&'static str, u64, u64), &'static [u8];
     dead_letters: WEBHOOK_DEAD => (&'static str, u64, u64), &'static [u8];
+    presence_table: PRESENCE => (&'static str, u64), (u64, bool);
 }
 
 /// Collects what `$owned` makes of each key of a range of a table (to remove rows after
@@ -280,6 +281,7 @@ impl Tx<'_> {
         for (scope, key) in keys_in!(self.user_settings()?, settings, |k| (k.2, k.3.to_owned())) {
             self.user_settings()?.remove((tenant, id, scope, key.as_str()))?;
         }
+        self.presence_table()?.remove((tenant, id))?;
         Ok(Some(user))
     }
 
@@ -688,6 +690,19 @@ impl Tx<'_> {
         self.conv_nums()?.insert((tenant, conv), n)?;
         self.num_convs()?.insert((tenant, n), conv)?;
         Ok(n)
+    }
+
+    /// A user's presence row: when their last session went and whether they hide it.
+    pub fn presence(&self, tenant: &str, user: u64) -> Result<Presence> {
+        let row = self.presence_table()?.get((tenant, user))?.map(|v| v.value());
+        Ok(Presence::from_row(row))
+    }
+
+    /// Stores a user's presence row.
+    pub fn put_presence(&self, tenant: &str, user: u64, p: Presence) -> Result<()> {
+        self.presence_table()?
+            .insert((tenant, user), (p.last_seen_ms, p.hidden))?;
+        Ok(())
     }
 
     /// Stores a user setting.

@@ -696,7 +696,7 @@ async fn unknown_users_messages_groups_and_settings_are_code_253() {
             "/admin/user/get_setting",
             json!({"userId": alice.uuid, "scope": 3, "key": format!("0-0-{ghost}")}),
         ),
-        ("/admin/get_setting", json!({"id": 7})),
+        ("/admin/get_setting", json!({"id": 8})),
         ("/admin/get_setting", json!({"id": 0})),
         (
             "/admin/file/conversation_files",
@@ -1055,6 +1055,7 @@ async fn system_settings_are_read_and_modified_by_id() {
         u64::from(policy.rate_burst),
         policy.offline_replay_max as u64,
         policy.max_group_members as u64,
+        policy.presence_group_max as u64,
     ];
     for (i, want) in defaults.iter().enumerate() {
         let id = i as u32 + 1;
@@ -1063,7 +1064,7 @@ async fn system_settings_are_read_and_modified_by_id() {
         assert!(result["desc"].as_str().is_some_and(|d| !d.is_empty()), "{result}");
     }
 
-    for id in 1..=6u32 {
+    for id in 1..=7u32 {
         let value = (1000 + id).to_string();
         let answer = admin(
             &server,
@@ -1096,7 +1097,8 @@ async fn system_settings_are_read_and_modified_by_id() {
     assert_eq!(system_setting(&server, 1).await, "1001");
     assert_eq!(system_setting(&server, 2).await, "1002");
     assert_eq!(system_setting(&server, 6).await, "1006");
-    for id in [0, 7, 1000] {
+    assert_eq!(system_setting(&server, 7).await, "1007");
+    for id in [0, 8, 1000] {
         refused(
             &admin(&server, "/admin/get_setting", &json!({ "id": id })).await,
             253,
@@ -1130,7 +1132,7 @@ async fn any_other_setting_id_keeps_its_value_and_desc() {
     ok(&admin(
         &server,
         "/admin/modify_setting",
-        &json!({"id": 7, "value": "seven"}),
+        &json!({"id": 8, "value": "eight"}),
     )
     .await);
     ok(&admin(
@@ -1142,8 +1144,8 @@ async fn any_other_setting_id_keeps_its_value_and_desc() {
     let got = ok(&admin(&server, "/admin/get_setting", &json!({"id": 1001})).await);
     assert_eq!(got, json!({"id": 1001, "value": "42", "desc": "description"}));
     assert_eq!(
-        ok(&admin(&server, "/admin/get_setting", &json!({"id": 7})).await),
-        json!({"id": 7, "value": "seven", "desc": ""})
+        ok(&admin(&server, "/admin/get_setting", &json!({"id": 8})).await),
+        json!({"id": 8, "value": "eight", "desc": ""})
     );
     // Per tenant: another tenant has none of them.
     let msg = refused(

@@ -425,6 +425,26 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
         .await;
     alice.shot("08-alice-chat").await;
 
+    // Bob types: Alice sees him typing; his message, once sent, ends it.
+    bob.type_into("the composer", "[data-testid=composer-input]", "Are you there")
+        .await;
+    let typing = alice
+        .css("Bob typing", "[data-testid=chat-typing]:not([hidden])")
+        .await;
+    let text = typing.text().await.unwrap();
+    assert!(text.contains("bob_web"), "{text}");
+    alice.shot("08b-alice-sees-bob-typing").await;
+    bob.type_into(
+        "the composer",
+        "[data-testid=composer-input]",
+        &char::from(fantoccini::key::Key::Enter).to_string(),
+    )
+    .await;
+    alice.sees("Are you there").await;
+    alice
+        .css("no one typing", "[data-testid=chat-typing][hidden]")
+        .await;
+
     // Alice's socket fails under her next send: the message goes over REST with the same
     // cid, and the socket comes back by itself.
     alice

@@ -170,6 +170,15 @@ async fn export_and_import_keep_what_the_api_shows() {
         .post_json(&format!("/user/ban/{}", dave.id), Some(&bob.token), &json!({}))
         .await;
     assert!(status.is_success() && body["success"] == true, "{body}");
+    // Dave hides his presence: a presence row.
+    assert_ok(
+        &a.post_form(
+            "/api/chat/updateUserinfo",
+            Some(&dave.token),
+            &[("fieldname", "hide_presence"), ("fieldValue", "1")],
+        )
+        .await,
+    );
     let carol_id = carol.id.to_string();
     assert_ok(
         &a.post_form(
@@ -318,6 +327,7 @@ async fn export_and_import_keep_what_the_api_shows() {
         "message",
         "conversation_number",
         "block",
+        "presence",
     ] {
         assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
     }

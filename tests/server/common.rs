@@ -28,6 +28,9 @@ pub fn test_config(dir: &Path) -> Config {
     c.ws.report_interval_ms = 20;
     c.ws.probe_interval_ms = 20;
     c.router.cursor_flush_ms = 20;
+    // Presence frames would interleave with what the other tests expect; presence.rs turns
+    // it on (see `with_presence` there).
+    c.presence.enabled = false;
     c
 }
 

@@ -24,6 +24,7 @@ mod loadgen_smoke;
 mod messages;
 mod metrics;
 mod openapi;
+mod presence;
 mod readme;
 mod social;
 mod web;

@@ -5,7 +5,7 @@
 //! every event exactly once through a receiver that fails and recovers, dead letters after
 //! `webhooks.max_attempts` failures (listed and retried through the admin face), group
 //! messages listing their members, `message.revoked`, `group.members` and `friend.request`
-//! events (and none for a refused change), sends unaffected by a receiver that never answers
+//! events (and none for a refused change), `user.online` and `user.offline` events, sends unaffected by a receiver that never answers
 //! (load generator runs included), and
 //! nothing lost across a `kill -9` of the real binary with events waiting for a receiver
 //! that is down.
@@ -370,6 +370,56 @@ async fn message_sent_events_are_signed_in_order_and_tell_who_was_online() {
     server.wait_metric("parlor_webhook_outbox_depth", 0.0).await;
     assert_eq!(server.metric("parlor_webhook_deliveries_total").await, 6.0);
     assert_eq!(server.metric("parlor_webhook_failures_total").await, 0.0);
+    receiver.stop().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn users_coming_online_and_going_offline_are_events_in_order() {
+    let (server, _dir) = start(|c| {
+        c.presence.enabled = true;
+        c.presence.offline_grace_ms = 100;
+    })
+    .await;
+    let receiver = Receiver::start(free_port(), Mode::Answer).await;
+    add_hook(&server, &receiver.url(), &["user.online", "user.offline"]).await;
+    let alice = server.register("alice1").await;
+    // Hiding presence from other users hides nothing from the tenant's own backend.
+    let (status, body) = server
+        .post_form(
+            "/api/chat/updateUserinfo",
+            Some(&alice.token),
+            &[("fieldname", "hide_presence"), ("fieldValue", "1")],
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    for round in 1..=2 {
+        let ws = server.ws(&alice.token).await;
+        receiver.wait_accepted(2 * round - 1).await;
+        // A second device changes nothing.
+        let second = server.ws(&alice.token).await;
+        second.close().await;
+        ws.close().await;
+        receiver.wait_accepted(2 * round).await;
+    }
+    let hits = receiver.accepted();
+    let events: Vec<&str> = hits.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["user.online", "user.offline", "user.online", "user.offline"]
+    );
+    for hit in &hits {
+        assert!(signed(hit, HOOK_SECRET), "{hit:?}");
+        assert_eq!(hit.body["data"]["userId"], alice.id, "{:?}", hit.body);
+    }
+    assert_eq!(hits[0].body["data"], json!({"userId": alice.id, "online": true}));
+    let seen = hits[1].body["data"]["lastSeen"].as_u64().expect("lastSeen");
+    assert!(
+        seen >= hits[0].body["createdAt"].as_u64().unwrap(),
+        "{:?}",
+        hits[1].body
+    );
+    assert_eq!(hits[1].body["data"]["online"], false);
     receiver.stop().await;
     server.stop().await;
 }

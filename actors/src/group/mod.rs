@@ -231,6 +231,26 @@ impl Handler<SendMessage> for Group {
     }
 }
 
+impl Handler<GroupTyping> for Group {
+    type Result = Result<(), SendError>;
+
+    /// A typing note goes to the members' sessions online, never to the store: no activity
+    /// that keeps the actor alive.
+    fn handle(&mut self, msg: GroupTyping, _: &mut Self::Context) -> Self::Result {
+        if !self.members.contains_key(&msg.from) {
+            return Err(SendError::Forbidden("you are not a member of this group".into()));
+        }
+        // A note the Router has no room for now is dropped: the next one replaces it.
+        let _ = self.router.try_send(Ephemeral {
+            tenant: self.tenant.clone(),
+            users: self.member_ids.clone(),
+            skip: Some(msg.from),
+            frame: msg.frame,
+        });
+        Ok(())
+    }
+}
+
 impl Handler<DrainCommitted> for Group {
     type Result = ();
 

@@ -31,12 +31,15 @@ use crate::{wire, ConvKey, Policy, SendError, Tenant};
 
 mod cursors;
 mod direct;
+mod presence;
 mod replay;
 mod sessions;
 
 pub use cursors::FlushCursors;
 use cursors::{CursorBuf, Receipts};
 use direct::SendNote;
+pub use presence::presence_frame;
+use presence::{Away, Change};
 use replay::ReplaySource;
 use sessions::SessionEntry;
 
@@ -55,6 +58,9 @@ pub struct RouterConfig {
     pub group_idle: Duration,
     /// The language of the system notices (group changes, revokes).
     pub locale: Locale,
+    /// How long a user whose last session went still counts as online; `None` turns
+    /// presence off (see `presence`).
+    pub presence_grace: Option<Duration>,
 }
 
 impl Default for RouterConfig {
@@ -66,6 +72,7 @@ impl Default for RouterConfig {
             default_policy: Policy::default(),
             group_idle: Duration::from_secs(600),
             locale: Locale::default(),
+            presence_grace: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -119,6 +126,8 @@ pub struct Router {
     stats: Arc<RouterStats>,
     /// Direct sends committed and not yet fanned out, in commit order.
     committed: Commits<SendNote, (MessageRecord, bool), Arc<MessageRecord>>,
+    /// Users within the presence grace after their last session went.
+    away: Away,
 }
 
 impl Router {
@@ -143,6 +152,7 @@ impl Router {
             rates: RateLimiter::default(),
             stats: Arc::new(RouterStats::default()),
             committed: Commits::default(),
+            away: Away::default(),
         }
     }
 
@@ -263,6 +273,10 @@ impl Actor for Router {
         ctx.run_interval(self.config.cursor_flush, |act, _| {
             act.flush_cursors();
         });
+        if let Some(grace) = self.config.presence_grace {
+            let sweep = (grace / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+            ctx.run_interval(sweep, |act, ctx| act.sweep_away(ctx));
+        }
         tracing::debug!(pending_users = self.pending.len(), "router started");
     }
 
@@ -288,6 +302,7 @@ impl Handler<Connect> for Router {
             .map(|s| s.into_iter().collect())
             .unwrap_or_default();
         let replay = !convs.is_empty();
+        let first = !self.sessions.contains_key(&user);
         // Most users have one session: room for one, not the four a first push reserves.
         let list = self
             .sessions
@@ -297,6 +312,9 @@ impl Handler<Connect> for Router {
         self.stats.sessions_online.fetch_add(1, Ordering::Relaxed);
         let counts = &self.tenant(&user.tenant, ctx).counts;
         counts.sessions_online.fetch_add(1, Ordering::Relaxed);
+        if first && !self.away.back(&user) {
+            self.announce(user.clone(), Change::Online, ctx);
+        }
         if replay {
             self.start_replay(user, session, ReplaySource::Convs(convs), ctx);
         }
@@ -327,6 +345,7 @@ impl Handler<Disconnect> for Router {
                 let entry = list.swap_remove(pos);
                 if list.is_empty() {
                     self.sessions.remove(&user);
+                    self.last_session_gone(&user);
                 }
                 self.session_gone(&user.tenant);
                 entry.ledger.into_unconfirmed()
@@ -474,6 +493,46 @@ impl Handler<OnlineCount> for Router {
 
     fn handle(&mut self, msg: OnlineCount, _: &mut Self::Context) -> usize {
         self.sessions.get(&msg.user).map_or(0, Vec::len)
+    }
+}
+
+impl Handler<OnlineOf> for Router {
+    type Result = MessageResult<OnlineOf>;
+
+    fn handle(&mut self, msg: OnlineOf, _: &mut Self::Context) -> Self::Result {
+        let online = msg
+            .ids
+            .iter()
+            .map(|&id| {
+                self.counts_online(&UserKey {
+                    tenant: msg.tenant.clone(),
+                    id,
+                })
+            })
+            .collect();
+        MessageResult(online)
+    }
+}
+
+impl Handler<PresenceShown> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: PresenceShown, ctx: &mut Self::Context) {
+        self.announce(msg.user, Change::Shown, ctx);
+    }
+}
+
+impl Handler<Ephemeral> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ephemeral, _: &mut Self::Context) {
+        let ids: Vec<u64> = msg
+            .users
+            .iter()
+            .copied()
+            .filter(|&id| Some(id) != msg.skip)
+            .collect();
+        self.push_to(&msg.tenant, &ids, &msg.frame);
     }
 }
 

@@ -133,6 +133,7 @@ impl Router {
         let entry = list.swap_remove(pos);
         if list.is_empty() {
             self.sessions.remove(user);
+            self.last_session_gone(user);
         }
         // One control message past the mailbox bound: the session must learn it is cut.
         entry.addr.do_send(Deliver::Close { reason });

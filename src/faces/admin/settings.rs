@@ -1,5 +1,5 @@
 //! Settings: a user's settings by scope and key (scope 3 is a conversation's top flag, the
-//! same flag as the conversation list's), the tenant's system settings (ids 1-6 are Parlor
+//! same flag as the conversation list's), the tenant's system settings (ids 1-7 are Parlor
 //! policy, any other id a generic setting kept with its description), and the top flag by
 //! conversation (a user setting: a conversation without messages can be pinned).
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{ok, user_json, userinfo_json, Form, Me, Result, State};
 use crate::auth::{valid_device_id, visitor_sign};
 use crate::core::accounts::{self, check_password, check_username, Device, Login, Profile};
-use crate::core::{check_len, lifecycle};
+use crate::core::{check_len, lifecycle, presence as seen};
 use crate::error::ApiError;
 use crate::faces::{client_addr, tenant_of, token_of};
 use crate::routes::Routes;
@@ -25,7 +25,8 @@ pub fn routes(r: &mut Routes) {
         .post("/api/chat/searchUser", search_user)
         .post("/api/chat/updateUserinfo", update_userinfo)
         .post("/api/chat/updatePassword", update_password)
-        .post("/api/chat/userset", userset);
+        .post("/api/chat/userset", userset)
+        .post("/api/chat/presence", presence);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -107,6 +108,15 @@ async fn update_userinfo(state: State, me: Me, form: Form) -> Result {
     let visitor_fields = ["nickname", "avatar"];
     if me.role() == Some(Role::Visitor) && !visitor_fields.contains(&field.as_str()) {
         return Err(ApiError::Forbidden(format!("visitors cannot change {field}")).into());
+    }
+    if field == "hide_presence" {
+        let hidden = match value.as_str() {
+            "0" => false,
+            "1" => true,
+            _ => return Err(ApiError::invalid("hide_presence must be 0 or 1").into()),
+        };
+        seen::set_hidden(&state, me.tenant(), me.id(), hidden).await?;
+        return Ok(ok("更新成功"));
     }
     let optional = |v: &str| if v.is_empty() { None } else { Some(v.to_owned()) };
     let apply: Box<dyn FnOnce(&mut UserRecord) + Send> = match field.as_str() {
@@ -296,4 +306,16 @@ async fn visitor_login_chat(req: HttpRequest, state: State, form: Form) -> Resul
     )
     .await?;
     Ok(logged_in(&login))
+}
+
+/// Whether each of `userIds` (friends, fellow group members, oneself; the others are left
+/// out) is online, and when the others were last seen.
+async fn presence(state: State, me: Me, form: Form) -> Result {
+    let ids = super::groups::id_list(&form, "userIds")?;
+    let seen = seen::query(&state, me.tenant(), me.id(), ids).await?;
+    let list: Vec<Value> = seen
+        .iter()
+        .map(|s| json!({"userId": s.user, "online": s.online, "lastSeen": s.last_seen, "hidden": s.hidden}))
+        .collect();
+    Ok(ok(list))
 }

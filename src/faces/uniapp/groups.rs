@@ -66,7 +66,7 @@ fn member_json(gid: u64, user: u64, m: &MemberRecord, u: Option<&UserRecord>) ->
 
 /// The ids of a `userIds` field: a JSON array, repeated form fields, a comma list or a
 /// JSON array in a string.
-fn id_list(form: &Form, name: &str) -> std::result::Result<Vec<u64>, ApiError> {
+pub(super) fn id_list(form: &Form, name: &str) -> std::result::Result<Vec<u64>, ApiError> {
     let wrong = || ApiError::invalid(format!("{name} must be an array of user ids"));
     let one = |v: &Value| -> std::result::Result<u64, ApiError> {
         match v {
