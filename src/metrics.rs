@@ -211,7 +211,7 @@ fn label(value: &str) -> String {
 
 fn render_core(state: &AppState, out: &mut String) {
     let r = &state.router_stats;
-    let counters: [(&str, &str, &str, u64); 8] = [
+    let counters: [(&str, &str, &str, u64); 10] = [
         (
             "parlor_sessions_open",
             "gauge",
@@ -259,6 +259,18 @@ fn render_core(state: &AppState, out: &mut String) {
             "counter",
             "Group actors started, first starts and restarts on demand alike.",
             r.groups_started.load(Relaxed),
+        ),
+        (
+            "parlor_presence_changes_total",
+            "counter",
+            "Users who came online or went offline (after the grace), as told to their audience.",
+            r.presence_changes.load(Relaxed),
+        ),
+        (
+            "parlor_presence_frames_total",
+            "counter",
+            "presence frames handed to sessions.",
+            r.presence_frames.load(Relaxed),
         ),
     ];
     let h = &state.webhooks;

@@ -129,6 +129,9 @@ async fn a_second_device_keeps_its_user_online_and_a_quick_reconnect_tells_nobod
     assert_eq!(offline["online"], false, "{offline}");
     assert!(offline["lastSeen"].as_u64().is_some(), "{offline}");
     bob_ws.assert_quiet(300).await;
+    // Told: Bob online (to nobody), Alice online, Alice offline; two frames, both to Bob.
+    assert_eq!(server.metric("parlor_presence_changes_total").await, 3.0);
+    assert_eq!(server.metric("parlor_presence_frames_total").await, 2.0);
 }
 
 /// `updateUserinfo` of `hide_presence` to `v`.

@@ -91,6 +91,10 @@ pub struct RouterStats {
     pub groups_running: AtomicU64,
     /// Group actors started, first starts and restarts on demand alike.
     pub groups_started: AtomicU64,
+    /// Presence transitions (online, offline after the grace) told to an audience.
+    pub presence_changes: AtomicU64,
+    /// `presence` frames handed to sessions.
+    pub presence_frames: AtomicU64,
     /// Per tenant, in the order the tenants were first seen; the lock is taken when a tenant
     /// appears and when the metrics are read, never per message.
     pub tenants: std::sync::Mutex<Vec<(Arc<str>, Arc<TenantCounts>)>>,

@@ -15,6 +15,7 @@
 //! tells by then, so frames of a quick succession of transitions never arrive out of order.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,9 @@ impl Router {
             return;
         }
         let policy = self.tenant(&user.tenant, ctx).policy.clone();
+        if change != Change::Shown {
+            self.stats.presence_changes.fetch_add(1, Ordering::Relaxed);
+        }
         let last_seen = match change {
             Change::Online => None,
             Change::Offline(at) => Some(at),
@@ -205,23 +209,27 @@ impl Router {
                 }
                 _ => return,
             };
-            act.push_to(&user.tenant, &ids, &frame);
+            let told = act.push_to(&user.tenant, &ids, &frame);
+            act.stats.presence_frames.fetch_add(told, Ordering::Relaxed);
         }));
     }
 
-    /// Offers a frame outside any timeline to the online sessions of `ids`.
-    pub(super) fn push_to(&mut self, tenant: &Arc<str>, ids: &[u64], frame: &wire::Frame) {
+    /// Offers a frame outside any timeline to the online sessions of `ids`; answers how
+    /// many users took it.
+    pub(super) fn push_to(&mut self, tenant: &Arc<str>, ids: &[u64], frame: &wire::Frame) -> u64 {
         let pushed = Pushed {
             frame: frame.clone(),
             at: None,
         };
+        let mut told = 0;
         for &id in ids {
             let key = UserKey {
                 tenant: tenant.clone(),
                 id,
             };
-            self.push_user(&key, &pushed, None);
+            told += u64::from(self.push_user(&key, &pushed, None));
         }
+        told
     }
 
     /// Stores `user`'s last seen (when going offline) and queues their event for
