@@ -11,6 +11,8 @@
 #   knee         direct messages, closed loop (the most the server commits and delivers)
 #   fanout10 fanout100 fanout1000 fanout10000
 #                group fan-out, 10 senders, N members, open loop near the target rates
+#   paced1000    fan-out to 1,000 members at a chat-like 2 messages a second (60 messages):
+#                what confirmation and wake-ups cost per delivery when messages are few
 #   slow         fan-out to 1,000 members, once as is and once with one member not reading
 #   offline      1,000 messages waiting for a user, then login -> last message (20 rounds)
 #   writer       the Writer alone (criterion: cargo bench --bench writer)
@@ -30,11 +32,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$2; shift 2 ;;
     --port) PORT=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) SCENARIOS+=("$1"); shift ;;
   esac
 done
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(connect idle10k idle50k direct10k knee fanout10 fanout100 fanout1000 fanout10000 slow offline writer)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(connect idle10k idle50k direct10k knee fanout10 fanout100 fanout1000 paced1000 fanout10000 slow offline writer)
 
 mkdir -p "$OUT/bin"
 cargo build --release --bin parlor --bin loadgen
@@ -109,6 +111,7 @@ for s in "${SCENARIOS[@]}"; do
     fanout10) loadgen fanout10 fanout --members 10 --senders 10 --messages 60000 --rate 3000 --timeout 60 ;;
     fanout100) loadgen fanout100 fanout --members 100 --senders 10 --messages 30000 --rate 1500 --timeout 60 ;;
     fanout1000) loadgen fanout1000 fanout --members 1000 --senders 10 --messages 3000 --rate 300 --timeout 60 ;;
+    paced1000) loadgen paced1000 fanout --members 1000 --senders 10 --messages 60 --rate 2 --timeout 90 ;;
     fanout10000) loadgen fanout10000 fanout --members 10000 --senders 10 --messages 300 --rate 15 --timeout 60 ;;
     slow)
       loadgen slow-without fanout --members 1000 --senders 10 --messages 2000 --rate 200 --timeout 60

@@ -395,11 +395,13 @@ pub struct WsConfig {
     pub max_frame_bytes: usize,
     /// Frames waiting for one session before it counts as slow and is cut. Default 1024.
     pub mailbox: usize,
-    /// How often a session reports what its client confirmed (its delivered cursor), ms.
-    /// Default 200.
+    /// How long after a probe's pong a session reports what its client confirmed (its
+    /// delivered cursor) to the Router, ms; what more pongs confirm meanwhile goes in the
+    /// same report. Default 200.
     pub report_interval_ms: u64,
     /// Least time between two delivery probes of a session (a ping whose pong confirms the
-    /// frames written before it), ms; a replay batch is probed at once. Default 1000.
+    /// frames written before it), ms: a probe rides in the socket write of a frame when due,
+    /// else goes half an interval after; a replay batch is probed at once. Default 1000.
     pub probe_interval_ms: u64,
     /// Client frames other than `send` (those are budgeted by the tenant's send rate) one
     /// session may send per second, sustained; past it and its burst a frame is refused

@@ -94,7 +94,7 @@ impl Delivery {
 
     /// Whether the periodic probe is due: `interval` has passed since the last one.
     pub fn due(&self, now: Instant, interval: Duration) -> bool {
-        now.saturating_duration_since(self.last_probe) >= interval
+        self.until_due(now, interval).is_zero()
     }
 
     /// A pong arrived; when it answers the probe in flight, that probe's positions are
@@ -131,12 +131,16 @@ impl Delivery {
         self.in_flight.is_some()
     }
 
-    /// Whether the session's report timer has work: confirmed positions to report, or
-    /// written ones to probe once no probe is in flight. An idle session (nothing written
-    /// since its last confirmed probe, or only a probe waiting for its pong, whose arrival
-    /// wakes the session anyway) needs no timer.
-    pub fn needs_report(&self) -> bool {
-        !self.confirmed.is_empty() || (!self.written.is_empty() && self.in_flight.is_none())
+    /// Whether there are written positions to probe and no probe in flight (whose pong
+    /// would come back first anyway).
+    pub fn needs_probe(&self) -> bool {
+        !self.written.is_empty() && self.in_flight.is_none()
+    }
+
+    /// How long until the next probe is due: zero when `interval` has passed since the
+    /// last one.
+    pub fn until_due(&self, now: Instant, interval: Duration) -> Duration {
+        (self.last_probe + interval).saturating_duration_since(now)
     }
 }
 
@@ -283,27 +287,32 @@ mod tests {
     }
 
     #[test]
-    fn only_unprobed_or_unreported_positions_need_the_report_timer() {
+    fn only_unprobed_positions_need_a_probe_and_it_is_due_once_per_interval() {
         let t = Instant::now();
+        let second = Duration::from_secs(1);
         let mut d = Delivery::new(false, t);
-        assert!(!d.needs_report(), "a new session is idle");
+        assert!(!d.needs_probe(), "a new session is idle");
         d.written(&conv("a"), 1);
-        assert!(d.needs_report(), "written, to probe");
-        let p = d.probe(t).unwrap();
-        assert!(!d.needs_report(), "only the pong can move it on");
+        assert!(d.needs_probe(), "written, to probe");
+        assert_eq!(d.until_due(t, second), second, "a second after connecting");
+        let later = t + second;
+        assert!(d.until_due(later, second).is_zero());
+        let p = d.probe(later).unwrap();
+        assert!(!d.needs_probe(), "only the pong can move it on");
         d.written(&conv("a"), 2);
-        assert!(!d.needs_report(), "the pong of the probe in flight comes first");
+        assert!(!d.needs_probe(), "the pong of the probe in flight comes first");
         assert!(d.pong(&p));
-        assert!(d.needs_report(), "confirmed, to report; and 2 to probe");
+        assert!(d.needs_probe(), "2 is still to probe");
+        let soon = later + Duration::from_millis(300);
+        assert_eq!(d.until_due(soon, second), Duration::from_millis(700));
         assert_eq!(sorted(d.take_confirmed()), [("a".into(), 1)]);
-        assert!(d.needs_report(), "2 is still to probe");
-        let p = d.probe(t).unwrap();
+        let p = d.probe(soon + Duration::from_millis(700)).unwrap();
         assert!(d.pong(&p));
         d.take_confirmed();
-        assert!(!d.needs_report(), "everything confirmed and reported: idle again");
+        assert!(!d.needs_probe(), "everything confirmed: idle again");
         let mut manual = Delivery::new(true, t);
         manual.written(&conv("a"), 1);
-        assert!(!manual.needs_report(), "manual acks track nothing");
+        assert!(!manual.needs_probe(), "manual acks track nothing");
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! It registers with the Router, writes what the Router delivers, turns client frames
 //! into calls to the core, answers a bad frame with an `error` frame without closing,
 //! pings every `heartbeat_interval_ms` and closes a client silent for `client_timeout_ms`.
-//! While it has written frames to probe or confirmed positions to report, every
-//! `report_interval_ms`, and when it stops, it tells the Router the positions the client
+//! Behind what it writes it sends a delivery probe, at most one per `probe_interval_ms`
+//! and, under a steady flow, in the same socket write as a frame; `report_interval_ms`
+//! after a probe's pong, and when it stops, it tells the Router the positions the client
 //! confirmed (see [`Delivery`]), which moves the user's delivered cursor. An idle session
-//! has no report timer: its only timer is the heartbeat.
+//! has no timer but the heartbeat.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -66,7 +67,9 @@ pub struct Session {
     frames: DefaultDirectRateLimiter,
     /// What the client is known to have read; see [`Delivery`].
     delivery: Delivery,
-    /// Whether the report timer is armed (see [`Session::arm_report`]).
+    /// Whether a timer will probe what was written (see [`Session::schedule_probe`]).
+    probe_armed: bool,
+    /// Whether a timer will report confirmed positions (see [`Session::confirmed`]).
     report_armed: bool,
     /// Which typing notes are forwarded; see [`Notes`].
     typing: Notes,
@@ -91,6 +94,7 @@ impl Session {
             issued: None,
             frames: frame_budget(&state.config.ws),
             delivery: Delivery::new(manual_ack, Instant::now()),
+            probe_armed: false,
             report_armed: false,
             typing: Notes::new(Config::ms(state.config.presence.typing_interval_ms)),
             peers: HashMap::new(),
@@ -110,23 +114,51 @@ impl Session {
         ctx.text(p.frame.clone());
         if let Some((conv, seq)) = &p.at {
             self.delivery.written(conv, *seq);
-            self.arm_report(ctx);
+            self.schedule_probe(ctx);
         }
     }
 
-    /// Arms the report timer when it is not armed and the delivery state has work for it;
-    /// each firing reports, then arms it again while work is left. So a session costs a
-    /// timer only while messages flow to it.
-    fn arm_report(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.report_armed || !self.delivery.needs_report() {
+    /// Probes what was written when no probe is in flight: at once when the last probe is
+    /// `probe_interval_ms` old, so that the ping leaves in the same socket write as the
+    /// frame just written. Otherwise a timer probes half an interval after the probe is due,
+    /// unless a frame written in between carried it: under a steady trickle of messages
+    /// every probe rides on a frame, and the last frames of a burst are confirmed within
+    /// one and a half intervals. A probe in flight needs nothing: its pong comes back here.
+    /// So a session costs a timer only while messages flow to it, and at most one probe
+    /// per interval.
+    fn schedule_probe(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.delivery.needs_probe() {
             return;
         }
-        self.report_armed = true;
-        ctx.run_later(Config::ms(self.config.report_interval_ms), |act, ctx| {
-            act.report_armed = false;
-            act.report(ctx);
-            act.arm_report(ctx);
+        let (now, interval) = (Instant::now(), Config::ms(self.config.probe_interval_ms));
+        let wait = self.delivery.until_due(now, interval);
+        if wait.is_zero() {
+            return self.probe(ctx);
+        }
+        if self.probe_armed {
+            return;
+        }
+        self.probe_armed = true;
+        ctx.run_later(wait + interval / 2, |act, ctx| {
+            act.probe_armed = false;
+            act.schedule_probe(ctx);
         });
+    }
+
+    /// A pong confirmed a probe: its positions are reported to the Router by a timer
+    /// `report_interval_ms` later (what more pongs confirm meanwhile goes in the same
+    /// report). Not at once: pongs come back while the Router is still fanning the message
+    /// out, and a report each would wake it in the middle of that. Then what was written
+    /// since is probed.
+    fn confirmed(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.report_armed {
+            self.report_armed = true;
+            ctx.run_later(Config::ms(self.config.report_interval_ms), |act, _| {
+                act.report_armed = false;
+                act.report();
+            });
+        }
+        self.schedule_probe(ctx);
     }
 
     /// Sends a probe behind what was written, unless one is in flight or nothing is new.
@@ -142,15 +174,8 @@ impl Session {
         }
     }
 
-    /// Every report interval: reports what the client confirmed, and probes what was
-    /// written since the last probe (see [`Delivery`]).
-    fn report(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self
-            .delivery
-            .due(Instant::now(), Config::ms(self.config.probe_interval_ms))
-        {
-            self.probe(ctx);
-        }
+    /// Reports what the client confirmed (see [`Delivery`]) to the Router.
+    fn report(&mut self) {
         let positions = self.delivery.take_confirmed();
         if positions.is_empty() {
             return;
@@ -404,6 +429,7 @@ impl Session {
                 ctx.text(wire::ack_frame(cid.as_deref(), wire::MessageJson::new(&stored)));
                 let conv: Arc<str> = Arc::from(stored.conv.as_str());
                 act.delivery.written(&conv, stored.seq);
+                act.schedule_probe(ctx);
             }
             Err(e) => act.error(FrameError::of(cid, &e), ctx),
         }));
@@ -522,7 +548,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
             Ok(ws::Message::Pong(payload)) => {
                 if self.delivery.pong(&payload) {
-                    self.arm_report(ctx);
+                    self.confirmed(ctx);
                 }
             }
             Ok(ws::Message::Binary(_)) => self.error(
