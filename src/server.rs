@@ -181,6 +181,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
     };
     let writer = WriterConfig {
         max_batch: storage.max_batch,
+        linger: std::time::Duration::from_micros(storage.commit_linger_us),
         queue: storage.write_queue,
         reopen_after: Config::ms(storage.reopen_after_ms),
     };

@@ -811,3 +811,53 @@ fn removing_a_user_takes_what_is_theirs_alone_and_its_gate_stays() {
     assert_eq!(s.startup_state().unwrap().gates.len(), 1);
     assert_eq!(s.users_page("t", None, 0, 10).unwrap().0, 2);
 }
+
+/// A store whose Writer lingers `linger` under load.
+fn open_lingering(path: &std::path::Path, linger: Duration) -> Store {
+    Store::open(
+        path,
+        WriterConfig {
+            linger,
+            ..WriterConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn under_load_the_writer_lingers_for_writes_to_join_a_commit_and_idle_it_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    // A linger far longer than the gaps below, so that a slow host cannot break the test.
+    let store = open_lingering(&dir.path().join("parlor.redb"), Duration::from_secs(2));
+    let writer = store.writer();
+    let commits = || writer.stats().commits.load(Ordering::Relaxed);
+    let put = |n: u64| {
+        writer
+            .submit(move |tx| tx.put_tenant_setting("t", n as u32, "v"))
+            .unwrap()
+    };
+    // Idle: a lone write commits at once, without lingering.
+    let started = std::time::Instant::now();
+    put(1).blocking_recv().unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Two writes queued behind a blocked one: a commit of more than one, so the Writer is
+    // under load from now on.
+    let (release, blocker) = block_writer(&store);
+    let (a, b) = (put(2), put(3));
+    release.send(()).unwrap();
+    blocker.blocking_recv().unwrap().unwrap();
+    a.blocking_recv().unwrap().unwrap();
+    b.blocking_recv().unwrap().unwrap();
+    let before = commits();
+    // Two writes 50 ms apart, well within the linger: one commit holds both.
+    let first = put(4);
+    std::thread::sleep(Duration::from_millis(50));
+    let second = put(5);
+    first.blocking_recv().unwrap().unwrap();
+    second.blocking_recv().unwrap().unwrap();
+    assert_eq!(commits() - before, 1, "both writes in one commit");
+}

@@ -445,13 +445,15 @@ async fn two_browsers_befriend_chat_catch_up_and_revoke() {
         .css("no one typing", "[data-testid=chat-typing][hidden]")
         .await;
 
-    // Alice's socket fails under her next send: the message goes over REST with the same
-    // cid, and the socket comes back by itself.
+    // Alice's socket fails under her next send frame (typing notes still go out): the
+    // message goes over REST with the same cid, and the socket comes back by itself.
     alice
         .client
         .execute(
             "window.realSend = WebSocket.prototype.send;\
-             WebSocket.prototype.send = function () { this.close(); };",
+             WebSocket.prototype.send = function (d) {\
+               if (JSON.parse(d).type === 'send') this.close(); else window.realSend.call(this, d);\
+             };",
             vec![],
         )
         .await
