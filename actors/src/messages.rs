@@ -1,8 +1,7 @@
 //! Every message type that travels between the actors of this crate and the sessions.
 //!
 //! Direction session → router: [`Connect`], [`Disconnect`], [`SendMessage`], [`Advance`],
-//! [`ReplayOffline`], [`Logout`], [`Kick`], [`Notify`], [`Ephemeral`], [`OnlineOf`],
-//! [`PresenceShown`]. Direction router → session: [`Deliver`], one enum.
+//! [`ReplayOffline`], [`Logout`], [`Kick`], [`Notify`], [`OnlineOf`], [`PresenceShown`]. Direction router → session: [`Deliver`], one enum.
 //! Tenant: [`GetPolicy`], [`SetPolicy`], [`CreateGroup`], [`GroupOf`]; tenant → router:
 //! [`PolicyChanged`]. Group: [`SendMessage`], [`GroupCommand`], [`GroupTyping`]; group →
 //! router: [`FanOut`], [`Ephemeral`];
@@ -224,15 +223,16 @@ pub struct PresenceShown {
     pub user: UserKey,
 }
 
-/// Offer a frame outside any timeline (a typing note) to the online sessions of `users`
-/// of `tenant` but those of `skip`; nothing is kept for a user without a session, and a
-/// session that cannot take it now does not get it.
+/// Group → Router: offer a frame outside any timeline (a typing note) to the online
+/// sessions of a group's `users` of `tenant` but `skip`'s (its sender); nothing is kept for
+/// a user without a session, and a session that cannot take it now does not get it (one
+/// user's is a [`Notify`]).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Ephemeral {
     pub tenant: Arc<str>,
     pub users: Arc<[u64]>,
-    pub skip: Option<u64>,
+    pub skip: u64,
     pub frame: crate::wire::Frame,
 }
 

@@ -1,4 +1,6 @@
-//! Who may send a direct message to whom.
+//! Who may send a direct message (or a typing note) to whom: [`admit`], from what the store
+//! says of the two, and [`check_direct`], which applies it to a send and counts a stranger's
+//! quota.
 //!
 //! A user blocked by the recipient (the uni-app blacklist or a chat-room ban) is refused.
 //! A friend of the recipient may always send. Anyone else follows the recipient's
@@ -6,7 +8,7 @@
 //! message, `2` unlimited. The older object form `{"sendCount":n,"needFollow":b}` is also
 //! read: `needFollow: false` is unlimited, otherwise `sendCount` messages are allowed.
 
-use parlor_storage::{MessageRecord, Role, Tx};
+use parlor_storage::{MessageRecord, Role, Tx, UserRecord};
 use serde_json::Value;
 
 use crate::SendError;
@@ -46,6 +48,42 @@ pub fn stranger_rule(userset: &str, role: Role) -> StrangerRule {
     }
 }
 
+/// What a recipient admits of a sender it has not blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Anything: a friend, or a recipient open to strangers.
+    Always,
+    /// Up to this many messages from a stranger.
+    Quota(u64),
+}
+
+/// Whether a sender of `role` may reach user `to` (a message, a typing note), from what the
+/// store says of the two: refused when `to` blocked the sender, always for a friend, else
+/// by `to`'s `chatset`. `recipient` is read only for a stranger.
+pub fn admit(
+    to: u64,
+    role: Role,
+    (blocked, friend): (bool, bool),
+    recipient: impl FnOnce() -> parlor_storage::Result<Option<UserRecord>>,
+) -> parlor_storage::Result<Result<Admit, SendError>> {
+    if blocked {
+        return Ok(Err(SendError::Forbidden("the recipient has blocked you".into())));
+    }
+    if friend {
+        return Ok(Ok(Admit::Always));
+    }
+    let Some(recipient) = recipient()? else {
+        return Ok(Err(SendError::NotFound(format!("user {to} does not exist"))));
+    };
+    Ok(match stranger_rule(&recipient.userset, role) {
+        StrangerRule::Unlimited => Ok(Admit::Always),
+        StrangerRule::FriendsOnly => Err(SendError::Forbidden(
+            "the recipient accepts messages from friends only".into(),
+        )),
+        StrangerRule::Limit(n) => Ok(Admit::Quota(n)),
+    })
+}
+
 /// Checks, inside the write transaction, that `m.from_id` may send to `m.to_id`, and counts
 /// the message against the quota of a non-friend. Writes nothing when it refuses.
 pub fn check_direct(
@@ -54,24 +92,12 @@ pub fn check_direct(
     m: &MessageRecord,
     role: Role,
 ) -> parlor_storage::Result<Result<(), SendError>> {
-    if tx.blocked(tenant, m.to_id, m.from_id)? {
-        return Ok(Err(SendError::Forbidden("the recipient has blocked you".into())));
-    }
-    if tx.friend(tenant, m.to_id, m.from_id)?.is_some() {
-        return Ok(Ok(()));
-    }
-    let Some(recipient) = tx.user(tenant, m.to_id)? else {
-        return Ok(Err(SendError::NotFound(format!(
-            "user {} does not exist",
-            m.to_id
-        ))));
-    };
-    match stranger_rule(&recipient.userset, role) {
-        StrangerRule::Unlimited => Ok(Ok(())),
-        StrangerRule::FriendsOnly => Ok(Err(SendError::Forbidden(
-            "the recipient accepts messages from friends only".into(),
-        ))),
-        StrangerRule::Limit(n) => {
+    let blocked = tx.blocked(tenant, m.to_id, m.from_id)?;
+    let friend = !blocked && tx.friend(tenant, m.to_id, m.from_id)?.is_some();
+    match admit(m.to_id, role, (blocked, friend), || tx.user(tenant, m.to_id))? {
+        Err(e) => Ok(Err(e)),
+        Ok(Admit::Always) => Ok(Ok(())),
+        Ok(Admit::Quota(n)) => {
             if tx.stranger_sends(tenant, m.from_id, m.to_id)? >= n {
                 return Ok(Err(SendError::Forbidden(format!(
                     "the recipient accepts {n} message(s) from non-friends; add them as a friend"

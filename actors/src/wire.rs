@@ -6,6 +6,7 @@
 use parlor_storage::{GroupRecord, MessageRecord};
 
 use crate::messages::Revoked;
+use crate::ConvKey;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -197,6 +198,36 @@ pub fn read_frame(conversation: &str, seq: u64, reader: u64, count: Option<usize
         data["count"] = count.into();
     }
     frame("read", data)
+}
+
+/// A presence change of `user`: `{"userId", "online", "lastSeen"}` (`lastSeen` ms, `null`
+/// while online, when never seen, or when hidden).
+pub fn presence_frame(user: u64, online: bool, last_seen: Option<u64>) -> Frame {
+    frame(
+        "presence",
+        serde_json::json!({"userId": user, "online": online, "lastSeen": last_seen}),
+    )
+}
+
+/// A typing note of `from` in the conversation `conv` (`to` the peer or the group):
+/// `{"from", "to", "chatType", "conversation", "state", "expiresIn"}`, `state` `start` or
+/// `stop`; the receiver shows it for `expires_in_ms` without a newer one.
+pub fn typing_frame(from: u64, to: u64, conv: &ConvKey, stop: bool, expires_in_ms: u64) -> Frame {
+    let chat_type = match conv {
+        ConvKey::Group(_) => "group",
+        ConvKey::Direct { .. } => "single",
+    };
+    frame(
+        "typing",
+        serde_json::json!({
+            "from": from,
+            "to": to,
+            "chatType": chat_type,
+            "conversation": conv.to_string(),
+            "state": if stop { "stop" } else { "start" },
+            "expiresIn": expires_in_ms,
+        }),
+    )
 }
 
 /// The `ack` answering a WebSocket `send` (`data` the stored message) or `revoke` (`data`

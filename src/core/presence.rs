@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use parlor_actors::rules::{stranger_rule, StrangerRule};
-use parlor_actors::{wire, ConvKey, Ephemeral, GroupTyping, OnlineOf, PresenceShown, UserKey};
+use parlor_actors::rules::admit;
+use parlor_actors::{wire, ConvKey, GroupTyping, Notify, OnlineOf, PresenceShown, UserKey};
 use parlor_storage::{ChatType, Role};
 
 use crate::error::ApiError;
@@ -119,22 +119,6 @@ pub async fn set_hidden(state: &AppState, tenant: &str, user: u64, hidden: bool)
     Ok(())
 }
 
-/// Whether a typing note starts or stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Typing {
-    Start,
-    Stop,
-}
-
-impl Typing {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Typing::Start => "start",
-            Typing::Stop => "stop",
-        }
-    }
-}
-
 /// Forwards `from`'s typing note to the online sessions of the peer `to` (direct) or of
 /// group `to`'s other members; never stored. Refused like a send: to a user who blocked the
 /// sender or accepts messages from friends only, to a group the sender is not a member of.
@@ -144,23 +128,13 @@ pub async fn typing(
     (from, role): (u64, Role),
     to: u64,
     chat_type: ChatType,
-    note: Typing,
+    stop: bool,
 ) -> Result<(), ApiError> {
     let conv = match chat_type {
         ChatType::Single => ConvKey::direct(from, to),
         ChatType::Group => ConvKey::Group(to),
     };
-    let frame = wire::frame(
-        "typing",
-        serde_json::json!({
-            "from": from,
-            "to": to,
-            "chatType": chat_type.as_str(),
-            "conversation": conv.to_string(),
-            "state": note.as_str(),
-            "expiresIn": state.config.presence.typing_expiry_ms,
-        }),
-    );
+    let frame = wire::typing_frame(from, to, &conv, stop, state.config.presence.typing_expiry_ms);
     match chat_type {
         ChatType::Group => super::groups::typing(state, tenant, to, GroupTyping { from, frame }).await,
         ChatType::Single => {
@@ -168,30 +142,17 @@ pub async fn typing(
                 return Err(ApiError::invalid("a typing note goes to someone else"));
             }
             let t = tenant.to_owned();
+            // A stranger's quota counts messages, not notes: any quota admits them.
             state
                 .read(move |s| {
-                    if s.blocked(&t, to, from)? {
-                        return Err(ApiError::Forbidden("the recipient has blocked you".into()));
-                    }
-                    if s.friend(&t, to, from)?.is_some() {
-                        return Ok(());
-                    }
-                    let peer = s
-                        .user(&t, to)?
-                        .ok_or_else(|| ApiError::NotFound(format!("user {to} does not exist")))?;
-                    match stranger_rule(&peer.userset, role) {
-                        StrangerRule::FriendsOnly => Err(ApiError::Forbidden(
-                            "the recipient accepts messages from friends only".into(),
-                        )),
-                        _ => Ok(()),
-                    }
+                    let blocked = s.blocked(&t, to, from)?;
+                    let friend = !blocked && s.friend(&t, to, from)?.is_some();
+                    Ok(admit(to, role, (blocked, friend), || s.user(&t, to))?.map(drop)?)
                 })
                 .await?;
             // A note the Router has no room for now is dropped: the next one replaces it.
-            let _ = state.router.try_send(Ephemeral {
-                tenant: Arc::from(tenant),
-                users: Arc::from([to]),
-                skip: None,
+            let _ = state.router.try_send(Notify {
+                user: UserKey::new(tenant, to),
                 frame,
             });
             Ok(())

@@ -13,6 +13,7 @@
 //!   default, or `stop`) → a `typing` frame to the peer's or the group's online sessions;
 //!   no answer unless refused.
 
+use parlor_storage::ChatType;
 use serde_json::{Map, Value};
 
 /// A decoded client frame.
@@ -35,7 +36,7 @@ pub enum ClientFrame {
     Typing {
         cid: Option<String>,
         to: u64,
-        chat_type: String,
+        chat_type: ChatType,
         stop: bool,
     },
 }
@@ -45,7 +46,7 @@ pub enum ClientFrame {
 pub struct SendFrame {
     pub cid: Option<String>,
     pub to: u64,
-    pub chat_type: String,
+    pub chat_type: ChatType,
     pub msg_type: String,
     pub data: Value,
     pub options: Option<Value>,
@@ -114,6 +115,16 @@ fn str_field(
     }
 }
 
+/// A frame's `chatType`: `single` when absent.
+fn chat_type_of(name: Option<String>, cid: &Option<String>) -> Result<ChatType, FrameError> {
+    match name {
+        None => Ok(ChatType::Single),
+        Some(name) => {
+            ChatType::parse(&name).ok_or_else(|| err(cid, "invalid", "chatType must be single or group"))
+        }
+    }
+}
+
 /// Decodes one text frame.
 pub fn decode(text: &str) -> Result<ClientFrame, FrameError> {
     let none = None;
@@ -134,13 +145,14 @@ pub fn decode(text: &str) -> Result<ClientFrame, FrameError> {
         "ping" => Ok(ClientFrame::Ping),
         "send" => {
             let to = u64_field(&obj, &["to", "sendto_id"], &cid)?;
-            let chat_type = str_field(&obj, "chatType", &cid)?.unwrap_or_else(|| "single".into());
+            let chat_type = str_field(&obj, "chatType", &cid)?;
             let msg_type = str_field(&obj, "msgType", &cid)?.unwrap_or_else(|| "text".into());
             let data = obj
                 .get("data")
                 .cloned()
                 .filter(|v| !v.is_null())
                 .ok_or_else(|| err(&cid, "missing_field", "data is required"))?;
+            let chat_type = chat_type_of(chat_type, &cid)?;
             Ok(ClientFrame::Send(SendFrame {
                 cid,
                 to,
@@ -158,7 +170,7 @@ pub fn decode(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "typing" => {
             let to = u64_field(&obj, &["to"], &cid)?;
-            let chat_type = str_field(&obj, "chatType", &cid)?.unwrap_or_else(|| "single".into());
+            let chat_type = chat_type_of(str_field(&obj, "chatType", &cid)?, &cid)?;
             let stop = match str_field(&obj, "state", &cid)?.as_deref() {
                 None | Some("start") => false,
                 Some("stop") => true,
@@ -197,8 +209,8 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (s.to, s.chat_type.as_str(), s.msg_type.as_str(), s.cid.as_deref()),
-            (2, "single", "text", Some("c1"))
+            (s.to, s.chat_type, s.msg_type.as_str(), s.cid.as_deref()),
+            (2, ChatType::Single, "text", Some("c1"))
         );
         assert_eq!(
             decode(r#"{"type":"ack","conversation":"d:1:2","seq":5}"#).unwrap(),
@@ -235,7 +247,7 @@ mod tests {
             ClientFrame::Typing {
                 cid: None,
                 to: 7,
-                chat_type: "group".into(),
+                chat_type: ChatType::Group,
                 stop: false
             }
         );
@@ -244,11 +256,13 @@ mod tests {
             ClientFrame::Typing {
                 cid: None,
                 to: 2,
-                chat_type: "single".into(),
+                chat_type: ChatType::Single,
                 stop: true
             }
         );
         assert_eq!(decode(r#"{"type":"typing"}"#).unwrap_err().code, "missing_field");
+        let e = decode(r#"{"type":"typing","cid":"t","to":2,"chatType":"channel"}"#).unwrap_err();
+        assert_eq!((e.code, e.cid.as_deref()), ("invalid", Some("t")));
         assert_eq!(
             decode(r#"{"type":"typing","to":2,"state":"dancing"}"#)
                 .unwrap_err()
@@ -267,6 +281,8 @@ mod tests {
         assert_eq!(decode("[1]").unwrap_err().code, "bad_frame");
         assert_eq!(decode(r#"{"cid":"x"}"#).unwrap_err().code, "missing_field");
         assert_eq!(decode(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_type");
+        let e = decode(r#"{"type":"send","cid":"c8","to":2,"chatType":"room","data":1}"#).unwrap_err();
+        assert_eq!((e.code, e.cid.as_deref()), ("invalid", Some("c8")));
         let e = decode(r#"{"type":"send","cid":"c9","to":"bob","data":1}"#).unwrap_err();
         assert_eq!((e.code, e.cid.as_deref()), ("wrong_type", Some("c9")));
         assert_eq!(

@@ -33,7 +33,7 @@ use crate::auth::Issued;
 use crate::config::{Config, WsConfig};
 use crate::core::accounts::party;
 use crate::core::messages::{content_json, options_json};
-use crate::core::presence::{self, Typing};
+use crate::core::presence;
 use crate::core::{conversations, messages};
 use crate::state::AppState;
 
@@ -161,13 +161,13 @@ impl Session {
         self.schedule_probe(ctx);
     }
 
-    /// Sends a probe behind what was written, unless one is in flight or nothing is new.
     /// The session closes when its token expires, `exp` seconds since the epoch.
     pub fn expiring(mut self, exp: u64) -> Self {
         self.expires = Some(exp);
         self
     }
 
+    /// Sends a probe behind what was written, unless one is in flight or nothing is new.
     fn probe(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if let Some(payload) = self.delivery.probe(Instant::now()) {
             ctx.ping(&payload);
@@ -224,7 +224,7 @@ impl Session {
                 to,
                 chat_type,
                 stop,
-            }) => self.on_typing(cid, to, &chat_type, stop, ctx),
+            }) => self.on_typing(cid, to, chat_type, stop, ctx),
             Err(e) => self.error(e, ctx),
         }
     }
@@ -261,20 +261,7 @@ impl Session {
 
     fn on_send(&mut self, frame: SendFrame, ctx: &mut ws::WebsocketContext<Self>) {
         let cid = frame.cid.clone();
-        let chat_type = match frame.chat_type.as_str() {
-            "single" => ChatType::Single,
-            "group" => ChatType::Group,
-            _ => {
-                return self.error(
-                    FrameError {
-                        cid,
-                        code: "invalid",
-                        msg: "chatType must be single or group".into(),
-                    },
-                    ctx,
-                )
-            }
-        };
+        let chat_type = frame.chat_type;
         let options = options_json(frame.options.as_ref())
             .and_then(|o| crate::files::with_metadata(o, frame.metadata.as_ref()));
         let options = match options {
@@ -332,35 +319,22 @@ impl Session {
         &mut self,
         cid: Option<String>,
         to: u64,
-        chat_type: &str,
+        chat_type: ChatType,
         stop: bool,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let chat_type = match chat_type {
-            "single" => ChatType::Single,
-            "group" => ChatType::Group,
-            _ => {
-                let e = FrameError {
-                    cid,
-                    code: "invalid",
-                    msg: "chatType must be single or group".into(),
-                };
-                return self.error(e, ctx);
-            }
-        };
         let target = (chat_type == ChatType::Group, to);
         match self.typing.note(target, stop, Instant::now()) {
             Verdict::Drop => return,
             Verdict::Refused(e) => return self.error(FrameError { cid, ..e }, ctx),
             Verdict::Forward => {}
         }
-        let note = if stop { Typing::Stop } else { Typing::Start };
         let (state, tenant, from) = (
             self.state.clone(),
             self.user.tenant.clone(),
             (self.user.id, self.role),
         );
-        let forward = async move { presence::typing(&state, &tenant, from, to, chat_type, note).await };
+        let forward = async move { presence::typing(&state, &tenant, from, to, chat_type, stop).await };
         ctx.spawn(forward.into_actor(self).map(move |res, act, ctx| {
             if let Err(e) = res {
                 let e = FrameError::of(cid, &e);

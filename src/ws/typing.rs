@@ -62,8 +62,9 @@ impl Notes {
             Some(n) if recent(n) && n.refused.is_some() => {
                 Verdict::Refused(n.refused.clone().expect("checked"))
             }
+            // A refused note is never open.
             Some(n) if stop => {
-                if n.open && n.refused.is_none() {
+                if n.open {
                     n.open = false;
                     Verdict::Forward
                 } else {

@@ -108,6 +108,15 @@ pub enum ChatType {
 }
 
 impl ChatType {
+    /// The chat type a face names (`single` or `group`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "single" => Some(ChatType::Single),
+            "group" => Some(ChatType::Group),
+            _ => None,
+        }
+    }
+
     /// The name the faces use.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -244,7 +244,7 @@ impl Handler<GroupTyping> for Group {
         let _ = self.router.try_send(Ephemeral {
             tenant: self.tenant.clone(),
             users: self.member_ids.clone(),
-            skip: Some(msg.from),
+            skip: msg.from,
             frame: msg.frame,
         });
         Ok(())

@@ -38,7 +38,6 @@ mod sessions;
 pub use cursors::FlushCursors;
 use cursors::{CursorBuf, Receipts};
 use direct::SendNote;
-pub use presence::presence_frame;
 use presence::{Away, Change};
 use replay::ReplaySource;
 use sessions::SessionEntry;
@@ -530,13 +529,8 @@ impl Handler<Ephemeral> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Ephemeral, _: &mut Self::Context) {
-        let ids: Vec<u64> = msg
-            .users
-            .iter()
-            .copied()
-            .filter(|&id| Some(id) != msg.skip)
-            .collect();
-        self.push_to(&msg.tenant, &ids, &msg.frame);
+        let ids = msg.users.iter().copied().filter(|&id| id != msg.skip);
+        self.push_to(&msg.tenant, ids, &msg.frame);
     }
 }
 

@@ -26,7 +26,8 @@ use tokio::sync::oneshot;
 use super::Router;
 use crate::hooks;
 use crate::messages::*;
-use crate::{now_ms, wire};
+use crate::now_ms;
+use crate::wire::{self, presence_frame};
 
 /// What a transition tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,15 +112,6 @@ fn audience(
     Ok((presence, ids))
 }
 
-/// The `presence` frame: `{"userId", "online", "lastSeen"}` (`lastSeen` ms, `null` while
-/// online, when never seen, or when hidden).
-pub fn presence_frame(user: u64, online: bool, last_seen: Option<u64>) -> wire::Frame {
-    wire::frame(
-        "presence",
-        serde_json::json!({"userId": user, "online": online, "lastSeen": last_seen}),
-    )
-}
-
 impl Router {
     /// Whether `user` counts as online: a session connected, or within the grace.
     pub(super) fn counts_online(&self, user: &UserKey) -> bool {
@@ -149,21 +141,16 @@ impl Router {
             return;
         }
         let policy = self.tenant(&user.tenant, ctx).policy.clone();
-        if change != Change::Shown {
-            self.stats.presence_changes.fetch_add(1, Ordering::Relaxed);
-        }
-        let last_seen = match change {
-            Change::Online => None,
-            Change::Offline(at) => Some(at),
+        // A transition stores the last seen (going offline) and queues its event (for the
+        // endpoints that get it); a change of the privacy setting does neither.
+        let transition = match change {
+            Change::Online => Some((hooks::USER_ONLINE, None)),
+            Change::Offline(at) => Some((hooks::USER_OFFLINE, Some(at))),
             Change::Shown => None,
         };
         let mut written = None;
-        if change != Change::Shown {
-            let event = if last_seen.is_some() {
-                hooks::USER_OFFLINE
-            } else {
-                hooks::USER_ONLINE
-            };
+        if let Some((event, last_seen)) = transition {
+            self.stats.presence_changes.fetch_add(1, Ordering::Relaxed);
             let endpoints = hooks::endpoints(&policy.webhooks, event);
             if last_seen.is_some() || !endpoints.is_empty() {
                 written = self.record(&user, last_seen, endpoints);
@@ -209,20 +196,25 @@ impl Router {
                 }
                 _ => return,
             };
-            let told = act.push_to(&user.tenant, &ids, &frame);
+            let told = act.push_to(&user.tenant, ids, &frame);
             act.stats.presence_frames.fetch_add(told, Ordering::Relaxed);
         }));
     }
 
     /// Offers a frame outside any timeline to the online sessions of `ids`; answers how
     /// many users took it.
-    pub(super) fn push_to(&mut self, tenant: &Arc<str>, ids: &[u64], frame: &wire::Frame) -> u64 {
+    pub(super) fn push_to(
+        &mut self,
+        tenant: &Arc<str>,
+        ids: impl IntoIterator<Item = u64>,
+        frame: &wire::Frame,
+    ) -> u64 {
         let pushed = Pushed {
             frame: frame.clone(),
             at: None,
         };
         let mut told = 0;
-        for &id in ids {
+        for id in ids {
             let key = UserKey {
                 tenant: tenant.clone(),
                 id,

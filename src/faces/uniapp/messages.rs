@@ -22,10 +22,11 @@ pub fn routes(r: &mut Routes) {
 
 async fn send_message(req: HttpRequest, state: State, me: Me, form: Form) -> Result {
     let to = form.u64("sendto_id")?;
-    let chat_type = match form.opt_str("chatType")?.as_deref() {
-        None | Some("single") => ChatType::Single,
-        Some("group") => ChatType::Group,
-        Some(_) => return Err(ApiError::invalid("chatType must be single or group").into()),
+    let chat_type = match form.opt_str("chatType")? {
+        None => ChatType::Single,
+        Some(name) => {
+            ChatType::parse(&name).ok_or_else(|| ApiError::invalid("chatType must be single or group"))?
+        }
     };
     let kind = form.str("type")?;
     let data = form
