@@ -80,6 +80,8 @@ pub struct WriterStats {
     pub failing: AtomicBool,
     /// Times the database was opened again after failed writes, and writes came back.
     pub reopens: AtomicU64,
+    /// Batches the Writer held back `linger` for more writes to join (under load only).
+    pub lingers: AtomicU64,
 }
 
 impl Default for WriterStats {
@@ -94,6 +96,7 @@ impl Default for WriterStats {
             failed_commits: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             reopens: AtomicU64::new(0),
+            lingers: AtomicU64::new(0),
         }
     }
 }
@@ -304,6 +307,7 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, stats
         }
         drain(&mut rx, &mut batch, &mut stop, max_batch);
         if busy && !stop && !config.linger.is_zero() && batch.len() < max_batch {
+            stats.lingers.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(config.linger);
             drain(&mut rx, &mut batch, &mut stop, max_batch);
         }
