@@ -5,6 +5,11 @@
 //! - `group_commit/N`: N appends are submitted at once and then awaited, so the Writer folds
 //!   them into a few transactions: the throughput a busy server gets.
 //!
+//! - `direct/N`: the transaction of a direct send, N at a time among 1,000 users in 500
+//!   conversations: the `cid` lookup, the block/friend/recipient reads, the append and both
+//!   cursors. After it the process's CPU time per message is printed (the Writer's work,
+//!   without the disk's wait), the figure to compare storage layouts by.
+//!
 //! Throughput is reported in messages per second. The database lives in a temporary
 //! directory under the target directory (a real disk, not a tmpfs). After each benchmark
 //! the Writer's counters (commits, writes, average batch) are printed to stderr.
@@ -13,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use parlor_storage::{ChatType, MessageRecord, Store, WriterConfig};
+use parlor_storage::{ChatType, MessageRecord, Role, Store, Tx, UserRecord, WriterConfig};
 use tempfile::TempDir;
 
 const TENANT: &str = "bench";
@@ -81,6 +86,153 @@ impl Fixture {
     }
 }
 
+/// The process's CPU time (user + system) so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Users and conversations of the `direct` benchmark.
+const USERS: u64 = 1000;
+
+/// A user as registration stores it, open to messages from strangers (as the load
+/// generator's users are).
+fn user(id: u64) -> UserRecord {
+    UserRecord {
+        id,
+        uuid: format!("0000{id:04}-aaaa-4bbb-8ccc-{id:012}"),
+        tenant: TENANT.to_owned(),
+        username: format!("user{id}"),
+        password_hash: "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
+        nickname: format!("User {id}"),
+        avatar: "/uploads/avatar/default.png".to_owned(),
+        role: Role::User,
+        status: 1,
+        mobile: None,
+        email: None,
+        gender: String::new(),
+        birthday: None,
+        bio: None,
+        location: None,
+        website: None,
+        userset: r#"{"chatset":{"visitor":0,"user":2}}"#.to_owned(),
+        invite_confirm: 1,
+        device_id: None,
+        uniplatform: "web".to_owned(),
+        devicemodel: String::new(),
+        deviceos: String::new(),
+        devicebrand: String::new(),
+        created_ms: 1_700_000_000_000,
+        updated_ms: 1_700_000_000_000,
+        last_login_ms: None,
+    }
+}
+
+/// The transaction of one direct send from `from` to `to` (the Router's, without the
+/// actors): `cid` lookup, the recipient's block, friend and settings reads, the append, the
+/// recipient's cursor and the sender's.
+fn direct_send(tx: &Tx<'_>, from: u64, to: u64, n: u64) -> parlor_storage::Result<()> {
+    let cid = format!("{from}-{n}");
+    if tx.dedup(TENANT, from, &cid)?.is_some() {
+        return Ok(());
+    }
+    let blocked = tx.blocked(TENANT, to, from)?;
+    let friend = tx.friend(TENANT, to, from)?.is_some();
+    let open = tx
+        .user(TENANT, to)?
+        .is_some_and(|u| u.userset.contains("\"user\":2"));
+    assert!(
+        !blocked && (friend || open),
+        "the benchmark's users accept strangers"
+    );
+    let conv = format!("d:{}:{}", from.min(to), from.max(to));
+    let mut m = MessageRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        seq: 0,
+        conv,
+        chat_type: ChatType::Single,
+        from_id: from,
+        from_name: format!("User {from}"),
+        from_avatar: "/uploads/avatar/default.png".to_owned(),
+        to_id: to,
+        to_name: format!("User {to}"),
+        to_avatar: "/uploads/avatar/default.png".to_owned(),
+        kind: "text".to_owned(),
+        data: format!("{{\"text\":\"message {n} from {from}\"}}"),
+        options: "{}".to_owned(),
+        cid: Some(cid),
+        create_time: 1_700_000_000_000 + n,
+        revoked: false,
+        action: None,
+    };
+    tx.append_next(TENANT, &mut m)?;
+    tx.ensure_cursor(TENANT, to, &m.conv)?;
+    tx.pass_own_message(TENANT, from, &m.conv, m.seq, true)
+}
+
+fn direct_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let mut group = c.benchmark_group("writer/direct");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for batch in [1u64, 8, 64] {
+        let fixture = Fixture::new();
+        fixture
+            .store
+            .writer()
+            .write_blocking(|tx| {
+                for id in 1..=USERS {
+                    tx.insert_user(&mut user(id))?;
+                }
+                Ok(())
+            })
+            .expect("users");
+        // CPU time inside the iterations only (criterion's analysis runs between them).
+        let (started, cpu_us) = (fixture.next_seq.load(Ordering::Relaxed), AtomicU64::new(0));
+        group.throughput(Throughput::Elements(batch));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.to_async(rt).iter(|| async {
+                let cpu = cpu_time();
+                let writer = fixture.store.writer();
+                let waiting: Vec<_> = (0..batch)
+                    .map(|_| {
+                        let n = fixture.next_seq.fetch_add(1, Ordering::Relaxed);
+                        // 500 pairs (2k+1, 2k+2), each side sending in turn.
+                        let pair = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % (USERS / 2);
+                        let (a, b) = (2 * pair + 1, 2 * pair + 2);
+                        let (from, to) = if n.is_multiple_of(2) { (a, b) } else { (b, a) };
+                        writer
+                            .submit(move |tx| direct_send(tx, from, to, n))
+                            .expect("submit")
+                    })
+                    .collect();
+                for rx in waiting {
+                    rx.await.expect("answer").expect("direct send");
+                }
+                cpu_us.fetch_add((cpu_time() - cpu).as_micros() as u64, Ordering::Relaxed);
+            })
+        });
+        let sent = fixture.next_seq.load(Ordering::Relaxed) - started;
+        if sent == 0 {
+            // Filtered out on the command line.
+            continue;
+        }
+        eprintln!(
+            "direct/{batch}: {:.1} µs of CPU per message over {sent} messages",
+            cpu_us.load(Ordering::Relaxed) as f64 / sent.max(1) as f64
+        );
+        fixture.report(&format!("direct/{batch}"));
+    }
+    group.finish();
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -138,6 +290,7 @@ fn writer_benches(c: &mut Criterion) {
         fixture.report(&format!("group_commit/{outstanding}"));
     }
     group.finish();
+    direct_bench(c, &rt);
 }
 
 criterion_group!(benches, writer_benches);

@@ -100,7 +100,8 @@ pub enum DumpRecord {
         delivered: u64,
         read: u64,
     },
-    /// A conversation's head seq.
+    /// A conversation's head seq: the last seq of its timeline, written for readers of a
+    /// copy (an import restores heads with the messages and reads nothing from this row).
     Head { tenant: String, conv: String, seq: u64 },
     /// A message of a timeline (nested: a message has a `kind` of its own).
     Message { tenant: String, message: MessageRecord },
@@ -213,7 +214,6 @@ impl Snapshot {
                 MESSAGES,
                 MESSAGE_IDS,
                 DEDUP,
-                HEADS,
                 CURSORS,
                 FRIENDS,
                 APPLIES,
@@ -368,15 +368,28 @@ impl Snapshot {
         } else {
             Ok(())
         });
-        each!(txn, HEADS, |(t, conv), seq| if mine(t) {
-            emit(DumpRecord::Head {
-                tenant: t.to_owned(),
-                conv: conv.to_owned(),
-                seq,
-            })
-        } else {
-            Ok(())
-        });
+        // Heads are not stored: each is the last seq of its timeline, found in one pass
+        // over the timelines' keys (in order, so a conversation's last key comes before the
+        // next conversation's first).
+        let mut last: Option<(String, String, u64)> = None;
+        for entry in txn.open_table(MESSAGES)?.iter()? {
+            let key = entry?.0;
+            let (t, conv, seq) = key.value();
+            if !mine(t) {
+                continue;
+            }
+            match &mut last {
+                Some((lt, lc, head)) if lt == t && lc == conv => *head = seq,
+                _ => {
+                    if let Some((tenant, conv, seq)) = last.replace((t.to_owned(), conv.to_owned(), seq)) {
+                        emit(DumpRecord::Head { tenant, conv, seq })?;
+                    }
+                }
+            }
+        }
+        if let Some((tenant, conv, seq)) = last {
+            emit(DumpRecord::Head { tenant, conv, seq })?;
+        }
         each!(txn, MESSAGES, |(t, _, _), v| if mine(t) {
             emit(DumpRecord::Message {
                 tenant: t.to_owned(),
@@ -563,14 +576,8 @@ impl Tx<'_> {
                     read: *read,
                 },
             )?,
-            DumpRecord::Head { tenant, conv, seq } => {
-                let mut heads = self.heads()?;
-                let head = heads
-                    .get((tenant.as_str(), conv.as_str()))?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                heads.insert((tenant.as_str(), conv.as_str()), head.max(*seq))?;
-            }
+            // A head is its timeline's last seq, restored with the messages.
+            DumpRecord::Head { .. } => {}
             DumpRecord::Message { tenant, message } => self.append_message(tenant, message)?,
             DumpRecord::UserSetting {
                 tenant,

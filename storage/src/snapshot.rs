@@ -29,12 +29,10 @@ pub struct HistoryPage {
     pub head: u64,
 }
 
-/// What the core needs in memory at start: every conversation head, every cursor that is
-/// behind its head (the offline queues) and the revoked tokens still valid.
+/// What the core needs in memory at start: every cursor that is behind its conversation's
+/// head (the offline queues) and the revoked tokens still valid.
 #[derive(Debug, Default)]
 pub struct StartupState {
-    /// `(tenant, conversation)` → head seq.
-    pub heads: HashMap<(String, String), u64>,
     /// `(tenant, user, conversation, delivered)` for each cursor behind its head.
     pub pending: Vec<(String, u64, String, u64)>,
     /// `(jti, expiry seconds)`.
@@ -196,14 +194,9 @@ impl Snapshot {
         at.map_or(Ok(None), |(conv, seq)| self.message(tenant, &conv, seq))
     }
 
-    /// The head seq of a conversation (0 when it has no message).
+    /// The head seq of a conversation: its timeline's last seq (0 when it has no message).
     pub fn head(&self, tenant: &str, conv: &str) -> Result<u64> {
-        Ok(self
-            .txn
-            .open_table(HEADS)?
-            .get((tenant, conv))?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        last_seq(&self.txn.open_table(MESSAGES)?, tenant, conv)
     }
 
     /// Messages with `seq > after`, oldest first, at most `limit`.
@@ -290,22 +283,19 @@ impl Snapshot {
     /// The state the core rebuilds in memory at start; see [`StartupState`].
     pub fn startup_state(&self) -> Result<StartupState> {
         let mut state = StartupState::default();
-        for entry in self.txn.open_table(HEADS)?.iter()? {
-            let (k, v) = entry?;
-            let (tenant, conv) = k.value();
-            state
-                .heads
-                .insert((tenant.to_owned(), conv.to_owned()), v.value());
-        }
+        let messages = self.txn.open_table(MESSAGES)?;
+        // Cursors come by tenant and user, so one conversation's cursors are not together:
+        // each head is looked up once.
+        let mut heads: HashMap<(String, String), u64> = HashMap::new();
         for entry in self.txn.open_table(CURSORS)?.iter()? {
             let (k, v) = entry?;
             let (tenant, user, conv) = k.value();
             let (delivered, _) = v.value();
-            let head = state
-                .heads
-                .get(&(tenant.to_owned(), conv.to_owned()))
-                .copied()
-                .unwrap_or(0);
+            let key = (tenant.to_owned(), conv.to_owned());
+            let head = match heads.get(&key) {
+                Some(head) => *head,
+                None => *heads.entry(key).or_insert(last_seq(&messages, tenant, conv)?),
+            };
             if head > delivered {
                 state
                     .pending

@@ -21,8 +21,6 @@ pub const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition:
 pub const MESSAGE_IDS: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("message_ids");
 /// `(tenant, sender, client id)` → `(conversation, seq)`: the same `cid` stores one message.
 pub const DEDUP: TableDefinition<(&str, u64, &str), (&str, u64)> = TableDefinition::new("dedup");
-/// `(tenant, conversation)` → head seq.
-pub const HEADS: TableDefinition<(&str, &str), u64> = TableDefinition::new("heads");
 /// `(tenant, user, conversation)` → `(delivered, read)`.
 pub const CURSORS: TableDefinition<(&str, u64, &str), (u64, u64)> = TableDefinition::new("cursors");
 /// `(tenant, user, friend)` → [`FriendRecord`](crate::FriendRecord): my side of a friendship.
@@ -96,6 +94,26 @@ pub const WEBHOOK_DEAD: TableDefinition<(&str, u64, u64), &[u8]> = TableDefiniti
 /// offline once or changed the setting have a row.
 pub const PRESENCE: TableDefinition<(&str, u64), (u64, bool)> = TableDefinition::new("presence");
 
+/// The table of conversation heads of earlier files, deleted at open: a head is the last
+/// seq of its timeline (see [`last_seq`]).
+const OLD_HEADS: TableDefinition<(&str, &str), u64> = TableDefinition::new("heads");
+
+/// The head of a conversation: the seq of the last message of its timeline in `messages`
+/// (0 when it has none). Messages are never removed, so the head never moves back.
+pub fn last_seq(
+    messages: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    tenant: &str,
+    conv: &str,
+) -> Result<u64> {
+    let last = messages
+        .range((tenant, conv, 0)..=(tenant, conv, u64::MAX))?
+        .next_back();
+    Ok(match last {
+        Some(entry) => entry?.0.value().2,
+        None => 0,
+    })
+}
+
 /// The `META` key of the database's id: a random number given when the file is created.
 pub const DATABASE_ID: &str = "database_id";
 
@@ -129,7 +147,9 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(MESSAGES)?;
     txn.open_table(MESSAGE_IDS)?;
     txn.open_table(DEDUP)?;
-    txn.open_table(HEADS)?;
+    // Files of earlier versions kept each conversation's head in a table of its own; the
+    // head is now the timeline's last seq.
+    txn.delete_table(OLD_HEADS)?;
     txn.open_table(CURSORS)?;
     txn.open_table(REVOKED_TOKENS)?;
     txn.open_table(ADMIN_NONCES)?;

@@ -53,7 +53,6 @@ lazy_tables! {
     messages: MESSAGES => (&'static str, &'static str, u64), &'static [u8];
     message_ids: MESSAGE_IDS => (&'static str, &'static str), (&'static str, u64);
     dedup_table: DEDUP => (&'static str, u64, &'static str), (&'static str, u64);
-    heads: HEADS => (&'static str, &'static str), u64;
     cursors: CURSORS => (&'static str, u64, &'static str), (u64, u64);
     revoked: REVOKED_TOKENS => &'static str, u64;
     nonces: ADMIN_NONCES => &'static str, u64;
@@ -323,44 +322,27 @@ impl Tx<'_> {
         }
     }
 
-    /// Appends a message to its conversation's timeline: the message, its id index, its
-    /// client id (when given) and the conversation head. Refuses a position already taken.
+    /// Appends a message to its conversation's timeline: the message, its id index and its
+    /// client id (when given). Refuses a position already taken. The head is the timeline's
+    /// last seq, so a message stored below it (an import) leaves the head where it is.
     pub fn append_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
         let key = (tenant, msg.conv.as_str(), msg.seq);
         if self.messages()?.get(key)?.is_some() {
             return Err(Error::Conflict(format!("{}#{} exists", msg.conv, msg.seq)));
         }
-        self.store_message(tenant, msg)?;
-        let mut heads = self.heads()?;
-        let head = heads
-            .get((tenant, msg.conv.as_str()))?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        if msg.seq > head {
-            heads.insert((tenant, msg.conv.as_str()), msg.seq)?;
-        }
-        Ok(())
-    }
-
-    /// Appends `msg` as the next message of its conversation: stamps `msg.seq` with the
-    /// head's successor and writes the message, its id, its `cid` and the new head. The
-    /// send paths use it (one head lookup; the seq cannot be taken, being past the head of
-    /// this very transaction); [`append_message`](Self::append_message) stores a message
-    /// whose seq is already set.
-    pub fn append_next(&self, tenant: &str, msg: &mut MessageRecord) -> Result<()> {
-        {
-            let mut heads = self.heads()?;
-            let head = heads
-                .get((tenant, msg.conv.as_str()))?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            msg.seq = head + 1;
-            heads.insert((tenant, msg.conv.as_str()), msg.seq)?;
-        }
         self.store_message(tenant, msg)
     }
 
-    /// Writes a message with its seq set, its id and its `cid`; the head is the caller's.
+    /// Appends `msg` as the next message of its conversation: stamps `msg.seq` with the
+    /// head's successor and writes the message, its id and its `cid`. The send paths use it
+    /// (the seq cannot be taken, being past the head of this very transaction);
+    /// [`append_message`](Self::append_message) stores a message whose seq is already set.
+    pub fn append_next(&self, tenant: &str, msg: &mut MessageRecord) -> Result<()> {
+        msg.seq = self.head(tenant, &msg.conv)? + 1;
+        self.store_message(tenant, msg)
+    }
+
+    /// Writes a message with its seq set, its id and its `cid`.
     fn store_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
         let conv = msg.conv.as_str();
         self.messages()?
@@ -427,9 +409,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The head seq of a conversation (0 when it has no message).
+    /// The head seq of a conversation: its timeline's last seq (0 when it has no message).
     pub fn head(&self, tenant: &str, conv: &str) -> Result<u64> {
-        Ok(self.heads()?.get((tenant, conv))?.map(|v| v.value()).unwrap_or(0))
+        last_seq(&*self.messages()?, tenant, conv)
     }
 
     /// Moves an existing cursor forward (never back) and returns it; `None` (writing
