@@ -184,6 +184,8 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         linger: std::time::Duration::from_micros(storage.commit_linger_us),
         queue: storage.write_queue,
         reopen_after: Config::ms(storage.reopen_after_ms),
+        // A single node keeps no log of its writes.
+        effect_log: None,
     };
     let (store, opened) = match Store::open_checked(&storage.path, writer, check) {
         Ok(opened) => opened,

@@ -8,11 +8,14 @@
 //! - [`Snapshot`] is the typed view of one read transaction, for readers off the actor threads.
 //! - [`DumpRecord`]s are a whole-database copy: [`Snapshot::dump`] reads one out of a read
 //!   transaction (or a [`ReadOnlyStore`] opened beside no writer), [`Tx::load`] writes it back.
+//! - [`effects`]: the rows a batch changed, recorded for a replicated log and applied to a
+//!   copy with [`Tx::apply_effects`].
 //! - [`Writer`] is the group-commit writer: its own thread, one redb write transaction per
 //!   batch, every waiter answered after the commit that holds its write.
 
 pub mod codec;
 mod dump;
+pub mod effects;
 mod error;
 mod handle;
 pub mod histogram;
@@ -28,6 +31,7 @@ use redb::ReadableDatabase;
 use std::sync::Arc;
 
 pub use dump::DumpRecord;
+pub use effects::{Effect, EffectLog};
 pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use records::{

@@ -280,6 +280,25 @@ impl Snapshot {
         Ok(self.txn.open_table(REVOKED_TOKENS)?.get(jti)?.is_some())
     }
 
+    /// Every row of every table, each as the [`Effect`](crate::Effect) that writes it, in
+    /// table and key order: two databases hold the same state exactly when these are
+    /// equal, and applied to an empty database they make a copy. The database's own id
+    /// (`META`'s [`DATABASE_ID`]) names the file, not its state, and is left out.
+    pub fn rows(&self) -> Result<Vec<crate::Effect>> {
+        let mut out = Vec::new();
+        crate::tx::each_row(&self.txn, |table, key, value| {
+            if crate::tx::is_database_id(table, key) {
+                return;
+            }
+            out.push(crate::Effect {
+                table,
+                key: key.to_vec(),
+                value: Some(value.to_vec()),
+            })
+        })?;
+        Ok(out)
+    }
+
     /// The state the core rebuilds in memory at start; see [`StartupState`].
     pub fn startup_state(&self) -> Result<StartupState> {
         let mut state = StartupState::default();

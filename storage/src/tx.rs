@@ -4,11 +4,14 @@
 //! batch. A method that refuses a write (a conflict, a missing row) checks before it writes,
 //! so a refused write leaves nothing behind in the shared transaction.
 
+use std::borrow::Borrow;
 use std::cell::{OnceCell, RefCell, RefMut};
+use std::ops::{Deref, RangeBounds};
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{AccessGuard, Key, ReadTransaction, ReadableTable, StorageError, Table, Value, WriteTransaction};
 
 use crate::codec::{decode, encode};
+use crate::effects::Effect;
 use crate::records::{
     ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord, JoinRequest,
     MemberRecord, MessageRecord, OutboxEvent, Presence, SettingRecord, UserRecord, WebhookRecord,
@@ -18,69 +21,206 @@ use crate::{Error, Result};
 
 type Lazy<'t, K, V> = OnceCell<RefCell<Table<'t, K, V>>>;
 
+/// A table of the batch's transaction, opened through [`Tx`]: reads go to the table
+/// itself; inserts and removals go through here, which records them as [`Effect`]s when
+/// the Writer keeps an effect log. The table cannot be changed any other way.
+pub(crate) struct Recorded<'a, 't, K: Key + 'static, V: Value + 'static> {
+    table: RefMut<'a, Table<'t, K, V>>,
+    id: u16,
+    effects: Option<&'a RefCell<Vec<Effect>>>,
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> Deref for Recorded<'_, 't, K, V> {
+    type Target = Table<'t, K, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+impl<K: Key + 'static, V: Value + 'static> Recorded<'_, '_, K, V> {
+    /// Inserts (or replaces) a row, as redb's `insert`; recorded once it succeeded.
+    pub(crate) fn insert<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> std::result::Result<Option<AccessGuard<'_, V>>, StorageError> {
+        let (effects, table) = (self.effects, self.id);
+        let effect = effects.map(|_| Effect {
+            table,
+            key: K::as_bytes(key.borrow()).as_ref().to_vec(),
+            value: Some(V::as_bytes(value.borrow()).as_ref().to_vec()),
+        });
+        let old = self.table.insert(key, value)?;
+        if let (Some(effects), Some(effect)) = (effects, effect) {
+            effects.borrow_mut().push(effect);
+        }
+        Ok(old)
+    }
+
+    /// Removes a row, as redb's `remove`; recorded when there was one.
+    pub(crate) fn remove<'k>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+    ) -> std::result::Result<Option<AccessGuard<'_, V>>, StorageError> {
+        let (effects, table) = (self.effects, self.id);
+        let removed = self.table.remove(key.borrow())?;
+        if let (Some(effects), true) = (effects, removed.is_some()) {
+            effects.borrow_mut().push(Effect {
+                table,
+                key: K::as_bytes(key.borrow()).as_ref().to_vec(),
+                value: None,
+            });
+        }
+        Ok(removed)
+    }
+
+    /// Removes every row in `range`; returns how many.
+    pub(crate) fn remove_range<'a, KR>(&mut self, range: impl RangeBounds<KR> + 'a) -> Result<usize>
+    where
+        KR: Borrow<K::SelfType<'a>> + 'a,
+    {
+        let mut keys = Vec::new();
+        for entry in self.table.range(range)? {
+            keys.push(K::as_bytes(&entry?.0.value()).as_ref().to_vec());
+        }
+        for key in &keys {
+            self.remove(K::from_bytes(key))?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Applies one recorded effect of this table.
+    fn apply(&mut self, effect: &Effect) -> Result<()> {
+        let key = K::from_bytes(&effect.key);
+        match &effect.value {
+            Some(value) => {
+                self.insert(key, V::from_bytes(value))?;
+            }
+            None => {
+                self.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 macro_rules! lazy_tables {
-    ($($field:ident: $def:ident => $k:ty, $v:ty;)*) => {
+    ($($field:ident: $def:ident = $id:literal => $k:ty, $v:ty;)*) => {
         /// One write transaction of a batch; see the module doc.
         pub struct Tx<'t> {
             txn: &'t WriteTransaction,
+            /// The batch's effects, when the Writer records them.
+            effects: Option<RefCell<Vec<Effect>>>,
             $($field: Lazy<'t, $k, $v>,)*
         }
 
         impl<'t> Tx<'t> {
-            pub(crate) fn new(txn: &'t WriteTransaction) -> Self {
-                Tx { txn, $($field: OnceCell::new(),)* }
+            /// A view of `txn`; `record`: keep the [`Effect`] of every change.
+            pub(crate) fn new(txn: &'t WriteTransaction, record: bool) -> Self {
+                Tx { txn, effects: record.then(RefCell::default), $($field: OnceCell::new(),)* }
             }
 
             $(
-                pub(crate) fn $field(&self) -> Result<RefMut<'_, Table<'t, $k, $v>>> {
+                pub(crate) fn $field(&self) -> Result<Recorded<'_, 't, $k, $v>> {
                     if self.$field.get().is_none() {
                         let table = self.txn.open_table($def)?;
                         let _ = self.$field.set(RefCell::new(table));
                     }
-                    Ok(self.$field.get().expect("table opened above").borrow_mut())
+                    Ok(Recorded {
+                        table: self.$field.get().expect("table opened above").borrow_mut(),
+                        id: $id,
+                        effects: self.effects.as_ref(),
+                    })
                 }
             )*
+
+            /// The effects recorded so far (none when not recording), leaving none.
+            pub(crate) fn take_effects(&self) -> Vec<Effect> {
+                self.effects.as_ref().map(|e| e.take()).unwrap_or_default()
+            }
+
+            /// Applies effects recorded by another Writer, in their order: the rows they
+            /// wrote are written, the rows they removed are removed, and nothing else is
+            /// done (no rule, clock or counter is consulted).
+            pub fn apply_effects(&self, effects: &[Effect]) -> Result<()> {
+                for effect in effects {
+                    match effect.table {
+                        $($id => self.$field()?.apply(effect)?,)*
+                        other => return Err(Error::Codec(format!("effect of unknown table {other}"))),
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        /// Every row of every table that effects can change, as `(table id, key bytes,
+        /// value bytes)`, table by table in key order: what two copies compare to find
+        /// whether they hold the same rows.
+        pub(crate) fn each_row(
+            txn: &ReadTransaction,
+            mut f: impl FnMut(u16, &[u8], &[u8]),
+        ) -> Result<()> {
+            $(
+                for entry in txn.open_table($def)?.iter()? {
+                    let (k, v) = entry?;
+                    f(
+                        $id,
+                        <$k as Value>::as_bytes(&k.value()).as_ref(),
+                        <$v as Value>::as_bytes(&v.value()).as_ref(),
+                    );
+                }
+            )*
+            Ok(())
         }
     };
 }
 
+/// Whether a row is `META`'s [`DATABASE_ID`], which is written when the file is created,
+/// outside any batch.
+pub(crate) fn is_database_id(table: u16, key: &[u8]) -> bool {
+    table == 1 && key == DATABASE_ID.as_bytes()
+}
+
+// The ids are the tables' names in effects: fixed forever, never reused (9 was the table of
+// heads of earlier versions).
 lazy_tables! {
-    meta: META => &'static str, u64;
-    users: USERS => (&'static str, u64), &'static [u8];
-    usernames: USERNAMES => (&'static str, &'static str), u64;
-    uuids: USER_UUIDS => (&'static str, &'static str), u64;
-    devices: DEVICES => (&'static str, &'static str), u64;
-    messages: MESSAGES => (&'static str, &'static str, u64), &'static [u8];
-    message_ids: MESSAGE_IDS => (&'static str, &'static str), (&'static str, u64);
-    dedup_table: DEDUP => (&'static str, u64, &'static str), (&'static str, u64);
-    cursors: CURSORS => (&'static str, u64, &'static str), (u64, u64);
-    revoked: REVOKED_TOKENS => &'static str, u64;
-    nonces: ADMIN_NONCES => &'static str, u64;
-    friends: FRIENDS => (&'static str, u64, u64), &'static [u8];
-    applies: APPLIES => (&'static str, u64), &'static [u8];
-    applies_to: APPLIES_TO => (&'static str, u64, u64), ();
-    apply_pairs: APPLY_PAIRS => (&'static str, u64, u64), u64;
-    blocks: BLOCKS => (&'static str, u64, u64), u64;
-    conv_states: CONV_STATES => (&'static str, u64, &'static str), &'static [u8];
-    conv_nums: CONV_NUMS => (&'static str, &'static str), u64;
-    num_convs: NUM_CONVS => (&'static str, u64), &'static str;
-    user_settings: USER_SETTINGS => (&'static str, u64, u32, &'static str), &'static str;
-    tenant_settings: TENANT_SETTINGS => (&'static str, u32), &'static str;
-    system_settings: SYSTEM_SETTINGS => (&'static str, u32), &'static [u8];
-    groups: GROUPS => (&'static str, u64), &'static [u8];
-    group_ext: GROUP_EXT_IDS => (&'static str, &'static str), u64;
-    members: MEMBERS => (&'static str, u64, u64), &'static [u8];
-    user_groups: USER_GROUPS => (&'static str, u64, u64), ();
-    join_requests: JOIN_REQUESTS => (&'static str, u64, u64), &'static [u8];
-    stranger_table: STRANGER_SENDS => (&'static str, u64, u64), u64;
-    files: FILES => (&'static str, u64), &'static [u8];
-    user_files: USER_FILES => (&'static str, u64, u64), ();
-    file_paths: FILE_PATHS => &'static str, (&'static str, u64);
-    gates: USER_GATES => (&'static str, u64), &'static [u8];
-    webhooks: WEBHOOKS => (&'static str, u64), &'static [u8];
-    outbox: WEBHOOK_OUTBOX => (&'static str, u64, u64), &'static [u8];
-    dead_letters: WEBHOOK_DEAD => (&'static str, u64, u64), &'static [u8];
-    presence_table: PRESENCE => (&'static str, u64), (u64, bool);
+    meta: META = 1 => &'static str, u64;
+    users: USERS = 2 => (&'static str, u64), &'static [u8];
+    usernames: USERNAMES = 3 => (&'static str, &'static str), u64;
+    uuids: USER_UUIDS = 4 => (&'static str, &'static str), u64;
+    devices: DEVICES = 5 => (&'static str, &'static str), u64;
+    messages: MESSAGES = 6 => (&'static str, &'static str, u64), &'static [u8];
+    message_ids: MESSAGE_IDS = 7 => (&'static str, &'static str), (&'static str, u64);
+    dedup_table: DEDUP = 8 => (&'static str, u64, &'static str), (&'static str, u64);
+    cursors: CURSORS = 10 => (&'static str, u64, &'static str), (u64, u64);
+    revoked: REVOKED_TOKENS = 11 => &'static str, u64;
+    nonces: ADMIN_NONCES = 12 => &'static str, u64;
+    friends: FRIENDS = 13 => (&'static str, u64, u64), &'static [u8];
+    applies: APPLIES = 14 => (&'static str, u64), &'static [u8];
+    applies_to: APPLIES_TO = 15 => (&'static str, u64, u64), ();
+    apply_pairs: APPLY_PAIRS = 16 => (&'static str, u64, u64), u64;
+    blocks: BLOCKS = 17 => (&'static str, u64, u64), u64;
+    conv_states: CONV_STATES = 18 => (&'static str, u64, &'static str), &'static [u8];
+    conv_nums: CONV_NUMS = 19 => (&'static str, &'static str), u64;
+    num_convs: NUM_CONVS = 20 => (&'static str, u64), &'static str;
+    user_settings: USER_SETTINGS = 21 => (&'static str, u64, u32, &'static str), &'static str;
+    tenant_settings: TENANT_SETTINGS = 22 => (&'static str, u32), &'static str;
+    system_settings: SYSTEM_SETTINGS = 23 => (&'static str, u32), &'static [u8];
+    groups: GROUPS = 24 => (&'static str, u64), &'static [u8];
+    group_ext: GROUP_EXT_IDS = 25 => (&'static str, &'static str), u64;
+    members: MEMBERS = 26 => (&'static str, u64, u64), &'static [u8];
+    user_groups: USER_GROUPS = 27 => (&'static str, u64, u64), ();
+    join_requests: JOIN_REQUESTS = 28 => (&'static str, u64, u64), &'static [u8];
+    stranger_table: STRANGER_SENDS = 29 => (&'static str, u64, u64), u64;
+    files: FILES = 30 => (&'static str, u64), &'static [u8];
+    user_files: USER_FILES = 31 => (&'static str, u64, u64), ();
+    file_paths: FILE_PATHS = 32 => &'static str, (&'static str, u64);
+    gates: USER_GATES = 33 => (&'static str, u64), &'static [u8];
+    webhooks: WEBHOOKS = 34 => (&'static str, u64), &'static [u8];
+    outbox: WEBHOOK_OUTBOX = 35 => (&'static str, u64, u64), &'static [u8];
+    dead_letters: WEBHOOK_DEAD = 36 => (&'static str, u64, u64), &'static [u8];
+    presence_table: PRESENCE = 37 => (&'static str, u64), (u64, bool);
 }
 
 /// Collects what `$owned` makes of each key of a range of a table (to remove rows after
@@ -775,8 +915,8 @@ impl Tx<'_> {
             return Ok(false);
         }
         let range = (tenant, id, 0)..=(tenant, id, u64::MAX);
-        self.outbox()?.retain_in(range.clone(), |_, _| false)?;
-        self.dead_letters()?.retain_in(range, |_, _| false)?;
+        self.outbox()?.remove_range(range.clone())?;
+        self.dead_letters()?.remove_range(range)?;
         Ok(true)
     }
 
@@ -824,9 +964,12 @@ impl Tx<'_> {
             None => (tenant, endpoint, 0)..=(tenant, endpoint, u64::MAX),
         };
         let mut events = Vec::new();
-        for entry in self.dead_letters()?.extract_from_if(range, |_, _| true)? {
+        let mut dead = self.dead_letters()?;
+        for entry in dead.range(range.clone())? {
             events.push(decode::<OutboxEvent>(entry?.1.value())?);
         }
+        dead.remove_range(range)?;
+        drop(dead);
         for mut event in events.iter().cloned() {
             event.attempts = 0;
             event.next_ms = now_ms;
@@ -838,7 +981,7 @@ impl Tx<'_> {
 }
 
 /// Removes the rows of a name → time table whose time is before `now`; returns how many.
-fn forget_before(table: &mut Table<'_, &'static str, u64>, now: u64) -> Result<usize> {
+fn forget_before(table: &mut Recorded<'_, '_, &'static str, u64>, now: u64) -> Result<usize> {
     let expired: Vec<String> = table
         .iter()?
         .filter_map(|e| e.ok())

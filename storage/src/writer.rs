@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::effects::EffectLog;
 use crate::handle::Handle;
 use crate::histogram::Histogram;
 use crate::{Error, Result, Tx};
@@ -35,6 +36,9 @@ pub struct WriterConfig {
     /// After a failed write, how long the Writer waits before it opens the database again;
     /// the wait doubles after each try that fails, up to 10 s.
     pub reopen_after: Duration,
+    /// Where each batch's row effects go before its commit (cluster mode's replicated
+    /// log); `None` records nothing. See [`crate::effects`].
+    pub effect_log: Option<EffectLog>,
 }
 
 impl Default for WriterConfig {
@@ -44,6 +48,7 @@ impl Default for WriterConfig {
             linger: Duration::ZERO,
             queue: 65_536,
             reopen_after: Duration::from_millis(250),
+            effect_log: None,
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct WriterStats {
     pub reopens: AtomicU64,
     /// Batches the Writer held back `linger` for more writes to join (under load only).
     pub lingers: AtomicU64,
+    /// Batches the effect log refused: aborted, their writers answered with its error.
+    pub refused_by_log: AtomicU64,
 }
 
 impl Default for WriterStats {
@@ -97,6 +104,7 @@ impl Default for WriterStats {
             failing: AtomicBool::new(false),
             reopens: AtomicU64::new(0),
             lingers: AtomicU64::new(0),
+            refused_by_log: AtomicU64::new(0),
         }
     }
 }
@@ -315,7 +323,7 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, stats
             continue;
         }
         busy = batch.len() > 1;
-        commit_batch(&db, &mut batch, stats);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), stats);
     }
     rx.close();
     // Anything queued after Stop is answered with an error rather than dropped silently.
@@ -325,12 +333,12 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, stats
         }
     }
     if !batch.is_empty() {
-        commit_batch(&db, &mut batch, stats);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), stats);
     }
     tracing::debug!("writer stopped");
 }
 
-fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, stats: &WriterStats) {
+fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, stats: &WriterStats) {
     let started = Instant::now();
     let size = batch.len() as u64;
     let txn = match db.get().and_then(|db| db.begin_write().map_err(Error::from)) {
@@ -344,14 +352,27 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, stats: &WriterStats) {
         }
     };
     let applied = catch_unwind(AssertUnwindSafe(|| {
-        let tx = Tx::new(&txn);
-        batch
+        let tx = Tx::new(&txn, log.is_some());
+        let finishers = batch
             .drain(..)
             .map(|apply| apply(Some(&tx)))
-            .collect::<Vec<Finish>>()
+            .collect::<Vec<Finish>>();
+        (finishers, tx.take_effects())
     }));
     let finishers = match applied {
-        Ok(finishers) => finishers,
+        Ok((finishers, effects)) => match log.map(|log| log.append(&effects)) {
+            Some(Err(refused)) => {
+                // Not in the log, so not committed: the transaction is dropped (aborted).
+                tracing::warn!(error = %refused, "the effect log refused a batch of {size}; it was aborted");
+                stats.refused_by_log.fetch_add(1, Ordering::Relaxed);
+                drop(txn);
+                for finish in finishers {
+                    finish(Err(refused.clone()));
+                }
+                return;
+            }
+            Some(Ok(())) | None => finishers,
+        },
         Err(_) => {
             // The batch is lost as a whole; its waiters were dropped with it and see
             // `Unavailable`. The transaction is aborted by dropping it.

@@ -6,12 +6,15 @@
 //! through the Writer exactly as a real caller would send it, and a `BTreeMap` model
 //! predicts its answer. After every batch a fresh [`Snapshot`] must read back exactly the
 //! model, and a snapshot opened before the batch must still read back the model as it was.
-//! Only the public API is used.
+//! At the end the Writer's effect log, replayed into an empty database, must make the same
+//! rows. Only the public API is used.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
+use parlor_storage::effects::{decode_batch, encode_batch};
 use parlor_storage::{
-    ChatType, Cursor, Error, MessageRecord, Role, Snapshot, Store, Tx, UserRecord, WriterConfig,
+    ChatType, Cursor, EffectLog, Error, MessageRecord, Role, Snapshot, Store, Tx, UserRecord, WriterConfig,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
@@ -605,7 +608,17 @@ fn batches() -> impl Strategy<Value = Vec<(bool, Vec<Op>)>> {
 
 fn run(batches: Vec<(bool, Vec<Op>)>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("parlor.redb"), WriterConfig::default()).unwrap();
+    // Every committed batch's effects, as a replicated log would carry them.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = log.clone();
+    let config = WriterConfig {
+        effect_log: Some(EffectLog::new(move |effects| {
+            kept.lock().unwrap().push(encode_batch(effects));
+            Ok(())
+        })),
+        ..WriterConfig::default()
+    };
+    let store = Store::open(dir.path().join("parlor.redb"), config).unwrap();
     let mut model = Model::default();
     for (grouped, ops) in batches {
         let before = store.snapshot().unwrap();
@@ -632,6 +645,24 @@ fn run(batches: Vec<(bool, Vec<Op>)>) -> Result<(), TestCaseError> {
         // A snapshot taken before the batch still reads the state it started from.
         check(&before, &model_before)?;
     }
+    // Replayed into an empty database, the log makes the same rows.
+    let replica = Store::open(dir.path().join("replica.redb"), WriterConfig::default()).unwrap();
+    let batches = std::mem::take(&mut *log.lock().unwrap());
+    replica
+        .writer()
+        .write_blocking(move |tx| {
+            for batch in &batches {
+                tx.apply_effects(&decode_batch(batch)?)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    prop_assert!(
+        replica.snapshot().unwrap().rows().unwrap() == store.snapshot().unwrap().rows().unwrap(),
+        "the replica's rows differ"
+    );
+    check(&replica.snapshot().unwrap(), &model)?;
+    replica.shutdown();
     store.shutdown();
     Ok(())
 }

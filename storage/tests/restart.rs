@@ -2,15 +2,20 @@
 //! down and the file reopened; concurrent writes share commits; one write's error or panic
 //! does not take the Writer down; a stopped or full Writer refuses new work; system settings
 //! are kept and carried by a dump; removing a user takes what is theirs alone, and a gate is
-//! kept across a reopen.
+//! kept across a reopen. Every store these tests open keeps an effect log, and the main
+//! scenarios end by replaying it into a fresh database that must hold the very same rows.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use parlor_storage::effects::{decode_batch, encode_batch};
 use parlor_storage::{
-    ApplyRecord, ApplyStatus, ChatType, Cursor, DumpRecord, Error, FriendRecord, JoinRequest, MemberRecord,
-    MessageRecord, Role, SettingRecord, Store, UserRecord, WriterConfig,
+    ApplyRecord, ApplyStatus, ChatType, Cursor, DumpRecord, EffectLog, Error, FriendRecord, JoinRequest,
+    MemberRecord, MessageRecord, Role, SettingRecord, Store, UserRecord, WriterConfig,
 };
 
 fn user(tenant: &str, username: &str) -> UserRecord {
@@ -70,8 +75,52 @@ fn message(conv: &str, seq: u64, from: u64, cid: Option<&str>) -> MessageRecord 
     }
 }
 
-fn open(path: &std::path::Path) -> Store {
-    Store::open(path, WriterConfig::default()).expect("open store")
+/// The batches every store of these tests committed, by database file, encoded as a
+/// replicated log would carry them.
+static LOGS: Mutex<BTreeMap<PathBuf, Vec<Vec<u8>>>> = Mutex::new(BTreeMap::new());
+
+/// An effect log that keeps the batches of the database at `path` in [`LOGS`].
+fn log_of(path: &Path) -> EffectLog {
+    let path = path.to_owned();
+    EffectLog::new(move |effects| {
+        let mut logs = LOGS.lock().unwrap();
+        logs.entry(path.clone()).or_default().push(encode_batch(effects));
+        Ok(())
+    })
+}
+
+fn open(path: &Path) -> Store {
+    let config = WriterConfig {
+        effect_log: Some(log_of(path)),
+        ..WriterConfig::default()
+    };
+    Store::open(path, config).expect("open store")
+}
+
+/// Replays the effect log of the database at `path` (every batch its stores committed, in
+/// order) into a fresh database, which must then hold the very rows of `store`.
+fn assert_replica_matches(store: &Store, path: &Path) {
+    let batches = LOGS.lock().unwrap().get(path).cloned().unwrap_or_default();
+    assert!(!batches.is_empty(), "nothing was logged for {}", path.display());
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Store::open(dir.path().join("replica.redb"), WriterConfig::default()).unwrap();
+    replica
+        .writer()
+        .write_blocking(move |tx| {
+            for batch in &batches {
+                tx.apply_effects(&decode_batch(batch)?)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (want, got) = (
+        store.snapshot().unwrap().rows().unwrap(),
+        replica.snapshot().unwrap().rows().unwrap(),
+    );
+    assert!(!want.is_empty());
+    assert_eq!(got.len(), want.len(), "rows of the replica");
+    assert!(got == want, "the replica's rows differ from the store's");
+    replica.shutdown();
 }
 
 #[test]
@@ -222,6 +271,8 @@ fn committed_state_survives_reopen() {
     );
     assert!(matches!(after.3, Err(Error::Conflict(_))));
     assert_eq!(after.4, None, "a cid is per sender");
+    // Across the reopen, the log of the batches rebuilds the same database.
+    assert_replica_matches(&store, &path);
     store.shutdown();
 }
 
@@ -357,6 +408,9 @@ fn failing_write_gets_its_error_and_the_rest_of_the_batch_commits() {
         snap.user_by_username("acme", "alice").unwrap().unwrap().uuid,
         "acme-alice-uuid"
     );
+    drop(snap);
+    // The refused writes wrote nothing, so the log holds nothing of them.
+    assert_replica_matches(&store, &dir.path().join("parlor.redb"));
     store.shutdown();
 }
 
@@ -808,6 +862,9 @@ fn removing_a_user_takes_what_is_theirs_alone_and_its_gate_stays() {
     );
     assert_eq!(s.startup_state().unwrap().gates.len(), 1);
     assert_eq!(s.users_page("t", None, 0, 10).unwrap().0, 2);
+    drop(s);
+    // Removals are in the log too: its replay leaves out what the removal took.
+    assert_replica_matches(&store, &path);
 }
 
 /// A store whose Writer lingers `linger` under load.
@@ -919,4 +976,64 @@ fn heads_are_the_timelines_last_seqs_and_a_heads_table_of_an_earlier_file_goes()
         .collect();
     assert!(tables.contains(&"messages".to_owned()), "{tables:?}");
     assert!(!tables.contains(&"heads".to_owned()), "{tables:?}");
+}
+
+#[test]
+fn a_batch_the_effect_log_refuses_is_aborted_and_its_writers_get_the_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logged = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let (r, l) = (refuse.clone(), logged.clone());
+    let log = EffectLog::new(move |effects| {
+        if r.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable("shard moved"));
+        }
+        l.lock().unwrap().push(effects.to_vec());
+        Ok(())
+    });
+    let config = WriterConfig {
+        effect_log: Some(log),
+        ..WriterConfig::default()
+    };
+    let store = Store::open(dir.path().join("parlor.redb"), config).unwrap();
+    let writer = store.writer();
+    writer
+        .write_blocking(|tx| tx.append_message("acme", &message("d:1:2", 1, 1, Some("c1"))))
+        .unwrap();
+    let first = logged.lock().unwrap()[0].clone();
+    // The message, its id and its cid: one effect per row, each a write.
+    let tables: Vec<u16> = first.iter().map(|e| e.table).collect();
+    assert_eq!(tables.len(), 3, "{tables:?}");
+    assert!(first.iter().all(|e| e.value.is_some()));
+
+    refuse.store(true, Ordering::SeqCst);
+    let refused = writer.write_blocking(|tx| {
+        tx.append_message("acme", &message("d:1:2", 2, 1, Some("c2")))?;
+        tx.insert_user(&mut user("acme", "alice"))
+    });
+    assert!(
+        matches!(refused, Err(Error::Unavailable("shard moved"))),
+        "{refused:?}"
+    );
+    assert_eq!(writer.stats().refused_by_log.load(Ordering::Relaxed), 1);
+    let snap = store.snapshot().unwrap();
+    assert_eq!(
+        snap.head("acme", "d:1:2").unwrap(),
+        1,
+        "nothing of the batch was committed"
+    );
+    assert!(snap.user_by_username("acme", "alice").unwrap().is_none());
+    drop(snap);
+
+    refuse.store(false, Ordering::SeqCst);
+    writer
+        .write_blocking(|tx| tx.append_message("acme", &message("d:1:2", 2, 1, Some("c2"))))
+        .unwrap();
+    assert_eq!(store.snapshot().unwrap().head("acme", "d:1:2").unwrap(), 2);
+    assert_eq!(
+        logged.lock().unwrap().len(),
+        2,
+        "the refused batch is not in the log"
+    );
+    store.shutdown();
 }
