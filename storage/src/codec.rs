@@ -15,23 +15,33 @@ pub trait Record: Serialize + DeserializeOwned {
 
 /// Encodes `value` as `[VERSION][bincode]`.
 pub fn encode<T: Record>(value: &T) -> Vec<u8> {
+    encode_versioned(T::VERSION, value)
+}
+
+/// Decodes a value written by [`encode`], refusing unknown versions.
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T> {
+    decode_versioned(T::VERSION, bytes)
+}
+
+/// `[version][bincode of value]`: the layout of every record, and of a batch of effects.
+pub(crate) fn encode_versioned<T: Serialize + ?Sized>(version: u8, value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
-    out.push(T::VERSION);
+    out.push(version);
     // Encoding into a Vec cannot fail for these plain data records.
     bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
         .expect("bincode encoding into a Vec");
     out
 }
 
-/// Decodes a value written by [`encode`], refusing unknown versions.
-pub fn decode<T: Record>(bytes: &[u8]) -> Result<T> {
-    let (&version, body) = bytes
+/// Reads what [`encode_versioned`] wrote with `version`, refusing any other version and
+/// trailing bytes.
+pub(crate) fn decode_versioned<T: DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T> {
+    let (&found, body) = bytes
         .split_first()
         .ok_or_else(|| Error::Codec("empty value".into()))?;
-    if version != T::VERSION {
+    if found != version {
         return Err(Error::Codec(format!(
-            "unknown record version {version} (expected {})",
-            T::VERSION
+            "unknown record version {found} (expected {version})"
         )));
     }
     let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// One row changed: the table's id (fixed per table, see `Tx`), the key in redb's own
 /// bytes, and the new value in redb's bytes, or `None` when the row was removed.
@@ -31,27 +31,12 @@ const BATCH_VERSION: u8 = 1;
 
 /// Encodes a batch's effects as one record: a version byte and the effects' bincode.
 pub fn encode_batch(effects: &[Effect]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + effects.len() * 64);
-    out.push(BATCH_VERSION);
-    bincode::serde::encode_into_std_write(effects, &mut out, bincode::config::standard())
-        .expect("bincode encoding into a Vec");
-    out
+    crate::codec::encode_versioned(BATCH_VERSION, effects)
 }
 
 /// Decodes a record written by [`encode_batch`].
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Effect>> {
-    let (&version, body) = bytes
-        .split_first()
-        .ok_or_else(|| Error::Codec("empty batch of effects".into()))?;
-    if version != BATCH_VERSION {
-        return Err(Error::Codec(format!("unknown effects version {version}")));
-    }
-    let (effects, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-        .map_err(|e| Error::Codec(e.to_string()))?;
-    if used != body.len() {
-        return Err(Error::Codec(format!("{} trailing bytes", body.len() - used)));
-    }
-    Ok(effects)
+    crate::codec::decode_versioned(BATCH_VERSION, bytes)
 }
 
 /// Where the Writer hands each batch's effects before it commits; see the module doc. It

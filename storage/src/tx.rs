@@ -140,6 +140,13 @@ macro_rules! lazy_tables {
                 self.effects.as_ref().map(|e| e.take()).unwrap_or_default()
             }
 
+            /// Applies one record of a log, a batch encoded by
+            /// [`encode_batch`](crate::effects::encode_batch): see
+            /// [`apply_effects`](Self::apply_effects).
+            pub fn apply_batch(&self, record: &[u8]) -> Result<()> {
+                self.apply_effects(&crate::effects::decode_batch(record)?)
+            }
+
             /// Applies effects recorded by another Writer, in their order: the rows they
             /// wrote are written, the rows they removed are removed, and nothing else is
             /// done (no rule, clock or counter is consulted).

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use parlor_storage::effects::{decode_batch, encode_batch};
+use parlor_storage::effects::encode_batch;
 use parlor_storage::{
     ChatType, Cursor, EffectLog, Error, MessageRecord, Role, Snapshot, Store, Tx, UserRecord, WriterConfig,
 };
@@ -650,12 +650,7 @@ fn run(batches: Vec<(bool, Vec<Op>)>) -> Result<(), TestCaseError> {
     let batches = std::mem::take(&mut *log.lock().unwrap());
     replica
         .writer()
-        .write_blocking(move |tx| {
-            for batch in &batches {
-                tx.apply_effects(&decode_batch(batch)?)?;
-            }
-            Ok(())
-        })
+        .write_blocking(move |tx| batches.iter().try_for_each(|batch| tx.apply_batch(batch)))
         .unwrap();
     prop_assert!(
         replica.snapshot().unwrap().rows().unwrap() == store.snapshot().unwrap().rows().unwrap(),

@@ -12,7 +12,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use parlor_storage::effects::{decode_batch, encode_batch};
+use parlor_storage::effects::encode_batch;
 use parlor_storage::{
     ApplyRecord, ApplyStatus, ChatType, Cursor, DumpRecord, EffectLog, Error, FriendRecord, JoinRequest,
     MemberRecord, MessageRecord, Role, SettingRecord, Store, UserRecord, WriterConfig,
@@ -106,12 +106,7 @@ fn assert_replica_matches(store: &Store, path: &Path) {
     let replica = Store::open(dir.path().join("replica.redb"), WriterConfig::default()).unwrap();
     replica
         .writer()
-        .write_blocking(move |tx| {
-            for batch in &batches {
-                tx.apply_effects(&decode_batch(batch)?)?;
-            }
-            Ok(())
-        })
+        .write_blocking(move |tx| batches.iter().try_for_each(|batch| tx.apply_batch(batch)))
         .unwrap();
     let (want, got) = (
         store.snapshot().unwrap().rows().unwrap(),
