@@ -5,8 +5,9 @@
 //! accessors of `Tx` are the only way to change a row, so nothing escapes the record) and
 //! hands the batch's effects to the log before the commit: a log that refuses them aborts
 //! the batch, and its writers are answered with the log's error. A copy of the database
-//! that applies the same effects in the same order ([`Tx::apply_effects`](crate::Tx::apply_effects))
-//! holds the same rows: applying runs no business logic (no clock, ids or rules), so it
+//! that applies the same effects in the same order
+//! ([`Tx::apply_logged`](crate::Tx::apply_logged)) holds the same rows: applying runs no
+//! business logic (no clock, ids or rules), so it
 //! cannot diverge. This is what a replicated log carries (cluster mode); a single node
 //! records nothing.
 
@@ -40,22 +41,24 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Effect>> {
 }
 
 /// Where the Writer hands each batch's effects before it commits; see the module doc. It
-/// runs on the Writer thread, once per batch (a batch whose writes changed nothing hands an
-/// empty list), and an error aborts the batch. A batch the log accepted whose commit then
+/// runs on the Writer thread, once per batch that changed something, and answers the
+/// position the batch took in the log, which the Writer writes as `META`'s
+/// [`LOG_APPLIED`](crate::tables::LOG_APPLIED) in the batch's transaction; an error aborts
+/// the batch. A batch the log accepted whose commit then
 /// fails is in the log and not in the file: the log is the truth, and such a file is
 /// brought back to it by replaying the log.
 #[derive(Clone)]
 pub struct EffectLog(Arc<Append>);
 
 /// What an [`EffectLog`] does with a batch.
-type Append = dyn Fn(&[Effect]) -> Result<()> + Send + Sync;
+type Append = dyn Fn(&[Effect]) -> Result<u64> + Send + Sync;
 
 impl EffectLog {
-    pub fn new(log: impl Fn(&[Effect]) -> Result<()> + Send + Sync + 'static) -> EffectLog {
+    pub fn new(log: impl Fn(&[Effect]) -> Result<u64> + Send + Sync + 'static) -> EffectLog {
         EffectLog(Arc::new(log))
     }
 
-    pub(crate) fn append(&self, effects: &[Effect]) -> Result<()> {
+    pub(crate) fn append(&self, effects: &[Effect]) -> Result<u64> {
         (self.0)(effects)
     }
 }

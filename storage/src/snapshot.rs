@@ -299,6 +299,13 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The position of the last record of the replicated log this file holds (0: none);
+    /// see [`LOG_APPLIED`].
+    pub fn log_applied(&self) -> Result<u64> {
+        let meta = self.txn.open_table(META)?;
+        Ok(meta.get(LOG_APPLIED)?.map_or(0, |v| v.value()))
+    }
+
     /// The state the core rebuilds in memory at start; see [`StartupState`].
     pub fn startup_state(&self) -> Result<StartupState> {
         let mut state = StartupState::default();

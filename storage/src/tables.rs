@@ -114,6 +114,11 @@ pub fn last_seq(
     })
 }
 
+/// The `META` key of the position, in the replicated log of cluster mode, of the last
+/// record whose effects this file holds; written in the transaction of those effects (not
+/// an effect itself: every copy writes its own). Absent on a single node.
+pub const LOG_APPLIED: &str = "log_applied";
+
 /// The `META` key of the database's id: a random number given when the file is created.
 pub const DATABASE_ID: &str = "database_id";
 

@@ -135,16 +135,35 @@ macro_rules! lazy_tables {
                 }
             )*
 
-            /// The effects recorded so far (none when not recording), leaving none.
-            pub(crate) fn take_effects(&self) -> Vec<Effect> {
-                self.effects.as_ref().map(|e| e.take()).unwrap_or_default()
+            /// Hands the effects recorded so far to `log` (nothing when there are none)
+            /// and notes the position it gives as [`LOG_APPLIED`].
+            pub(crate) fn log_effects(&self, log: &crate::EffectLog) -> Result<()> {
+                let effects = self.effects.as_ref().map(|e| e.take()).unwrap_or_default();
+                if effects.is_empty() {
+                    return Ok(());
+                }
+                let at = log.append(&effects)?;
+                self.meta()?.table.insert(LOG_APPLIED, at)?;
+                Ok(())
             }
 
-            /// Applies one record of a log, a batch encoded by
-            /// [`encode_batch`](crate::effects::encode_batch): see
-            /// [`apply_effects`](Self::apply_effects).
-            pub fn apply_batch(&self, record: &[u8]) -> Result<()> {
-                self.apply_effects(&crate::effects::decode_batch(record)?)
+            /// Applies the log record at position `at`, a batch encoded by
+            /// [`encode_batch`](crate::effects::encode_batch) (see
+            /// [`apply_effects`](Self::apply_effects)), and notes `at` as [`LOG_APPLIED`].
+            /// Records come in log order: one at or before the position already applied
+            /// is skipped (`false`).
+            pub fn apply_logged(&self, at: u64, record: &[u8]) -> Result<bool> {
+                if at <= self.log_applied()? {
+                    return Ok(false);
+                }
+                self.apply_effects(&crate::effects::decode_batch(record)?)?;
+                self.meta()?.table.insert(LOG_APPLIED, at)?;
+                Ok(true)
+            }
+
+            /// The position of the last log record this file holds (0: none).
+            pub fn log_applied(&self) -> Result<u64> {
+                Ok(self.meta()?.get(LOG_APPLIED)?.map_or(0, |v| v.value()))
             }
 
             /// Applies effects recorded by another Writer, in their order: the rows they

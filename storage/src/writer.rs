@@ -357,11 +357,15 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, st
             .drain(..)
             .map(|apply| apply(Some(&tx)))
             .collect::<Vec<Finish>>();
-        (finishers, tx.take_effects())
+        let logged = match log {
+            Some(log) => tx.log_effects(log),
+            None => Ok(()),
+        };
+        (finishers, logged)
     }));
     let finishers = match applied {
-        Ok((finishers, effects)) => match log.map(|log| log.append(&effects)) {
-            Some(Err(refused)) => {
+        Ok((finishers, logged)) => match logged {
+            Err(refused) => {
                 // Not in the log, so not committed: the transaction is dropped (aborted).
                 tracing::warn!(error = %refused, "the effect log refused a batch of {size}; it was aborted");
                 stats.refused_by_log.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +375,7 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, st
                 }
                 return;
             }
-            Some(Ok(())) | None => finishers,
+            Ok(()) => finishers,
         },
         Err(_) => {
             // The batch is lost as a whole; its waiters were dropped with it and see

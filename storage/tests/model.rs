@@ -613,8 +613,9 @@ fn run(batches: Vec<(bool, Vec<Op>)>) -> Result<(), TestCaseError> {
     let kept = log.clone();
     let config = WriterConfig {
         effect_log: Some(EffectLog::new(move |effects| {
-            kept.lock().unwrap().push(encode_batch(effects));
-            Ok(())
+            let mut kept = kept.lock().unwrap();
+            kept.push(encode_batch(effects));
+            Ok(kept.len() as u64)
         })),
         ..WriterConfig::default()
     };
@@ -650,12 +651,19 @@ fn run(batches: Vec<(bool, Vec<Op>)>) -> Result<(), TestCaseError> {
     let batches = std::mem::take(&mut *log.lock().unwrap());
     replica
         .writer()
-        .write_blocking(move |tx| batches.iter().try_for_each(|batch| tx.apply_batch(batch)))
+        .write_blocking(move |tx| {
+            for (at, batch) in (1..).zip(&batches) {
+                assert!(tx.apply_logged(at, batch)?, "record {at} applied once");
+            }
+            Ok(())
+        })
         .unwrap();
+    let (copy, original) = (replica.snapshot().unwrap(), store.snapshot().unwrap());
     prop_assert!(
-        replica.snapshot().unwrap().rows().unwrap() == store.snapshot().unwrap().rows().unwrap(),
+        copy.rows().unwrap() == original.rows().unwrap(),
         "the replica's rows differ"
     );
+    prop_assert_eq!(copy.log_applied().unwrap(), original.log_applied().unwrap());
     check(&replica.snapshot().unwrap(), &model)?;
     replica.shutdown();
     store.shutdown();

@@ -84,8 +84,9 @@ fn log_of(path: &Path) -> EffectLog {
     let path = path.to_owned();
     EffectLog::new(move |effects| {
         let mut logs = LOGS.lock().unwrap();
-        logs.entry(path.clone()).or_default().push(encode_batch(effects));
-        Ok(())
+        let log = logs.entry(path.clone()).or_default();
+        log.push(encode_batch(effects));
+        Ok(log.len() as u64)
     })
 }
 
@@ -106,12 +107,18 @@ fn assert_replica_matches(store: &Store, path: &Path) {
     let replica = Store::open(dir.path().join("replica.redb"), WriterConfig::default()).unwrap();
     replica
         .writer()
-        .write_blocking(move |tx| batches.iter().try_for_each(|batch| tx.apply_batch(batch)))
+        .write_blocking(move |tx| {
+            for (at, batch) in (1..).zip(&batches) {
+                assert!(tx.apply_logged(at, batch)?, "record {at} applied once");
+            }
+            // A record delivered again is skipped.
+            assert!(!tx.apply_logged(1, &batches[0])?);
+            Ok(())
+        })
         .unwrap();
-    let (want, got) = (
-        store.snapshot().unwrap().rows().unwrap(),
-        replica.snapshot().unwrap().rows().unwrap(),
-    );
+    let (original, copy) = (store.snapshot().unwrap(), replica.snapshot().unwrap());
+    assert_eq!(copy.log_applied().unwrap(), original.log_applied().unwrap());
+    let (want, got) = (original.rows().unwrap(), copy.rows().unwrap());
     assert!(!want.is_empty());
     assert_eq!(got.len(), want.len(), "rows of the replica");
     assert!(got == want, "the replica's rows differ from the store's");
@@ -983,8 +990,9 @@ fn a_batch_the_effect_log_refuses_is_aborted_and_its_writers_get_the_refusal() {
         if r.load(Ordering::SeqCst) {
             return Err(Error::Unavailable("shard moved"));
         }
-        l.lock().unwrap().push(effects.to_vec());
-        Ok(())
+        let mut l = l.lock().unwrap();
+        l.push(effects.to_vec());
+        Ok(l.len() as u64)
     });
     let config = WriterConfig {
         effect_log: Some(log),
