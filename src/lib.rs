@@ -12,10 +12,12 @@
 //! APIs over the core), [`ws`] (the WebSocket session actor), [`state`] (what handlers
 //! share), [`files`] (uploads, the object store, video screenshots), [`dump`] (export and
 //! import), [`routes`] (listable route registration), [`openapi`] (the OpenAPI documents),
-//! [`metrics`] (Prometheus), [`memory`] (the process's memory figures) and [`web`] (the web
+//! [`metrics`] (Prometheus), [`memory`] (the process's memory figures), [`cluster`] (the
+//! replicated log of cluster mode) and [`web`] (the web
 //! chat client served at `/`).
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod cors;

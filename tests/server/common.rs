@@ -49,6 +49,24 @@ pub async fn metric_at(http: &reqwest::Client, base: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
 }
 
+/// A program from a Debian package (`/usr/sbin/<name>`, or on `PATH`); panics naming the
+/// package to install when there is none.
+pub fn system_program(name: &str, package: &str) -> PathBuf {
+    let installed = Path::new("/usr/sbin").join(name);
+    if installed.exists() {
+        return installed;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: `apt-get install -y {package}` (.ci/run installs it)")
+        })
+}
+
 /// A loopback port free a moment ago, for a server child process to bind.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

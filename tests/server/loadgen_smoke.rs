@@ -7,7 +7,6 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -216,29 +215,9 @@ async fn fanout_against_baseline() {
     baseline.kill().await.expect("baseline stops");
 }
 
-/// The mosquitto binary: the Debian package's, or one on `PATH`.
-fn mosquitto() -> PathBuf {
-    let installed = Path::new("/usr/sbin/mosquitto");
-    if installed.exists() {
-        return installed.to_path_buf();
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("mosquitto"))
-                .find(|p| p.exists())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "mosquitto is not installed: `apt-get install -y mosquitto` \
-                 (.ci/run installs it); this test runs the load generator against it"
-            )
-        })
-}
-
 #[actix_web::test]
 async fn fanout_against_mosquitto() {
-    let binary = mosquitto();
+    let binary = common::system_program("mosquitto", "mosquitto");
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let conf = dir.path().join("mosquitto.conf");

@@ -12,6 +12,7 @@ mod browser;
 mod chat21;
 mod chatroom;
 mod cli;
+mod cluster_log;
 mod conversations;
 mod cors;
 mod deploy;

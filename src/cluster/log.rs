@@ -1,0 +1,277 @@
+//! A shard's replicated log on NATS JetStream (`CLUSTER.md` §4.2–4.3).
+//!
+//! One stream per shard (`PARLOR_LOG_<k>`, subject `parlor.log.<k>`, file storage), one
+//! record per Writer batch: the batch's effects ([`parlor_storage::effects`]) under the
+//! message id `<k>.<epoch>.<n>`. Every append names the position the appender believes is
+//! the stream's last (`Nats-Expected-Last-Sequence`): JetStream refuses it if anything else
+//! was appended since, so an owner that lost the shard (paused, cut off) can never append
+//! after its successor did; it is *fenced*. An append whose answer was lost is resolved by
+//! reading the position it expected to take: its own id there means it landed, another id
+//! means it was fenced, nothing means it may be sent again with the same id (the stream's
+//! duplicate window absorbs a late landing).
+//!
+//! [`Appender`] puts a [`ShardLog`] behind the Writer's [`EffectLog`]: each batch is
+//! appended before its commit, and its position becomes the file's `log_applied`.
+//! [`ShardLog::replay`] reads records in order for a copy to apply with
+//! [`Tx::apply_logged`](parlor_storage::Tx::apply_logged).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::{Config, RawMessageErrorKind, StorageType, Stream};
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use parlor_storage::effects::{encode_batch, Effect, EffectLog};
+
+/// What an append or a read of the log can meet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The stream holds something past the position the appender expected: another owner
+    /// appended. This appender must stop writing the shard.
+    #[error("fenced: the log of this shard moved past position {expected}")]
+    Fenced { expected: u64 },
+    /// NATS did not answer, or answered an error other than a fence; the append may be
+    /// sent again with the same id.
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// How a shard's stream is made.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Copies of the stream NATS keeps (3 in production; 1 for a single NATS server).
+    pub replicas: usize,
+    /// Largest record, bytes (a batch's effects).
+    pub max_record_bytes: i32,
+    /// How long NATS remembers a record's id to absorb a resent append.
+    pub duplicate_window: Duration,
+    /// Longest wait for an append's or a read's answer.
+    pub timeout: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            replicas: 3,
+            max_record_bytes: 8 * 1024 * 1024,
+            duplicate_window: Duration::from_secs(120),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One record read back: its id and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub bytes: Bytes,
+}
+
+/// The replicated log of one shard; see the module doc.
+pub struct ShardLog {
+    js: jetstream::Context,
+    stream: Stream,
+    subject: String,
+    shard: u32,
+    timeout: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+impl ShardLog {
+    /// Opens the log of `shard`, creating its stream if there is none.
+    pub async fn open(
+        js: jetstream::Context,
+        shard: u32,
+        settings: &LogSettings,
+    ) -> Result<ShardLog, LogError> {
+        let subject = format!("parlor.log.{shard}");
+        let config = Config {
+            name: format!("PARLOR_LOG_{shard}"),
+            subjects: vec![subject.clone()],
+            storage: StorageType::File,
+            num_replicas: settings.replicas.max(1),
+            max_message_size: settings.max_record_bytes,
+            duplicate_window: settings.duplicate_window,
+            // Records leave only by a purge below a snapshot, never one by one.
+            deny_delete: true,
+            ..Config::default()
+        };
+        let stream = tokio::time::timeout(settings.timeout, js.get_or_create_stream(config))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(ShardLog {
+            js,
+            stream,
+            subject,
+            shard,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// The shard this log belongs to.
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    /// The position of the last record (0: none yet).
+    pub async fn tail(&self) -> Result<u64, LogError> {
+        let info = tokio::time::timeout(self.timeout, self.stream.get_info())
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The record at position `at`, or `None` when there is none (yet).
+    pub async fn read(&self, at: u64) -> Result<Option<Record>, LogError> {
+        let got = tokio::time::timeout(self.timeout, self.stream.get_raw_message(at))
+            .await
+            .map_err(unavailable)?;
+        match got {
+            Ok(message) => {
+                let id = message
+                    .headers
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                Ok(Some(Record {
+                    id,
+                    bytes: message.payload,
+                }))
+            }
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Appends `record` under `id` as the record right after position `expected_last`;
+    /// answers its position (`expected_last + 1`). [`LogError::Fenced`] when the stream
+    /// already holds another record there; [`LogError::Unavailable`] when it is not known
+    /// whether the record landed: send it again with the same id.
+    pub async fn append(&self, expected_last: u64, id: &str, record: Bytes) -> Result<u64, LogError> {
+        let message = PublishMessage::build()
+            .payload(record)
+            .message_id(id)
+            .expected_last_sequence(expected_last);
+        let sent = async { self.js.send_publish(self.subject.clone(), message).await?.await };
+        match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(ack)) if ack.sequence == expected_last + 1 && !ack.duplicate => Ok(ack.sequence),
+            // A duplicate of an earlier append of this id, or an answer for another
+            // position: what the stream holds where this append belongs decides.
+            Ok(Ok(_)) => self.resolve(expected_last, id).await,
+            Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                self.resolve(expected_last, id).await
+            }
+            Ok(Err(e)) => match self.resolve(expected_last, id).await {
+                Err(LogError::Unavailable(_)) => Err(unavailable(e)),
+                settled => settled,
+            },
+            Err(_) => self.resolve(expected_last, id).await,
+        }
+    }
+
+    /// After an append whose outcome is unclear: the record at `expected_last + 1` is
+    /// ours (landed), another's (fenced), or absent (unavailable: try again).
+    async fn resolve(&self, expected_last: u64, id: &str) -> Result<u64, LogError> {
+        match self.read(expected_last + 1).await? {
+            Some(found) if found.id == id => Ok(expected_last + 1),
+            Some(_) => Err(LogError::Fenced {
+                expected: expected_last,
+            }),
+            None => Err(LogError::Unavailable(format!(
+                "record {id} is not at position {}",
+                expected_last + 1
+            ))),
+        }
+    }
+
+    /// Reads the records after position `after` up to the tail as it is when the replay
+    /// starts, in order, handing each to `apply` with its position; answers the last
+    /// position handed (`after` when there was none).
+    pub async fn replay<E>(
+        &self,
+        after: u64,
+        mut apply: impl FnMut(u64, Record) -> Result<(), E>,
+    ) -> Result<Result<u64, E>, LogError> {
+        let tail = self.tail().await?;
+        let mut at = after;
+        while at < tail {
+            let Some(record) = self.read(at + 1).await? else {
+                return Err(LogError::Unavailable(format!("record {} is missing", at + 1)));
+            };
+            if let Err(e) = apply(at + 1, record) {
+                return Ok(Err(e));
+            }
+            at += 1;
+        }
+        Ok(Ok(at))
+    }
+}
+
+/// How many times an append whose outcome stays unknown is sent again before the batch is
+/// refused.
+const APPEND_TRIES: u32 = 3;
+
+/// The Writer's side of a shard's log: an owner's appends, one batch at a time, under its
+/// epoch; see the module doc.
+pub struct Appender {
+    log: ShardLog,
+    runtime: tokio::runtime::Handle,
+    epoch: u64,
+    /// The last position this owner knows the stream at, and the number of its next record.
+    state: Mutex<(u64, u64)>,
+}
+
+impl Appender {
+    /// An appender for the owner of `log` in `epoch`, which knows the stream up to
+    /// position `tail` (what it replayed). `runtime` runs the appends for the Writer
+    /// thread, which blocks on each.
+    pub fn new(log: ShardLog, runtime: tokio::runtime::Handle, epoch: u64, tail: u64) -> Appender {
+        Appender {
+            log,
+            runtime,
+            epoch,
+            state: Mutex::new((tail, 1)),
+        }
+    }
+
+    /// Appends one batch's effects; answers its position. A fence is final: every later
+    /// append is refused the same way.
+    pub fn append(&self, effects: &[Effect]) -> Result<u64, LogError> {
+        let mut state = self.state.lock().expect("appender state");
+        let (last, n) = *state;
+        let id = format!("{}.{}.{n}", self.log.shard, self.epoch);
+        let record = Bytes::from(encode_batch(effects));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.runtime.block_on(self.log.append(last, &id, record.clone())) {
+                Ok(at) => {
+                    *state = (at, n + 1);
+                    return Ok(at);
+                }
+                Err(LogError::Unavailable(_)) if tries < APPEND_TRIES => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The Writer's effect log over this appender: a fence refuses the batch as "shard
+    /// moved", an unreachable log as "log unavailable"; neither batch is committed.
+    pub fn effect_log(self: std::sync::Arc<Self>) -> EffectLog {
+        EffectLog::new(move |effects| {
+            self.append(effects).map_err(|e| match e {
+                LogError::Fenced { .. } => parlor_storage::Error::Unavailable("shard moved"),
+                LogError::Unavailable(why) => {
+                    tracing::warn!(error = %why, "a batch could not be appended to the log");
+                    parlor_storage::Error::Unavailable("log unavailable")
+                }
+            })
+        })
+    }
+}

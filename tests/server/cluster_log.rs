@@ -1,0 +1,365 @@
+//! The replicated log of cluster mode (`src/cluster/log.rs`) against a real `nats-server`
+//! with JetStream: two owners racing one position (exactly one wins), an append sent again
+//! landing once, a fenced owner's Writer committing nothing, and the log of a run replayed
+//! into an empty database making the owner's very rows. Needs the Debian package
+//! `nats-server` (`.ci/run` installs it).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use parlor::cluster::log::{Appender, LogError, LogSettings, ShardLog};
+use parlor_storage::effects::encode_batch;
+use parlor_storage::{
+    ChatType, DumpRecord, Error, FriendRecord, MessageRecord, Role, Store, UserRecord, WriterConfig,
+};
+use tokio::process::{Child, Command};
+
+use crate::common;
+
+/// One nats-server with JetStream on a loopback port, its store in a temporary directory;
+/// killed when dropped.
+struct Nats {
+    _child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    async fn start() -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        let child = Command::new(common::system_program("nats-server", "nats-server"))
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server starts");
+        let url = format!("nats://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(client) = async_nats::connect(&url).await {
+                if client.flush().await.is_ok() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "nats-server did not come up on {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Nats {
+            _child: child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// A new connection's JetStream context (each owner has its own).
+    async fn js(&self) -> jetstream::Context {
+        jetstream::new(async_nats::connect(&self.url).await.expect("connect to nats"))
+    }
+
+    /// The log of `shard` over a new connection.
+    async fn log(&self, shard: u32) -> ShardLog {
+        let settings = LogSettings {
+            replicas: 1,
+            ..LogSettings::default()
+        };
+        ShardLog::open(self.js().await, shard, &settings)
+            .await
+            .expect("open the log")
+    }
+}
+
+fn user(username: &str) -> UserRecord {
+    UserRecord {
+        id: 0,
+        uuid: format!("uuid-{username}"),
+        tenant: "acme".into(),
+        username: username.into(),
+        password_hash: String::new(),
+        nickname: username.to_uppercase(),
+        avatar: String::new(),
+        role: Role::User,
+        status: 1,
+        mobile: None,
+        email: None,
+        gender: String::new(),
+        birthday: None,
+        bio: None,
+        location: None,
+        website: None,
+        userset: "{}".into(),
+        invite_confirm: 0,
+        device_id: None,
+        uniplatform: String::new(),
+        devicemodel: String::new(),
+        deviceos: String::new(),
+        devicebrand: String::new(),
+        created_ms: 1,
+        updated_ms: 1,
+        last_login_ms: None,
+    }
+}
+
+fn message(from: u64, to: u64, n: u64) -> MessageRecord {
+    MessageRecord {
+        id: format!("m-{from}-{n}"),
+        seq: 0,
+        conv: format!("d:{}:{}", from.min(to), from.max(to)),
+        chat_type: ChatType::Single,
+        from_id: from,
+        from_name: String::new(),
+        from_avatar: String::new(),
+        to_id: to,
+        to_name: String::new(),
+        to_avatar: String::new(),
+        kind: "text".into(),
+        data: format!("{{\"text\":\"{n}\"}}"),
+        options: "{}".into(),
+        cid: Some(format!("c-{n}")),
+        create_time: n,
+        revoked: false,
+        action: None,
+    }
+}
+
+/// A store whose Writer appends every batch to `log` as the owner in `epoch`.
+fn owner(dir: &Path, log: ShardLog, epoch: u64, tail: u64) -> Store {
+    let appender = Arc::new(Appender::new(log, tokio::runtime::Handle::current(), epoch, tail));
+    let config = WriterConfig {
+        effect_log: Some(appender.effect_log()),
+        ..WriterConfig::default()
+    };
+    Store::open(dir.join("owner.redb"), config).expect("open the owner's store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_owners_racing_one_position_exactly_one_wins() {
+    let nats = Nats::start().await;
+    let (a, b) = (nats.log(0).await, nats.log(0).await);
+    assert_eq!(a.append(0, "0.1.1", Bytes::from_static(b"first")).await, Ok(1));
+    let mut winners = Vec::new();
+    for round in 0..20u64 {
+        let last = round + 1;
+        let (ida, idb) = (format!("0.1.{}", round + 2), format!("0.2.{}", round + 2));
+        let (ra, rb) = tokio::join!(
+            a.append(last, &ida, Bytes::from(ida.clone())),
+            b.append(last, &idb, Bytes::from(idb.clone()))
+        );
+        let fenced = Err(LogError::Fenced { expected: last });
+        match (&ra, &rb) {
+            (Ok(at), r) if *r == fenced => {
+                assert_eq!(*at, last + 1);
+                winners.push(ida);
+            }
+            (r, Ok(at)) if *r == fenced => {
+                assert_eq!(*at, last + 1);
+                winners.push(idb);
+            }
+            _ => panic!("round {round}: {ra:?} and {rb:?}: not exactly one winner"),
+        }
+    }
+    assert_eq!(a.tail().await, Ok(21));
+    assert_eq!(b.tail().await, Ok(21));
+    for (at, id) in (2..).zip(&winners) {
+        let record = a.read(at).await.unwrap().expect("the winner's record");
+        assert_eq!(&record.id, id);
+        assert_eq!(record.bytes, Bytes::from(id.clone()));
+    }
+    assert_eq!(a.read(22).await, Ok(None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_sent_again_lands_once() {
+    let nats = Nats::start().await;
+    let log = nats.log(3).await;
+    let record = Bytes::from_static(b"batch");
+    assert_eq!(log.append(0, "3.1.1", record.clone()).await, Ok(1));
+    // The answer was lost, say: the same id sent again is the same record.
+    assert_eq!(log.append(0, "3.1.1", record.clone()).await, Ok(1));
+    assert_eq!(log.tail().await, Ok(1));
+    assert_eq!(log.append(1, "3.1.2", record.clone()).await, Ok(2));
+    // An appender that missed a record is fenced, and nothing of it lands.
+    assert_eq!(
+        log.append(1, "3.9.1", record.clone()).await,
+        Err(LogError::Fenced { expected: 1 })
+    );
+    assert_eq!(log.tail().await, Ok(2));
+    assert_eq!(log.read(3).await, Ok(None));
+    // Other shards have logs of their own.
+    assert_eq!(nats.log(4).await.tail().await, Ok(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_owner_commits_nothing_and_says_the_shard_moved() {
+    let nats = Nats::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = owner(dir.path(), nats.log(1).await, 1, 0);
+    let writer = store.writer();
+    writer
+        .write(|tx| tx.insert_user(&mut user("alice")))
+        .await
+        .expect("the owner writes");
+    assert_eq!(store.snapshot().unwrap().log_applied().unwrap(), 1);
+
+    // A new owner takes the shard: its epoch-start record lands after what it replayed.
+    let successor = nats.log(1).await;
+    assert_eq!(
+        successor.append(1, "1.2.0", Bytes::from(encode_batch(&[]))).await,
+        Ok(2)
+    );
+
+    for name in ["bob", "carol"] {
+        let refused = writer.write(move |tx| tx.insert_user(&mut user(name))).await;
+        assert!(
+            matches!(refused, Err(Error::Unavailable("shard moved"))),
+            "{refused:?}"
+        );
+    }
+    let snap = store.snapshot().unwrap();
+    assert!(snap.user_by_username("acme", "alice").unwrap().is_some());
+    assert!(
+        snap.user_by_username("acme", "bob").unwrap().is_none(),
+        "nothing committed"
+    );
+    assert_eq!(snap.log_applied().unwrap(), 1);
+    assert_eq!(
+        writer
+            .stats()
+            .refused_by_log
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(successor.tail().await, Ok(2), "the fenced owner appended nothing");
+    store.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_of_a_run_replayed_into_an_empty_database_makes_the_owners_rows() {
+    let nats = Nats::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = owner(dir.path(), nats.log(2).await, 1, 0);
+    let writer = store.writer().clone();
+    let ids: Vec<u64> = writer
+        .write(|tx| {
+            let mut ids = Vec::new();
+            for name in ["alice", "bob", "carol", "dave"] {
+                let mut u = user(name);
+                tx.insert_user(&mut u)?;
+                ids.push(u.id);
+            }
+            Ok(ids)
+        })
+        .await
+        .unwrap();
+    // Many writes at once, so that batches hold several; each a send as the Router writes it.
+    let mut waiting = Vec::new();
+    for n in 0..200u64 {
+        let (from, to) = (ids[(n % 4) as usize], ids[((n + 1) % 4) as usize]);
+        waiting.push(
+            writer
+                .submit(move |tx| {
+                    let mut m = message(from, to, n);
+                    if tx
+                        .dedup("acme", from, m.cid.as_deref().unwrap_or_default())?
+                        .is_none()
+                    {
+                        tx.append_next("acme", &mut m)?;
+                        tx.ensure_cursor("acme", to, &m.conv)?;
+                        tx.pass_own_message("acme", from, &m.conv, m.seq, true)?;
+                    }
+                    Ok(())
+                })
+                .unwrap(),
+        );
+    }
+    for rx in waiting {
+        rx.await.unwrap().unwrap();
+    }
+    // Changes and removals too.
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    writer
+        .write(move |tx| {
+            let mut friend = FriendRecord {
+                row_id: 0,
+                remark: String::new(),
+                friendlookme: 1,
+                melookfriend: 1,
+                star: false,
+                created_ms: 1,
+                updated_ms: 1,
+            };
+            tx.put_friend("acme", a, b, &mut friend)?;
+            tx.put_friend("acme", b, a, &mut friend)?;
+            tx.set_block("acme", c, a, true, 5)?;
+            tx.advance_cursor("acme", b, &format!("d:{}:{}", a.min(b), a.max(b)), 10, 7)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    writer
+        .write(move |tx| {
+            tx.remove_friend("acme", b, a)?;
+            tx.set_block("acme", c, a, false, 6)?;
+            tx.remove_user("acme", ids[3])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let stats = writer.stats();
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let writes = stats.writes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        writes > commits,
+        "batches held several writes ({writes} in {commits})"
+    );
+
+    // A fresh copy, from the log alone.
+    let log = nats.log(2).await;
+    let mut records = Vec::new();
+    let last = log
+        .replay(0, |at, record| {
+            records.push((at, record.bytes));
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last, store.snapshot().unwrap().log_applied().unwrap());
+    let replica = Store::open(dir.path().join("replica.redb"), WriterConfig::default()).unwrap();
+    replica
+        .writer()
+        .write(move |tx| {
+            for (at, bytes) in &records {
+                assert!(tx.apply_logged(*at, bytes)?);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let (original, copy) = (store.snapshot().unwrap(), replica.snapshot().unwrap());
+    assert_eq!(copy.log_applied().unwrap(), last);
+    assert!(
+        copy.rows().unwrap() == original.rows().unwrap(),
+        "the replica's rows differ"
+    );
+    // And as `parlor export` would write them.
+    let export = |s: &parlor_storage::Snapshot| {
+        let mut out: Vec<DumpRecord> = Vec::new();
+        s.dump(None, |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
+        out
+    };
+    let (want, got) = (export(&original), export(&copy));
+    assert!(want.len() > 200, "{} records", want.len());
+    assert!(got == want, "the exports differ");
+    replica.shutdown();
+    store.shutdown();
+}
