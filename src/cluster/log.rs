@@ -24,18 +24,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use parlor_storage::effects::{encode_batch, Effect, EffectLog};
 
-/// What an append or a read of the log can meet.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LogError {
-    /// The stream holds something past the position the appender expected: another owner
-    /// appended. This appender must stop writing the shard.
-    #[error("fenced: the log of this shard moved past position {expected}")]
-    Fenced { expected: u64 },
-    /// NATS did not answer, or answered an error other than a fence; the append may be
-    /// sent again with the same id.
-    #[error("the log is unavailable: {0}")]
-    Unavailable(String),
-}
+use super::{unavailable, Error};
 
 /// How a shard's stream is made.
 #[derive(Debug, Clone)]
@@ -77,17 +66,9 @@ pub struct ShardLog {
     timeout: Duration,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> LogError {
-    LogError::Unavailable(e.to_string())
-}
-
 impl ShardLog {
     /// Opens the log of `shard`, creating its stream if there is none.
-    pub async fn open(
-        js: jetstream::Context,
-        shard: u32,
-        settings: &LogSettings,
-    ) -> Result<ShardLog, LogError> {
+    pub async fn open(js: jetstream::Context, shard: u32, settings: &LogSettings) -> Result<ShardLog, Error> {
         let subject = format!("parlor.log.{shard}");
         let config = Config {
             name: format!("PARLOR_LOG_{shard}"),
@@ -119,7 +100,7 @@ impl ShardLog {
     }
 
     /// The position of the last record (0: none yet).
-    pub async fn tail(&self) -> Result<u64, LogError> {
+    pub async fn tail(&self) -> Result<u64, Error> {
         let info = tokio::time::timeout(self.timeout, self.stream.get_info())
             .await
             .map_err(unavailable)?
@@ -128,7 +109,7 @@ impl ShardLog {
     }
 
     /// The record at position `at`, or `None` when there is none (yet).
-    pub async fn read(&self, at: u64) -> Result<Option<Record>, LogError> {
+    pub async fn read(&self, at: u64) -> Result<Option<Record>, Error> {
         let got = tokio::time::timeout(self.timeout, self.stream.get_raw_message(at))
             .await
             .map_err(unavailable)?;
@@ -150,10 +131,10 @@ impl ShardLog {
     }
 
     /// Appends `record` under `id` as the record right after position `expected_last`;
-    /// answers its position (`expected_last + 1`). [`LogError::Fenced`] when the stream
-    /// already holds another record there; [`LogError::Unavailable`] when it is not known
+    /// answers its position (`expected_last + 1`). [`Error::Fenced`] when the stream
+    /// already holds another record there; [`Error::Unavailable`] when it is not known
     /// whether the record landed: send it again with the same id.
-    pub async fn append(&self, expected_last: u64, id: &str, record: Bytes) -> Result<u64, LogError> {
+    pub async fn append(&self, expected_last: u64, id: &str, record: Bytes) -> Result<u64, Error> {
         let message = PublishMessage::build()
             .payload(record)
             .message_id(id)
@@ -168,7 +149,7 @@ impl ShardLog {
                 self.resolve(expected_last, id).await
             }
             Ok(Err(e)) => match self.resolve(expected_last, id).await {
-                Err(LogError::Unavailable(_)) => Err(unavailable(e)),
+                Err(Error::Unavailable(_)) => Err(unavailable(e)),
                 settled => settled,
             },
             Err(_) => self.resolve(expected_last, id).await,
@@ -177,13 +158,13 @@ impl ShardLog {
 
     /// After an append whose outcome is unclear: the record at `expected_last + 1` is
     /// ours (landed), another's (fenced), or absent (unavailable: try again).
-    async fn resolve(&self, expected_last: u64, id: &str) -> Result<u64, LogError> {
+    async fn resolve(&self, expected_last: u64, id: &str) -> Result<u64, Error> {
         match self.read(expected_last + 1).await? {
             Some(found) if found.id == id => Ok(expected_last + 1),
-            Some(_) => Err(LogError::Fenced {
+            Some(_) => Err(Error::Fenced {
                 expected: expected_last,
             }),
-            None => Err(LogError::Unavailable(format!(
+            None => Err(Error::Unavailable(format!(
                 "record {id} is not at position {}",
                 expected_last + 1
             ))),
@@ -197,12 +178,12 @@ impl ShardLog {
         &self,
         after: u64,
         mut apply: impl FnMut(u64, Record) -> Result<(), E>,
-    ) -> Result<Result<u64, E>, LogError> {
+    ) -> Result<Result<u64, E>, Error> {
         let tail = self.tail().await?;
         let mut at = after;
         while at < tail {
             let Some(record) = self.read(at + 1).await? else {
-                return Err(LogError::Unavailable(format!("record {} is missing", at + 1)));
+                return Err(Error::Unavailable(format!("record {} is missing", at + 1)));
             };
             if let Err(e) = apply(at + 1, record) {
                 return Ok(Err(e));
@@ -242,7 +223,7 @@ impl Appender {
 
     /// Appends one batch's effects; answers its position. A fence is final: every later
     /// append is refused the same way.
-    pub fn append(&self, effects: &[Effect]) -> Result<u64, LogError> {
+    pub fn append(&self, effects: &[Effect]) -> Result<u64, Error> {
         let mut state = self.state.lock().expect("appender state");
         let (last, n) = *state;
         let id = format!("{}.{}.{n}", self.log.shard, self.epoch);
@@ -255,7 +236,7 @@ impl Appender {
                     *state = (at, n + 1);
                     return Ok(at);
                 }
-                Err(LogError::Unavailable(_)) if tries < APPEND_TRIES => continue,
+                Err(Error::Unavailable(_)) if tries < APPEND_TRIES => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -266,8 +247,8 @@ impl Appender {
     pub fn effect_log(self: std::sync::Arc<Self>) -> EffectLog {
         EffectLog::new(move |effects| {
             self.append(effects).map_err(|e| match e {
-                LogError::Fenced { .. } => parlor_storage::Error::Unavailable("shard moved"),
-                LogError::Unavailable(why) => {
+                Error::Fenced { .. } => parlor_storage::Error::Unavailable("shard moved"),
+                Error::Unavailable(why) => {
                     tracing::warn!(error = %why, "a batch could not be appended to the log");
                     parlor_storage::Error::Unavailable("log unavailable")
                 }

@@ -12,7 +12,7 @@ mod browser;
 mod chat21;
 mod chatroom;
 mod cli;
-mod cluster_log;
+mod cluster;
 mod conversations;
 mod cors;
 mod deploy;

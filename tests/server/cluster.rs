@@ -1,8 +1,10 @@
-//! The replicated log of cluster mode (`src/cluster/log.rs`) against a real `nats-server`
-//! with JetStream: two owners racing one position (exactly one wins), an append sent again
-//! landing once, a fenced owner's Writer committing nothing, and the log of a run replayed
-//! into an empty database making the owner's very rows. Needs the Debian package
-//! `nats-server` (`.ci/run` installs it).
+//! The building blocks of cluster mode (`src/cluster/`) against a real `nats-server` with
+//! JetStream. The replicated log: two owners racing one position (exactly one wins), an
+//! append sent again landing once, a fenced owner's Writer committing nothing, and the log
+//! of a run replayed into an empty database making the owner's very rows. The directory:
+//! two nodes racing for a shard (exactly one takes it, each takeover a new epoch), and a
+//! lease that is not renewed running out. Needs the Debian package `nats-server` (`.ci/run`
+//! installs it).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use parlor::cluster::log::{Appender, LogError, LogSettings, ShardLog};
+use parlor::cluster::directory::{Directory, NodeInfo};
+use parlor::cluster::log::{Appender, LogSettings, ShardLog};
+use parlor::cluster::placement;
+use parlor::cluster::Error as LogError;
 use parlor_storage::effects::encode_batch;
 use parlor_storage::{
     ChatType, DumpRecord, Error, FriendRecord, MessageRecord, Role, Store, UserRecord, WriterConfig,
@@ -362,4 +367,74 @@ async fn the_log_of_a_run_replayed_into_an_empty_database_makes_the_owners_rows(
     assert!(got == want, "the exports differ");
     replica.shutdown();
     store.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_for_a_shard_exactly_one_takes_it_and_each_takeover_is_a_new_epoch() {
+    let nats = Nats::start().await;
+    let lease = Duration::from_secs(6);
+    let a = Directory::open(&nats.js().await, lease, 1).await.unwrap();
+    let b = Directory::open(&nats.js().await, lease, 1).await.unwrap();
+    assert_eq!(a.owner(5).await, Ok(None));
+    let mut seen = None;
+    for epoch in 1..=10u64 {
+        let (ta, tb) = tokio::join!(
+            a.take(5, "node-a", seen.as_ref()),
+            b.take(5, "node-b", seen.as_ref())
+        );
+        let (ta, tb) = (ta.unwrap(), tb.unwrap());
+        let won = match (ta, tb) {
+            (Some(won), None) | (None, Some(won)) => won,
+            (ta, tb) => panic!("epoch {epoch}: {ta:?} and {tb:?}: not exactly one owner"),
+        };
+        assert_eq!(won.claim.epoch, epoch);
+        // Both read the winner back, and a claim from an old reading is refused.
+        assert_eq!(a.owner(5).await.unwrap().as_ref(), Some(&won));
+        assert_eq!(b.owner(5).await.unwrap().as_ref(), Some(&won));
+        if let Some(old) = &seen {
+            assert_eq!(a.take(5, "node-a", Some(old)).await, Ok(None));
+        }
+        seen = Some(won);
+    }
+    // Shards are claimed one by one.
+    assert_eq!(a.owner(6).await, Ok(None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_is_not_renewed_runs_out_and_its_shards_go_to_the_next_node() {
+    let nats = Nats::start().await;
+    let directory = Directory::open(&nats.js().await, Duration::from_secs(1), 1)
+        .await
+        .unwrap();
+    let info = |port: u16| NodeInfo {
+        advertise: format!("127.0.0.1:{port}"),
+    };
+    directory.renew("node-a", &info(7101)).await.unwrap();
+    directory.renew("node-b", &info(7102)).await.unwrap();
+    assert_eq!(directory.live_nodes().await.unwrap(), ["node-a", "node-b"]);
+    assert_eq!(directory.node("node-a").await, Ok(Some(info(7101))));
+    let shards_of = |nodes: &[&str], node: &str| {
+        (0..16u32)
+            .filter(|&k| placement::ranking(k, nodes)[0] == node)
+            .count()
+    };
+    assert!(shards_of(&["node-a", "node-b"], "node-a") > 0);
+    // node-b keeps renewing; node-a stopped.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        directory.renew("node-b", &info(7102)).await.unwrap();
+        let live = directory.live_nodes().await.unwrap();
+        if live == ["node-b"] {
+            break;
+        }
+        assert_eq!(live, ["node-a", "node-b"]);
+        assert!(Instant::now() < deadline, "node-a's lease never ran out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(directory.node("node-a").await, Ok(None));
+    assert_eq!(
+        shards_of(&["node-b"], "node-b"),
+        16,
+        "the live node ranks first for every shard"
+    );
 }
