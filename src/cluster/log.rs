@@ -10,8 +10,9 @@
 //! means it was fenced, nothing means it may be sent again with the same id (the stream's
 //! duplicate window absorbs a late landing).
 //!
-//! [`Appender`] puts a [`ShardLog`] behind the Writer's [`EffectLog`]: each batch is
-//! appended before its commit, and its position becomes the file's `log_applied`.
+//! [`Appender`] is an owner's side of a [`ShardLog`], behind the Writer's effect log
+//! ([`super::shard::Ownership`]): each batch is appended before its commit, and its position
+//! becomes the file's `log_applied`.
 //! [`ShardLog::replay`] reads records in order for a copy to apply with
 //! [`Tx::apply_logged`](parlor_storage::Tx::apply_logged).
 
@@ -22,7 +23,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{Config, RawMessageErrorKind, StorageType, Stream};
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
-use parlor_storage::effects::{encode_batch, Effect, EffectLog};
+use parlor_storage::effects::{encode_batch, Effect};
 
 use super::{unavailable, Error};
 
@@ -221,6 +222,11 @@ impl Appender {
         }
     }
 
+    /// The shard whose log this is.
+    pub fn shard(&self) -> u32 {
+        self.log.shard
+    }
+
     /// Appends one batch's effects; answers its position. A fence is final: every later
     /// append is refused the same way.
     pub fn append(&self, effects: &[Effect]) -> Result<u64, Error> {
@@ -240,19 +246,5 @@ impl Appender {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// The Writer's effect log over this appender: a fence refuses the batch as "shard
-    /// moved", an unreachable log as "log unavailable"; neither batch is committed.
-    pub fn effect_log(self: std::sync::Arc<Self>) -> EffectLog {
-        EffectLog::new(move |effects| {
-            self.append(effects).map_err(|e| match e {
-                Error::Fenced { .. } => parlor_storage::Error::Unavailable("shard moved"),
-                Error::Unavailable(why) => {
-                    tracing::warn!(error = %why, "a batch could not be appended to the log");
-                    parlor_storage::Error::Unavailable("log unavailable")
-                }
-            })
-        })
     }
 }

@@ -3,13 +3,15 @@
 //! What is here so far are its building blocks, each tested against a real `nats-server`:
 //! the replicated log of a shard ([`log`]: the record of every Writer batch, appended
 //! before the batch commits, fenced so that two owners can never both append, replayed into
-//! a copy with no business logic), where tenants and shards go ([`placement`]) and who is
-//! alive and owns which shard ([`directory`]: leases and compare-and-swap claims). The
-//! single node, the default, uses none of it.
+//! a copy with no business logic), where tenants and shards go ([`placement`]), who is
+//! alive and owns which shard ([`directory`]: leases and compare-and-swap claims), and a
+//! node's copy of a shard with its takeover ([`shard`]: claim, replay, epoch-start record,
+//! then every batch through the log). The single node, the default, uses none of it.
 
 pub mod directory;
 pub mod log;
 pub mod placement;
+pub mod shard;
 
 /// What a cluster operation on NATS can meet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -282,12 +282,12 @@ impl Snapshot {
 
     /// Every row of every table, each as the [`Effect`](crate::Effect) that writes it, in
     /// table and key order: two databases hold the same state exactly when these are
-    /// equal, and applied to an empty database they make a copy. The database's own id
-    /// (`META`'s [`DATABASE_ID`]) names the file, not its state, and is left out.
+    /// equal, and applied to an empty database they make a copy. `META`'s rows that name
+    /// the file rather than its state ([`DATABASE_ID`], [`LOG_APPLIED`]) are left out.
     pub fn rows(&self) -> Result<Vec<crate::Effect>> {
         let mut out = Vec::new();
         crate::tx::each_row(&self.txn, |table, key, value| {
-            if crate::tx::is_database_id(table, key) {
+            if crate::tx::is_file_own(table, key) {
                 return;
             }
             out.push(crate::Effect {

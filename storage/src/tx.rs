@@ -90,15 +90,16 @@ impl<K: Key + 'static, V: Value + 'static> Recorded<'_, '_, K, V> {
         Ok(keys.len())
     }
 
-    /// Applies one recorded effect of this table.
+    /// Applies one effect of this table recorded elsewhere, recording nothing: what is
+    /// applied came from the log and must not go back into it.
     fn apply(&mut self, effect: &Effect) -> Result<()> {
         let key = K::from_bytes(&effect.key);
         match &effect.value {
             Some(value) => {
-                self.insert(key, V::from_bytes(value))?;
+                self.table.insert(key, V::from_bytes(value))?;
             }
             None => {
-                self.remove(key)?;
+                self.table.remove(key)?;
             }
         }
         Ok(())
@@ -202,10 +203,11 @@ macro_rules! lazy_tables {
     };
 }
 
-/// Whether a row is `META`'s [`DATABASE_ID`], which is written when the file is created,
-/// outside any batch.
-pub(crate) fn is_database_id(table: u16, key: &[u8]) -> bool {
-    table == 1 && key == DATABASE_ID.as_bytes()
+/// Whether a row is one of `META`'s rows that belong to the file, not to the state it
+/// holds: [`DATABASE_ID`], written when the file is created, and [`LOG_APPLIED`], which
+/// every copy writes for itself.
+pub(crate) fn is_file_own(table: u16, key: &[u8]) -> bool {
+    table == 1 && (key == DATABASE_ID.as_bytes() || key == LOG_APPLIED.as_bytes())
 }
 
 // The ids are the tables' names in effects: fixed forever, never reused (9 was the table of

@@ -104,7 +104,14 @@ fn assert_replica_matches(store: &Store, path: &Path) {
     let batches = LOGS.lock().unwrap().get(path).cloned().unwrap_or_default();
     assert!(!batches.is_empty(), "nothing was logged for {}", path.display());
     let dir = tempfile::tempdir().unwrap();
-    let replica = Store::open(dir.path().join("replica.redb"), WriterConfig::default()).unwrap();
+    // A copy that keeps a log of its own: what it applies is not logged again.
+    let config = WriterConfig {
+        effect_log: Some(EffectLog::new(|effects| {
+            panic!("applied effects went to the copy's own log: {effects:?}")
+        })),
+        ..WriterConfig::default()
+    };
+    let replica = Store::open(dir.path().join("replica.redb"), config).unwrap();
     replica
         .writer()
         .write_blocking(move |tx| {

@@ -2,21 +2,21 @@
 //! JetStream. The replicated log: two owners racing one position (exactly one wins), an
 //! append sent again landing once, a fenced owner's Writer committing nothing, and the log
 //! of a run replayed into an empty database making the owner's very rows. The directory:
-//! two nodes racing for a shard (exactly one takes it, each takeover a new epoch), and a
-//! lease that is not renewed running out. Needs the Debian package `nats-server` (`.ci/run`
+//! two nodes racing for a shard (exactly one takes it, each takeover a new epoch), a lease
+//! that is not renewed running out, and takeovers back and forth (the new owner replays,
+//! the old one is fenced). Needs the Debian package `nats-server` (`.ci/run`
 //! installs it).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use parlor::cluster::directory::{Directory, NodeInfo};
-use parlor::cluster::log::{Appender, LogSettings, ShardLog};
+use parlor::cluster::directory::{Directory, NodeInfo, Seen};
+use parlor::cluster::log::{LogSettings, ShardLog};
 use parlor::cluster::placement;
+use parlor::cluster::shard::LocalShard;
 use parlor::cluster::Error as LogError;
-use parlor_storage::effects::encode_batch;
 use parlor_storage::{
     ChatType, DumpRecord, Error, FriendRecord, MessageRecord, Role, Store, UserRecord, WriterConfig,
 };
@@ -132,14 +132,63 @@ fn message(from: u64, to: u64, n: u64) -> MessageRecord {
     }
 }
 
-/// A store whose Writer appends every batch to `log` as the owner in `epoch`.
-fn owner(dir: &Path, log: ShardLog, epoch: u64, tail: u64) -> Store {
-    let appender = Arc::new(Appender::new(log, tokio::runtime::Handle::current(), epoch, tail));
-    let config = WriterConfig {
-        effect_log: Some(appender.effect_log()),
-        ..WriterConfig::default()
-    };
-    Store::open(dir.join("owner.redb"), config).expect("open the owner's store")
+/// A node of these tests: its own NATS connection, the directory, and its copy of one shard
+/// (a store in `dir`), owning nothing at first.
+struct Node {
+    name: &'static str,
+    js: jetstream::Context,
+    directory: Directory,
+    shard: LocalShard,
+}
+
+impl Node {
+    async fn start(nats: &Nats, name: &'static str, shard: u32, dir: &Path) -> Node {
+        let js = nats.js().await;
+        let directory = Directory::open(&js, Duration::from_secs(6), 1).await.unwrap();
+        let path = dir.join(format!("{name}.redb"));
+        let shard = LocalShard::open(shard, &path, WriterConfig::default()).unwrap();
+        Node {
+            name,
+            js,
+            directory,
+            shard,
+        }
+    }
+
+    /// Takes the shard over from whoever the directory says owns it.
+    async fn take_over(&self) -> Seen {
+        let seen = self.directory.owner(self.shard.id).await.unwrap();
+        let settings = LogSettings {
+            replicas: 1,
+            ..LogSettings::default()
+        };
+        self.shard
+            .take_over(
+                &self.directory,
+                self.js.clone(),
+                &settings,
+                self.name,
+                seen.as_ref(),
+            )
+            .await
+            .expect("the takeover")
+    }
+
+    fn store(&self) -> &Store {
+        &self.shard.store
+    }
+
+    async fn add_user(&self, name: &'static str) -> parlor_storage::Result<()> {
+        self.store()
+            .writer()
+            .write(move |tx| tx.insert_user(&mut user(name)))
+            .await
+    }
+
+    fn has_user(&self, name: &str) -> bool {
+        let snap = self.store().snapshot().unwrap();
+        snap.user_by_username("acme", name).unwrap().is_some()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,54 +249,85 @@ async fn an_append_sent_again_lands_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fenced_owner_commits_nothing_and_says_the_shard_moved() {
+async fn a_takeover_replays_the_log_and_fences_the_old_owner_which_commits_nothing() {
     let nats = Nats::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = owner(dir.path(), nats.log(1).await, 1, 0);
-    let writer = store.writer();
-    writer
-        .write(|tx| tx.insert_user(&mut user("alice")))
-        .await
-        .expect("the owner writes");
-    assert_eq!(store.snapshot().unwrap().log_applied().unwrap(), 1);
-
-    // A new owner takes the shard: its epoch-start record lands after what it replayed.
-    let successor = nats.log(1).await;
-    assert_eq!(
-        successor.append(1, "1.2.0", Bytes::from(encode_batch(&[]))).await,
-        Ok(2)
+    let (a, b) = (
+        Node::start(&nats, "node-a", 1, dir.path()).await,
+        Node::start(&nats, "node-b", 1, dir.path()).await,
     );
-
-    for name in ["bob", "carol"] {
-        let refused = writer.write(move |tx| tx.insert_user(&mut user(name))).await;
-        assert!(
-            matches!(refused, Err(Error::Unavailable("shard moved"))),
-            "{refused:?}"
-        );
-    }
-    let snap = store.snapshot().unwrap();
-    assert!(snap.user_by_username("acme", "alice").unwrap().is_some());
+    let not_owned = a.add_user("zed").await;
     assert!(
-        snap.user_by_username("acme", "bob").unwrap().is_none(),
-        "nothing committed"
+        matches!(not_owned, Err(Error::Unavailable("shard not owned here"))),
+        "{not_owned:?}"
     );
-    assert_eq!(snap.log_applied().unwrap(), 1);
+    assert!(!a.has_user("zed"));
+
+    assert_eq!(a.take_over().await.claim.epoch, 1);
+    assert!(a.shard.ownership.owning());
+    a.add_user("alice").await.expect("the owner writes");
+    // Epoch-start record, then alice.
+    assert_eq!(a.store().snapshot().unwrap().log_applied().unwrap(), 2);
+
+    // node-b takes over: it replays what node-a wrote, then its own epoch starts.
+    assert_eq!(b.take_over().await.claim.epoch, 2);
+    assert!(b.has_user("alice"));
+    assert_eq!(b.store().snapshot().unwrap().log_applied().unwrap(), 3);
+
+    // node-a does not know yet: its next batch is fenced, and it owns the shard no more.
+    let moved = a.add_user("bob").await;
+    assert!(
+        matches!(moved, Err(Error::Unavailable("shard moved"))),
+        "{moved:?}"
+    );
+    assert!(!a.shard.ownership.owning());
+    let gone = a.add_user("carol").await;
+    assert!(
+        matches!(gone, Err(Error::Unavailable("shard not owned here"))),
+        "{gone:?}"
+    );
+    assert!(
+        !a.has_user("bob") && !b.has_user("bob"),
+        "the fenced batch is nowhere"
+    );
     assert_eq!(
-        writer
+        a.store()
+            .writer()
             .stats()
             .refused_by_log
             .load(std::sync::atomic::Ordering::Relaxed),
-        2
+        3
     );
-    assert_eq!(successor.tail().await, Ok(2), "the fenced owner appended nothing");
-    store.shutdown();
+
+    b.add_user("dave").await.expect("the new owner writes");
+    // And back: node-a catches up on node-b's writes, and node-b is fenced in turn.
+    assert_eq!(a.take_over().await.claim.epoch, 3);
+    assert!(a.has_user("dave"));
+    let moved = b.add_user("erin").await;
+    assert!(
+        matches!(moved, Err(Error::Unavailable("shard moved"))),
+        "{moved:?}"
+    );
+    a.add_user("frank").await.unwrap();
+    let (sa, sb) = (a.store().snapshot().unwrap(), b.store().snapshot().unwrap());
+    assert_eq!(sa.log_applied().unwrap(), nats.log(1).await.tail().await.unwrap());
+    let tails = |s: &parlor_storage::Snapshot| s.users_page("acme", None, 0, 10).unwrap().0;
+    assert_eq!(
+        (tails(&sa), tails(&sb)),
+        (3, 2),
+        "alice, dave, frank; node-b never saw frank"
+    );
+    a.store().shutdown();
+    b.store().shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_of_a_run_replayed_into_an_empty_database_makes_the_owners_rows() {
     let nats = Nats::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = owner(dir.path(), nats.log(2).await, 1, 0);
+    let owner = Node::start(&nats, "node-a", 2, dir.path()).await;
+    owner.take_over().await;
+    let store = owner.store();
     let writer = store.writer().clone();
     let ids: Vec<u64> = writer
         .write(|tx| {
