@@ -9,6 +9,9 @@
 //!   conversations: the `cid` lookup, the block/friend/recipient reads, the append and both
 //!   cursors. After it the process's CPU time per message is printed (the Writer's work,
 //!   without the disk's wait), the figure to compare storage layouts by.
+//! - `direct_logged/N`: the same, as the owner of a shard of cluster mode: every batch is
+//!   appended to the shard's log on NATS JetStream before it commits. Runs only when
+//!   `PARLOR_BENCH_NATS` names a NATS server (`benches/log_cost.sh` starts one, or three).
 //!
 //! Throughput is reported in messages per second. The database lives in a temporary
 //! directory under the target directory (a real disk, not a tmpfs). After each benchmark
@@ -39,6 +42,36 @@ impl Fixture {
             Store::open(dir.path().join("writer-bench.redb"), WriterConfig::default()).expect("open store");
         Fixture {
             store,
+            next_seq: AtomicU64::new(1),
+            _dir: dir,
+        }
+    }
+
+    /// A store that owns a shard of cluster mode: every batch is appended to the shard's
+    /// log on the NATS server at `url` (`replicas` copies) before it commits.
+    fn logged(rt: &tokio::runtime::Runtime, url: &str, replicas: usize, shard: u32) -> Fixture {
+        use parlor::cluster::{directory::Directory, log::LogSettings, shard::LocalShard};
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let path = dir.path().join("writer-bench.redb");
+        let local = LocalShard::open(shard, &path, WriterConfig::default()).expect("open store");
+        rt.block_on(async {
+            let client = async_nats::connect(url).await.expect("connect to NATS");
+            let js = async_nats::jetstream::new(client);
+            let directory = Directory::open(&js, Duration::from_secs(6), replicas)
+                .await
+                .expect("directory");
+            let settings = LogSettings {
+                replicas,
+                ..LogSettings::default()
+            };
+            let seen = directory.owner(shard).await.expect("read the claim");
+            local
+                .take_over(&directory, js, &settings, "bench", seen.as_ref())
+                .await
+                .expect("take the shard over");
+        });
+        Fixture {
+            store: local.store.clone(),
             next_seq: AtomicU64::new(1),
             _dir: dir,
         }
@@ -176,14 +209,35 @@ fn direct_send(tx: &Tx<'_>, from: u64, to: u64, n: u64) -> parlor_storage::Resul
     tx.pass_own_message(TENANT, from, &m.conv, m.seq, true)
 }
 
-fn direct_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    let mut group = c.benchmark_group("writer/direct");
+/// Where `direct_logged` appends: `PARLOR_BENCH_NATS` (a NATS URL with JetStream) and
+/// `PARLOR_BENCH_REPLICAS` (copies of the log, default 1). Unset: `direct_logged` is skipped.
+fn bench_nats() -> Option<(String, usize)> {
+    let url = std::env::var("PARLOR_BENCH_NATS").ok()?;
+    let replicas = std::env::var("PARLOR_BENCH_REPLICAS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    Some((url, replicas))
+}
+
+fn direct_bench(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    logged: Option<(String, usize)>,
+) {
+    let mut group = c.benchmark_group(format!("writer/{name}"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    for batch in [1u64, 8, 64] {
-        let fixture = Fixture::new();
+    // A fresh log per run: the shard numbers of one bench process.
+    let base = std::process::id() % 100_000 * 10;
+    for (i, batch) in [1u64, 8, 64].into_iter().enumerate() {
+        let fixture = match &logged {
+            Some((url, replicas)) => Fixture::logged(rt, url, *replicas, base + i as u32),
+            None => Fixture::new(),
+        };
         fixture
             .store
             .writer()
@@ -225,10 +279,10 @@ fn direct_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             continue;
         }
         eprintln!(
-            "direct/{batch}: {:.1} µs of CPU per message over {sent} messages",
+            "{name}/{batch}: {:.1} µs of CPU per message over {sent} messages",
             cpu_us.load(Ordering::Relaxed) as f64 / sent.max(1) as f64
         );
-        fixture.report(&format!("direct/{batch}"));
+        fixture.report(&format!("{name}/{batch}"));
     }
     group.finish();
 }
@@ -290,7 +344,10 @@ fn writer_benches(c: &mut Criterion) {
         fixture.report(&format!("group_commit/{outstanding}"));
     }
     group.finish();
-    direct_bench(c, &rt);
+    direct_bench(c, &rt, "direct", None);
+    if let Some(nats) = bench_nats() {
+        direct_bench(c, &rt, "direct_logged", Some(nats));
+    }
 }
 
 criterion_group!(benches, writer_benches);
