@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use parlor_storage::{ChatType, MessageRecord, Role, Store, Tx, UserRecord, WriterConfig};
+use parlor_storage::{ChatType, MessageRecord, Store, Tx, UserRecord, WriterConfig};
 use tempfile::TempDir;
 
 const TENANT: &str = "bench";
@@ -142,28 +142,16 @@ fn user(id: u64) -> UserRecord {
         uuid: format!("0000{id:04}-aaaa-4bbb-8ccc-{id:012}"),
         tenant: TENANT.to_owned(),
         username: format!("user{id}"),
-        password_hash: "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
         nickname: format!("User {id}"),
         avatar: "/uploads/avatar/default.png".to_owned(),
-        role: Role::User,
         status: 1,
-        mobile: None,
-        email: None,
-        gender: String::new(),
-        birthday: None,
-        bio: None,
-        location: None,
-        website: None,
+        password_hash: "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
         userset: r#"{"chatset":{"visitor":0,"user":2}}"#.to_owned(),
         invite_confirm: 1,
-        device_id: None,
         uniplatform: "web".to_owned(),
-        devicemodel: String::new(),
-        deviceos: String::new(),
-        devicebrand: String::new(),
         created_ms: 1_700_000_000_000,
         updated_ms: 1_700_000_000_000,
-        last_login_ms: None,
+        ..UserRecord::default()
     }
 }
 

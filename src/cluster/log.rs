@@ -95,11 +95,6 @@ impl ShardLog {
         })
     }
 
-    /// The shard this log belongs to.
-    pub fn shard(&self) -> u32 {
-        self.shard
-    }
-
     /// The position of the last record (0: none yet).
     pub async fn tail(&self) -> Result<u64, Error> {
         let info = tokio::time::timeout(self.timeout, self.stream.get_info())
@@ -175,23 +170,15 @@ impl ShardLog {
     /// Reads the records after position `after` up to the tail as it is when the replay
     /// starts, in order, handing each to `apply` with its position; answers the last
     /// position handed (`after` when there was none).
-    pub async fn replay<E>(
-        &self,
-        after: u64,
-        mut apply: impl FnMut(u64, Record) -> Result<(), E>,
-    ) -> Result<Result<u64, E>, Error> {
+    pub async fn replay(&self, after: u64, mut apply: impl FnMut(u64, Record)) -> Result<u64, Error> {
         let tail = self.tail().await?;
-        let mut at = after;
-        while at < tail {
-            let Some(record) = self.read(at + 1).await? else {
-                return Err(Error::Unavailable(format!("record {} is missing", at + 1)));
+        for at in after + 1..=tail {
+            let Some(record) = self.read(at).await? else {
+                return Err(Error::Unavailable(format!("record {at} is missing")));
             };
-            if let Err(e) = apply(at + 1, record) {
-                return Ok(Err(e));
-            }
-            at += 1;
+            apply(at, record);
         }
-        Ok(Ok(at))
+        Ok(tail.max(after))
     }
 }
 

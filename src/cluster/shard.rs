@@ -57,7 +57,11 @@ impl Ownership {
                         shard = appender.shard(),
                         "fenced: another node took the shard over"
                     );
-                    ownership.appender.lock().expect("ownership lock").take();
+                    // Give up this appender only: a takeover may have installed a newer one.
+                    let mut current = ownership.appender.lock().expect("ownership lock");
+                    if current.as_ref().is_some_and(|a| Arc::ptr_eq(a, &appender)) {
+                        current.take();
+                    }
                     parlor_storage::Error::Unavailable("shard moved")
                 }
                 Error::Unavailable(why) => {
@@ -84,32 +88,6 @@ pub enum TakeoverError {
 /// How many times a takeover replays and appends its epoch-start record before it gives up
 /// (each fence means an old owner appended meanwhile).
 const START_TRIES: u32 = 10;
-
-/// Replays `log` after the position `store` holds, through its Writer; answers the position
-/// reached.
-async fn catch_up(log: &ShardLog, store: &Store) -> Result<u64, TakeoverError> {
-    let from = store.snapshot()?.log_applied()?;
-    let mut records = Vec::new();
-    let last = log
-        .replay(from, |at, record| {
-            records.push((at, record.bytes));
-            Ok::<(), ()>(())
-        })
-        .await?
-        .unwrap_or(from);
-    if !records.is_empty() {
-        store
-            .writer()
-            .write(move |tx| {
-                for (at, bytes) in &records {
-                    tx.apply_logged(*at, bytes)?;
-                }
-                Ok(())
-            })
-            .await?;
-    }
-    Ok(last)
-}
 
 /// A shard as one node holds it: the node's copy (its store) and whether it owns it.
 pub struct LocalShard {
@@ -138,6 +116,29 @@ impl LocalShard {
         })
     }
 
+    /// Brings the store up to `log`: applies, through its Writer, the records after the
+    /// position it holds; answers the position reached. A takeover does it first; a copy
+    /// that only follows the log (a standby) does nothing else.
+    pub async fn catch_up(&self, log: &ShardLog) -> Result<u64, TakeoverError> {
+        let from = self.store.snapshot()?.log_applied()?;
+        let mut records = Vec::new();
+        let last = log
+            .replay(from, |at, record| records.push((at, record.bytes)))
+            .await?;
+        if !records.is_empty() {
+            self.store
+                .writer()
+                .write(move |tx| {
+                    for (at, bytes) in &records {
+                        tx.apply_logged(*at, bytes)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(last)
+    }
+
     /// Takes the shard over for `node` (see the module doc): claims it over `seen` (the
     /// claim the caller read, `None` if nobody ever owned it), brings the store up to the
     /// log, appends the epoch-start record and owns the shard. Answers the new claim.
@@ -159,7 +160,7 @@ impl LocalShard {
         let start = Bytes::from(encode_batch(&[]));
         let id = format!("{shard}.{epoch}.0");
         for _ in 0..START_TRIES {
-            let tail = catch_up(&log, &self.store).await?;
+            let tail = self.catch_up(&log).await?;
             match log.append(tail, &id, start.clone()).await {
                 Ok(at) => {
                     let record = start.clone();

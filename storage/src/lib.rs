@@ -9,7 +9,7 @@
 //! - [`DumpRecord`]s are a whole-database copy: [`Snapshot::dump`] reads one out of a read
 //!   transaction (or a [`ReadOnlyStore`] opened beside no writer), [`Tx::load`] writes it back.
 //! - [`effects`]: the rows a batch changed, recorded for a replicated log and applied to a
-//!   copy with [`Tx::apply_effects`].
+//!   copy with [`Tx::apply_logged`].
 //! - [`Writer`] is the group-commit writer: its own thread, one redb write transaction per
 //!   batch, every waiter answered after the commit that holds its write.
 

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::codec::Record;
 
 /// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// A registered user.
+    #[default]
     User,
     /// A visitor identified by a device, with the reduced rights of the uni-app document.
     Visitor,
@@ -37,8 +38,9 @@ impl Role {
     }
 }
 
-/// A user of one tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user of one tenant. The default is an empty user record with no id yet (`id` 0),
+/// for callers that fill in what they have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub id: u64,
     pub uuid: String,
@@ -173,7 +175,7 @@ pub struct Cursor {
 
 /// My side of a friendship: what I call the friend and how I see them. A friendship is
 /// mutual: both sides have a row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FriendRecord {
     /// Row id, unique in the tenant (the document's friend-table `id`).
     pub row_id: u64,

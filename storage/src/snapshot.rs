@@ -1,6 +1,7 @@
 //! [`Snapshot`]: the typed view of one read transaction. Readers run it off the actor
 //! threads (`spawn_blocking`); it sees one consistent state while the Writer goes on.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable};
@@ -317,10 +318,9 @@ impl Snapshot {
             let (k, v) = entry?;
             let (tenant, user, conv) = k.value();
             let (delivered, _) = v.value();
-            let key = (tenant.to_owned(), conv.to_owned());
-            let head = match heads.get(&key) {
-                Some(head) => *head,
-                None => *heads.entry(key).or_insert(last_seq(&messages, tenant, conv)?),
+            let head = match heads.entry((tenant.to_owned(), conv.to_owned())) {
+                Entry::Occupied(known) => *known.get(),
+                Entry::Vacant(new) => *new.insert(last_seq(&messages, tenant, conv)?),
             };
             if head > delivered {
                 state
