@@ -66,7 +66,7 @@ impl Fixture {
             };
             let seen = directory.owner(shard).await.expect("read the claim");
             local
-                .take_over(&directory, js, &settings, "bench", seen.as_ref())
+                .take_over(&directory, js, &settings, "bench", "", seen.as_ref())
                 .await
                 .expect("take the shard over");
         });

@@ -30,6 +30,7 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// The client listener.
@@ -665,6 +666,55 @@ impl Default for WebhooksConfig {
     }
 }
 
+/// Cluster mode: several nodes over NATS JetStream (see the README's Cluster mode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Run as a node of a cluster. Off, the default, Parlor is one process over one redb file
+    /// and nothing below is read.
+    pub enabled: bool,
+    /// This node's name, unique in the cluster (letters, digits, `_` or `-`). Required.
+    pub node_id: String,
+    /// The NATS servers (`nats://host:port`), at least one; the client finds the others.
+    /// Default `["nats://127.0.0.1:4222"]`.
+    pub nats_urls: Vec<String>,
+    /// How many shards the tenants are spread over. Fixed when the cluster is created: a
+    /// node configured with another number refuses to start. Default 16.
+    pub shards: u32,
+    /// Copies JetStream keeps of each shard's log and of the directory (1, 3 or 5; 3 with
+    /// three NATS servers). Default 3.
+    pub replicas: usize,
+    /// How long a node counts as alive after its last renewal, ms: the time a dead owner's
+    /// shards wait before another node takes them over. Renewed every third of it.
+    /// Default 6000.
+    pub lease_ttl_ms: u64,
+    /// The address other nodes reach this node's shards at: a host or IP of this machine
+    /// (no port; each owned shard listens on a port of its own). Default `127.0.0.1`.
+    pub advertise: String,
+    /// HTTP worker threads of each shard this node owns. Default 1.
+    pub shard_workers: usize,
+    /// How long the client listener waits for a shard's owner to answer, ms, before it
+    /// answers 503 (the client retries; a `cid` makes a retried send land once).
+    /// Default 10000.
+    pub proxy_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            node_id: String::new(),
+            nats_urls: vec!["nats://127.0.0.1:4222".into()],
+            shards: 16,
+            replicas: 3,
+            lease_ttl_ms: 6000,
+            advertise: "127.0.0.1".into(),
+            shard_workers: 1,
+            proxy_timeout_ms: 10_000,
+        }
+    }
+}
+
 /// Presence (who is online, last seen) and typing notes (see the README's Presence).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -778,6 +828,62 @@ impl Config {
         Ok(config)
     }
 
+    /// The checks of cluster mode: what a node needs, and the single-node settings that
+    /// would lose data or split a tenant across nodes (secrets generated per node, files on
+    /// one node's disk, the admin listener's cross-tenant routes).
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let invalid = |key: &'static str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        if !crate::core::plain_name(&c.node_id) {
+            return invalid(
+                "cluster.node_id",
+                "must be 1 to 64 letters, digits, _ or - in cluster mode",
+            );
+        }
+        if c.nats_urls.is_empty() {
+            return invalid("cluster.nats_urls", "must name at least one NATS server");
+        }
+        if c.shards == 0 || c.shards > 1024 {
+            return invalid("cluster.shards", "must be 1 to 1024");
+        }
+        if ![1, 3, 5].contains(&c.replicas) {
+            return invalid("cluster.replicas", "must be 1, 3 or 5");
+        }
+        if c.lease_ttl_ms < 300 {
+            return invalid("cluster.lease_ttl_ms", "must be at least 300");
+        }
+        if c.advertise.is_empty() || c.advertise.contains(':') && !c.advertise.starts_with('[') {
+            return invalid("cluster.advertise", "must be a host or IP address without a port");
+        }
+        if c.shard_workers == 0 {
+            return invalid("cluster.shard_workers", "must be at least 1");
+        }
+        if self.auth.jwt_secret.is_empty() {
+            return invalid(
+                "auth.jwt_secret",
+                "must be set (the same on every node) in cluster mode: a generated secret is one node's",
+            );
+        }
+        if matches!(self.files.backend, FilesBackend::Local) {
+            return invalid(
+                "files.backend",
+                "must be \"s3\" in cluster mode: a local directory is one node's disk",
+            );
+        }
+        if !self.admin.secret.is_empty() {
+            return invalid(
+                "admin.secret",
+                "must be empty in cluster mode: the admin routes work across tenants, on one node only",
+            );
+        }
+        Ok(())
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
@@ -818,6 +924,9 @@ impl Config {
                 "presence.typing_expiry_ms",
                 "must be at least presence.typing_interval_ms (a note must outlive the gap to the next)",
             );
+        }
+        if self.cluster.enabled {
+            self.validate_cluster()?;
         }
         if let Err(reason) = crate::peer::Proxies::parse(&self.server.trusted_proxies) {
             return invalid("server.trusted_proxies", &reason);
@@ -1106,6 +1215,53 @@ mod tests {
                 .to_string();
             assert!(err.contains("server.bind"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn cluster_mode_refuses_what_would_lose_data_or_split_a_tenant() {
+        let node = "[cluster]\nenabled = true\nnode_id = \"n1\"\n\
+                    [auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n\
+                    [files]\nbackend = \"s3\"\ns3_bucket = \"b\"\n";
+        let c = Config::from_toml(node).expect("a complete node configuration");
+        assert!(c.cluster.enabled);
+        assert_eq!(
+            (c.cluster.shards, c.cluster.replicas, c.cluster.lease_ttl_ms),
+            (16, 3, 6000)
+        );
+        let refused = |text: &str, key: &str| {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        };
+        refused(
+            &node.replace("jwt_secret = \"0123456789abcdef0123456789abcdef\"", ""),
+            "auth.jwt_secret",
+        );
+        refused(
+            &node.replace("backend = \"s3\"", "backend = \"local\""),
+            "files.backend",
+        );
+        refused(
+            &node.replace("node_id = \"n1\"", "node_id = \"\""),
+            "cluster.node_id",
+        );
+        refused(
+            &node.replace("node_id = \"n1\"", "node_id = \"n 1\""),
+            "cluster.node_id",
+        );
+        refused(
+            &format!("{node}[admin]\nsecret = \"s3cret-s3cret-s3cret\"\n"),
+            "admin.secret",
+        );
+        let with = |line: &str| node.replace("enabled = true\n", &format!("enabled = true\n{line}\n"));
+        refused(&with("shards = 0"), "cluster.shards");
+        refused(&with("replicas = 2"), "cluster.replicas");
+        refused(&with("lease_ttl_ms = 10"), "cluster.lease_ttl_ms");
+        refused(&with("nats_urls = []"), "cluster.nats_urls");
+        refused(&with("advertise = \"10.0.0.1:7000\""), "cluster.advertise");
+        refused(&with("shard_workers = 0"), "cluster.shard_workers");
+        // Off, none of it is read: the single node's defaults stand.
+        Config::from_toml("[cluster]\nenabled = false\nreplicas = 2\n")
+            .expect("cluster keys are not checked when off");
     }
 
     #[test]

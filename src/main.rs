@@ -356,6 +356,12 @@ fn serve(config: Config) -> ExitCode {
     let result = system.block_on(async move {
         let listener = TcpListener::bind(&config.server.bind)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.bind))?;
+        if config.cluster.enabled {
+            let node = parlor::cluster::node::Node::start(listener, config)
+                .await
+                .map_err(|e| e.to_string())?;
+            return node.wait().await.map_err(|e| e.to_string());
+        }
         let running = parlor::run(listener, config).await.map_err(|e| e.to_string())?;
         running.wait().await.map_err(|e| e.to_string())
     });

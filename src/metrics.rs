@@ -164,6 +164,64 @@ fn serve_on(
         .body(out)
 }
 
+/// The core metrics of several shards served by one node (cluster mode), each sample
+/// labelled with its `shard`: one family per metric, its samples from every shard.
+pub fn render_shards(shards: &[(u32, &AppState)], out: &mut String) {
+    // Family name -> its HELP and TYPE lines and its samples, in first-seen order.
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (String, String)> = Default::default();
+    for (shard, state) in shards {
+        let mut text = String::with_capacity(8 * 1024);
+        render_core(state, &mut text);
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# ") {
+                let name = rest.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                family.clone_from(&name);
+                let entry = families.entry(name.clone()).or_insert_with(|| {
+                    order.push(name);
+                    Default::default()
+                });
+                if !entry.0.lines().any(|l| l == line) {
+                    entry.0.push_str(line);
+                    entry.0.push('\n');
+                }
+                continue;
+            }
+            let labelled = match line.split_once('{') {
+                Some((name, rest)) => format!("{name}{{shard=\"{shard}\",{rest}"),
+                None => match line.split_once(' ') {
+                    Some((name, value)) => format!("{name}{{shard=\"{shard}\"}} {value}"),
+                    None => continue,
+                },
+            };
+            let entry = families.entry(family.clone()).or_insert_with(|| {
+                order.push(family.clone());
+                Default::default()
+            });
+            entry.1.push_str(&labelled);
+            entry.1.push('\n');
+        }
+    }
+    for name in order {
+        if let Some((headers, samples)) = families.remove(&name) {
+            out.push_str(&headers);
+            out.push_str(&samples);
+        }
+    }
+}
+
+/// Writes a counter or gauge family of one sample (for the node's own metrics).
+pub fn write_one(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    one(out, name, kind, help, value);
+}
+
+/// Writes a histogram family of one series (for the node's own metrics).
+pub fn write_histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
+    header(out, name, "histogram", help);
+    histogram(out, name, "", h);
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

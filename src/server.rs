@@ -136,7 +136,7 @@ impl Running {
 }
 
 /// Waits for SIGTERM or SIGINT.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -158,10 +158,27 @@ async fn stop_signal() {
     }
 }
 
-/// Starts Parlor on `listener` with `config`.
+/// Starts Parlor on `listener` with `config`: one process over one database.
 pub async fn run(listener: TcpListener, config: Config) -> Result<Running, StartError> {
+    if config.cluster.enabled {
+        return Err(StartError::Config(
+            "cluster.enabled: a node of a cluster is started by parlor::cluster::node::start".into(),
+        ));
+    }
     let config = Arc::new(config);
-    let addr = listener.local_addr()?;
+    // A single node keeps no log of its writes.
+    let store = open_store(&config, None)?;
+    let secret = load_or_create_secret(&config.auth.jwt_secret, &config.storage.data_dir())?;
+    let database = store.database_id()?;
+    serve(listener, config, store, &secret, database).await
+}
+
+/// Opens the database at `storage.path` as `config` says (its start-up checks, its Writer),
+/// with `effect_log` as the Writer's log of effects (cluster mode; `None` on a single node).
+pub fn open_store(
+    config: &Config,
+    effect_log: Option<parlor_storage::effects::EffectLog>,
+) -> Result<Store, StartError> {
     let storage = &config.storage;
     let empty = std::fs::metadata(&storage.path).is_ok_and(|m| m.is_file() && m.len() == 0);
     if empty && !storage.init_empty {
@@ -184,8 +201,7 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
         linger: std::time::Duration::from_micros(storage.commit_linger_us),
         queue: storage.write_queue,
         reopen_after: Config::ms(storage.reopen_after_ms),
-        // A single node keeps no log of its writes.
-        effect_log: None,
+        effect_log,
     };
     let (store, opened) = match Store::open_checked(&storage.path, writer, check) {
         Ok(opened) => opened,
@@ -215,9 +231,23 @@ pub async fn run(listener: TcpListener, config: Config) -> Result<Running, Start
             }
         );
     }
-    let secret = load_or_create_secret(&config.auth.jwt_secret, &storage.data_dir())?;
-    let auth = Auth::new(&secret, &config.auth).map_err(StartError::Config)?;
-    let auth = Arc::new(auth.for_database(store.database_id()?));
+    Ok(store)
+}
+
+/// Serves `store` on `listener` with `config`: starts the core's actors over it (the
+/// Router, its Tenants), the client listener, the admin listener (when `admin.secret` is
+/// set) and the webhook deliveries. Tokens are signed with `secret` and name `database`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<Config>,
+    store: Store,
+    secret: &[u8],
+    database: u64,
+) -> Result<Running, StartError> {
+    let addr = listener.local_addr()?;
+    let storage = &config.storage;
+    let auth = Auth::new(secret, &config.auth).map_err(StartError::Config)?;
+    let auth = Arc::new(auth.for_database(database));
 
     // What the core keeps in memory: offline queues, revoked tokens and the users' gates.
     let (startup, tenant_settings) = {

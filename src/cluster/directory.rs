@@ -27,6 +27,9 @@ use super::{unavailable, Error};
 pub struct Claim {
     pub owner: String,
     pub epoch: u64,
+    /// Where the owner serves the shard (`host:port`); empty while it is being handed over.
+    #[serde(default)]
+    pub addr: String,
 }
 
 /// A claim as read, with the revision a change must name.
@@ -45,11 +48,21 @@ pub struct NodeInfo {
 
 const NODES: &str = "parlor_nodes";
 const SHARDS: &str = "parlor_shards";
+const META: &str = "parlor_meta";
+
+/// What is fixed when a cluster is created: its shard count, and an id that tokens name
+/// (a token of one cluster is refused by another that shares the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    pub shards: u32,
+    pub id: u64,
+}
 
 /// The two buckets; see the module doc.
 pub struct Directory {
     nodes: kv::Store,
     shards: kv::Store,
+    meta: kv::Store,
 }
 
 /// Makes (or finds) the stream of bucket `name`.
@@ -83,7 +96,23 @@ impl Directory {
         Ok(Directory {
             nodes: bucket(js, NODES, lease, replicas).await?,
             shards: bucket(js, SHARDS, Duration::ZERO, replicas).await?,
+            meta: bucket(js, META, Duration::ZERO, replicas).await?,
         })
+    }
+
+    /// The cluster's fixed settings: those stored by the first node that started, or
+    /// `proposed` stored now if this is that node.
+    pub async fn meta(&self, proposed: &ClusterMeta) -> Result<ClusterMeta, Error> {
+        let value = Bytes::from(serde_json::to_vec(proposed).expect("meta serializes"));
+        match self.meta.create("cluster", value).await {
+            Ok(_) => return Ok(proposed.clone()),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let stored = self.meta.get("cluster").await.map_err(unavailable)?;
+        let stored =
+            stored.ok_or_else(|| Error::Unavailable("parlor_meta: the cluster key vanished".into()))?;
+        serde_json::from_slice(&stored).map_err(unavailable)
     }
 
     /// Puts (renews) `node`'s lease.
@@ -96,11 +125,18 @@ impl Directory {
         Ok(())
     }
 
+    /// Ends `node`'s lease now (a node that stops): its shards go to others at once.
+    pub async fn leave(&self, node: &str) -> Result<(), Error> {
+        self.nodes.delete(node).await.map_err(unavailable)
+    }
+
     /// The nodes whose lease is current, in name order.
     pub async fn live_nodes(&self) -> Result<Vec<String>, Error> {
         let keys = self.nodes.keys().await.map_err(unavailable)?;
         let mut nodes: Vec<String> = keys.try_collect().await.map_err(unavailable)?;
+        // A key renewed while the keys are listed can come twice.
         nodes.sort();
+        nodes.dedup();
         Ok(nodes)
     }
 
@@ -134,11 +170,43 @@ impl Directory {
     /// Takes `shard` for `node`, replacing `seen` (what the caller read; `None`: nobody
     /// ever owned it) with the next epoch. `Ok(None)` when the claim changed since it was
     /// read: someone else took the shard first, and the caller must read again.
-    pub async fn take(&self, shard: u32, node: &str, seen: Option<&Seen>) -> Result<Option<Seen>, Error> {
+    pub async fn take(
+        &self,
+        shard: u32,
+        node: &str,
+        addr: &str,
+        seen: Option<&Seen>,
+    ) -> Result<Option<Seen>, Error> {
         let claim = Claim {
             owner: node.to_owned(),
             epoch: seen.map_or(1, |s| s.claim.epoch + 1),
+            addr: addr.to_owned(),
         };
+        self.swap(shard, claim, seen).await
+    }
+
+    /// Hands `shard` to `node` (its preferred owner), replacing `seen`, the owner's own claim,
+    /// after the owner stopped writing it: the epoch stays, so the new owner's takeover still
+    /// raises it. `Ok(None)` when the claim changed since it was read.
+    pub async fn hand_over(&self, shard: u32, node: &str, seen: &Seen) -> Result<Option<Seen>, Error> {
+        let claim = Claim {
+            owner: node.to_owned(),
+            epoch: seen.claim.epoch,
+            addr: String::new(),
+        };
+        self.swap(shard, claim, Some(seen)).await
+    }
+
+    /// Every shard's claim, by shard (`None`: never taken).
+    pub async fn claims(&self, shards: u32) -> Result<Vec<Option<Seen>>, Error> {
+        let mut all = Vec::with_capacity(shards as usize);
+        for shard in 0..shards {
+            all.push(self.owner(shard).await?);
+        }
+        Ok(all)
+    }
+
+    async fn swap(&self, shard: u32, claim: Claim, seen: Option<&Seen>) -> Result<Option<Seen>, Error> {
         let value = Bytes::from(serde_json::to_vec(&claim).expect("claim serializes"));
         let key = format!("shard.{shard}");
         let revision = match seen {

@@ -16,14 +16,16 @@
 //! [`ShardLog::replay`] reads records in order for a copy to apply with
 //! [`Tx::apply_logged`](parlor_storage::Tx::apply_logged).
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{Config, RawMessageErrorKind, StorageType, Stream};
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use parlor_storage::effects::{encode_batch, Effect};
+use parlor_storage::histogram::Histogram;
 
 use super::{unavailable, Error};
 
@@ -38,6 +40,37 @@ pub struct LogSettings {
     pub duplicate_window: Duration,
     /// Longest wait for an append's or a read's answer.
     pub timeout: Duration,
+    /// What the node's logs count (shared by every shard of a node).
+    pub metrics: Arc<LogMetrics>,
+}
+
+/// Upper bounds of the append-latency histogram, seconds.
+pub const APPEND_SECONDS_BOUNDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
+
+/// What a node's shard logs count, for `/metrics`.
+#[derive(Debug)]
+pub struct LogMetrics {
+    /// Time each append took, seconds (retries included).
+    pub append_seconds: Histogram,
+    /// Appends sent again because their outcome was unknown.
+    pub append_retries: AtomicU64,
+    /// Appends refused because another owner had appended (the shard moved).
+    pub fenced: AtomicU64,
+    /// Records applied by catching up (takeovers): the log the copies lagged behind.
+    pub replayed: AtomicU64,
+}
+
+impl Default for LogMetrics {
+    fn default() -> Self {
+        LogMetrics {
+            append_seconds: Histogram::new(&APPEND_SECONDS_BOUNDS),
+            append_retries: AtomicU64::new(0),
+            fenced: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Default for LogSettings {
@@ -47,6 +80,7 @@ impl Default for LogSettings {
             max_record_bytes: 8 * 1024 * 1024,
             duplicate_window: Duration::from_secs(120),
             timeout: Duration::from_secs(5),
+            metrics: Arc::default(),
         }
     }
 }
@@ -65,6 +99,7 @@ pub struct ShardLog {
     subject: String,
     shard: u32,
     timeout: Duration,
+    metrics: Arc<LogMetrics>,
 }
 
 impl ShardLog {
@@ -92,7 +127,13 @@ impl ShardLog {
             subject,
             shard,
             timeout: settings.timeout,
+            metrics: settings.metrics.clone(),
         })
+    }
+
+    /// What the node's logs count.
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.metrics
     }
 
     /// The position of the last record (0: none yet).
@@ -194,6 +235,7 @@ pub struct Appender {
     epoch: u64,
     /// The last position this owner knows the stream at, and the number of its next record.
     state: Mutex<(u64, u64)>,
+    metrics: Arc<LogMetrics>,
 }
 
 impl Appender {
@@ -202,6 +244,7 @@ impl Appender {
     /// thread, which blocks on each.
     pub fn new(log: ShardLog, runtime: tokio::runtime::Handle, epoch: u64, tail: u64) -> Appender {
         Appender {
+            metrics: log.metrics.clone(),
             log,
             runtime,
             epoch,
@@ -222,16 +265,26 @@ impl Appender {
         let id = format!("{}.{}.{n}", self.log.shard, self.epoch);
         let record = Bytes::from(encode_batch(effects));
         let mut tries = 0;
-        loop {
+        let started = Instant::now();
+        let metrics = &self.metrics;
+        let answer = loop {
             tries += 1;
             match self.runtime.block_on(self.log.append(last, &id, record.clone())) {
                 Ok(at) => {
                     *state = (at, n + 1);
-                    return Ok(at);
+                    break Ok(at);
                 }
-                Err(Error::Unavailable(_)) if tries < APPEND_TRIES => continue,
-                Err(e) => return Err(e),
+                Err(Error::Unavailable(_)) if tries < APPEND_TRIES => {
+                    metrics.append_retries.fetch_add(1, Relaxed);
+                    continue;
+                }
+                Err(e) => break Err(e),
             }
+        };
+        metrics.append_seconds.record(started.elapsed().as_secs_f64());
+        if matches!(answer, Err(Error::Fenced { .. })) {
+            metrics.fenced.fetch_add(1, Relaxed);
         }
+        answer
     }
 }

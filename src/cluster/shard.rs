@@ -104,16 +104,21 @@ impl LocalShard {
         path: &std::path::Path,
         config: WriterConfig,
     ) -> Result<LocalShard, parlor_storage::Error> {
-        let ownership = Ownership::new();
-        let config = WriterConfig {
-            effect_log: Some(ownership.effect_log()),
-            ..config
-        };
-        Ok(LocalShard {
-            id,
-            store: Store::open(path, config)?,
-            ownership,
+        Self::open_with(id, |log| {
+            let config = WriterConfig {
+                effect_log: Some(log),
+                ..config
+            };
+            Store::open(path, config)
         })
+    }
+
+    /// Opens the node's copy of shard `id` with `open`, which opens the store with the
+    /// effect log it is given as its Writer's: the node owns nothing yet.
+    pub fn open_with<E>(id: u32, open: impl FnOnce(EffectLog) -> Result<Store, E>) -> Result<LocalShard, E> {
+        let ownership = Ownership::new();
+        let store = open(ownership.effect_log())?;
+        Ok(LocalShard { id, store, ownership })
     }
 
     /// Brings the store up to `log`: applies, through its Writer, the records after the
@@ -126,6 +131,9 @@ impl LocalShard {
             .replay(from, |at, record| records.push((at, record.bytes)))
             .await?;
         if !records.is_empty() {
+            log.metrics()
+                .replayed
+                .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.store
                 .writer()
                 .write(move |tx| {
@@ -139,7 +147,7 @@ impl LocalShard {
         Ok(last)
     }
 
-    /// Takes the shard over for `node` (see the module doc): claims it over `seen` (the
+    /// Takes the shard over for `node`, which will serve it at `addr` (see the module doc): claims it over `seen` (the
     /// claim the caller read, `None` if nobody ever owned it), brings the store up to the
     /// log, appends the epoch-start record and owns the shard. Answers the new claim.
     pub async fn take_over(
@@ -148,11 +156,12 @@ impl LocalShard {
         js: jetstream::Context,
         settings: &LogSettings,
         node: &str,
+        addr: &str,
         seen: Option<&Seen>,
     ) -> Result<Seen, TakeoverError> {
         let shard = self.id;
         let claim = directory
-            .take(shard, node, seen)
+            .take(shard, node, addr, seen)
             .await?
             .ok_or(TakeoverError::Lost)?;
         let epoch = claim.claim.epoch;

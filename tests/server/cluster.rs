@@ -149,6 +149,7 @@ impl Node {
                 self.js.clone(),
                 &settings,
                 self.name,
+                "",
                 seen.as_ref(),
             )
             .await
@@ -424,8 +425,8 @@ async fn two_nodes_racing_for_a_shard_exactly_one_takes_it_and_each_takeover_is_
     let mut seen = None;
     for epoch in 1..=10u64 {
         let (ta, tb) = tokio::join!(
-            a.take(5, "node-a", seen.as_ref()),
-            b.take(5, "node-b", seen.as_ref())
+            a.take(5, "node-a", "", seen.as_ref()),
+            b.take(5, "node-b", "", seen.as_ref())
         );
         let (ta, tb) = (ta.unwrap(), tb.unwrap());
         let won = match (ta, tb) {
@@ -437,7 +438,7 @@ async fn two_nodes_racing_for_a_shard_exactly_one_takes_it_and_each_takeover_is_
         assert_eq!(a.owner(5).await.unwrap().as_ref(), Some(&won));
         assert_eq!(b.owner(5).await.unwrap().as_ref(), Some(&won));
         if let Some(old) = &seen {
-            assert_eq!(a.take(5, "node-a", Some(old)).await, Ok(None));
+            assert_eq!(a.take(5, "node-a", "", Some(old)).await, Ok(None));
         }
         seen = Some(won);
     }

@@ -1,0 +1,510 @@
+//! A node of a cluster (`CLUSTER.md` §4.5): what `parlor` runs when `cluster.enabled`.
+//!
+//! A node renews its lease in the directory every third of `cluster.lease_ttl_ms` and, on
+//! every such tick, reads who is alive and who owns which shard, then acts on each shard:
+//!
+//! - nobody owns it, or its owner's lease ran out, and this node ranks first for it among
+//!   the live nodes (rendezvous ranking): take it over;
+//! - the directory names this node but it does not serve the shard (a hand-over to it, or
+//!   its own claim from before a restart): take it over;
+//! - it serves the shard but was fenced, or the directory names another node: stop serving;
+//! - it serves the shard but another live node ranks first for it (for three ticks in a
+//!   row): stop serving it, then hand it over in the directory (that node takes it over).
+//!
+//! To serve a shard is to run the single node's server over the node's copy of the shard
+//! (`shards/<k>.redb` beside `storage.path`), on a port of its own at `cluster.advertise`:
+//! the same Router, Tenants, Groups and Writer, with every Writer batch appended to the
+//! shard's log before it commits ([`super::shard`]). The client listener is the [`edge`]:
+//! it tunnels each request to the server of its tenant's shard, wherever that runs.
+//!
+//! A node that cannot renew its lease for a whole lease stops serving its shards (another
+//! node takes them over; a write it would still try is fenced anyway). A node that stops
+//! (SIGTERM) closes its sessions, drains its shards and gives its lease up, so the others
+//! take its shards over at their next tick.
+//!
+//! NATS runs on a runtime of the node's own (two threads): the Writers' appends block on it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actix_web::dev::ServerHandle;
+use async_nats::jetstream;
+use parlor_actors::{CloseAll, Router};
+use tokio::sync::watch;
+
+use super::directory::{ClusterMeta, Directory, NodeInfo, Seen};
+use super::edge::{self, Edge, Table};
+use super::log::LogSettings;
+use super::placement;
+use super::shard::{LocalShard, Ownership, TakeoverError};
+use super::NodeMetrics;
+use crate::config::Config;
+use crate::server::{open_store, serve, StartError};
+
+/// How many ticks in a row a better-ranked node must be alive before a shard is handed to it.
+const HAND_OVER_AFTER: u32 = 3;
+
+/// Why a takeover did not happen when another node claimed the shard first.
+const LOST: &str = "another node claimed it first";
+
+/// How long a starting node waits for JetStream to answer.
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// A started node; [`Node::wait`] runs it until a signal stops it.
+pub struct Node {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    manager: tokio::task::JoinHandle<()>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// What the node's tasks share.
+struct Shared {
+    config: Arc<Config>,
+    id: String,
+    /// NATS, the directory and the log appends run here.
+    runtime: tokio::runtime::Handle,
+    js: jetstream::Context,
+    directory: Arc<Directory>,
+    log: LogSettings,
+    meta: ClusterMeta,
+    metrics: Arc<NodeMetrics>,
+    edge: Arc<Edge>,
+}
+
+/// A shard this node serves.
+struct Served {
+    ownership: Arc<Ownership>,
+    state: Arc<crate::state::AppState>,
+    addr: String,
+    handle: ServerHandle,
+    router: Addr<Router>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Closes its sessions (their clients reconnect, through any node, to the new owner),
+    /// stops its server and waits until its Writer committed what it held.
+    async fn stop(self) {
+        let Served {
+            state,
+            router,
+            handle,
+            done,
+            ..
+        } = self;
+        // The server closes the database once every holder of its state let go.
+        drop(state);
+        let _ = router.send(CloseAll).await;
+        handle.stop(true).await;
+        let _ = done.await;
+    }
+}
+
+impl Node {
+    /// Starts a node with `config` (`cluster.enabled`), its client listener on `listener`:
+    /// connects to NATS, checks the cluster's fixed settings, starts the edge and the task
+    /// that renews the lease and serves shards.
+    pub async fn start(listener: TcpListener, config: Config) -> Result<Node, StartError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("parlor-node")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        match Self::start_on(handle, listener, config).await {
+            Ok((addr, stop, manager)) => Ok(Node {
+                addr,
+                stop,
+                manager,
+                runtime,
+            }),
+            Err(e) => {
+                // A runtime may not be dropped (blocking) inside an asynchronous context.
+                runtime.shutdown_background();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_on(
+        runtime: tokio::runtime::Handle,
+        listener: TcpListener,
+        config: Config,
+    ) -> Result<(SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>), StartError> {
+        let config = Arc::new(config);
+        let cluster = &config.cluster;
+        let addr = listener.local_addr()?;
+        let urls = cluster
+            .nats_urls
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StartError::Config(format!("cluster.nats_urls: {e}")))?;
+        let lease = Config::ms(cluster.lease_ttl_ms);
+        let (replicas, shards) = (cluster.replicas, cluster.shards);
+        let proposed = ClusterMeta {
+            shards,
+            id: rand::random::<u64>() >> 1,
+        };
+        let connected = runtime
+            .spawn(async move {
+                let client = async_nats::ConnectOptions::new()
+                    .retry_on_initial_connect()
+                    .connect(urls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let js = jetstream::new(client);
+                // NATS servers that start with the nodes elect JetStream's leader first.
+                let deadline = Instant::now() + START_WAIT;
+                loop {
+                    let opened = async {
+                        let directory = Directory::open(&js, lease, replicas).await?;
+                        let meta = directory.meta(&proposed).await?;
+                        Ok::<_, super::Error>((directory, meta))
+                    };
+                    match tokio::time::timeout(Duration::from_secs(5), opened).await {
+                        Ok(Ok((directory, meta))) => return Ok::<_, String>((js, directory, meta)),
+                        Ok(Err(e)) if Instant::now() >= deadline => return Err(e.to_string()),
+                        Err(_) if Instant::now() >= deadline => {
+                            return Err("JetStream did not answer".to_owned())
+                        }
+                        Ok(Err(e)) => tracing::info!(error = %e, "waiting for JetStream"),
+                        Err(_) => tracing::info!("waiting for JetStream"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let (js, directory, meta) =
+            connected.map_err(|e| StartError::Config(format!("cluster: cannot reach NATS: {e}")))?;
+        if meta.shards != shards {
+            return Err(StartError::Config(format!(
+                "cluster.shards: this cluster was created with {} shards, not {shards} (a tenant's shard \
+                 would change; moving tenants between shards is an export and import)",
+                meta.shards
+            )));
+        }
+        std::fs::create_dir_all(shards_dir(&config))?;
+        let log = LogSettings {
+            replicas,
+            ..LogSettings::default()
+        };
+        let metrics = Arc::new(NodeMetrics::default());
+        let edge = Edge::new(&config, metrics.clone(), log.metrics.clone())
+            .map_err(|e| StartError::Config(format!("server.trusted_proxies: {e}")))?;
+        let edge = Arc::new(edge);
+        let shared = Arc::new(Shared {
+            id: cluster.node_id.clone(),
+            runtime: runtime.clone(),
+            js,
+            directory: Arc::new(directory),
+            log,
+            meta,
+            metrics,
+            edge: edge.clone(),
+            config: config.clone(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        listener.set_nonblocking(true)?;
+        let listening = runtime.spawn({
+            let stopped = stopped.clone();
+            async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                tokio::spawn(edge::serve(listener, edge, stopped));
+                Ok::<_, std::io::Error>(())
+            }
+        });
+        listening.await.map_err(|e| StartError::Config(e.to_string()))??;
+        let manager = actix_web::rt::spawn(manage(shared, stopped));
+        tracing::info!(listen = %addr, node = %cluster.node_id, shards, "parlor node started");
+        Ok((addr, stop, manager))
+    }
+
+    /// The address of the client listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs until SIGTERM or SIGINT, then stops serving (sessions closed, shards drained,
+    /// lease given up).
+    pub async fn wait(self) -> std::io::Result<()> {
+        crate::server::stop_signal().await;
+        tracing::info!("stopping: handing the shards back");
+        let _ = self.stop.send(true);
+        let _ = self.manager.await;
+        self.runtime.shutdown_background();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn shards_dir(config: &Config) -> std::path::PathBuf {
+    config.storage.data_dir().join("shards")
+}
+
+/// The configuration of the server of shard `shard`: the node's, over the shard's file,
+/// with the shard's own thread count; its listener is reached by nodes only, which pass
+/// the client's address on.
+fn shard_config(config: &Config, shard: u32) -> Config {
+    let mut c = config.clone();
+    c.storage.path = shards_dir(config).join(format!("{shard}.redb"));
+    c.server.workers = config.cluster.shard_workers;
+    c.server.trusted_proxies = vec!["0.0.0.0/0".into(), "::/0".into()];
+    c
+}
+
+impl Shared {
+    /// Runs `f` on the node's NATS runtime.
+    async fn nats<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        self.runtime.spawn(f).await.ok()
+    }
+
+    /// Opens the node's copy of `shard`, takes the shard over from `seen` and serves it.
+    async fn take_over(&self, shard: u32, seen: Option<Seen>) -> Result<Served, String> {
+        let config = Arc::new(shard_config(&self.config, shard));
+        let listener = TcpListener::bind((self.config.cluster.advertise.as_str(), 0)).map_err(|e| {
+            format!(
+                "cluster.advertise: cannot listen on {}: {e}",
+                self.config.cluster.advertise
+            )
+        })?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let addr = match addr {
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V4(a) => a.to_string(),
+        };
+        let opening = config.clone();
+        let local = tokio::task::spawn_blocking(move || {
+            LocalShard::open_with(shard, |log| open_store(&opening, Some(log)))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let (directory, js, settings, node, at) = (
+            self.directory.clone(),
+            self.js.clone(),
+            self.log.clone(),
+            self.id.clone(),
+            addr.clone(),
+        );
+        let (local, taken) = self
+            .nats(async move {
+                let taken = local
+                    .take_over(&directory, js, &settings, &node, &at, seen.as_ref())
+                    .await;
+                (local, taken)
+            })
+            .await
+            .ok_or("the node's runtime stopped")?;
+        let LocalShard { store, ownership, .. } = local;
+        match taken {
+            Ok(_) => {}
+            Err(TakeoverError::Lost) => {
+                store.shutdown();
+                return Err(LOST.into());
+            }
+            Err(e) => {
+                store.shutdown();
+                return Err(e.to_string());
+            }
+        }
+        let secret = self.config.auth.jwt_secret.as_bytes().to_vec();
+        let running = serve(listener, config, store, &secret, self.meta.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = running.state().into_inner();
+        let (handle, router) = (running.handle(), state.router.clone());
+        let done = actix_web::rt::spawn(running.wait());
+        tracing::info!(shard, %addr, "serving the shard");
+        Ok(Served {
+            ownership,
+            state,
+            addr,
+            handle,
+            router,
+            done,
+        })
+    }
+}
+
+/// The node's loop: see the module doc.
+async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let cluster = &shared.config.cluster;
+    let lease = Config::ms(cluster.lease_ttl_ms);
+    let tick = (lease / 3).min(Duration::from_secs(1));
+    let info = NodeInfo {
+        advertise: cluster.advertise.clone(),
+    };
+    let mut served: BTreeMap<u32, Served> = BTreeMap::new();
+    let mut renewed: Option<Instant> = None;
+    let mut streaks: HashMap<String, u32> = HashMap::new();
+    loop {
+        let started = Instant::now();
+        let (directory, id, info) = (shared.directory.clone(), shared.id.clone(), info.clone());
+        match shared
+            .nats(async move { directory.renew(&id, &info).await })
+            .await
+        {
+            Some(Ok(())) => renewed = Some(started),
+            Some(Err(e)) => tracing::warn!(error = %e, "cannot renew the lease"),
+            None => break,
+        }
+        let lease_ok = renewed.is_some_and(|at| at.elapsed() < lease);
+        if !lease_ok {
+            if !served.is_empty() {
+                tracing::warn!("the lease ran out: no longer serving any shard");
+            }
+            for (_, s) in std::mem::take(&mut served) {
+                s.stop().await;
+            }
+        } else {
+            let directory = shared.directory.clone();
+            let shards = cluster.shards;
+            let read = shared
+                .nats(async move {
+                    let live = directory.live_nodes().await?;
+                    let claims = directory.claims(shards).await?;
+                    Ok::<_, super::Error>((live, claims))
+                })
+                .await;
+            match read {
+                Some(Ok((live, claims))) => {
+                    for node in &live {
+                        *streaks.entry(node.clone()).or_default() += 1;
+                    }
+                    streaks.retain(|n, _| live.contains(n));
+                    step(&shared, &live, &claims, &streaks, &mut served).await;
+                    publish(&shared, true, &live, &claims, &served);
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "cannot read the directory"),
+                None => break,
+            }
+        }
+        if !lease_ok {
+            publish(&shared, false, &[], &[], &served);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick.saturating_sub(started.elapsed())) => {}
+            _ = stopped.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, s) in std::mem::take(&mut served) {
+        s.stop().await;
+    }
+    let (directory, id) = (shared.directory.clone(), shared.id.clone());
+    let _ = shared.nats(async move { directory.leave(&id).await }).await;
+}
+
+/// One tick's decisions, shard by shard (see the module doc).
+async fn step(
+    shared: &Shared,
+    live: &[String],
+    claims: &[Option<Seen>],
+    streaks: &HashMap<String, u32>,
+    served: &mut BTreeMap<u32, Served>,
+) {
+    let me = shared.id.as_str();
+    let nodes: Vec<&str> = live.iter().map(String::as_str).collect();
+    for (shard, seen) in claims.iter().enumerate() {
+        let shard = shard as u32;
+        let preferred = placement::ranking(shard, &nodes).first().copied();
+        let owner = seen.as_ref().map(|s| s.claim.owner.as_str());
+        let owner_live = owner.is_some_and(|o| live.iter().any(|n| n == o));
+        if let Some(s) = served.get(&shard) {
+            let fenced = !s.ownership.owning();
+            if fenced || owner != Some(me) {
+                tracing::warn!(shard, fenced, owner, "no longer the shard's owner: stopping it");
+                shared.metrics.lost.fetch_add(1, Relaxed);
+                if let Some(s) = served.remove(&shard) {
+                    s.stop().await;
+                }
+                continue;
+            }
+            let better = preferred.filter(|p| *p != me);
+            let steady = better.is_some_and(|p| streaks.get(p).copied().unwrap_or(0) >= HAND_OVER_AFTER);
+            if let (Some(to), true, Some(seen)) = (better, steady, seen) {
+                tracing::info!(shard, to, "handing the shard to the node that ranks first for it");
+                if let Some(s) = served.remove(&shard) {
+                    s.stop().await;
+                }
+                let (directory, to, seen) = (shared.directory.clone(), to.to_owned(), seen.clone());
+                let handed = shared
+                    .nats(async move { directory.hand_over(shard, &to, &seen).await })
+                    .await;
+                shared.metrics.handovers.fetch_add(1, Relaxed);
+                if !matches!(handed, Some(Ok(Some(_)))) {
+                    tracing::warn!(
+                        shard,
+                        ?handed,
+                        "the hand-over was not recorded; the shard is free again"
+                    );
+                }
+            }
+            continue;
+        }
+        let take = match owner {
+            Some(o) if o == me => true,
+            _ => !owner_live && preferred == Some(me),
+        };
+        if take {
+            let started = Instant::now();
+            match shared.take_over(shard, seen.clone()).await {
+                Ok(s) => {
+                    shared.metrics.takeovers.fetch_add(1, Relaxed);
+                    shared
+                        .metrics
+                        .takeover_seconds
+                        .record(started.elapsed().as_secs_f64());
+                    served.insert(shard, s);
+                }
+                // Nodes that start together race for the same shards: one wins.
+                Err(e) if e == LOST => tracing::info!(shard, "another node took the shard first"),
+                Err(e) => {
+                    shared.metrics.takeover_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(shard, error = %e, "the takeover failed; trying again next tick");
+                }
+            }
+        }
+    }
+}
+
+/// Tells the edge where each shard is served now.
+fn publish(
+    shared: &Shared,
+    lease: bool,
+    live: &[String],
+    claims: &[Option<Seen>],
+    served: &BTreeMap<u32, Served>,
+) {
+    let mut routes = vec![None; shared.config.cluster.shards as usize];
+    for (shard, seen) in claims.iter().enumerate() {
+        if let Some(seen) = seen {
+            let live_owner = live.contains(&seen.claim.owner);
+            if live_owner && !seen.claim.addr.is_empty() {
+                routes[shard] = Some(seen.claim.addr.clone());
+            }
+        }
+    }
+    for (shard, s) in served {
+        routes[*shard as usize] = Some(s.addr.clone());
+    }
+    shared.edge.update(Table {
+        routes,
+        lease,
+        owns: served.keys().copied().collect(),
+        live: live.to_vec(),
+        served: served
+            .iter()
+            .map(|(k, s)| (*k, Arc::downgrade(&s.state)))
+            .collect(),
+    });
+}
