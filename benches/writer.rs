@@ -11,7 +11,8 @@
 //!   without the disk's wait), the figure to compare storage layouts by.
 //! - `direct_logged/N`: the same, as the owner of a shard of cluster mode: every batch is
 //!   appended to the shard's log on NATS JetStream before it commits. Runs only when
-//!   `PARLOR_BENCH_NATS` names a NATS server (`benches/log_cost.sh` starts one, or three).
+//!   `PARLOR_BENCH_NATS` names a NATS server (`benches/log_cost.sh` starts one, or three);
+//!   with it, `log/replay/N` reads a shard's log of N records from the start, as a takeover does.
 //!
 //! Throughput is reported in messages per second. The database lives in a temporary
 //! directory under the target directory (a real disk, not a tmpfs). After each benchmark
@@ -334,8 +335,56 @@ fn writer_benches(c: &mut Criterion) {
     group.finish();
     direct_bench(c, &rt, "direct", None);
     if let Some(nats) = bench_nats() {
-        direct_bench(c, &rt, "direct_logged", Some(nats));
+        direct_bench(c, &rt, "direct_logged", Some(nats.clone()));
+        replay_bench(c, &rt, nats);
     }
+}
+
+/// Records a takeover replays: a shard's log of `RECORDS` batches (a direct send's worth of
+/// effects each, about 1 KiB), read from the start as a new owner does.
+fn replay_bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, (url, replicas): (String, usize)) {
+    use parlor::cluster::log::{LogSettings, ShardLog};
+    use parlor_storage::effects::{encode_batch, Effect};
+    const RECORDS: u64 = 2000;
+    let log = rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("connect to NATS"));
+        let settings = LogSettings {
+            replicas,
+            ..LogSettings::default()
+        };
+        // A shard of its own, emptied first: the count of records is the bench's.
+        let shard = 900;
+        let _ = js.delete_stream(format!("PARLOR_LOG_{shard}")).await;
+        let log = ShardLog::open(js, shard, &settings).await.expect("open the log");
+        for n in 0..RECORDS {
+            let effects: Vec<Effect> = (0..5u16)
+                .map(|t| Effect {
+                    table: 10 + t,
+                    key: format!("acme/d:1:2/{n}/{t}").into_bytes(),
+                    value: Some(vec![b'x'; 200]),
+                })
+                .collect();
+            let record = bytes::Bytes::from(encode_batch(&effects));
+            log.append(n, &format!("{shard}.1.{n}"), record)
+                .await
+                .expect("append");
+        }
+        log
+    });
+    let mut group = c.benchmark_group("log");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(RECORDS));
+    group.bench_function(BenchmarkId::new("replay", RECORDS), |b| {
+        b.to_async(rt).iter(|| async {
+            let mut seen = 0u64;
+            let last = log.replay(0, |_, _| seen += 1).await.expect("replay");
+            assert_eq!((last, seen), (RECORDS, RECORDS));
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, writer_benches);

@@ -693,10 +693,9 @@ pub struct ClusterConfig {
     pub advertise: String,
     /// HTTP worker threads of each shard this node owns. Default 1.
     pub shard_workers: usize,
-    /// How long the client listener waits for a shard's owner to answer, ms, before it
-    /// answers 503 (the client retries; a `cid` makes a retried send land once).
-    /// Default 10000.
-    pub proxy_timeout_ms: u64,
+    /// How long a node waits to connect to the server of a request's shard, ms, before it
+    /// answers 503 (clients retry; a `cid` makes a retried send land once). Default 3000.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -710,7 +709,7 @@ impl Default for ClusterConfig {
             lease_ttl_ms: 6000,
             advertise: "127.0.0.1".into(),
             shard_workers: 1,
-            proxy_timeout_ms: 10_000,
+            connect_timeout_ms: 3000,
         }
     }
 }
@@ -859,6 +858,9 @@ impl Config {
         }
         if c.advertise.is_empty() || c.advertise.contains(':') && !c.advertise.starts_with('[') {
             return invalid("cluster.advertise", "must be a host or IP address without a port");
+        }
+        if c.connect_timeout_ms == 0 {
+            return invalid("cluster.connect_timeout_ms", "must be at least 1");
         }
         if c.shard_workers == 0 {
             return invalid("cluster.shard_workers", "must be at least 1");
@@ -1259,6 +1261,7 @@ mod tests {
         refused(&with("nats_urls = []"), "cluster.nats_urls");
         refused(&with("advertise = \"10.0.0.1:7000\""), "cluster.advertise");
         refused(&with("shard_workers = 0"), "cluster.shard_workers");
+        refused(&with("connect_timeout_ms = 0"), "cluster.connect_timeout_ms");
         // Off, none of it is read: the single node's defaults stand.
         Config::from_toml("[cluster]\nenabled = false\nreplicas = 2\n")
             .expect("cluster keys are not checked when off");

@@ -79,7 +79,7 @@ pub async fn run(args: &DirectArgs) -> Result<bool, String> {
     let (users, sockets) = set_up(&args.common, n).await?;
 
     let stats = Arc::new(Stats::new(n, args.messages, warmup));
-    let cpu = machine::ServerCpu::start(&args.common.url);
+    let cpu = machine::ServerCpu::start(&args.common.url, &args.common.server_pids);
     let start_ns = drive::start_ns(args.rate);
     let (readers, senders) = start_clients(args, &users, sockets, &stats, start_ns);
 

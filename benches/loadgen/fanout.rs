@@ -227,7 +227,7 @@ async fn measure<O: Outlet>(
     // Let the replay of the membership notice (sent while the members were offline) settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let cpu = crate::machine::ServerCpu::start(&args.common.url);
+    let cpu = crate::machine::ServerCpu::start(&args.common.url, &args.common.server_pids);
     let start_ns = drive::start_ns(args.rate);
     let idle = outlets.split_off(args.senders);
     let senders: Vec<_> = outlets

@@ -125,23 +125,30 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 /// it ends. The headline figure of a run: CPU per message or per delivery is far steadier
 /// across runs and hosts than throughput or latency.
 pub struct ServerCpu {
-    pid: u32,
+    pids: Vec<u32>,
     at_start: f64,
 }
 
 impl ServerCpu {
-    /// Starts the count for the server at `url`; `None` when it is not on this machine.
-    pub fn start(url: &str) -> Option<ServerCpu> {
-        let pid = server_pid(url)?;
-        Some(ServerCpu {
-            pid,
-            at_start: cpu_seconds(pid)?,
-        })
+    /// Starts the count for `pids`, or when that is empty for the server at `url`; `None`
+    /// when it is not on this machine.
+    pub fn start(url: &str, pids: &[u32]) -> Option<ServerCpu> {
+        let pids = if pids.is_empty() {
+            vec![server_pid(url)?]
+        } else {
+            pids.to_vec()
+        };
+        let at_start = Self::total(&pids)?;
+        Some(ServerCpu { pids, at_start })
+    }
+
+    fn total(pids: &[u32]) -> Option<f64> {
+        pids.iter().map(|p| cpu_seconds(*p)).sum()
     }
 
     /// CPU seconds the server used since [`start`](Self::start).
     pub fn used(&self) -> Option<f64> {
-        Some(cpu_seconds(self.pid)? - self.at_start)
+        Some(Self::total(&self.pids)? - self.at_start)
     }
 }
 

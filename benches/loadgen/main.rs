@@ -119,6 +119,11 @@ pub struct Common {
     /// the admin listener before anything is created. Parlor targets only.
     #[arg(long)]
     pub cleanup: bool,
+    /// Processes whose CPU time is the server's (comma-separated pids). Default: the
+    /// process listening at --url. A deployment of several processes (cluster mode: its
+    /// nodes and nats-servers) lists them all.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
     /// Base URL of the server's admin listener (`admin.bind`), for --cleanup.
     #[arg(long, default_value = "http://127.0.0.1:18080")]
     pub admin_url: String,

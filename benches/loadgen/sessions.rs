@@ -81,7 +81,7 @@ pub async fn run(args: &SessionsArgs, idle: bool) -> Result<bool, String> {
     let connected = readers.len();
     let after_ramp = server_figures(&http, &common.url).await;
     // The server's CPU time over the hold alone: what idle sessions cost it.
-    let cpu = crate::machine::ServerCpu::start(&common.url);
+    let cpu = crate::machine::ServerCpu::start(&common.url, &common.server_pids);
     let held = Instant::now();
     if !hold.is_zero() && connected > 0 {
         eprintln!("holding {connected} sockets for {hold:?}");

@@ -34,8 +34,6 @@ use crate::peer::Proxies;
 const MAX_HEAD: usize = 16 * 1024;
 /// Most headers a request head may have.
 const MAX_HEADERS: usize = 64;
-/// How long the edge waits to connect to a shard's owner.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the node tells the edge: where each shard is served, and what `/healthz` says.
 #[derive(Default)]
@@ -61,6 +59,7 @@ pub struct Edge {
     proxies: Proxies,
     head_timeout: Duration,
     body_timeout: Duration,
+    connect_timeout: Duration,
     max_body: usize,
     max_connections: usize,
     per_address: usize,
@@ -88,6 +87,7 @@ impl Edge {
             }),
             proxies,
             head_timeout: Config::ms(config.server.head_timeout_ms),
+            connect_timeout: Config::ms(config.cluster.connect_timeout_ms),
             body_timeout: Duration::from_secs(config.server.body_timeout_secs),
             max_body: config.limits.max_body_bytes,
             max_connections: config.server.max_connections,
@@ -288,7 +288,7 @@ async fn tunnel(mut client: TcpStream, peer: SocketAddr, edge: &Edge) -> std::io
             )
             .await;
     };
-    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+    let mut upstream = match tokio::time::timeout(edge.connect_timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(upstream)) => upstream,
         _ => {
             return edge

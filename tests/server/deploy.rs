@@ -5,10 +5,12 @@
 //!   volume and a health check that the binary answers, and its `PARLOR_*` settings are valid;
 //! - nginx with the reverse-proxy example (a self-signed certificate, the rest unchanged)
 //!   serves Parlor over TLS: HTTPS requests, the redirect from plain HTTP, and a WebSocket
-//!   session through the upgrade, carrying messages both ways.
+//!   session through the upgrade, carrying messages both ways;
+//! - the three-node example of cluster mode (`docs/cluster/three-nodes.sh`) starts three
+//!   clustered nats-servers and three nodes, serves a tenant from every node, and stops.
 //!
-//! Needs `systemd-analyze`, `nginx` and `openssl` (Debian: `apt-get install -y systemd nginx
-//! openssl`); without them the tests fail and say so. Building the image itself needs a
+//! Needs `systemd-analyze`, `nginx`, `openssl`, `nats-server` and `curl` (Debian: `apt-get
+//! install -y systemd nginx openssl nats-server curl`); without them the tests fail and say so. Building the image itself needs a
 //! container engine: `.ci/run` does it when one is running.
 
 use crate::common;
@@ -397,4 +399,136 @@ where
             }
         }
     }
+}
+
+/// A base such that the three ports after it are free now.
+fn free_base() -> u16 {
+    loop {
+        let base = free_port().saturating_sub(4).max(1030);
+        let free = (1..=3).all(|n| std::net::TcpListener::bind(("127.0.0.1", base + n)).is_ok());
+        if free {
+            return base;
+        }
+    }
+}
+
+/// Stops the example's cluster when the test ends, passed or not.
+struct ThreeNodes {
+    dir: tempfile::TempDir,
+}
+
+impl ThreeNodes {
+    fn run(&self, command: &str) -> std::process::Output {
+        Command::new("sh")
+            .arg(root().join("docs/cluster/three-nodes.sh"))
+            .arg(command)
+            .arg(self.dir.path())
+            .env("PARLOR_BIN", env!("CARGO_BIN_EXE_parlor"))
+            .output()
+            .unwrap()
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for name in ["n1.log", "n2.log", "n3.log", "s1.log"] {
+            let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            all += &format!(
+                "--- {name}\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        all
+    }
+}
+
+impl Drop for ThreeNodes {
+    fn drop(&mut self) {
+        let _ = self.run("stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_three_node_cluster_example_serves_a_tenant_from_every_node() {
+    program("nats-server", "nats-server");
+    program("curl", "curl");
+    let (nodes, nats, routes) = (free_base(), free_base(), free_base());
+    let cluster = ThreeNodes {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    // The example as shipped, on ports of this test and with quick password hashing.
+    let out = Command::new("sh")
+        .arg(root().join("docs/cluster/three-nodes.sh"))
+        .arg("start")
+        .arg(cluster.dir.path())
+        .env("PARLOR_BIN", env!("CARGO_BIN_EXE_parlor"))
+        .env("NODE_PORT_BASE", nodes.to_string())
+        .env("NATS_PORT_BASE", nats.to_string())
+        .env("ROUTE_PORT_BASE", routes.to_string())
+        .env("PARLOR_AUTH__ARGON2_MEMORY_KIB", "64")
+        .env("PARLOR_AUTH__ARGON2_ITERATIONS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the example did not start: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    let base = |n: u16| format!("http://127.0.0.1:{}", nodes + n);
+    // One request per connection through a node (it tunnels each to its shard's server).
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let form = [
+        ("username", "alice_c"),
+        ("password", "secret1"),
+        ("app_id", "acme"),
+    ];
+    let registered: Value = http
+        .post(format!("{}/api/regChat", base(1)))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(registered["msg"], "ok", "{registered}\n{}", cluster.logs());
+    for n in 1..=3 {
+        let login: Value = http
+            .post(format!("{}/api/loginChat", base(n)))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(login["data"]["id"], registered["data"]["id"], "node {n}: {login}");
+        let health: Value = http
+            .get(format!("{}/healthz", base(n)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "ok", "node {n}: {health}");
+        assert_eq!(health["node"], format!("n{n}"), "{health}");
+    }
+    let out = cluster.run("stop");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Stopped: nothing answers on the nodes' ports any more.
+    common::eventually(
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", nodes + 1))
+                .await
+                .is_err()
+        },
+        "node n1 stopped",
+    )
+    .await;
 }
