@@ -351,7 +351,15 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         let started = Instant::now();
         let (directory, id, info) = (shared.directory.clone(), shared.id.clone(), info.clone());
         match shared
-            .nats(async move { directory.renew(&id, &info).await })
+            .nats(async move {
+                tokio::time::timeout(tick, directory.renew(&id, &info))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(super::Error::Unavailable(
+                            "the renewal did not answer within a tick".into(),
+                        ))
+                    })
+            })
             .await
         {
             Some(Ok(())) => renewed = Some(started),
@@ -369,11 +377,20 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         } else {
             let directory = shared.directory.clone();
             let shards = cluster.shards;
+            // Bounded by a tick: a listing of keys can hang while a NATS server is down,
+            // and the lease must be renewed meanwhile.
             let read = shared
                 .nats(async move {
-                    let live = directory.live_nodes().await?;
-                    let claims = directory.claims(shards).await?;
-                    Ok::<_, super::Error>((live, claims))
+                    let read = async {
+                        let live = directory.live_nodes().await?;
+                        let claims = directory.claims(shards).await?;
+                        Ok::<_, super::Error>((live, claims))
+                    };
+                    tokio::time::timeout(tick, read).await.unwrap_or_else(|_| {
+                        Err(super::Error::Unavailable(
+                            "the directory did not answer within a tick".into(),
+                        ))
+                    })
                 })
                 .await;
             match read {

@@ -13,6 +13,7 @@ mod chat21;
 mod chatroom;
 mod cli;
 mod cluster;
+mod cluster_nodes;
 mod conversations;
 mod cors;
 mod deploy;
