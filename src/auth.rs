@@ -591,7 +591,12 @@ impl DeviceLimiter {
 /// The token of a request: the `token` header, `Authorization` (with or without
 /// `Bearer `), or the `token`/`jwt` query parameter.
 pub fn token_of(req: &HttpRequest) -> Option<String> {
-    let headers = req.headers();
+    token_in(req.headers(), req.query_string())
+}
+
+/// [`token_of`] over a request's headers and query string (the cluster's edge reads them
+/// before any handler runs).
+pub fn token_in(headers: &actix_web::http::header::HeaderMap, query: &str) -> Option<String> {
     if let Some(t) = headers.get("token").and_then(|v| v.to_str().ok()) {
         return Some(t.trim().to_owned());
     }
@@ -603,7 +608,7 @@ pub fn token_of(req: &HttpRequest) -> Option<String> {
             .unwrap_or(a);
         return Some(t.trim().to_owned());
     }
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+    web::Query::<Vec<(String, String)>>::from_query(query)
         .ok()
         .and_then(|q| {
             q.0.into_iter()

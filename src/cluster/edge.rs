@@ -358,23 +358,7 @@ fn tenant_of_head(head: &Head) -> Option<String> {
     let query = head.path.split_once('?').map(|(_, q)| q).unwrap_or("");
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
-    let token = header("token")
-        .map(str::to_owned)
-        .or_else(|| {
-            header("authorization").map(|a| {
-                let a = a.trim();
-                a.strip_prefix("Bearer ")
-                    .or_else(|| a.strip_prefix("JWT "))
-                    .unwrap_or(a)
-                    .to_owned()
-            })
-        })
-        .or_else(|| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == "token" || k == "jwt")
-                .map(|(_, v)| v.clone())
-        });
+    let token = crate::auth::token_in(&head.headers, query);
     if let Some(tenant) = token.as_deref().and_then(token_tenant) {
         return Some(tenant);
     }
@@ -397,23 +381,14 @@ fn token_tenant(token: &str) -> Option<String> {
     claims.get("app_id")?.as_str().map(str::to_owned)
 }
 
-/// The APP_ID of a Chat21 path, `/api/{app_id}/...` (the other faces' `/api/` paths have
-/// fixed second segments).
+/// The APP_ID of a Chat21 path, `/api/{app_id}/...`.
 fn chat21_tenant(path: &str) -> Option<String> {
     let path = path.split('?').next()?;
     let mut parts = path.strip_prefix("/api/")?.split('/');
     let app = parts.next()?;
     parts.next()?;
-    const FIXED: [&str; 7] = [
-        "chat",
-        "user",
-        "userinfo",
-        "regChat",
-        "loginChat",
-        "visitorregChat",
-        "visitorloginChat",
-    ];
-    (!FIXED.contains(&app) && crate::core::plain_name(app)).then(|| app.to_owned())
+    // The uni-app face's own `/api/chat/...`; its other `/api/` paths have one segment.
+    (app != "chat" && crate::core::plain_name(app)).then(|| app.to_owned())
 }
 
 fn body_length(headers: &HeaderMap) -> Option<usize> {

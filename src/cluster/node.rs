@@ -48,9 +48,6 @@ use crate::server::{open_store, serve, StartError};
 /// How many ticks in a row a better-ranked node must be alive before a shard is handed to it.
 const HAND_OVER_AFTER: u32 = 3;
 
-/// Why a takeover did not happen when another node claimed the shard first.
-const LOST: &str = "another node claimed it first";
-
 /// How long a starting node waits for JetStream to answer.
 const START_WAIT: Duration = Duration::from_secs(60);
 
@@ -269,26 +266,22 @@ impl Shared {
     }
 
     /// Opens the node's copy of `shard`, takes the shard over from `seen` and serves it.
-    async fn take_over(&self, shard: u32, seen: Option<Seen>) -> Result<Served, String> {
+    async fn take_over(&self, shard: u32, seen: Option<Seen>) -> Result<Served, TakeoverError> {
         let config = Arc::new(shard_config(&self.config, shard));
         let listener = TcpListener::bind((self.config.cluster.advertise.as_str(), 0)).map_err(|e| {
-            format!(
+            serving(format!(
                 "cluster.advertise: cannot listen on {}: {e}",
                 self.config.cluster.advertise
-            )
+            ))
         })?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let addr = match addr {
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-            SocketAddr::V4(a) => a.to_string(),
-        };
+        let addr = listener.local_addr().map_err(serving)?.to_string();
         let opening = config.clone();
         let local = tokio::task::spawn_blocking(move || {
             LocalShard::open_with(shard, |log| open_store(&opening, Some(log)))
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(serving)?
+        .map_err(serving)?;
         let (directory, js, settings, node, at) = (
             self.directory.clone(),
             self.js.clone(),
@@ -304,23 +297,16 @@ impl Shared {
                 (local, taken)
             })
             .await
-            .ok_or("the node's runtime stopped")?;
+            .ok_or_else(|| serving("the node's runtime stopped"))?;
         let LocalShard { store, ownership, .. } = local;
-        match taken {
-            Ok(_) => {}
-            Err(TakeoverError::Lost) => {
-                store.shutdown();
-                return Err(LOST.into());
-            }
-            Err(e) => {
-                store.shutdown();
-                return Err(e.to_string());
-            }
+        if let Err(e) = taken {
+            store.shutdown();
+            return Err(e);
         }
         let secret = self.config.auth.jwt_secret.as_bytes().to_vec();
         let running = serve(listener, config, store, &secret, self.meta.id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(serving)?;
         let state = running.state().into_inner();
         let (handle, router) = (running.handle(), state.router.clone());
         let done = actix_web::rt::spawn(running.wait());
@@ -334,6 +320,23 @@ impl Shared {
             done,
         })
     }
+}
+
+/// `f`'s answer, or unavailable after `tick`: a directory call can hang while a NATS server
+/// is down (a listing of keys, for one), and the lease must be renewed meanwhile.
+async fn within<T>(
+    tick: Duration,
+    f: impl std::future::Future<Output = Result<T, super::Error>>,
+) -> Result<T, super::Error> {
+    tokio::time::timeout(tick, f).await.unwrap_or_else(|_| {
+        Err(super::Error::Unavailable(
+            "the directory did not answer within a tick".into(),
+        ))
+    })
+}
+
+fn serving(e: impl std::fmt::Display) -> TakeoverError {
+    TakeoverError::Serve(e.to_string())
 }
 
 /// The node's loop: see the module doc.
@@ -351,15 +354,7 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         let started = Instant::now();
         let (directory, id, info) = (shared.directory.clone(), shared.id.clone(), info.clone());
         match shared
-            .nats(async move {
-                tokio::time::timeout(tick, directory.renew(&id, &info))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(super::Error::Unavailable(
-                            "the renewal did not answer within a tick".into(),
-                        ))
-                    })
-            })
+            .nats(async move { within(tick, directory.renew(&id, &info)).await })
             .await
         {
             Some(Ok(())) => renewed = Some(started),
@@ -377,20 +372,14 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         } else {
             let directory = shared.directory.clone();
             let shards = cluster.shards;
-            // Bounded by a tick: a listing of keys can hang while a NATS server is down,
-            // and the lease must be renewed meanwhile.
             let read = shared
                 .nats(async move {
                     let read = async {
                         let live = directory.live_nodes().await?;
                         let claims = directory.claims(shards).await?;
-                        Ok::<_, super::Error>((live, claims))
+                        Ok((live, claims))
                     };
-                    tokio::time::timeout(tick, read).await.unwrap_or_else(|_| {
-                        Err(super::Error::Unavailable(
-                            "the directory did not answer within a tick".into(),
-                        ))
-                    })
+                    within(tick, read).await
                 })
                 .await;
             match read {
@@ -484,7 +473,7 @@ async fn step(
                     served.insert(shard, s);
                 }
                 // Nodes that start together race for the same shards: one wins.
-                Err(e) if e == LOST => tracing::info!(shard, "another node took the shard first"),
+                Err(TakeoverError::Lost) => tracing::info!(shard, "another node took the shard first"),
                 Err(e) => {
                     shared.metrics.takeover_failures.fetch_add(1, Relaxed);
                     tracing::warn!(shard, error = %e, "the takeover failed; trying again next tick");

@@ -83,6 +83,9 @@ pub enum TakeoverError {
     Cluster(#[from] Error),
     #[error("applying the log: {0}")]
     Store(#[from] parlor_storage::Error),
+    /// The node could not open its copy or serve the shard (a node's takeover only).
+    #[error("serving the shard: {0}")]
+    Serve(String),
 }
 
 /// How many times a takeover replays and appends its epoch-start record before it gives up

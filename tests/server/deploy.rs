@@ -487,35 +487,15 @@ async fn the_three_node_cluster_example_serves_a_tenant_from_every_node() {
         ("password", "secret1"),
         ("app_id", "acme"),
     ];
-    let registered: Value = http
-        .post(format!("{}/api/regChat", base(1)))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json = |req: reqwest::RequestBuilder| async move {
+        req.send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    let registered = json(http.post(format!("{}/api/regChat", base(1))).form(&form)).await;
     assert_eq!(registered["msg"], "ok", "{registered}\n{}", cluster.logs());
     for n in 1..=3 {
-        let login: Value = http
-            .post(format!("{}/api/loginChat", base(n)))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let login = json(http.post(format!("{}/api/loginChat", base(n))).form(&form)).await;
         assert_eq!(login["data"]["id"], registered["data"]["id"], "node {n}: {login}");
-        let health: Value = http
-            .get(format!("{}/healthz", base(n)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = json(http.get(format!("{}/healthz", base(n)))).await;
         assert_eq!(health["status"], "ok", "node {n}: {health}");
         assert_eq!(health["node"], format!("n{n}"), "{health}");
     }
