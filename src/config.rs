@@ -693,8 +693,10 @@ pub struct ClusterConfig {
     pub advertise: String,
     /// HTTP worker threads of each shard this node owns. Default 1.
     pub shard_workers: usize,
-    /// How long a node waits to connect to the server of a request's shard, ms, before it
-    /// answers 503 (clients retry; a `cid` makes a retried send land once). Default 3000.
+    /// How long a node waits for the server of a request's shard, ms, before it answers
+    /// 503: while the shard has no owner or its owner does not answer (a takeover, a
+    /// hand-over), the route is tried again within this time (clients retry after a 503; a
+    /// `cid` makes a retried send land once). Default 3000.
     pub connect_timeout_ms: u64,
 }
 

@@ -6,7 +6,10 @@
 //! then the bytes both ways. A WebSocket stays tunnelled for its life, so its frames keep
 //! TCP's backpressure end to end and the owner's slow-consumer cut works unchanged; any
 //! other request is sent with `Connection: close`, one request per connection, so that the
-//! next request of a client is routed by its own tenant.
+//! next request of a client is routed by its own tenant. While a shard has no owner or its
+//! owner does not answer (a takeover, a hand-over), the request waits, up to
+//! `cluster.connect_timeout_ms`, for the route to be served again: nothing was sent
+//! upstream yet, so the wait is safe, and the client sees a move as a delay.
 //!
 //! `GET /healthz` is the node's own: its lease, the shards it serves, the live nodes.
 //!
@@ -17,7 +20,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
@@ -34,6 +37,8 @@ use crate::peer::Proxies;
 const MAX_HEAD: usize = 16 * 1024;
 /// Most headers a request head may have.
 const MAX_HEADERS: usize = 64;
+/// How long the edge waits before looking a shard's route up again, while its owner moves.
+const RETRY_ROUTE: Duration = Duration::from_millis(50);
 
 /// What the node tells the edge: where each shard is served, and what `/healthz` says.
 #[derive(Default)]
@@ -279,26 +284,22 @@ async fn tunnel(mut client: TcpStream, peer: SocketAddr, edge: &Edge) -> std::io
     }
     let tenant = tenant.unwrap_or_else(|| "default".into());
     let shard = placement::shard_of(&tenant, edge.shards);
-    let Some(addr) = edge.route(shard) else {
-        return edge
-            .refuse(
-                &mut client,
-                503,
-                "this tenant's shard has no owner now; try again",
-            )
-            .await;
-    };
-    let mut upstream = match tokio::time::timeout(edge.connect_timeout, TcpStream::connect(&addr)).await {
-        Ok(Ok(upstream)) => upstream,
-        _ => {
-            return edge
-                .refuse(
-                    &mut client,
-                    503,
-                    "this tenant's shard cannot be reached now; try again",
-                )
-                .await
+    // Nothing went upstream yet: while the shard has no owner or its owner does not answer
+    // (a takeover or hand-over in progress), the route is looked up again until
+    // `connect_timeout`, so a client sees the move as a delay rather than a refusal.
+    let deadline = Instant::now() + edge.connect_timeout;
+    let mut upstream = loop {
+        let reason = match edge.route(shard) {
+            None => "this tenant's shard has no owner now; try again",
+            Some(addr) => match tokio::time::timeout_at(deadline.into(), TcpStream::connect(&addr)).await {
+                Ok(Ok(upstream)) => break upstream,
+                _ => "this tenant's shard cannot be reached now; try again",
+            },
+        };
+        if Instant::now() + RETRY_ROUTE > deadline {
+            return edge.refuse(&mut client, 503, reason).await;
         }
+        tokio::time::sleep(RETRY_ROUTE).await;
     };
     let _ = upstream.set_nodelay(true);
     edge.node_metrics

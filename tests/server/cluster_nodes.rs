@@ -54,6 +54,8 @@ use crate::common::{self, User, Ws};
 const SHARDS: u32 = 4;
 /// The nodes' lease, ms.
 const LEASE_MS: u64 = 1500;
+/// How long a node's edge waits for a shard's server before it answers 503.
+const CONNECT_TIMEOUT_MS: u64 = 3000;
 /// The token secret, the same on every node.
 const JWT_SECRET: &str = "cluster-nodes-test-secret";
 /// Every test user's password.
@@ -467,6 +469,10 @@ impl Node {
             ("PARLOR_CLUSTER__SHARDS", shards.to_string()),
             ("PARLOR_CLUSTER__REPLICAS", replicas.to_string()),
             ("PARLOR_CLUSTER__LEASE_TTL_MS", LEASE_MS.to_string()),
+            (
+                "PARLOR_CLUSTER__CONNECT_TIMEOUT_MS",
+                CONNECT_TIMEOUT_MS.to_string(),
+            ),
             ("PARLOR_CLUSTER__ADVERTISE", "127.0.0.1".into()),
         ];
         let log = dir.join(format!("{name}.log"));
@@ -1357,6 +1363,27 @@ async fn a_killed_owner_is_replaced_and_no_acknowledged_message_is_lost() {
                 "cluster_nodes: killed {} (owner of shard {shard}) after {before_kill} acknowledgements",
                 nodes[first].name
             );
+            // A request through a surviving node meanwhile waits for the new owner: the edge
+            // looks the route up again, and refuses only once its connect timeout has passed.
+            let via = nodes.iter().find(|n| !n.dead).unwrap().base();
+            let asked = Instant::now();
+            let during = answer(http.post(format!("{via}/api/loginChat")).form(&[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("app_id", tenant),
+            ]))
+            .await;
+            let waited = asked.elapsed();
+            eprintln!("cluster_nodes: a login sent at the kill answered after {waited:?}: {during:?}");
+            match &during {
+                Ok((StatusCode::OK, body)) => assert_eq!(body["data"]["id"], alice.id, "{body}"),
+                other => assert!(
+                    waited >= Duration::from_millis(CONNECT_TIMEOUT_MS),
+                    "expected the login through {via} during the takeover to wait for the new owner \
+                     ({CONNECT_TIMEOUT_MS} ms at most) rather than be refused at once; after {waited:?}: \
+                     {other:?}"
+                ),
+            }
             let others: Vec<&Node> = nodes.iter().filter(|n| !n.dead).collect();
             let (second, _) = wait_owner(&others, shard, 20).await;
             let takeover = killed_at.elapsed();

@@ -102,6 +102,28 @@ async fn sender_other_devices_get_the_copy_but_not_the_sending_one() {
     server.stop().await;
 }
 
+/// A frame written to a device whose client has not confirmed it is not delivered yet:
+/// a device of the same user that connects meanwhile reads it too, so it is not left
+/// waiting for a later connect when the first device goes without confirming it.
+#[actix_web::test]
+async fn a_message_one_device_has_not_confirmed_reaches_the_next_device_to_connect() {
+    let (server, _dir) = TestServer::start().await;
+    let alice = server.register_open("alice").await;
+    let bob = server.register_open("bob_1").await;
+    // Never read again: its client answers no probe, so confirms nothing.
+    let asleep = server.ws(&bob.token).await;
+    let sent = server.send_rest(&alice, &bob, "while the phone sleeps").await;
+    let mut laptop = server.ws(&bob.token).await;
+    let push = laptop.next_of_type("singleChat").await;
+    assert_eq!(push["data"]["id"], sent["id"], "{push}");
+    server.hang_up(asleep).await;
+    laptop.assert_quiet(300).await;
+    // The laptop confirmed it: a later connect gets nothing again.
+    let mut phone = server.ws(&bob.token).await;
+    phone.assert_quiet(400).await;
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn offline_messages_arrive_in_order_on_connect_and_only_once() {
     let (server, _dir) = TestServer::start().await;

@@ -299,11 +299,15 @@ impl Handler<Connect> for Router {
             jti,
             addr,
         } = msg;
-        let convs: Vec<Arc<str>> = self
-            .pending
-            .remove(&user)
-            .map(|s| s.into_iter().collect())
-            .unwrap_or_default();
+        let mut convs: HashSet<Arc<str>> = self.pending.remove(&user).unwrap_or_default();
+        // What the user's other sessions were handed and have not confirmed is not
+        // delivered yet: the new session reads it too (from the delivered cursor, so what
+        // they confirm by then is not sent twice), or it would wait for a later connect if
+        // they went without confirming it.
+        for other in self.sessions.get(&user).into_iter().flatten() {
+            convs.extend(other.ledger.outstanding().cloned());
+        }
+        let convs: Vec<Arc<str>> = convs.into_iter().collect();
         let replay = !convs.is_empty();
         let first = !self.sessions.contains_key(&user);
         // Most users have one session: room for one, not the four a first push reserves.

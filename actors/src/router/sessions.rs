@@ -78,6 +78,18 @@ impl Ledger {
         }
     }
 
+    /// The conversations the session has something of that it has not confirmed: frames
+    /// handed, frames held behind its replay, and the replay's unread rest.
+    pub(super) fn outstanding(&self) -> impl Iterator<Item = &Arc<str>> {
+        let held = self
+            .held
+            .iter()
+            .flatten()
+            .filter_map(|p| p.at.as_ref().map(|(c, _)| c));
+        let more = self.more.iter().flat_map(|(_, rest)| rest.iter().map(|(c, _)| c));
+        self.unreported.keys().chain(held).chain(more)
+    }
+
     /// What the session leaves unconfirmed when it goes: frames handed and not confirmed,
     /// frames held behind a replay, and the conversations of an unfinished replay.
     pub(super) fn into_unconfirmed(mut self) -> HashMap<Arc<str>, u64> {
@@ -197,6 +209,23 @@ mod tests {
         assert_eq!(l.confirm(&[(Arc::from("d:1:2"), 8)]), Some(rest));
         assert!(l.more.is_none());
         assert_eq!(l.confirm(&[(Arc::from("d:1:2"), 9)]), None, "only once");
+    }
+
+    #[test]
+    fn outstanding_names_every_conversation_not_confirmed() {
+        // A replay round ended at g:7 6; g:9 is its unread rest; g:8 waits behind it.
+        let mut l = Ledger {
+            held: Some(vec![notice(), pushed("g:8", 2)]),
+            more: Some(((Arc::from("g:7"), 6), vec![(Arc::from("g:9"), None)])),
+            ..Ledger::default()
+        };
+        l.hand(&pushed("g:7", 6));
+        l.hand(&pushed("d:1:2", 3));
+        assert_eq!(l.confirm(&[(Arc::from("d:1:2"), 3)]), None);
+        let mut convs: Vec<&str> = l.outstanding().map(|c| &**c).collect();
+        convs.sort_unstable();
+        assert_eq!(convs, ["g:7", "g:8", "g:9"], "d:1:2 was confirmed");
+        assert_eq!(Ledger::default().outstanding().count(), 0);
     }
 
     #[test]
