@@ -2,7 +2,11 @@
 //! buckets:
 //!
 //! - `parlor_nodes`: one key per live node, re-put every third of the lease; the bucket's
-//!   `max_age` is the lease, so a node that stops renewing disappears by itself.
+//!   `max_age` is the lease, so a node that stops renewing disappears by itself, and one
+//!   that stops cleanly purges its key. The live nodes are listed from the stream's
+//!   subjects (one request to the stream's leader), not with the client's key listing: that
+//!   makes a consumer, and while one server of three is down the cluster can place it
+//!   there, so the listing hangs until the server comes back.
 //! - `parlor_shards`: `shard.<k>` → the shard's [`Claim`] (owner and epoch), changed only by
 //!   compare-and-swap on the revision the claimant read: of two nodes that race to take a
 //!   shard, exactly one wins, and every takeover raises the epoch.
@@ -125,16 +129,33 @@ impl Directory {
         Ok(())
     }
 
-    /// Ends `node`'s lease now (a node that stops): its shards go to others at once.
+    /// Ends `node`'s lease now (a node that stops): its shards go to others at once. The
+    /// key is purged, leaving no marker, so that the subject listing no longer names it.
     pub async fn leave(&self, node: &str) -> Result<(), Error> {
-        self.nodes.delete(node).await.map_err(unavailable)
+        self.nodes
+            .stream
+            .purge()
+            .filter(format!("$KV.{NODES}.{node}"))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
-    /// The nodes whose lease is current, in name order.
+    /// The nodes whose lease is current, in name order: the subjects of the bucket's stream
+    /// (expired leases are gone from it).
     pub async fn live_nodes(&self) -> Result<Vec<String>, Error> {
-        let keys = self.nodes.keys().await.map_err(unavailable)?;
-        let mut nodes: Vec<String> = keys.try_collect().await.map_err(unavailable)?;
-        // A key renewed while the keys are listed can come twice.
+        let prefix = format!("$KV.{NODES}.");
+        let subjects = self
+            .nodes
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(unavailable)?;
+        let subjects: Vec<(String, usize)> = subjects.try_collect().await.map_err(unavailable)?;
+        let mut nodes: Vec<String> = subjects
+            .into_iter()
+            .filter_map(|(subject, _)| subject.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
         nodes.sort();
         nodes.dedup();
         Ok(nodes)

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{Config, RawMessageErrorKind, StorageType, Stream};
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -212,55 +211,28 @@ impl ShardLog {
 
     /// Reads the records after position `after` up to the tail as it is when the replay
     /// starts, in order, handing each to `apply` with its position; answers the last
-    /// position handed (`after` when there was none). The records stream through an
-    /// ordered consumer (NATS sends them in batches), not one request per record.
+    /// position handed (`after` when there was none). The records are asked of the
+    /// stream's leader by position, [`REPLAY_WINDOW`] requests in flight: no consumer is
+    /// made, for while one server of three is down the cluster can place a consumer there
+    /// and a takeover's replay would wait until it came back.
     pub async fn replay(&self, after: u64, mut apply: impl FnMut(u64, Record)) -> Result<u64, Error> {
         let tail = self.tail().await?;
         if tail <= after {
             return Ok(after);
         }
-        let consumer = tokio::time::timeout(
-            self.timeout,
-            self.stream.create_consumer(pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: after + 1,
-                },
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)?;
-        let mut records = consumer.messages().await.map_err(unavailable)?;
-        let mut at = after;
-        while at < tail {
-            let message = tokio::time::timeout(self.timeout, records.next())
-                .await
-                .map_err(|_| Error::Unavailable(format!("the log stopped at record {at} of {tail}")))?
-                .ok_or_else(|| Error::Unavailable(format!("the log ended at record {at} of {tail}")))?
-                .map_err(unavailable)?;
-            let seq = message.info().map_err(unavailable)?.stream_sequence;
-            if seq != at + 1 {
-                return Err(Error::Unavailable(format!("record {} is missing", at + 1)));
-            }
-            let id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            apply(
-                seq,
-                Record {
-                    id,
-                    bytes: message.payload.clone(),
-                },
-            );
-            at = seq;
+        let mut records = futures_util::stream::iter(after + 1..=tail)
+            .map(|at| async move { (at, self.read(at).await) })
+            .buffered(REPLAY_WINDOW);
+        while let Some((at, got)) = records.next().await {
+            let record = got?.ok_or_else(|| Error::Unavailable(format!("record {at} is missing")))?;
+            apply(at, record);
         }
         Ok(tail)
     }
 }
+
+/// Reads a replay keeps in flight.
+const REPLAY_WINDOW: usize = 256;
 
 /// How many times an append whose outcome stays unknown is sent again before the batch is
 /// refused.
