@@ -11,7 +11,8 @@
 //! `cluster.connect_timeout_ms`, for the route to be served again: nothing was sent
 //! upstream yet, so the wait is safe, and the client sees a move as a delay.
 //!
-//! `GET /healthz` is the node's own: its lease, the shards it serves, the live nodes.
+//! `GET /healthz` is the node's own: its lease, the shards it serves, those it follows as
+//! their standby (with the log position of each copy), the live nodes.
 //!
 //! Bounds, as on a single node's listener: connections in total and per address, the head's
 //! size and deadline, a body read for its tenant only up to `limits.max_body_bytes` and
@@ -49,6 +50,8 @@ pub struct Table {
     pub lease: bool,
     /// The shards this node serves.
     pub owns: Vec<u32>,
+    /// The shards this node is the standby of, each with the log position its copy reached.
+    pub follows: Vec<(u32, u64)>,
     /// The nodes whose lease is current.
     pub live: Vec<String>,
     /// The state of each shard served here (for `/metrics`), held weakly: a shard that
@@ -429,6 +432,11 @@ impl Edge {
             "status": status,
             "node": self.node,
             "owns": table.owns,
+            "follows": table
+                .follows
+                .iter()
+                .map(|(shard, at)| (shard.to_string(), serde_json::Value::from(*at)))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
             "live": table.live,
         });
         (if table.lease { 200 } else { 503 }, body.to_string())

@@ -212,7 +212,7 @@ impl ShardLog {
     /// Reads the records after position `after` up to the tail as it is when the replay
     /// starts, in order, handing each to `apply` with its position; answers the last
     /// position handed (`after` when there was none). The records are asked of the
-    /// stream's leader by position, [`REPLAY_WINDOW`] requests in flight: no consumer is
+    /// stream's leader by position, 256 requests in flight: no consumer is
     /// made, for while one server of three is down the cluster can place a consumer there
     /// and a takeover's replay would wait until it came back.
     pub async fn replay(&self, after: u64, mut apply: impl FnMut(u64, Record)) -> Result<u64, Error> {

@@ -17,6 +17,12 @@
 //! shard's log before it commits ([`super::shard`]). The client listener is the [`edge`]:
 //! it tunnels each request to the server of its tenant's shard, wherever that runs.
 //!
+//! Each shard another live node owns has a *standby*: the node that ranks first for it after
+//! its owner (the one that would take it over). The standby keeps its copy of the shard open
+//! and applies the log to it every tick, so that a takeover replays only the last tick's
+//! records, not the shard's history; `/healthz` lists the shards a node follows and the
+//! position of each copy.
+//!
 //! A node that cannot renew its lease for a whole lease stops serving its shards (another
 //! node takes them over; a write it would still try is fenced anyway). A node that stops
 //! (SIGTERM) closes its sessions, drains its shards and gives its lease up, so the others
@@ -26,7 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +44,7 @@ use tokio::sync::watch;
 
 use super::directory::{ClusterMeta, Directory, NodeInfo, Seen};
 use super::edge::{self, Edge, Table};
-use super::log::LogSettings;
+use super::log::{LogSettings, ShardLog};
 use super::placement;
 use super::shard::{LocalShard, Ownership, TakeoverError};
 use super::NodeMetrics;
@@ -71,6 +77,58 @@ struct Shared {
     meta: ClusterMeta,
     metrics: Arc<NodeMetrics>,
     edge: Arc<Edge>,
+}
+
+/// A copy of a shard another node owns that this node keeps up with the log (a standby):
+/// a task on the NATS runtime applies the log to it every tick until it is stopped.
+struct Standby {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<LocalShard>,
+    /// The log position the copy has reached.
+    at: Arc<AtomicU64>,
+}
+
+impl Standby {
+    /// Starts following shard `local` on the node's runtime, catching up every `tick`.
+    fn start(shared: &Shared, local: LocalShard, tick: Duration) -> Standby {
+        let (stop, mut stopped) = watch::channel(false);
+        let at = Arc::new(AtomicU64::new(0));
+        let (js, settings, reached) = (shared.js.clone(), shared.log.clone(), at.clone());
+        let task = shared.runtime.spawn(async move {
+            let shard = local.id;
+            let mut log = None;
+            loop {
+                if log.is_none() {
+                    log = ShardLog::open(js.clone(), shard, &settings).await.ok();
+                }
+                if let Some(log) = &log {
+                    match local.catch_up(log).await {
+                        Ok(position) => reached.store(position, Relaxed),
+                        Err(e) => tracing::debug!(shard, error = %e, "the standby could not catch up"),
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+            }
+            local
+        });
+        Standby { stop, task, at }
+    }
+
+    /// Stops following; answers the copy (still open), unless its task failed.
+    async fn finish(self) -> Option<LocalShard> {
+        let _ = self.stop.send(true);
+        self.task.await.ok()
+    }
+
+    /// Stops following and closes the copy.
+    async fn close(self) {
+        if let Some(local) = self.finish().await {
+            local.store.shutdown();
+        }
+    }
 }
 
 /// A shard this node serves.
@@ -265,8 +323,25 @@ impl Shared {
         self.runtime.spawn(f).await.ok()
     }
 
-    /// Opens the node's copy of `shard`, takes the shard over from `seen` and serves it.
-    async fn take_over(&self, shard: u32, seen: Option<Seen>) -> Result<Served, TakeoverError> {
+    /// Opens the node's copy of `shard` (with the configuration of its server).
+    async fn open_copy(&self, shard: u32) -> Result<LocalShard, TakeoverError> {
+        let config = shard_config(&self.config, shard);
+        tokio::task::spawn_blocking(move || {
+            LocalShard::open_with(shard, |log| open_store(&config, Some(log)))
+        })
+        .await
+        .map_err(serving)?
+        .map_err(serving)
+    }
+
+    /// Takes `shard` over from `seen` with the node's copy (`standby`'s when it followed
+    /// the shard, else opened now) and serves it.
+    async fn take_over(
+        &self,
+        shard: u32,
+        seen: Option<Seen>,
+        standby: Option<LocalShard>,
+    ) -> Result<Served, TakeoverError> {
         let config = Arc::new(shard_config(&self.config, shard));
         let listener = TcpListener::bind((self.config.cluster.advertise.as_str(), 0)).map_err(|e| {
             serving(format!(
@@ -275,13 +350,10 @@ impl Shared {
             ))
         })?;
         let addr = listener.local_addr().map_err(serving)?.to_string();
-        let opening = config.clone();
-        let local = tokio::task::spawn_blocking(move || {
-            LocalShard::open_with(shard, |log| open_store(&opening, Some(log)))
-        })
-        .await
-        .map_err(serving)?
-        .map_err(serving)?;
+        let local = match standby {
+            Some(local) => local,
+            None => self.open_copy(shard).await?,
+        };
         let (directory, js, settings, node, at) = (
             self.directory.clone(),
             self.js.clone(),
@@ -348,6 +420,7 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         advertise: cluster.advertise.clone(),
     };
     let mut served: BTreeMap<u32, Served> = BTreeMap::new();
+    let mut standbys: BTreeMap<u32, Standby> = BTreeMap::new();
     let mut renewed: Option<Instant> = None;
     let mut streaks: HashMap<String, u32> = HashMap::new();
     loop {
@@ -388,15 +461,16 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                         *streaks.entry(node.clone()).or_default() += 1;
                     }
                     streaks.retain(|n, _| live.contains(n));
-                    step(&shared, &live, &claims, &streaks, &mut served).await;
-                    publish(&shared, true, &live, &claims, &served);
+                    step(&shared, &live, &claims, &streaks, &mut served, &mut standbys).await;
+                    follow(&shared, &live, &claims, &served, &mut standbys, tick).await;
+                    publish(&shared, true, &live, &claims, &served, &standbys);
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "cannot read the directory"),
                 None => break,
             }
         }
         if !lease_ok {
-            publish(&shared, false, &[], &[], &served);
+            publish(&shared, false, &[], &[], &served, &standbys);
         }
         tokio::select! {
             _ = tokio::time::sleep(tick.saturating_sub(started.elapsed())) => {}
@@ -405,6 +479,9 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     }
     for (_, s) in std::mem::take(&mut served) {
         s.stop().await;
+    }
+    for (_, s) in std::mem::take(&mut standbys) {
+        s.close().await;
     }
     let (directory, id) = (shared.directory.clone(), shared.id.clone());
     let _ = shared.nats(async move { directory.leave(&id).await }).await;
@@ -417,6 +494,7 @@ async fn step(
     claims: &[Option<Seen>],
     streaks: &HashMap<String, u32>,
     served: &mut BTreeMap<u32, Served>,
+    standbys: &mut BTreeMap<u32, Standby>,
 ) {
     let me = shared.id.as_str();
     let nodes: Vec<&str> = live.iter().map(String::as_str).collect();
@@ -463,7 +541,11 @@ async fn step(
         };
         if take {
             let started = Instant::now();
-            match shared.take_over(shard, seen.clone()).await {
+            let standby = match standbys.remove(&shard) {
+                Some(s) => s.finish().await,
+                None => None,
+            };
+            match shared.take_over(shard, seen.clone(), standby).await {
                 Ok(s) => {
                     shared.metrics.takeovers.fetch_add(1, Relaxed);
                     shared
@@ -483,6 +565,49 @@ async fn step(
     }
 }
 
+/// Follows the shards this node is the standby of (see the module doc), and stops following
+/// the others.
+async fn follow(
+    shared: &Shared,
+    live: &[String],
+    claims: &[Option<Seen>],
+    served: &BTreeMap<u32, Served>,
+    standbys: &mut BTreeMap<u32, Standby>,
+    tick: Duration,
+) {
+    let me = shared.id.as_str();
+    let nodes: Vec<&str> = live.iter().map(String::as_str).collect();
+    let wanted: Vec<u32> = (0..claims.len() as u32)
+        .filter(|shard| !served.contains_key(shard))
+        .filter(|&shard| {
+            let owner = claims[shard as usize].as_ref().map(|s| s.claim.owner.as_str());
+            let owned_elsewhere = owner.is_some_and(|o| o != me && nodes.contains(&o));
+            owned_elsewhere && placement::standby(shard, &nodes, owner) == Some(me)
+        })
+        .collect();
+    let dropped: Vec<u32> = standbys.keys().copied().filter(|s| !wanted.contains(s)).collect();
+    for shard in dropped {
+        if let Some(s) = standbys.remove(&shard) {
+            tracing::info!(shard, "no longer the shard's standby");
+            // Its catch-up may be under way: let it finish off the node's loop.
+            shared.runtime.spawn(s.close());
+        }
+    }
+    for shard in wanted {
+        if standbys.contains_key(&shard) {
+            continue;
+        }
+        match shared.open_copy(shard).await {
+            Ok(local) => {
+                tracing::info!(shard, "following the shard as its standby");
+                standbys.insert(shard, Standby::start(shared, local, tick));
+            }
+            // The copy is still closing after the node served or followed it: next tick.
+            Err(e) => tracing::debug!(shard, error = %e, "cannot open the shard's copy to follow it"),
+        }
+    }
+}
+
 /// Tells the edge where each shard is served now.
 fn publish(
     shared: &Shared,
@@ -490,6 +615,7 @@ fn publish(
     live: &[String],
     claims: &[Option<Seen>],
     served: &BTreeMap<u32, Served>,
+    standbys: &BTreeMap<u32, Standby>,
 ) {
     let mut routes = vec![None; shared.config.cluster.shards as usize];
     for (shard, seen) in claims.iter().enumerate() {
@@ -507,6 +633,7 @@ fn publish(
         routes,
         lease,
         owns: served.keys().copied().collect(),
+        follows: standbys.iter().map(|(k, s)| (*k, s.at.load(Relaxed))).collect(),
         live: live.to_vec(),
         served: served
             .iter()

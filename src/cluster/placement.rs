@@ -32,6 +32,13 @@ pub fn ranking<'a>(shard: u32, nodes: &[&'a str]) -> Vec<&'a str> {
     ranked.into_iter().map(|(_, n)| n).collect()
 }
 
+/// The standby of `shard` among `nodes` while `owner` holds it: the best-ranked node other
+/// than the owner, the one that takes the shard over if the owner goes (or that a
+/// better-ranked owner-to-be gets it handed to).
+pub fn standby<'a>(shard: u32, nodes: &[&'a str], owner: Option<&str>) -> Option<&'a str> {
+    ranking(shard, nodes).into_iter().find(|n| Some(*n) != owner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +85,19 @@ mod tests {
         }
         assert!((4..=28).contains(&owned_by_c), "node-c owned {owned_by_c} of 64");
         assert_eq!(ranking(3, &["x", "x"]), ["x"]);
+    }
+
+    #[test]
+    fn the_standby_is_the_best_ranked_node_but_the_owner() {
+        let all = ["node-a", "node-b", "node-c"];
+        for shard in 0..16 {
+            let ranked = ranking(shard, &all);
+            assert_eq!(standby(shard, &all, Some(ranked[0])), Some(ranked[1]));
+            // An owner that is not first (a hand-over pending): the first is its standby.
+            assert_eq!(standby(shard, &all, Some(ranked[2])), Some(ranked[0]));
+            assert_eq!(standby(shard, &all, None), Some(ranked[0]));
+        }
+        assert_eq!(standby(0, &["only"], Some("only")), None);
         assert!(ranking(3, &[]).is_empty());
     }
 }
