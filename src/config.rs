@@ -698,6 +698,10 @@ pub struct ClusterConfig {
     /// hand-over), the route is tried again within this time (clients retry after a 503; a
     /// `cid` makes a retried send land once). Default 3000.
     pub connect_timeout_ms: u64,
+    /// How often the owner of a shard writes a snapshot of it to the `parlor_snapshots`
+    /// object store and truncates the shard's log below the older of its two snapshots,
+    /// seconds; 0: never (the log keeps every record). Default 600.
+    pub snapshot_interval_secs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -712,6 +716,7 @@ impl Default for ClusterConfig {
             advertise: "127.0.0.1".into(),
             shard_workers: 1,
             connect_timeout_ms: 3000,
+            snapshot_interval_secs: 600,
         }
     }
 }

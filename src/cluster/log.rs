@@ -137,13 +137,38 @@ impl ShardLog {
         &self.metrics
     }
 
-    /// The position of the last record (0: none yet).
-    pub async fn tail(&self) -> Result<u64, Error> {
+    /// The stream's state as its leader answers it now.
+    async fn state(&self) -> Result<async_nats::jetstream::stream::State, Error> {
         let info = tokio::time::timeout(self.timeout, self.stream.get_info())
             .await
             .map_err(unavailable)?
             .map_err(unavailable)?;
-        Ok(info.state.last_sequence)
+        Ok(info.state)
+    }
+
+    /// The position of the last record (0: none yet).
+    pub async fn tail(&self) -> Result<u64, Error> {
+        Ok(self.state().await?.last_sequence)
+    }
+
+    /// The position of the log's first record (past the last when the log is empty):
+    /// records before it were purged below a snapshot.
+    pub async fn first(&self) -> Result<u64, Error> {
+        Ok(self.state().await?.first_sequence)
+    }
+
+    /// Removes the records before position `keep` (a snapshot holds what they did).
+    pub async fn purge_below(&self, keep: u64) -> Result<(), Error> {
+        tokio::time::timeout(self.timeout, async { self.stream.purge().sequence(keep).await })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The shard this is the log of.
+    pub fn shard(&self) -> u32 {
+        self.shard
     }
 
     /// The record at position `at`, or `None` when there is none (yet).
@@ -195,13 +220,18 @@ impl ShardLog {
     }
 
     /// After an append whose outcome is unclear: the record at `expected_last + 1` is
-    /// ours (landed), another's (fenced), or absent (unavailable: try again).
+    /// ours (landed), another's (fenced), or absent (unavailable: try again). A position
+    /// the log was already truncated past (below a snapshot of a later owner: an owner
+    /// paused for longer than a snapshot interval) counts as another's: whatever landed
+    /// there, this owner's epoch is over.
     async fn resolve(&self, expected_last: u64, id: &str) -> Result<u64, Error> {
+        let fenced = Error::Fenced {
+            expected: expected_last,
+        };
         match self.read(expected_last + 1).await? {
             Some(found) if found.id == id => Ok(expected_last + 1),
-            Some(_) => Err(Error::Fenced {
-                expected: expected_last,
-            }),
+            Some(_) => Err(fenced),
+            None if self.first().await? > expected_last + 1 => Err(fenced),
             None => Err(Error::Unavailable(format!(
                 "record {id} is not at position {}",
                 expected_last + 1

@@ -6,7 +6,9 @@
 //! a copy with no business logic), where tenants and shards go ([`placement`]), who is
 //! alive and owns which shard ([`directory`]: leases and compare-and-swap claims), and a
 //! node's copy of a shard with its takeover ([`shard`]: claim, replay, epoch-start record,
-//! then every batch through the log). The single node, the default, uses none of it.
+//! then every batch through the log), the snapshots that let the log be truncated
+//! ([`snapshot`]), and the node that runs them ([`node`], with its client listener,
+//! [`edge`]). The single node, the default, uses none of it.
 
 pub mod directory;
 pub mod edge;
@@ -14,6 +16,7 @@ pub mod log;
 pub mod node;
 pub mod placement;
 pub mod shard;
+pub mod snapshot;
 
 /// What a cluster operation on NATS can meet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -47,6 +47,7 @@ use super::edge::{self, Edge, Table};
 use super::log::{LogSettings, ShardLog};
 use super::placement;
 use super::shard::{LocalShard, Ownership, TakeoverError};
+use super::snapshot::Snapshots;
 use super::NodeMetrics;
 use crate::config::Config;
 use crate::server::{open_store, serve, StartError};
@@ -77,50 +78,69 @@ struct Shared {
     meta: ClusterMeta,
     metrics: Arc<NodeMetrics>,
     edge: Arc<Edge>,
+    snapshots: Snapshots,
 }
 
 /// A copy of a shard another node owns that this node keeps up with the log (a standby):
 /// a task on the NATS runtime applies the log to it every tick until it is stopped.
 struct Standby {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<LocalShard>,
+    task: tokio::task::JoinHandle<Option<LocalShard>>,
     /// The log position the copy has reached.
     at: Arc<AtomicU64>,
 }
 
 impl Standby {
-    /// Starts following shard `local` on the node's runtime, catching up every `tick`.
-    fn start(shared: &Shared, local: LocalShard, tick: Duration) -> Standby {
+    /// Starts following `shard` on the node's runtime: opens the node's copy (from the
+    /// newest snapshot if the log moved past it), then catches up every `tick`. Every wait
+    /// of the task gives way to [`Standby::finish`] at once: the node's loop, which waits
+    /// for it at a takeover, must not wait on NATS.
+    fn start(shared: &Arc<Shared>, shard: u32, tick: Duration) -> Standby {
         let (stop, mut stopped) = watch::channel(false);
         let at = Arc::new(AtomicU64::new(0));
-        let (js, settings, reached) = (shared.js.clone(), shared.log.clone(), at.clone());
-        let task = shared.runtime.spawn(async move {
-            let shard = local.id;
+        let (shared, reached) = (shared.clone(), at.clone());
+        let task = shared.runtime.clone().spawn(async move {
+            let local = tokio::select! {
+                opened = shared.open_copy(shard, None) => match opened {
+                    Ok(local) => local,
+                    // The copy is still closing after the node served it, or NATS did not
+                    // answer: the node's next tick starts another standby.
+                    Err(e) => {
+                        tracing::debug!(shard, error = %e, "cannot open the shard's copy to follow it");
+                        return None;
+                    }
+                },
+                _ = stopped.wait_for(|s| *s) => return None,
+            };
+            tracing::info!(shard, "following the shard as its standby");
             let mut log = None;
             loop {
-                if log.is_none() {
-                    log = ShardLog::open(js.clone(), shard, &settings).await.ok();
-                }
-                if let Some(log) = &log {
-                    match local.catch_up(log).await {
-                        Ok(position) => reached.store(position, Relaxed),
-                        Err(e) => tracing::debug!(shard, error = %e, "the standby could not catch up"),
+                let round = async {
+                    if log.is_none() {
+                        log = ShardLog::open(shared.js.clone(), shard, &shared.log).await.ok();
                     }
-                }
+                    if let Some(log) = &log {
+                        match local.catch_up(log).await {
+                            Ok(position) => reached.store(position, Relaxed),
+                            Err(e) => tracing::debug!(shard, error = %e, "the standby could not catch up"),
+                        }
+                    }
+                    tokio::time::sleep(tick).await;
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(tick) => {}
+                    _ = round => {}
                     _ = stopped.wait_for(|s| *s) => break,
                 }
             }
-            local
+            Some(local)
         });
         Standby { stop, task, at }
     }
 
-    /// Stops following; answers the copy (still open), unless its task failed.
+    /// Stops following; answers the copy (still open), unless it was never opened.
     async fn finish(self) -> Option<LocalShard> {
         let _ = self.stop.send(true);
-        self.task.await.ok()
+        self.task.await.ok().flatten()
     }
 
     /// Stops following and closes the copy.
@@ -128,6 +148,11 @@ impl Standby {
         if let Some(local) = self.finish().await {
             local.store.shutdown();
         }
+    }
+
+    /// Whether the task ended by itself (its copy could not be opened).
+    fn ended(&self) -> bool {
+        self.task.is_finished()
     }
 }
 
@@ -139,6 +164,8 @@ struct Served {
     handle: ServerHandle,
     router: Addr<Router>,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Writes the shard's snapshots every `cluster.snapshot_interval_secs` (none at 0).
+    snapshotter: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Served {
@@ -150,8 +177,13 @@ impl Served {
             router,
             handle,
             done,
+            snapshotter,
             ..
         } = self;
+        if let Some(task) = snapshotter {
+            task.abort();
+            let _ = task.await;
+        }
         // The server closes the database once every holder of its state let go.
         drop(state);
         let _ = router.send(CloseAll).await;
@@ -220,10 +252,13 @@ impl Node {
                     let opened = async {
                         let directory = Directory::open(&js, lease, replicas).await?;
                         let meta = directory.meta(&proposed).await?;
-                        Ok::<_, super::Error>((directory, meta))
+                        let snapshots = Snapshots::open(&js, replicas).await?;
+                        Ok::<_, super::Error>((directory, meta, snapshots))
                     };
                     match tokio::time::timeout(Duration::from_secs(5), opened).await {
-                        Ok(Ok((directory, meta))) => return Ok::<_, String>((js, directory, meta)),
+                        Ok(Ok((directory, meta, snapshots))) => {
+                            return Ok::<_, String>((js, directory, meta, snapshots))
+                        }
                         Ok(Err(e)) if Instant::now() >= deadline => return Err(e.to_string()),
                         Err(_) if Instant::now() >= deadline => {
                             return Err("JetStream did not answer".to_owned())
@@ -236,7 +271,7 @@ impl Node {
             })
             .await
             .map_err(|e| StartError::Config(e.to_string()))?;
-        let (js, directory, meta) =
+        let (js, directory, meta, snapshots) =
             connected.map_err(|e| StartError::Config(format!("cluster: cannot reach NATS: {e}")))?;
         if meta.shards != shards {
             return Err(StartError::Config(format!(
@@ -264,6 +299,7 @@ impl Node {
             metrics,
             edge: edge.clone(),
             config: config.clone(),
+            snapshots,
         });
         let (stop, stopped) = watch::channel(false);
         listener.set_nonblocking(true)?;
@@ -324,7 +360,7 @@ impl Shared {
     }
 
     /// Opens the node's copy of `shard` (with the configuration of its server).
-    async fn open_copy(&self, shard: u32) -> Result<LocalShard, TakeoverError> {
+    async fn open_local(&self, shard: u32) -> Result<LocalShard, TakeoverError> {
         let config = shard_config(&self.config, shard);
         tokio::task::spawn_blocking(move || {
             LocalShard::open_with(shard, |log| open_store(&config, Some(log)))
@@ -332,6 +368,59 @@ impl Shared {
         .await
         .map_err(serving)?
         .map_err(serving)
+    }
+
+    /// The node's copy of `shard`, `held` if open already (a standby's), ready to catch up
+    /// with the log: a copy whose position is before the log's first record (truncated
+    /// below a snapshot while the node did not follow the shard) is replaced by the newest
+    /// snapshot.
+    async fn open_copy(&self, shard: u32, held: Option<LocalShard>) -> Result<LocalShard, TakeoverError> {
+        let local = match held {
+            Some(local) => local,
+            None => self.open_local(shard).await?,
+        };
+        let applied = local.store.snapshot()?.log_applied()?;
+        let (js, settings, snapshots) = (self.js.clone(), self.log.clone(), self.snapshots.clone());
+        let snapshot = self
+            .nats(async move {
+                let first = ShardLog::open(js, shard, &settings).await?.first().await?;
+                if applied + 1 >= first {
+                    return Ok(None);
+                }
+                match snapshots.latest(shard).await? {
+                    Some(s) if s.position + 1 >= first => Ok(Some(s)),
+                    _ => Err(super::Error::Unavailable(format!(
+                        "shard {shard}: the log starts at {first}, after this copy's {applied}, and no \
+                         snapshot reaches it"
+                    ))),
+                }
+            })
+            .await
+            .ok_or_else(|| serving("the node's runtime stopped"))??;
+        let Some(snapshot) = snapshot else {
+            return Ok(local);
+        };
+        tracing::info!(
+            shard,
+            applied,
+            position = snapshot.position,
+            "loading the shard's snapshot"
+        );
+        local.store.shutdown();
+        drop(local);
+        let path = shard_config(&self.config, shard).storage.path;
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let loading = path.with_extension("snapshot");
+            std::fs::write(&loading, &snapshot.export).map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_file(&path);
+            let imported = crate::dump::import(&loading, &path).map_err(|e| e.to_string());
+            let _ = std::fs::remove_file(&loading);
+            imported.map(|_| ())
+        })
+        .await
+        .map_err(serving)?
+        .map_err(serving)?;
+        self.open_local(shard).await
     }
 
     /// Takes `shard` over from `seen` with the node's copy (`standby`'s when it followed
@@ -350,10 +439,7 @@ impl Shared {
             ))
         })?;
         let addr = listener.local_addr().map_err(serving)?.to_string();
-        let local = match standby {
-            Some(local) => local,
-            None => self.open_copy(shard).await?,
-        };
+        let local = self.open_copy(shard, standby).await?;
         let (directory, js, settings, node, at) = (
             self.directory.clone(),
             self.js.clone(),
@@ -375,6 +461,7 @@ impl Shared {
             store.shutdown();
             return Err(e);
         }
+        let snapshotter = self.snapshotter(shard, &store);
         let secret = self.config.auth.jwt_secret.as_bytes().to_vec();
         let running = serve(listener, config, store, &secret, self.meta.id)
             .await
@@ -390,7 +477,32 @@ impl Shared {
             handle,
             router,
             done,
+            snapshotter,
         })
+    }
+
+    /// Starts writing snapshots of `shard`, served here over `store`, every
+    /// `cluster.snapshot_interval_secs` (none at 0).
+    fn snapshotter(&self, shard: u32, store: &parlor_storage::Store) -> Option<tokio::task::JoinHandle<()>> {
+        let every = Duration::from_secs(self.config.cluster.snapshot_interval_secs);
+        if every.is_zero() {
+            return None;
+        }
+        let (store, js, settings) = (store.clone(), self.js.clone(), self.log.clone());
+        let snapshots = self.snapshots.clone();
+        Some(self.runtime.spawn(async move {
+            let mut log = None;
+            loop {
+                tokio::time::sleep(every).await;
+                if log.is_none() {
+                    log = ShardLog::open(js.clone(), shard, &settings).await.ok();
+                }
+                let Some(log) = &log else { continue };
+                if let Err(e) = snapshots.take(&store, log).await {
+                    tracing::warn!(shard, error = %e, "the snapshot was not written; trying again later");
+                }
+            }
+        }))
     }
 }
 
@@ -421,20 +533,32 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     };
     let mut served: BTreeMap<u32, Served> = BTreeMap::new();
     let mut standbys: BTreeMap<u32, Standby> = BTreeMap::new();
-    let mut renewed: Option<Instant> = None;
     let mut streaks: HashMap<String, u32> = HashMap::new();
+    // The lease is renewed by a task of its own: a takeover that waits on NATS (a replay, a
+    // snapshot) holds this loop up, and must not let the node's lease lapse meanwhile.
+    let renewed: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let renewer = shared.runtime.spawn({
+        let (shared, renewed, mut stopped) = (shared.clone(), renewed.clone(), stopped.clone());
+        async move {
+            loop {
+                let started = Instant::now();
+                match within(tick, shared.directory.renew(&shared.id, &info)).await {
+                    Ok(()) => *renewed.lock().expect("lease lock") = Some(started),
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(tick.saturating_sub(started.elapsed())) => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+            }
+        }
+    });
     loop {
         let started = Instant::now();
-        let (directory, id, info) = (shared.directory.clone(), shared.id.clone(), info.clone());
-        match shared
-            .nats(async move { within(tick, directory.renew(&id, &info)).await })
-            .await
-        {
-            Some(Ok(())) => renewed = Some(started),
-            Some(Err(e)) => tracing::warn!(error = %e, "cannot renew the lease"),
-            None => break,
-        }
-        let lease_ok = renewed.is_some_and(|at| at.elapsed() < lease);
+        let lease_ok = renewed
+            .lock()
+            .expect("lease lock")
+            .is_some_and(|at| at.elapsed() < lease);
         if !lease_ok {
             if !served.is_empty() {
                 tracing::warn!("the lease ran out: no longer serving any shard");
@@ -483,6 +607,8 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     for (_, s) in std::mem::take(&mut standbys) {
         s.close().await;
     }
+    renewer.abort();
+    let _ = renewer.await;
     let (directory, id) = (shared.directory.clone(), shared.id.clone());
     let _ = shared.nats(async move { directory.leave(&id).await }).await;
 }
@@ -568,7 +694,7 @@ async fn step(
 /// Follows the shards this node is the standby of (see the module doc), and stops following
 /// the others.
 async fn follow(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     live: &[String],
     claims: &[Option<Seen>],
     served: &BTreeMap<u32, Served>,
@@ -594,17 +720,10 @@ async fn follow(
         }
     }
     for shard in wanted {
-        if standbys.contains_key(&shard) {
+        if standbys.get(&shard).is_some_and(|s| !s.ended()) {
             continue;
         }
-        match shared.open_copy(shard).await {
-            Ok(local) => {
-                tracing::info!(shard, "following the shard as its standby");
-                standbys.insert(shard, Standby::start(shared, local, tick));
-            }
-            // The copy is still closing after the node served or followed it: next tick.
-            Err(e) => tracing::debug!(shard, error = %e, "cannot open the shard's copy to follow it"),
-        }
+        standbys.insert(shard, Standby::start(shared, shard, tick));
     }
 }
 

@@ -1,7 +1,8 @@
 //! The building blocks of cluster mode (`src/cluster/`) against a real `nats-server` with
 //! JetStream. The replicated log: two owners racing one position (exactly one wins), an
 //! append sent again landing once, a fenced owner's Writer committing nothing, and the log
-//! of a run replayed into an empty database making the owner's very rows. The directory:
+//! of a run replayed into an empty database making the owner's very rows, snapshots that
+//! truncate the log and a new copy made from the newest and the log after it. The directory:
 //! two nodes racing for a shard (exactly one takes it, each takeover a new epoch), a lease
 //! that is not renewed running out, and takeovers back and forth (the new owner replays,
 //! the old one is fenced). Needs the Debian package `nats-server` (`.ci/run`
@@ -16,6 +17,7 @@ use parlor::cluster::directory::{Directory, NodeInfo, Seen};
 use parlor::cluster::log::{LogSettings, ShardLog};
 use parlor::cluster::placement;
 use parlor::cluster::shard::LocalShard;
+use parlor::cluster::snapshot::Snapshots;
 use parlor::cluster::Error as LogError;
 use parlor_storage::{
     ChatType, DumpRecord, Error, FriendRecord, MessageRecord, Store, UserRecord, WriterConfig,
@@ -399,20 +401,97 @@ async fn the_log_of_a_run_replayed_into_an_empty_database_makes_the_owners_rows(
         "the replica's rows differ"
     );
     // And as `parlor export` would write them.
-    let export = |s: &parlor_storage::Snapshot| {
-        let mut out: Vec<DumpRecord> = Vec::new();
-        s.dump(None, |r| {
-            out.push(r);
-            Ok(())
-        })
-        .unwrap();
-        out
-    };
-    let (want, got) = (export(&original), export(&copy));
+    let (want, got) = (rows_of(&original), rows_of(&copy));
     assert!(want.len() > 200, "{} records", want.len());
     assert!(got == want, "the exports differ");
     replica.shutdown();
     store.shutdown();
+}
+
+/// Every row of `snap`, as `parlor export` writes them.
+fn rows_of(snap: &parlor_storage::Snapshot) -> Vec<DumpRecord> {
+    let mut out = Vec::new();
+    snap.dump(None, |r| {
+        out.push(r);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_truncate_the_log_and_a_new_copy_starts_from_the_newest() {
+    let nats = Nats::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Node::start(&nats, "node-a", 1, dir.path()).await;
+    owner.take_over().await;
+    let log = nats.log(1).await;
+    let snapshots = Snapshots::open(&nats.js().await, 1).await.unwrap();
+    let position = || owner.store().snapshot().unwrap().log_applied().unwrap();
+    let mut names = ["ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal"].into_iter();
+    let mut add = async |n: usize| {
+        for _ in 0..n {
+            owner.add_user(names.next().unwrap()).await.unwrap();
+        }
+    };
+
+    add(2).await;
+    let first = snapshots.take(owner.store(), &log).await.unwrap();
+    assert_eq!(first, Some(position()), "the snapshot holds the copy's position");
+    assert_eq!(log.first().await.unwrap(), 1, "one snapshot: nothing purged yet");
+    assert_eq!(
+        snapshots.take(owner.store(), &log).await.unwrap(),
+        None,
+        "nothing written since: no new snapshot"
+    );
+    add(2).await;
+    let second = snapshots.take(owner.store(), &log).await.unwrap().unwrap();
+    assert!(second > first.unwrap());
+    assert_eq!(
+        log.first().await.unwrap(),
+        first.unwrap() + 1,
+        "two snapshots: the log starts after the older"
+    );
+    add(2).await;
+    let third = snapshots.take(owner.store(), &log).await.unwrap().unwrap();
+    assert_eq!(
+        log.first().await.unwrap(),
+        second + 1,
+        "the oldest slot was overwritten"
+    );
+    add(2).await;
+
+    // A copy from nothing cannot replay a log whose start is gone.
+    let lone = LocalShard::open(1, &dir.path().join("lone.redb"), WriterConfig::default()).unwrap();
+    let refused = lone.catch_up(&log).await;
+    assert!(
+        refused.is_err(),
+        "expected the replay from 0 to fail, got {refused:?}"
+    );
+    lone.store.shutdown();
+
+    // From the newest snapshot and the log after it: the owner's very rows.
+    let newest = snapshots.latest(1).await.unwrap().expect("a snapshot");
+    assert_eq!(newest.position, third);
+    let file = dir.path().join("snapshot.jsonl");
+    std::fs::write(&file, &newest.export).unwrap();
+    let path = dir.path().join("copy.redb");
+    let (from, to) = (file.clone(), path.clone());
+    tokio::task::spawn_blocking(move || parlor::dump::import(&from, &to))
+        .await
+        .unwrap()
+        .unwrap();
+    let copy = LocalShard::open(1, &path, WriterConfig::default()).unwrap();
+    assert_eq!(copy.store.snapshot().unwrap().log_applied().unwrap(), third);
+    assert_eq!(copy.catch_up(&log).await.unwrap(), position());
+    let (want, got) = (
+        rows_of(&owner.store().snapshot().unwrap()),
+        rows_of(&copy.store.snapshot().unwrap()),
+    );
+    assert!(want.len() >= 8, "{} rows", want.len());
+    assert!(got == want, "the copy's rows differ from the owner's");
+    copy.store.shutdown();
+    owner.store().shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

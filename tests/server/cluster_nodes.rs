@@ -474,6 +474,7 @@ impl Node {
                 CONNECT_TIMEOUT_MS.to_string(),
             ),
             ("PARLOR_CLUSTER__ADVERTISE", "127.0.0.1".into()),
+            ("PARLOR_CLUSTER__SNAPSHOT_INTERVAL_SECS", "1".into()),
         ];
         let log = dir.join(format!("{name}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_parlor"));
@@ -1580,6 +1581,33 @@ async fn a_killed_owner_is_replaced_and_no_acknowledged_message_is_lost() {
                     pair[1].seq
                 );
             }
+
+            // The killed node comes back. Snapshots every second truncated the shard's log
+            // past its copy while it was away: it loads the newest snapshot, replays the log
+            // after it, and serves the shard again (it ranks first for it) with the same
+            // history.
+            let name = nodes[first].name.clone();
+            let log = scene.path().join(format!("{name}.log"));
+            let from = std::fs::metadata(&log).map_or(0, |m| m.len());
+            nodes[first] = Node::start(&name, first, &nats.urls(), scene.path(), SHARDS, 3).await;
+            nodes[first].wait_ready().await;
+            let live: Vec<&Node> = nodes.iter().filter(|n| !n.dead).collect();
+            let owners = wait_owned(&live, SHARDS).await;
+            assert_eq!(owners[shard as usize], name, "{owners:?}");
+            let back = history(&http, &nodes[first].base(), &alice.token, bob.id).await;
+            assert!(
+                back == seen[0].1,
+                "expected the history served by the restarted {name} to be the one before ({} vs {} \
+                 messages)",
+                back.0.len(),
+                seen[0].1 .0.len()
+            );
+            let restarted = log_since(&log, from);
+            assert!(
+                restarted.contains("loading the shard's snapshot"),
+                "expected {name} to load shard {shard}'s snapshot (its copy was behind the log's \
+                 start); its log: {restarted}"
+            );
         },
     )
     .await;

@@ -67,8 +67,17 @@ pub fn system_program(name: &str, package: &str) -> PathBuf {
         })
 }
 
-/// A loopback port free a moment ago, for a server child process to bind.
+/// A loopback port free a moment ago, for a server child process to bind: a random one
+/// below Linux's ephemeral range (32768 and up), so that the outgoing connections of the
+/// tests running beside (each given an ephemeral port) cannot take it before the child
+/// binds it.
 pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
