@@ -1,14 +1,14 @@
 //! Cluster mode: several Parlor nodes over NATS JetStream (`CLUSTER.md`).
 //!
-//! What is here so far are its building blocks, each tested against a real `nats-server`:
-//! the replicated log of a shard ([`log`]: the record of every Writer batch, appended
-//! before the batch commits, fenced so that two owners can never both append, replayed into
-//! a copy with no business logic), where tenants and shards go ([`placement`]), who is
-//! alive and owns which shard ([`directory`]: leases and compare-and-swap claims), and a
-//! node's copy of a shard with its takeover ([`shard`]: claim, replay, epoch-start record,
-//! then every batch through the log), the snapshots that let the log be truncated
-//! ([`snapshot`]), and the node that runs them ([`node`], with its client listener,
-//! [`edge`]). The single node, the default, uses none of it.
+//! Its parts, each tested against a real `nats-server`: the replicated log of a shard
+//! ([`log`]: the record of every Writer batch, appended before the batch commits, fenced so
+//! that two owners can never both append, replayed into a copy with no business logic),
+//! where tenants and shards go ([`placement`]), who is alive and owns which shard
+//! ([`directory`]: leases and compare-and-swap claims), a node's copy of a shard with its
+//! takeover ([`shard`]: claim, replay, epoch-start record, then every batch through the
+//! log), the snapshots that let the log be truncated ([`snapshot`]), and the node that runs
+//! them ([`node`]: leases, takeovers, standbys, hand-overs; its client listener, [`edge`]).
+//! The single node, the default, uses none of it.
 
 pub mod directory;
 pub mod edge;

@@ -23,6 +23,12 @@
 //! records, not the shard's history; `/healthz` lists the shards a node follows and the
 //! position of each copy.
 //!
+//! The owner of a shard also writes its snapshots every `cluster.snapshot_interval_secs`
+//! ([`super::snapshot`]); a copy behind the log's start (truncated while the node neither
+//! owned nor followed the shard) is replaced by the newest snapshot before it catches up.
+//! The lease is renewed by a task of its own, so that a takeover waiting on NATS does not
+//! let it lapse.
+//!
 //! A node that cannot renew its lease for a whole lease stops serving its shards (another
 //! node takes them over; a write it would still try is fenced anyway). A node that stops
 //! (SIGTERM) closes its sessions, drains its shards and gives its lease up, so the others

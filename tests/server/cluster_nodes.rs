@@ -22,8 +22,8 @@
 //!   of the new owner for three leases. Every acknowledged `cid` is stored once with its
 //!   ack's seq; every conversation's seqs are 1..=head, the same through every live node;
 //!   every member received every group message (and both parties every direct one) another
-//!   user wrote, live or replayed, duplicates counted; the paused owner's late writes are
-//!   refused (fenced); after the `nats-server` is back, every server's copy of each shard's
+//!   user wrote, live or replayed, duplicates counted; the paused owner, resumed, has its
+//!   late writes refused (fenced) or stops serving on seeing its lease run out; after the `nats-server` is back, every server's copy of each shard's
 //!   log holds as many records as the leader's. It prints its figures (acknowledgements,
 //!   retries, duplicates, stalls, takeover times).
 //!
@@ -2452,18 +2452,25 @@ async fn a_run_through_owner_death_nats_death_and_a_paused_owner_loses_nothing()
                     nodes[third].name, nodes[paused].name
                 ));
             }
-            // The paused node: its late writes refused.
+            // The paused node, resumed: a late write of its is refused (fenced), or it stops
+            // serving at once, having seen its lease run out before any write came (the
+            // history checks above show that nothing of it landed either way).
             let late = log_since(&paused_log, paused_from);
             let fenced_lines: Vec<&str> = late
                 .lines()
-                .filter(|l| l.contains("fenced: ") || l.contains("fenced=true") || l.contains("shard moved"))
+                .filter(|l| {
+                    l.contains("fenced: ")
+                        || l.contains("fenced=true")
+                        || l.contains("shard moved")
+                        || l.contains("the lease ran out: no longer serving")
+                })
                 .collect();
             if pause_takeover.is_some() && fenced_lines.is_empty() {
                 let shard_lines: Vec<&str> = late.lines().filter(|l| l.contains("shard")).take(10).collect();
                 problems.push(format!(
                     "{}: expected its log to show a late write refused (\"fenced\" or \"shard \
-                     moved\") after it was paused while it owned shard {shard_a}; its lines about \
-                     shards since: {shard_lines:#?}",
+                     moved\") or its lease seen run out after it was paused while it owned shard \
+                     {shard_a}; its lines about shards since: {shard_lines:#?}",
                     nodes[paused].name
                 ));
             }
