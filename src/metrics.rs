@@ -216,6 +216,21 @@ pub fn write_one(out: &mut String, name: &str, kind: &str, help: &str, value: im
     one(out, name, kind, help, value);
 }
 
+/// Writes a family with one sample per `(labels, value)` (for the node's own metrics); the
+/// family's header even when it has no sample.
+pub fn write_labelled(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, impl std::fmt::Display)>,
+) {
+    header(out, name, kind, help);
+    for (labels, value) in samples {
+        sample(out, name, &labels, value);
+    }
+}
+
 /// Writes a histogram family of one series (for the node's own metrics).
 pub fn write_histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
     header(out, name, "histogram", help);

@@ -523,6 +523,16 @@ impl Edge {
         for (name, help, value) in counters {
             write_one(&mut out, name, "counter", help, value);
         }
+        crate::metrics::write_labelled(
+            &mut out,
+            "parlor_cluster_standby_position",
+            "gauge",
+            "The log position this node's copy of each shard it is the standby of has reached.",
+            table
+                .follows
+                .iter()
+                .map(|(shard, at)| (format!("shard=\"{shard}\""), *at)),
+        );
         let open: usize = self.connections.lock().expect("edge connections").values().sum();
         write_one(
             &mut out,

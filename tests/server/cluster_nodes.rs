@@ -1390,6 +1390,10 @@ async fn a_killed_owner_is_replaced_and_no_acknowledged_message_is_lost() {
             let (again, later) = wait_standby(&all, shard, at + 1, 10).await;
             assert_eq!(again, standby, "the standby changed with no node gone");
             eprintln!("cluster_nodes: {standby} follows shard {shard}: its copy at {at}, then {later}");
+            let follower = &nodes[position(&nodes, &standby)];
+            let gauge = format!("parlor_cluster_standby_position{{shard=\"{shard}\"}}");
+            let shown = common::metric_at(&http, &follower.base(), &gauge).await;
+            assert!(shown >= later as f64, "{gauge} {shown}, below {later}");
             assert_ne!(standby, nodes[first].name, "the owner is not its own standby");
             let before_kill = count(&acks);
             let killed_at = Instant::now();
