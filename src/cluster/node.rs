@@ -415,17 +415,10 @@ impl Shared {
         local.store.shutdown();
         drop(local);
         let path = shard_config(&self.config, shard).storage.path;
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let loading = path.with_extension("snapshot");
-            std::fs::write(&loading, &snapshot.export).map_err(|e| e.to_string())?;
-            let _ = std::fs::remove_file(&path);
-            let imported = crate::dump::import(&loading, &path).map_err(|e| e.to_string());
-            let _ = std::fs::remove_file(&loading);
-            imported.map(|_| ())
-        })
-        .await
-        .map_err(serving)?
-        .map_err(serving)?;
+        tokio::task::spawn_blocking(move || snapshot.load_into(&path))
+            .await
+            .map_err(serving)?
+            .map_err(serving)?;
         self.open_local(shard).await
     }
 
@@ -592,7 +585,7 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                     }
                     streaks.retain(|n, _| live.contains(n));
                     step(&shared, &live, &claims, &streaks, &mut served, &mut standbys).await;
-                    follow(&shared, &live, &claims, &served, &mut standbys, tick).await;
+                    follow(&shared, &live, &claims, &served, &mut standbys, tick);
                     publish(&shared, true, &live, &claims, &served, &standbys);
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "cannot read the directory"),
@@ -699,7 +692,7 @@ async fn step(
 
 /// Follows the shards this node is the standby of (see the module doc), and stops following
 /// the others.
-async fn follow(
+fn follow(
     shared: &Arc<Shared>,
     live: &[String],
     claims: &[Option<Seen>],

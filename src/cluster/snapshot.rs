@@ -14,6 +14,7 @@
 //! the bucket would make a consumer, which a cluster with a server down may place on it.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store};
@@ -21,7 +22,7 @@ use tokio::io::AsyncReadExt;
 
 use super::log::ShardLog;
 use super::{unavailable, Error};
-use crate::dump::Export;
+use crate::dump::{DumpError, Export};
 
 /// The object store bucket of snapshots.
 const BUCKET: &str = "parlor_snapshots";
@@ -46,6 +47,26 @@ pub struct Snapshots {
 pub struct Snapshot {
     pub position: u64,
     pub export: Vec<u8>,
+}
+
+impl Snapshot {
+    /// Makes the database at `path` this snapshot: whatever file was there is replaced by
+    /// the export imported into an empty one (its `log_applied` is the snapshot's position).
+    /// Blocking: the import writes through a Writer of its own.
+    pub fn load_into(&self, path: &Path) -> Result<(), DumpError> {
+        let loading = path.with_extension("snapshot");
+        std::fs::write(&loading, &self.export)?;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                let _ = std::fs::remove_file(&loading);
+                return Err(e.into());
+            }
+            _ => {}
+        }
+        let imported = crate::dump::import(&loading, path);
+        let _ = std::fs::remove_file(&loading);
+        imported.map(|_| ())
+    }
 }
 
 fn slot(shard: u32, n: u8) -> String {
@@ -95,22 +116,27 @@ impl Snapshots {
     pub async fn take(&self, store: &parlor_storage::Store, log: &ShardLog) -> Result<Option<u64>, Error> {
         let shard = log.shard();
         let slots = self.slots(shard).await?;
+        let newest = slots.iter().flatten().copied().max();
         let store = store.clone();
-        let (position, export) = tokio::task::spawn_blocking(move || -> Result<(u64, Vec<u8>), String> {
+        // The export only when the copy moved past the newest snapshot.
+        let exported = tokio::task::spawn_blocking(move || -> Result<Option<(u64, Vec<u8>)>, String> {
             let snap = store.snapshot().map_err(|e| e.to_string())?;
             let position = snap.log_applied().map_err(|e| e.to_string())?;
+            if newest.is_some_and(|n| n >= position) {
+                return Ok(None);
+            }
             let mut export = Vec::new();
             Export::new(snap, None)
                 .and_then(|e| e.write_to(&mut export))
                 .map_err(|e| e.to_string())?;
-            Ok((position, export))
+            Ok(Some((position, export)))
         })
         .await
         .map_err(unavailable)?
         .map_err(Error::Unavailable)?;
-        if slots.iter().flatten().any(|&p| p >= position) {
+        let Some((position, export)) = exported else {
             return Ok(None);
-        }
+        };
         // The empty or older slot.
         let n = match slots {
             [None, _] => 0,
@@ -126,8 +152,8 @@ impl Snapshots {
             .await
             .map_err(unavailable)?
             .map_err(unavailable)?;
-        let other = slots[usize::from(1 - n)];
-        if let Some(older) = other.map(|o| o.min(position)) {
+        // The other slot is older than this snapshot (checked above).
+        if let Some(older) = slots[usize::from(1 - n)] {
             log.purge_below(older + 1).await?;
         }
         tracing::info!(shard, position, bytes = export.len(), "snapshot written");

@@ -473,11 +473,15 @@ async fn snapshots_truncate_the_log_and_a_new_copy_starts_from_the_newest() {
     // From the newest snapshot and the log after it: the owner's very rows.
     let newest = snapshots.latest(1).await.unwrap().expect("a snapshot");
     assert_eq!(newest.position, third);
-    let file = dir.path().join("snapshot.jsonl");
-    std::fs::write(&file, &newest.export).unwrap();
+    // An owner that was away while the log was truncated past its position is fenced.
+    let late = log.append(second - 1, "1.0.late", Bytes::new()).await;
+    assert!(
+        matches!(late, Err(LogError::Fenced { .. })),
+        "expected an append at a truncated position to be fenced, got {late:?}"
+    );
     let path = dir.path().join("copy.redb");
-    let (from, to) = (file.clone(), path.clone());
-    tokio::task::spawn_blocking(move || parlor::dump::import(&from, &to))
+    let to = path.clone();
+    tokio::task::spawn_blocking(move || newest.load_into(&to))
         .await
         .unwrap()
         .unwrap();

@@ -23,8 +23,9 @@
 //!   ack's seq; every conversation's seqs are 1..=head, the same through every live node;
 //!   every member received every group message (and both parties every direct one) another
 //!   user wrote, live or replayed, duplicates counted; the paused owner, resumed, has its
-//!   late writes refused (fenced) or stops serving on seeing its lease run out; after the `nats-server` is back, every server's copy of each shard's
-//!   log holds as many records as the leader's. It prints its figures (acknowledgements,
+//!   late writes refused (fenced) or stops serving on seeing its lease run out; after the
+//!   `nats-server` is back, every server's copy of each shard's log holds as many records
+//!   as the leader's. It prints its figures (acknowledgements,
 //!   retries, duplicates, stalls, takeover times).
 //!
 //! The harness: [`NatsCluster`] (`nats-server` processes with JetStream, clustered with
@@ -1295,7 +1296,6 @@ async fn wait_acks(
     }
 }
 
-/// The first of `nodes` whose `/healthz` says it serves `shard`, polled for `secs` at most.
 /// Waits (`secs` at most) until one of `nodes` follows `shard` as its standby with its copy
 /// at log position `at` or past it; answers the node's name and the position.
 async fn wait_standby(nodes: &[&Node], shard: u32, at: u64, secs: u64) -> (String, u64) {
@@ -1321,6 +1321,7 @@ async fn wait_standby(nodes: &[&Node], shard: u32, at: u64, secs: u64) -> (Strin
     }
 }
 
+/// The first of `nodes` whose `/healthz` says it serves `shard`, polled for `secs` at most.
 async fn wait_owner(nodes: &[&Node], shard: u32, secs: u64) -> (String, Duration) {
     let start = Instant::now();
     loop {
