@@ -648,7 +648,8 @@ pub struct WebhooksConfig {
     pub timeout_ms: u64,
     /// Deliveries in flight at once, all endpoints together. Default 16.
     pub concurrency: usize,
-    /// How often the outbox is read for events to deliver, ms. Default 200.
+    /// How often the outbox is read for events to deliver while it holds any, ms. An empty
+    /// outbox is read again when a commit queues an event. Default 200.
     pub poll_ms: u64,
 }
 

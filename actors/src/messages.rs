@@ -1,7 +1,8 @@
 //! Every message type that travels between the actors of this crate and the sessions.
 //!
 //! Direction session → router: [`Connect`], [`Disconnect`], [`SendMessage`], [`Advance`],
-//! [`ReplayOffline`], [`Logout`], [`Kick`], [`Notify`], [`OnlineOf`], [`PresenceShown`]. Direction router → session: [`Deliver`], one enum.
+//! [`ReplayOffline`], [`Logout`], [`Kick`], [`Notify`], [`OnlineOf`], [`PresenceShown`]. Direction router → session: [`Deliver`], one enum;
+//! heartbeat clock → session: [`Beat`].
 //! Tenant: [`GetPolicy`], [`SetPolicy`], [`CreateGroup`], [`GroupOf`]; tenant → router:
 //! [`PolicyChanged`]. Group: [`SendMessage`], [`GroupCommand`], [`GroupTyping`]; group →
 //! router: [`FanOut`], [`Ephemeral`];
@@ -41,6 +42,13 @@ pub struct Pushed {
     /// `(conversation, seq)` of a timeline message; `None` for notices.
     pub at: Option<(Arc<str>, u64)>,
 }
+
+/// Heartbeat clock → session: time to check that the client was heard from lately and to
+/// ping it. One clock per thread beats all the sessions of that thread (the server's
+/// `ws::heartbeat`).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Beat;
 
 /// Router → session.
 #[derive(Message, Debug)]

@@ -14,6 +14,7 @@
 //! Router knows the session, so a revocation during the upgrade closes it too).
 
 pub mod delivery;
+pub mod heartbeat;
 pub mod protocol;
 mod session;
 pub mod typing;

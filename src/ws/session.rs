@@ -2,12 +2,13 @@
 //!
 //! It registers with the Router, writes what the Router delivers, turns client frames
 //! into calls to the core, answers a bad frame with an `error` frame without closing,
-//! pings every `heartbeat_interval_ms` and closes a client silent for `client_timeout_ms`.
+//! pings every `heartbeat_interval_ms` (beaten by its thread's [heartbeat](super::heartbeat)
+//! clock, not a timer of its own) and closes a client silent for `client_timeout_ms`.
 //! Behind what it writes it sends a delivery probe, at most one per `probe_interval_ms`
 //! and, under a steady flow, in the same socket write as a frame; `report_interval_ms`
 //! after a probe's pong, and when it stops, it tells the Router the positions the client
 //! confirmed (see [`Delivery`]), which moves the user's delivered cursor. An idle session
-//! has no timer but the heartbeat.
+//! has no timer of its own.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -22,11 +23,12 @@ use actix_web::web;
 use actix_web_actors::ws;
 use governor::{DefaultDirectRateLimiter, Quota};
 use parlor_actors::{
-    wire, Advance, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
+    wire, Advance, Beat, Connect, Deliver, Disconnect, Origin, Party, Pushed, Router, SendMessage, UserKey,
 };
 use parlor_storage::{ChatType, Role, Store, UserRecord};
 
 use super::delivery::Delivery;
+use super::heartbeat::{self, Membership};
 use super::protocol::{self, ClientFrame, FrameError, SendFrame};
 use super::typing::{Notes, Verdict};
 use crate::auth::Issued;
@@ -74,6 +76,8 @@ pub struct Session {
     /// Which typing notes are forwarded; see [`Notes`].
     typing: Notes,
     peers: HashMap<u64, Party>,
+    /// The session's place on its thread's heartbeat clock (from `started` on).
+    beats: Option<Membership>,
 }
 
 impl Session {
@@ -98,6 +102,7 @@ impl Session {
             report_armed: false,
             typing: Notes::new(Config::ms(state.config.presence.typing_interval_ms)),
             peers: HashMap::new(),
+            beats: None,
             state,
         }
     }
@@ -416,15 +421,7 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.config.mailbox);
         let heartbeat = Config::ms(self.config.heartbeat_interval_ms);
-        let timeout = Config::ms(self.config.client_timeout_ms);
-        ctx.run_interval(heartbeat, move |act, ctx| {
-            if act.last_heard.elapsed() > timeout {
-                tracing::debug!(session = act.id, "client timed out");
-                ctx.stop();
-            } else {
-                ctx.ping(b"");
-            }
-        });
+        self.beats = Some(heartbeat::join(heartbeat, ctx.address().recipient()));
         if let Some(exp) = self.expires {
             // A token is refused from the second after its `exp` on.
             let left = exp
@@ -480,6 +477,21 @@ impl Actor for Session {
             written,
         });
         Running::Stop
+    }
+}
+
+impl Handler<Beat> for Session {
+    type Result = ();
+
+    /// The thread's heartbeat clock: a client silent for `client_timeout_ms` is cut, any
+    /// other is pinged.
+    fn handle(&mut self, _: Beat, ctx: &mut Self::Context) {
+        if self.last_heard.elapsed() > Config::ms(self.config.client_timeout_ms) {
+            tracing::debug!(session = self.id, "client timed out");
+            ctx.stop();
+        } else {
+            ctx.ping(b"");
+        }
     }
 }
 

@@ -122,6 +122,11 @@ macro_rules! lazy_tables {
                 Tx { txn, effects: record.then(RefCell::default), $($field: OnceCell::new(),)* }
             }
 
+            /// Whether this transaction opened the webhook outbox (to write it, or read it).
+            pub(crate) fn opened_outbox(&self) -> bool {
+                self.outbox.get().is_some()
+            }
+
             $(
                 pub(crate) fn $field(&self) -> Result<Recorded<'_, 't, $k, $v>> {
                     if self.$field.get().is_none() {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::effects::EffectLog;
 use crate::handle::Handle;
@@ -122,6 +122,8 @@ enum Job {
 struct Shared {
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: WriterStats,
+    /// Given a permit after each commit whose transaction opened the webhook outbox.
+    outbox: Notify,
 }
 
 /// Handle to the Writer thread; clones share it.
@@ -137,11 +139,12 @@ impl Writer {
         let shared = Arc::new(Shared {
             thread: Mutex::new(None),
             stats: WriterStats::default(),
+            outbox: Notify::new(),
         });
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("parlor-writer".into())
-            .spawn(move || run(db, rx, config, &thread_shared.stats))?;
+            .spawn(move || run(db, rx, config, &thread_shared))?;
         *shared.thread.lock().expect("writer thread lock") = Some(handle);
         Ok(Writer { queue, shared })
     }
@@ -239,6 +242,15 @@ impl Writer {
         &self.shared.stats
     }
 
+    /// Completes after a commit whose transaction opened the webhook outbox (queued,
+    /// delivered or failed events; a read counts too) since the last call completed; at
+    /// once when one happened meanwhile. The webhook delivery waits on it while the outbox
+    /// is empty instead of reading it on a timer. Writes outside the Writer (an import)
+    /// give no signal.
+    pub async fn outbox_changed(&self) {
+        self.shared.outbox.notified().await
+    }
+
     /// Commits everything queued so far, then stops the thread and waits for it.
     /// Later submissions are refused. Calling it twice is harmless.
     pub fn shutdown(&self) {
@@ -268,7 +280,8 @@ fn drain(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Apply>, stop: &mut bool, 
     }
 }
 
-fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, stats: &WriterStats) {
+fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, shared: &Shared) {
+    let stats = &shared.stats;
     let max_batch = config.max_batch.max(1);
     let first = config.reopen_after.min(REOPEN_MAX);
     let mut batch: Vec<Apply> = Vec::with_capacity(max_batch);
@@ -323,7 +336,7 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, stats
             continue;
         }
         busy = batch.len() > 1;
-        commit_batch(&db, &mut batch, config.effect_log.as_ref(), stats);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), shared);
     }
     rx.close();
     // Anything queued after Stop is answered with an error rather than dropped silently.
@@ -333,12 +346,13 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, stats
         }
     }
     if !batch.is_empty() {
-        commit_batch(&db, &mut batch, config.effect_log.as_ref(), stats);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), shared);
     }
     tracing::debug!("writer stopped");
 }
 
-fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, stats: &WriterStats) {
+fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, shared: &Shared) {
+    let stats = &shared.stats;
     let started = Instant::now();
     let size = batch.len() as u64;
     let txn = match db.get().and_then(|db| db.begin_write().map_err(Error::from)) {
@@ -361,10 +375,10 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, st
             Some(log) => tx.log_effects(log),
             None => Ok(()),
         };
-        (finishers, logged)
+        (finishers, logged, tx.opened_outbox())
     }));
-    let finishers = match applied {
-        Ok((finishers, logged)) => match logged {
+    let (finishers, outbox) = match applied {
+        Ok((finishers, logged, outbox)) => match logged {
             Err(refused) => {
                 // Not in the log, so not committed: the transaction is dropped (aborted).
                 tracing::warn!(error = %refused, "the effect log refused a batch of {size}; it was aborted");
@@ -375,7 +389,7 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, st
                 }
                 return;
             }
-            Ok(()) => finishers,
+            Ok(()) => (finishers, outbox),
         },
         Err(_) => {
             // The batch is lost as a whole; its waiters were dropped with it and see
@@ -400,6 +414,9 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, st
     stats.max_batch.fetch_max(size, Ordering::Relaxed);
     stats.batch_size.record(size as f64);
     stats.commit_seconds.record(took.as_secs_f64());
+    if outbox && outcome.is_ok() {
+        shared.outbox.notify_one();
+    }
     for finish in finishers {
         finish(outcome.clone());
     }

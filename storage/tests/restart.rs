@@ -2,7 +2,7 @@
 //! down and the file reopened; concurrent writes share commits; one write's error or panic
 //! does not take the Writer down; a stopped or full Writer refuses new work; system settings
 //! are kept and carried by a dump; removing a user takes what is theirs alone, and a gate is
-//! kept across a reopen. Every store these tests open keeps an effect log, and the main
+//! kept across a reopen; the outbox signal follows the commits that touch the outbox. Every store these tests open keeps an effect log, and the main
 //! scenarios end by replaying it into a fresh database that must hold the very same rows.
 
 use std::collections::BTreeMap;
@@ -1045,5 +1045,48 @@ fn a_batch_the_effect_log_refuses_is_aborted_and_its_writers_get_the_refusal() {
         2,
         "the refused batch is not in the log"
     );
+    store.shutdown();
+}
+
+#[test]
+fn outbox_changed_completes_after_a_commit_that_queued_an_event_and_not_after_others() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    // Polls once: whether the signal was already given.
+    fn given(writer: &parlor_storage::Writer) -> bool {
+        let fut = std::pin::pin!(writer.outbox_changed());
+        fut.poll(&mut Context::from_waker(Waker::noop())).is_ready()
+    }
+    fn event(created_ms: u64) -> parlor_storage::OutboxEvent {
+        parlor_storage::OutboxEvent {
+            id: 0,
+            endpoint: 7,
+            event: "message.sent".into(),
+            order: "d:1:2".into(),
+            body: "{}".into(),
+            created_ms,
+            attempts: 0,
+            next_ms: 0,
+            last_error: String::new(),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("parlor.redb"), WriterConfig::default()).unwrap();
+    let writer = store.writer();
+    writer
+        .write_blocking(|tx| tx.append_message("acme", &message("d:1:2", 1, 1, Some("c1"))))
+        .unwrap();
+    assert!(!given(writer), "a message alone does not touch the outbox");
+    writer
+        .write_blocking(|tx| tx.enqueue_event("acme", &mut event(1)))
+        .unwrap();
+    assert!(given(writer), "the commit that queued an event gives the signal");
+    assert!(!given(writer), "one signal per change, taken once");
+    let refused = writer.write_blocking(|tx| -> parlor_storage::Result<()> {
+        tx.enqueue_event("acme", &mut event(2))?;
+        panic!("the batch is lost")
+    });
+    assert!(refused.is_err());
+    assert!(!given(writer), "an aborted batch gives no signal");
     store.shutdown();
 }

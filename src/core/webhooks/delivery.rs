@@ -1,5 +1,6 @@
 //! The delivery of webhook events: one tokio task (never an actor thread) reads the outbox
-//! through snapshots on blocking threads every `webhooks.poll_ms`, POSTs the head event of
+//! through snapshots on blocking threads every `webhooks.poll_ms` while it holds events
+//! (while it is empty, only after a commit that touched it), POSTs the head event of
 //! each (endpoint, conversation) that is due, and records the outcome through the Writer:
 //! delivered events leave the outbox, failed ones are tried again after a doubling wait and
 //! become dead letters after `webhooks.max_attempts` failures. One conversation's events go
@@ -28,6 +29,9 @@ use crate::config::WebhooksConfig;
 /// Events read per endpoint and round: an endpoint's backlog beyond them waits for the
 /// next rounds.
 const SCAN_PER_ENDPOINT: usize = 1000;
+/// While the outbox is empty, how often it is read anyway: the signal of the Writer misses
+/// rows written outside it (an import).
+const IDLE_RECHECK: Duration = Duration::from_secs(10);
 /// Longest error text kept with an event.
 const ERROR_MAX: usize = 300;
 
@@ -113,9 +117,15 @@ impl Worker {
         let mut flying = tokio::task::JoinSet::new();
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.poll_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Whether the last round found the outbox empty: then nothing is read again until a
+        // commit touches the outbox (or IDLE_RECHECK passes), so an idle server does no
+        // work here.
+        let mut empty = false;
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tick.tick(), if !empty => {}
+                _ = self.store.writer().outbox_changed(), if empty => {}
+                _ = tokio::time::sleep(IDLE_RECHECK), if empty => {}
                 lane = done.recv() => {
                     if let Some(lane) = lane {
                         busy.remove(&lane);
@@ -136,6 +146,7 @@ impl Worker {
                 }
                 Err(_) => continue,
             };
+            empty = round.depth.0 == 0 && busy.is_empty();
             self.stats.outbox_depth.store(round.depth.0, Relaxed);
             self.stats.dead_letters.store(round.depth.1, Relaxed);
             let now = parlor_actors::now_ms();
