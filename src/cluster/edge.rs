@@ -299,10 +299,11 @@ async fn tunnel(mut client: TcpStream, peer: SocketAddr, edge: &Edge) -> std::io
                 _ => "this tenant's shard cannot be reached now; try again",
             },
         };
-        if Instant::now() + RETRY_ROUTE > deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return edge.refuse(&mut client, 503, reason).await;
         }
-        tokio::time::sleep(RETRY_ROUTE).await;
+        tokio::time::sleep(RETRY_ROUTE.min(deadline - now)).await;
     };
     let _ = upstream.set_nodelay(true);
     edge.node_metrics

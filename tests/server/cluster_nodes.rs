@@ -10,6 +10,10 @@
 //!   another node, the answers tunnelled unchanged from the tenant's shard owner, its
 //!   refusals too), two tenants on two shards kept apart, a resent `cid` stored once, the
 //!   same history through every node.
+//! - `an_edge_refuses_with_503_once_its_connect_timeout_passes_and_serves_after_the_takeover`:
+//!   with the tenant's owner killed and not yet replaced, a request through another node
+//!   waits its `cluster.connect_timeout_ms` (shorter than the lease here) and is answered
+//!   503; once that node has taken the shard over, the same request is served.
 //! - `a_killed_owner_is_replaced_and_no_acknowledged_message_is_lost`: a shard owner that is
 //!   killed (`kill -9`), then its successor paused (`SIGSTOP` for three leases), is replaced
 //!   while a client keeps sending with `cid`s, retrying on the next node: no acknowledged
@@ -429,6 +433,8 @@ struct Node {
 }
 
 impl Node {
+    /// Starts node `name` over the NATS servers `urls`, its home in `dir`, with the test's
+    /// settings and then `extra` (which win).
     async fn start(
         name: &str,
         index: usize,
@@ -436,6 +442,7 @@ impl Node {
         dir: &Path,
         shards: u32,
         replicas: usize,
+        extra: Vec<(&str, String)>,
     ) -> Node {
         let home = dir.join(name);
         std::fs::create_dir_all(&home).unwrap();
@@ -476,7 +483,10 @@ impl Node {
             ),
             ("PARLOR_CLUSTER__ADVERTISE", "127.0.0.1".into()),
             ("PARLOR_CLUSTER__SNAPSHOT_INTERVAL_SECS", "1".into()),
-        ];
+        ]
+        .into_iter()
+        .chain(extra)
+        .collect();
         let log = dir.join(format!("{name}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_parlor"));
         cmd.arg("--config").arg(&config).arg("serve").current_dir(&home);
@@ -650,7 +660,18 @@ async fn start_nodes(count: usize, nats: &NatsCluster, dir: &Path, replicas: usi
     let urls = nats.urls();
     let mut nodes = Vec::new();
     for i in 0..count {
-        nodes.push(Node::start(&format!("n{}", i + 1), i, &urls, dir, SHARDS, replicas).await);
+        nodes.push(
+            Node::start(
+                &format!("n{}", i + 1),
+                i,
+                &urls,
+                dir,
+                SHARDS,
+                replicas,
+                Vec::new(),
+            )
+            .await,
+        );
     }
     for node in &mut nodes {
         node.wait_ready().await;
@@ -1348,6 +1369,82 @@ fn position(nodes: &[Node], name: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edge_refuses_with_503_once_its_connect_timeout_passes_and_serves_after_the_takeover() {
+    let scene = Scene::new();
+    within(
+        90,
+        "an_edge_refuses_with_503_once_its_connect_timeout_passes_and_serves_after_the_takeover",
+        async {
+            let nats = NatsCluster::start(1, scene.path()).await;
+            let urls = nats.urls();
+            // n2's edge gives up on an unreachable owner after 300 ms, well inside the lease.
+            let short = 300u64;
+            let mut nodes = vec![
+                Node::start("n1", 0, &urls, scene.path(), SHARDS, 1, Vec::new()).await,
+                Node::start(
+                    "n2",
+                    1,
+                    &urls,
+                    scene.path(),
+                    SHARDS,
+                    1,
+                    vec![("PARLOR_CLUSTER__CONNECT_TIMEOUT_MS", short.to_string())],
+                )
+                .await,
+            ];
+            for node in &mut nodes {
+                node.wait_ready().await;
+            }
+            wait_owned(&nodes.iter().collect::<Vec<_>>(), SHARDS).await;
+            // A tenant whose shard n1 owns.
+            let mut tenant = None;
+            for i in 0..64 {
+                let name = format!("t{i}");
+                if nodes[0].owns(shard_of(&name, SHARDS)).await {
+                    tenant = Some(name);
+                    break;
+                }
+            }
+            let tenant = tenant.expect("n1 owns a shard of one of 64 tenants");
+            let http = http_client(Duration::from_secs(10));
+            let alice = register(&http, &nodes[1].base(), &tenant, "alice").await;
+            let edge = nodes[1].base();
+            let login = || {
+                http.post(format!("{edge}/api/loginChat")).form(&[
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                    ("app_id", tenant.as_str()),
+                ])
+            };
+            nodes[0].kill9().await;
+            let asked = Instant::now();
+            let refused = answer(login()).await;
+            let waited = asked.elapsed();
+            eprintln!(
+                "cluster_nodes: a login through n2 after n1's kill answered after {waited:?}: {refused:?}"
+            );
+            let (status, body) = refused.expect("an answer from n2's edge");
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert!(
+                body["error"].as_str().is_some_and(|e| e.contains("try again")),
+                "{body}"
+            );
+            assert!(
+                waited >= Duration::from_millis(short),
+                "refused after {waited:?}, before the connect timeout of {short} ms"
+            );
+            // Once n2 has taken the shard over, the same request is served, from the shard's
+            // own history.
+            let (owner, _) = wait_owner(&[&nodes[1]], shard_of(&tenant, SHARDS), 20).await;
+            assert_eq!(owner, "n2");
+            let served = settled("the login after the takeover", login).await;
+            assert_eq!(ok_data("login", &served)["id"], alice.id);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_owner_is_replaced_and_no_acknowledged_message_is_lost() {
     let scene = Scene::new();
     within(
@@ -1596,7 +1693,7 @@ async fn a_killed_owner_is_replaced_and_no_acknowledged_message_is_lost() {
             let name = nodes[first].name.clone();
             let log = scene.path().join(format!("{name}.log"));
             let from = std::fs::metadata(&log).map_or(0, |m| m.len());
-            nodes[first] = Node::start(&name, first, &nats.urls(), scene.path(), SHARDS, 3).await;
+            nodes[first] = Node::start(&name, first, &nats.urls(), scene.path(), SHARDS, 3, Vec::new()).await;
             nodes[first].wait_ready().await;
             let live: Vec<&Node> = nodes.iter().filter(|n| !n.dead).collect();
             let owners = wait_owned(&live, SHARDS).await;
