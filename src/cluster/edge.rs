@@ -576,8 +576,10 @@ impl Edge {
     }
 }
 
+/// The body of a refusal: the envelope the node's own listener refuses with (`intake`,
+/// `ApiError::to_response`), so a client sees one shape whichever node refused it.
 fn error_body(why: &str) -> String {
-    serde_json::json!({ "error": why }).to_string()
+    serde_json::json!({ "msg": "fail", "data": why }).to_string()
 }
 
 /// Answers the client with `status` and a JSON `body`, and closes.

@@ -1170,8 +1170,8 @@ async fn three_nodes_serve_every_tenant_from_any_node() {
             "expected 400 for a broken head, got {broken}"
         );
         assert!(
-            broken.contains(r#"{"error":"#),
-            "expected a JSON error, got {broken}"
+            broken.contains(r#""msg":"fail""#) && broken.contains(r#""data":"#),
+            "expected the JSON refusal envelope, got {broken}"
         );
         let huge = refused(
             "POST /api/regChat HTTP/1.1\r\ncontent-type: application/json\r\n\
@@ -1272,7 +1272,7 @@ async fn send_in_turn(
             }
             let kind = match &got {
                 Ok((status, body)) => {
-                    let why = body["error"].as_str().or(body["data"].as_str()).unwrap_or("");
+                    let why = body["data"].as_str().unwrap_or("");
                     format!("{status} {}", why.chars().take(80).collect::<String>())
                 }
                 Err(e) => e.split(':').next().unwrap_or("").to_owned(),
@@ -1426,7 +1426,7 @@ async fn an_edge_refuses_with_503_once_its_connect_timeout_passes_and_serves_aft
             let (status, body) = refused.expect("an answer from n2's edge");
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
             assert!(
-                body["error"].as_str().is_some_and(|e| e.contains("try again")),
+                body["msg"] == "fail" && body["data"].as_str().is_some_and(|e| e.contains("try again")),
                 "{body}"
             );
             assert!(
