@@ -392,8 +392,8 @@ impl Default for LoginConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WsConfig {
     /// How often the server pings a client, milliseconds. Default 20000: each ping and its
-    /// pong cost the server about 20 µs (two system calls and a wake-up), which at 5 s made
-    /// heartbeats most of what 10,000 idle sessions cost (BENCHMARKS.md, idle CPU).
+    /// pong cost the server about 13 µs (two system calls and the loopback path), which at
+    /// 5 s made heartbeats most of what 10,000 idle sessions cost (BENCHMARKS.md, idle CPU).
     pub heartbeat_interval_ms: u64,
     /// A client silent for this long is disconnected, milliseconds. Default 50000 (two
     /// missed pings and a half).
