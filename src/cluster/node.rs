@@ -122,10 +122,7 @@ impl Standby {
             let mut log = None;
             loop {
                 let round = async {
-                    if log.is_none() {
-                        log = ShardLog::open(shared.js.clone(), shard, &shared.log).await.ok();
-                    }
-                    if let Some(log) = &log {
+                    if let Some(log) = shared.shard_log(shard, &mut log).await {
                         match local.catch_up(log).await {
                             Ok(position) => reached.store(position, Relaxed),
                             Err(e) => tracing::debug!(shard, error = %e, "the standby could not catch up"),
@@ -365,6 +362,15 @@ impl Shared {
         self.runtime.spawn(f).await.ok()
     }
 
+    /// `shard`'s log held in `cache`, opened first when it is not yet (`None` while NATS
+    /// does not answer: the caller's next round tries again).
+    async fn shard_log<'a>(&self, shard: u32, cache: &'a mut Option<ShardLog>) -> Option<&'a ShardLog> {
+        if cache.is_none() {
+            *cache = ShardLog::open(self.js.clone(), shard, &self.log).await.ok();
+        }
+        cache.as_ref()
+    }
+
     /// Opens the node's copy of `shard` (with the configuration of its server).
     async fn open_local(&self, shard: u32) -> Result<LocalShard, TakeoverError> {
         let config = shard_config(&self.config, shard);
@@ -425,7 +431,7 @@ impl Shared {
     /// Takes `shard` over from `seen` with the node's copy (`standby`'s when it followed
     /// the shard, else opened now) and serves it.
     async fn take_over(
-        &self,
+        self: &Arc<Self>,
         shard: u32,
         seen: Option<Seen>,
         standby: Option<LocalShard>,
@@ -482,22 +488,24 @@ impl Shared {
 
     /// Starts writing snapshots of `shard`, served here over `store`, every
     /// `cluster.snapshot_interval_secs` (none at 0).
-    fn snapshotter(&self, shard: u32, store: &parlor_storage::Store) -> Option<tokio::task::JoinHandle<()>> {
+    fn snapshotter(
+        self: &Arc<Self>,
+        shard: u32,
+        store: &parlor_storage::Store,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let every = Duration::from_secs(self.config.cluster.snapshot_interval_secs);
         if every.is_zero() {
             return None;
         }
-        let (store, js, settings) = (store.clone(), self.js.clone(), self.log.clone());
-        let snapshots = self.snapshots.clone();
+        let (store, shared) = (store.clone(), self.clone());
         Some(self.runtime.spawn(async move {
             let mut log = None;
             loop {
                 tokio::time::sleep(every).await;
-                if log.is_none() {
-                    log = ShardLog::open(js.clone(), shard, &settings).await.ok();
-                }
-                let Some(log) = &log else { continue };
-                if let Err(e) = snapshots.take(&store, log).await {
+                let Some(log) = shared.shard_log(shard, &mut log).await else {
+                    continue;
+                };
+                if let Err(e) = shared.snapshots.take(&store, log).await {
                     tracing::warn!(shard, error = %e, "the snapshot was not written; trying again later");
                 }
             }
@@ -614,7 +622,7 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
 
 /// One tick's decisions, shard by shard (see the module doc).
 async fn step(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     live: &[String],
     claims: &[Option<Seen>],
     streaks: &HashMap<String, u32>,

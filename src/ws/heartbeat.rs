@@ -28,8 +28,6 @@ struct Ring {
     slots: Vec<HashMap<u64, Recipient<Beat>>>,
     /// The slot the next tick beats.
     next: usize,
-    /// Sessions on the ring.
-    members: usize,
     /// Key of the next member.
     keys: u64,
     /// Whether the ticking task runs.
@@ -63,7 +61,6 @@ pub fn join(interval: Duration, session: Recipient<Beat>) -> Membership {
                     tick,
                     slots: (0..slots).map(|_| HashMap::new()).collect(),
                     next: 0,
-                    members: 0,
                     keys: 0,
                     ticking: false,
                 }))
@@ -78,7 +75,6 @@ pub fn join(interval: Duration, session: Recipient<Beat>) -> Membership {
         let key = r.keys;
         r.keys += 1;
         r.slots[slot].insert(key, session);
-        r.members += 1;
         let start = !r.ticking;
         r.ticking = true;
         (slot, key, start)
@@ -89,12 +85,16 @@ pub fn join(interval: Duration, session: Recipient<Beat>) -> Membership {
     Membership { ring, slot, key }
 }
 
+impl Ring {
+    /// Sessions on the ring.
+    fn members(&self) -> usize {
+        self.slots.iter().map(HashMap::len).sum()
+    }
+}
+
 impl Drop for Membership {
     fn drop(&mut self) {
-        let mut r = self.ring.borrow_mut();
-        if r.slots[self.slot].remove(&self.key).is_some() {
-            r.members -= 1;
-        }
+        self.ring.borrow_mut().slots[self.slot].remove(&self.key);
     }
 }
 
@@ -107,7 +107,7 @@ async fn tick(ring: Rc<RefCell<Ring>>) {
     loop {
         timer.tick().await;
         let mut r = ring.borrow_mut();
-        if r.members == 0 {
+        if r.members() == 0 {
             r.ticking = false;
             return;
         }
@@ -202,8 +202,8 @@ mod tests {
         until("a tick", || first.ring.borrow().next != next).await;
         let second = join(interval, Counter(Arc::default()).start().recipient());
         assert_ne!(first.slot, second.slot, "spread over the ring");
-        assert_eq!(first.ring.borrow().members, 2);
+        assert_eq!(first.ring.borrow().members(), 2);
         drop(first);
-        assert_eq!(second.ring.borrow().members, 1);
+        assert_eq!(second.ring.borrow().members(), 1);
     }
 }

@@ -245,8 +245,7 @@ impl Writer {
     /// Completes after a commit whose transaction opened the webhook outbox (queued,
     /// delivered or failed events; a read counts too) since the last call completed; at
     /// once when one happened meanwhile. The webhook delivery waits on it while the outbox
-    /// is empty instead of reading it on a timer. Writes outside the Writer (an import)
-    /// give no signal.
+    /// is empty instead of reading it on a timer.
     pub async fn outbox_changed(&self) {
         self.shared.outbox.notified().await
     }

@@ -29,9 +29,6 @@ use crate::config::WebhooksConfig;
 /// Events read per endpoint and round: an endpoint's backlog beyond them waits for the
 /// next rounds.
 const SCAN_PER_ENDPOINT: usize = 1000;
-/// While the outbox is empty, how often it is read anyway: the signal of the Writer misses
-/// rows written outside it (an import).
-const IDLE_RECHECK: Duration = Duration::from_secs(10);
 /// Longest error text kept with an event.
 const ERROR_MAX: usize = 300;
 
@@ -118,14 +115,13 @@ impl Worker {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.poll_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Whether the last round found the outbox empty: then nothing is read again until a
-        // commit touches the outbox (or IDLE_RECHECK passes), so an idle server does no
-        // work here.
+        // commit touches the outbox (the Writer is its only writer), so an idle server does
+        // no work here. A round that fails to read polls again on the next tick.
         let mut empty = false;
         loop {
             tokio::select! {
                 _ = tick.tick(), if !empty => {}
                 _ = self.store.writer().outbox_changed(), if empty => {}
-                _ = tokio::time::sleep(IDLE_RECHECK), if empty => {}
                 lane = done.recv() => {
                     if let Some(lane) = lane {
                         busy.remove(&lane);
@@ -136,6 +132,7 @@ impl Worker {
                 busy.remove(&lane);
             }
             while flying.try_join_next().is_some() {}
+            empty = false;
             let store = self.store.clone();
             let read = tokio::task::spawn_blocking(move || read_round(&store)).await;
             let round = match read {
