@@ -77,6 +77,7 @@ struct Scene {
 
 impl Scene {
     fn new() -> Scene {
+        remember_panics();
         Scene {
             dir: Some(tempfile::tempdir().unwrap()),
         }
@@ -91,6 +92,19 @@ impl Drop for Scene {
     fn drop(&mut self) {
         if std::thread::panicking() {
             dump_logs(self.path());
+            // Again after the logs, so that a report showing only the end of the output
+            // still shows why the test failed.
+            if let Some(why) = LAST_PANIC.with(|p| p.borrow_mut().take()) {
+                let lines: Vec<&str> = why.lines().collect();
+                eprintln!(
+                    "----- the failure (first {} of {} lines) -----",
+                    lines.len().min(30),
+                    lines.len()
+                );
+                for line in lines.iter().take(30) {
+                    eprintln!("{line}");
+                }
+            }
         }
         if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
             if let Some(dir) = self.dir.take() {
@@ -98,6 +112,34 @@ impl Drop for Scene {
             }
         }
     }
+}
+
+thread_local! {
+    /// The message of the last panic on this thread, for [`Scene`]'s drop to print again.
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that keeps each panic's message in
+/// [`LAST_PANIC`] and then does what the hook before it did.
+fn remember_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let why = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{why}{at}")));
+            before(info);
+        }));
+    });
 }
 
 /// Prints the tail of every `*.log` in `dir` (nodes' 80 lines, nats-servers' 20).
