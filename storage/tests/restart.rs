@@ -740,7 +740,8 @@ fn a_database_file_says_whether_it_was_closed_cleanly() {
         parlor_storage::Opened {
             clean: true,
             verified: true,
-            rolled_back: false
+            rolled_back: false,
+            replayed: 0
         }
     );
     store.shutdown();
