@@ -177,19 +177,6 @@ pub struct StorageConfig {
     /// commit that verifies, and what the newer ones held is lost. Off, such a file stops
     /// start-up (`parlor check` says what is damaged). Default false.
     pub serve_damaged: bool,
-    /// Keep a journal beside the database (`<path>` with the extension `journal`): each
-    /// commit's changes are appended to it and synced, and the database file is synced only
-    /// at checkpoints, so a write costs one small sequential sync instead of its pages'.
-    /// Opening replays what the file lacks after a crash. Off, every commit syncs the
-    /// database file. Cluster nodes never keep one (their log is the cluster's). Default true.
-    pub journal: bool,
-    /// With the journal, a checkpoint (a commit that syncs the database file, after which
-    /// the journal starts again) once the journal holds this many bytes. Default 33554432.
-    pub checkpoint_bytes: u64,
-    /// With the journal, a checkpoint at the latest this many milliseconds after a write the
-    /// database file does not hold yet (what a restart after a crash replays stays
-    /// small). Default 1000.
-    pub checkpoint_ms: u64,
 }
 
 /// When the database is verified at start (`storage.verify_on_start`).
@@ -213,9 +200,6 @@ impl Default for StorageConfig {
             reopen_after_ms: 250,
             verify_on_start: VerifyOnStart::Always,
             serve_damaged: false,
-            journal: true,
-            checkpoint_bytes: 32 << 20,
-            checkpoint_ms: 1000,
         }
     }
 }

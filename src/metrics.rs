@@ -443,13 +443,6 @@ fn render_core(state: &AppState, out: &mut String) {
     );
     one(
         out,
-        "parlor_writer_durable_commits_total",
-        "counter",
-        "Write transactions synced to the database file (with the journal, its checkpoints).",
-        w.durable_commits.load(Relaxed),
-    );
-    one(
-        out,
         "parlor_writer_writes_total",
         "counter",
         "Writes the Writer applied.",

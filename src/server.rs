@@ -201,12 +201,6 @@ pub fn open_store(
         linger: std::time::Duration::from_micros(storage.commit_linger_us),
         queue: storage.write_queue,
         reopen_after: Config::ms(storage.reopen_after_ms),
-        // A log of effects (a cluster's) is where commits are made durable; else the journal.
-        journal: (storage.journal && effect_log.is_none()).then(|| parlor_storage::JournalConfig {
-            checkpoint_bytes: storage.checkpoint_bytes.max(1),
-            checkpoint_interval: Config::ms(storage.checkpoint_ms),
-            ..parlor_storage::JournalConfig::beside(&storage.path)
-        }),
         effect_log,
     };
     let (store, opened) = match Store::open_checked(&storage.path, writer, check) {
@@ -225,12 +219,6 @@ pub fn open_store(
         tracing::warn!(
             verified = opened.verified,
             "the database was not closed cleanly (a crash or kill -9); redb verified its newest commit"
-        );
-    }
-    if opened.replayed > 0 {
-        tracing::warn!(
-            records = opened.replayed,
-            "the journal held writes the database file did not (a crash or kill -9): replayed"
         );
     }
     if opened.rolled_back {

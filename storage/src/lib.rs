@@ -12,8 +12,6 @@
 //!   copy with [`Tx::apply_logged`].
 //! - [`Writer`] is the group-commit writer: its own thread, one redb write transaction per
 //!   batch, every waiter answered after the commit that holds its write.
-//! - [`journal`]: a single node's local log of those batches, synced in place of redb's
-//!   commits and replayed when the store is opened.
 
 pub mod codec;
 mod dump;
@@ -21,7 +19,6 @@ pub mod effects;
 mod error;
 mod handle;
 pub mod histogram;
-pub mod journal;
 pub mod records;
 mod snapshot;
 pub mod tables;
@@ -37,7 +34,6 @@ pub use dump::DumpRecord;
 pub use effects::{Effect, EffectLog};
 pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use journal::{Journal, JournalConfig};
 pub use records::{
     ApplyRecord, ApplyStatus, ChatType, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord,
     JoinRequest, MemberRecord, MessageRecord, OutboxEvent, Presence, Role, SettingRecord, UserRecord,
@@ -113,7 +109,6 @@ impl Store {
             clean: clean.unwrap_or(true),
             verified: verify,
             rolled_back: rolled_back.load(std::sync::atomic::Ordering::Relaxed),
-            replayed: 0,
         };
         if new {
             // Messages and password hashes: readable by the server's user only.
@@ -124,25 +119,8 @@ impl Store {
             }
         }
         tables::create_all(&db)?;
-        let (journal, replayed) = match &config.journal {
-            Some(journal) => {
-                let mut opened = Journal::open(&journal.path)?;
-                let replayed = writer::replay(&db, &mut opened)?;
-                (Some(opened), replayed)
-            }
-            // Opened without its journal this time (one was kept before, or a tool opens
-            // it): what the journal holds beyond the file is applied, and it is removed.
-            None if config.effect_log.is_none() && JournalConfig::beside(path).path.exists() => {
-                let beside = JournalConfig::beside(path).path;
-                let replayed = writer::replay(&db, &mut Journal::open(&beside)?)?;
-                std::fs::remove_file(&beside)?;
-                (None, replayed)
-            }
-            None => (None, 0),
-        };
-        let opened = Opened { replayed, ..opened };
         let db = Arc::new(handle::Handle::new(path, db));
-        let writer = Writer::start(db.clone(), config, journal)?;
+        let writer = Writer::start(db.clone(), config)?;
         Ok((Store { db, writer }, opened))
     }
 
@@ -215,9 +193,6 @@ pub struct Opened {
     /// an unclean shutdown, a commit the crash cut short (never acknowledged); after a clean
     /// close, damage (only with `serve_damaged`).
     pub rolled_back: bool,
-    /// Records of the journal applied to the file as it was opened: writes that were
-    /// acknowledged and not yet in a durable commit when the server stopped (a crash).
-    pub replayed: u64,
 }
 
 /// Whether the redb file at `path` was closed cleanly: `None` when it is not a redb file
@@ -279,41 +254,15 @@ pub struct ReadOnlyStore {
 }
 
 impl ReadOnlyStore {
-    /// Opens an existing database file without writing to it. A file whose journal (beside
-    /// it, see [`JournalConfig::beside`]) holds writes it lacks (the server stopped without
-    /// a checkpoint) is refused ([`Error::Conflict`]): read alone it would miss them, and
-    /// opening it as a [`Store`] replays them.
+    /// Opens an existing database file without writing to it.
     pub fn open(path: impl AsRef<Path>) -> Result<ReadOnlyStore> {
         let path = path.as_ref();
         if !path.exists() {
             return Err(Error::NotFound(format!("no database at {}", path.display())));
         }
-        let store = ReadOnlyStore {
+        Ok(ReadOnlyStore {
             db: redb::ReadOnlyDatabase::open(path)?,
-        };
-        let journal = JournalConfig::beside(path).path;
-        if journal.exists() {
-            let txn = store.db.begin_read()?;
-            let meta = txn.open_table(tables::META)?;
-            let database = meta.get(tables::DATABASE_ID)?.map_or(0, |v| v.value());
-            let applied = meta.get(tables::LOG_APPLIED)?.map_or(0, |v| v.value());
-            let mut opened = Journal::open_read_only(&journal)?;
-            opened.belong_to(database);
-            let mut missing = 0u64;
-            opened.read(|at, _| {
-                missing += u64::from(at > applied);
-                Ok(())
-            })?;
-            if missing > 0 {
-                return Err(Error::Conflict(format!(
-                    "the journal {} holds {missing} write(s) that {} lacks (the server stopped \
-                     without a checkpoint): start the server once to replay them",
-                    journal.display(),
-                    path.display()
-                )));
-            }
-        }
-        Ok(store)
+        })
     }
 
     /// Opens a read transaction.

@@ -141,19 +141,16 @@ macro_rules! lazy_tables {
                 }
             )*
 
-            /// Hands the effects recorded so far to `append` (a log; nothing when there
-            /// are none), notes the position it gives as [`LOG_APPLIED`] and answers it.
-            pub(crate) fn log_effects(
-                &self,
-                append: impl FnOnce(&[Effect]) -> Result<u64>,
-            ) -> Result<Option<u64>> {
+            /// Hands the effects recorded so far to `log` (nothing when there are none)
+            /// and notes the position it gives as [`LOG_APPLIED`].
+            pub(crate) fn log_effects(&self, log: &crate::EffectLog) -> Result<()> {
                 let effects = self.effects.as_ref().map(|e| e.take()).unwrap_or_default();
                 if effects.is_empty() {
-                    return Ok(None);
+                    return Ok(());
                 }
-                let at = append(&effects)?;
+                let at = log.append(&effects)?;
                 self.meta()?.table.insert(LOG_APPLIED, at)?;
-                Ok(Some(at))
+                Ok(())
             }
 
             /// Applies the log record at position `at`, a batch encoded by
@@ -168,11 +165,6 @@ macro_rules! lazy_tables {
                 self.apply_effects(&crate::effects::decode_batch(record)?)?;
                 self.meta()?.table.insert(LOG_APPLIED, at)?;
                 Ok(true)
-            }
-
-            /// The id given to the database when its file was created.
-            pub fn database_id(&self) -> Result<u64> {
-                Ok(self.meta()?.get(DATABASE_ID)?.map_or(0, |v| v.value()))
             }
 
             /// The position of the last log record this file holds (0: none).

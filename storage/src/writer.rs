@@ -8,11 +8,6 @@
 //! answered only after the commit that holds its write has returned, so an acknowledged
 //! write survives a crash. The queue is bounded: a full queue is
 //! reported to the caller ([`Error::Unavailable`]) instead of growing without limit.
-//!
-//! With a [`Journal`] (a single node's default) each batch's effects are appended to it and
-//! synced before the commit, and the commit itself is not synced; one commit in a while is
-//! (a checkpoint, see [`JournalConfig`]), after which the journal starts again. A database
-//! that fails and is opened again gets the journal replayed into it before writes resume.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +20,6 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::effects::EffectLog;
 use crate::handle::Handle;
 use crate::histogram::Histogram;
-use crate::journal::{Journal, JournalConfig};
 use crate::{Error, Result, Tx};
 
 /// Sizes of the Writer.
@@ -45,9 +39,6 @@ pub struct WriterConfig {
     /// Where each batch's row effects go before its commit (cluster mode's replicated
     /// log); `None` records nothing. See [`crate::effects`].
     pub effect_log: Option<EffectLog>,
-    /// The local journal (a single node): commits are synced through it instead of redb,
-    /// see [`crate::journal`]. Not together with `effect_log`. `None`: every commit syncs.
-    pub journal: Option<JournalConfig>,
 }
 
 impl Default for WriterConfig {
@@ -58,7 +49,6 @@ impl Default for WriterConfig {
             queue: 65_536,
             reopen_after: Duration::from_millis(250),
             effect_log: None,
-            journal: None,
         }
     }
 }
@@ -97,14 +87,8 @@ pub struct WriterStats {
     pub reopens: AtomicU64,
     /// Batches the Writer held back `linger` for more writes to join (under load only).
     pub lingers: AtomicU64,
-    /// Batches the effect log or the journal refused: aborted, their writers answered with
-    /// its error.
+    /// Batches the effect log refused: aborted, their writers answered with its error.
     pub refused_by_log: AtomicU64,
-    /// Commits that were synced to the file (every commit without a journal; with one, the
-    /// checkpoints).
-    pub durable_commits: AtomicU64,
-    /// Journal records replayed into the database after it was opened again.
-    pub replayed: AtomicU64,
 }
 
 impl Default for WriterStats {
@@ -121,8 +105,6 @@ impl Default for WriterStats {
             reopens: AtomicU64::new(0),
             lingers: AtomicU64::new(0),
             refused_by_log: AtomicU64::new(0),
-            durable_commits: AtomicU64::new(0),
-            replayed: AtomicU64::new(0),
         }
     }
 }
@@ -152,9 +134,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread over `db`, with `journal` opened and replayed already when
-    /// `config.journal` names one.
-    pub(crate) fn start(db: Arc<Handle>, config: WriterConfig, journal: Option<Journal>) -> Result<Writer> {
+    pub(crate) fn start(db: Arc<Handle>, config: WriterConfig) -> Result<Writer> {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let shared = Arc::new(Shared {
             thread: Mutex::new(None),
@@ -164,7 +144,7 @@ impl Writer {
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("parlor-writer".into())
-            .spawn(move || run(db, rx, config, journal, &thread_shared))?;
+            .spawn(move || run(db, rx, config, &thread_shared))?;
         *shared.thread.lock().expect("writer thread lock") = Some(handle);
         Ok(Writer { queue, shared })
     }
@@ -299,93 +279,8 @@ fn drain(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Apply>, stop: &mut bool, 
     }
 }
 
-/// The journal of a Writer and when its next checkpoint (durable commit) is due.
-struct Checkpoints {
-    journal: Journal,
-    config: JournalConfig,
-    /// Since when the database holds commits that no durable commit holds yet.
-    pending_since: Option<Instant>,
-    /// The position of the last record appended.
-    last: u64,
-}
-
-impl Checkpoints {
-    /// When the next checkpoint is due while nothing is written (`None`: nothing waits).
-    fn due_at(&self) -> Option<Instant> {
-        self.pending_since
-            .map(|since| since + self.config.checkpoint_interval)
-    }
-
-    /// Whether the commit being made is to be a checkpoint.
-    fn due(&self, now: Instant) -> bool {
-        self.journal.written() >= self.config.checkpoint_bytes || self.due_at().is_some_and(|at| now >= at)
-    }
-
-    /// After a commit: a durable one makes the journal start again.
-    fn committed(&mut self, durable: bool, now: Instant) {
-        if durable {
-            self.journal.start_after(self.last);
-            self.pending_since = None;
-        } else {
-            self.pending_since.get_or_insert(now);
-        }
-    }
-}
-
-/// Applies the journal's records that `db` does not hold yet, in one durable commit, and
-/// makes the journal start again after them; answers how many were applied. The records
-/// must follow what the database holds: a journal that starts past it belongs to another
-/// copy of the database and is refused ([`Error::Damaged`]).
-pub(crate) fn replay(db: &redb::Database, journal: &mut Journal) -> Result<u64> {
-    let txn = db.begin_write()?;
-    let (count, applied) = {
-        let tx = Tx::new(&txn, false);
-        journal.belong_to(tx.database_id()?);
-        let held = tx.log_applied()?;
-        let mut count = 0;
-        journal.read(|at, record| {
-            if at > held + count + 1 {
-                return Err(Error::Damaged(format!(
-                    "the journal {} holds record {at} but the database ends at {}: it is not this \
-                     database's journal (move it away to start without it)",
-                    journal.path().display(),
-                    held + count
-                )));
-            }
-            if tx.apply_logged(at, record)? {
-                count += 1;
-            }
-            Ok(())
-        })?;
-        (count, tx.log_applied()?)
-    };
-    txn.commit()?;
-    journal.start_after(applied);
-    Ok(count)
-}
-
-fn run(
-    db: Arc<Handle>,
-    mut rx: mpsc::Receiver<Job>,
-    config: WriterConfig,
-    journal: Option<Journal>,
-    shared: &Shared,
-) {
+fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, shared: &Shared) {
     let stats = &shared.stats;
-    let mut journal = journal.zip(config.journal.clone()).map(|(journal, config)| {
-        let last = journal.next() - 1;
-        Checkpoints {
-            journal,
-            config,
-            pending_since: None,
-            last,
-        }
-    });
-    // Waits for the next write or the next checkpoint, whichever comes first.
-    let clock = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a timer for the Writer");
     let max_batch = config.max_batch.max(1);
     let first = config.reopen_after.min(REOPEN_MAX);
     let mut batch: Vec<Apply> = Vec::with_capacity(max_batch);
@@ -398,18 +293,7 @@ fn run(
         if stats.failing.load(Ordering::Relaxed) {
             let (at, wait) = *retry.get_or_insert((Instant::now() + first, first));
             if Instant::now() >= at {
-                let reopened = db.reopen(REOPEN_WAIT).and_then(|()| match journal.as_mut() {
-                    Some(cp) => {
-                        let replayed = replay(&*db.get()?, &mut cp.journal)?;
-                        cp.last = cp.journal.next() - 1;
-                        cp.pending_since = None;
-                        stats.replayed.fetch_add(replayed, Ordering::Relaxed);
-                        stats.durable_commits.fetch_add(1, Ordering::Relaxed);
-                        Ok(())
-                    }
-                    None => Ok(()),
-                });
-                match reopened {
+                match db.reopen(REOPEN_WAIT) {
                     Ok(()) => {
                         tracing::warn!("the database was opened again: writes resume");
                         stats.reopens.fetch_add(1, Ordering::Relaxed);
@@ -434,16 +318,6 @@ fn run(
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             }
-        } else if let Some(at) = journal.as_ref().and_then(Checkpoints::due_at) {
-            match clock.block_on(async { tokio::time::timeout_at(at.into(), rx.recv()).await }) {
-                Ok(job) => job,
-                Err(_) => {
-                    if let Some(cp) = journal.as_mut() {
-                        checkpoint(&db, cp, stats);
-                    }
-                    continue;
-                }
-            }
         } else {
             rx.blocking_recv()
         };
@@ -461,13 +335,7 @@ fn run(
             continue;
         }
         busy = batch.len() > 1;
-        commit_batch(
-            &db,
-            &mut batch,
-            config.effect_log.as_ref(),
-            journal.as_mut(),
-            shared,
-        );
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), shared);
     }
     rx.close();
     // Anything queued after Stop is answered with an error rather than dropped silently.
@@ -477,53 +345,16 @@ fn run(
         }
     }
     if !batch.is_empty() {
-        commit_batch(
-            &db,
-            &mut batch,
-            config.effect_log.as_ref(),
-            journal.as_mut(),
-            shared,
-        );
-    }
-    if let Some(cp) = journal.as_mut() {
-        if cp.pending_since.is_some() && !stats.failing.load(Ordering::Relaxed) {
-            checkpoint(&db, cp, stats);
-        }
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), shared);
     }
     tracing::debug!("writer stopped");
 }
 
-/// A durable commit of nothing: what earlier commits left in redb's memory reaches the file,
-/// and the journal starts again.
-fn checkpoint(db: &Handle, cp: &mut Checkpoints, stats: &WriterStats) {
-    let done = db
-        .get()
-        .and_then(|db| db.begin_write().map_err(Error::from))
-        .and_then(|txn| txn.commit().map_err(Error::from));
-    match done {
-        Ok(()) => {
-            stats.durable_commits.fetch_add(1, Ordering::Relaxed);
-            cp.committed(true, Instant::now());
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "a checkpoint failed");
-            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-            stats.failing.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-fn commit_batch(
-    db: &Handle,
-    batch: &mut Vec<Apply>,
-    log: Option<&EffectLog>,
-    mut journal: Option<&mut Checkpoints>,
-    shared: &Shared,
-) {
+fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, shared: &Shared) {
     let stats = &shared.stats;
     let started = Instant::now();
     let size = batch.len() as u64;
-    let mut txn = match db.get().and_then(|db| db.begin_write().map_err(Error::from)) {
+    let txn = match db.get().and_then(|db| db.begin_write().map_err(Error::from)) {
         Ok(txn) => txn,
         Err(err) => {
             tracing::error!(error = %err, "cannot begin a write transaction");
@@ -534,19 +365,14 @@ fn commit_batch(
         }
     };
     let applied = catch_unwind(AssertUnwindSafe(|| {
-        let tx = Tx::new(&txn, log.is_some() || journal.is_some());
+        let tx = Tx::new(&txn, log.is_some());
         let finishers = batch
             .drain(..)
             .map(|apply| apply(Some(&tx)))
             .collect::<Vec<Finish>>();
-        let logged = match (log, journal.as_deref_mut()) {
-            (Some(log), _) => tx.log_effects(|effects| log.append(effects)).map(|_| ()),
-            (None, Some(cp)) => tx.log_effects(|effects| cp.journal.append(effects)).map(|at| {
-                if let Some(at) = at {
-                    cp.last = at;
-                }
-            }),
-            (None, None) => Ok(()),
+        let logged = match log {
+            Some(log) => tx.log_effects(log),
+            None => Ok(()),
         };
         (finishers, logged, tx.opened_outbox())
     }));
@@ -554,17 +380,8 @@ fn commit_batch(
         Ok((finishers, logged, outbox)) => match logged {
             Err(refused) => {
                 // Not in the log, so not committed: the transaction is dropped (aborted).
-                if journal.is_some() {
-                    tracing::error!(error = %refused, "the journal could not be written; a batch of {size} was aborted");
-                } else {
-                    tracing::warn!(error = %refused, "the effect log refused a batch of {size}; it was aborted");
-                }
+                tracing::warn!(error = %refused, "the effect log refused a batch of {size}; it was aborted");
                 stats.refused_by_log.fetch_add(1, Ordering::Relaxed);
-                if journal.is_some() {
-                    // The journal's file failed (a full disk): failing, as a commit would be.
-                    stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                    stats.failing.store(true, Ordering::Relaxed);
-                }
                 drop(txn);
                 for finish in finishers {
                     finish(Err(refused.clone()));
@@ -581,23 +398,7 @@ fn commit_batch(
             return;
         }
     };
-    let now = Instant::now();
-    let durable = journal.as_ref().is_none_or(|cp| cp.due(now));
-    if !durable {
-        // The journal holds the batch: the file need not be synced (see the module doc).
-        if let Err(e) = txn.set_durability(redb::Durability::None) {
-            tracing::warn!(error = %e, "a commit could not skip its sync; it syncs");
-        }
-    }
     let outcome = txn.commit().map_err(Error::from);
-    if outcome.is_ok() {
-        if durable {
-            stats.durable_commits.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(cp) = journal {
-            cp.committed(durable, now);
-        }
-    }
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "commit failed");
         stats.failed_commits.fetch_add(1, Ordering::Relaxed);

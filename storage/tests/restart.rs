@@ -740,8 +740,7 @@ fn a_database_file_says_whether_it_was_closed_cleanly() {
         parlor_storage::Opened {
             clean: true,
             verified: true,
-            rolled_back: false,
-            replayed: 0
+            rolled_back: false
         }
     );
     store.shutdown();

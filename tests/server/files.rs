@@ -293,7 +293,7 @@ async fn the_folder_is_a_plain_name() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let known = ["files", "parlor.redb", "parlor.journal", "jwt_secret"];
+    let known = ["files", "parlor.redb", "jwt_secret"];
     assert!(names.iter().all(|n| known.contains(&n.as_str())), "{names:?}");
     let url = upload_ok(&server, &"a".repeat(64), &alice, png(1, 1, 0)).await;
     assert!(url.contains(&"a".repeat(64)));
