@@ -126,17 +126,8 @@ fn remember_panics() {
     ONCE.call_once(|| {
         let before = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let why = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "a panic without a message".to_owned());
-            let at = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{why}{at}")));
+            // "panicked at file:line:col:" and the message, as the default hook prints it.
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(info.to_string()));
             before(info);
         }));
     });
@@ -2409,7 +2400,7 @@ async fn a_run_through_owner_death_nats_death_and_a_paused_owner_loses_nothing()
                 "KV_parlor_shards".to_owned(),
                 stream_a.clone(),
             ];
-            let nats_back = tokio::spawn(leaders_back(survivors, watched));
+            let nats_back = tokio::spawn(leaders_back(survivors, watched.clone()));
             eprintln!(
                 "cluster_nodes: {:?} into the run, killed nats-server s{} ({})",
                 nats_killed_at - t0,
@@ -2422,16 +2413,19 @@ async fn a_run_through_owner_death_nats_death_and_a_paused_owner_loses_nothing()
             );
 
             // ⅔: SIGSTOP the owner of A's shard for three leases; on a busy host, only once
-            // A's log has a leader again (a takeover appends to it: while the stream elects
+            // A's log and the lease and ownership buckets have leaders again (a takeover
+            // renews a lease, swaps the owner and appends to the log: while any of them elects
             // its leader no node can take the shard, however long the owner is stopped).
             until(t0 + RUN * 2 / 3).await;
             let electing = Instant::now();
-            while nats.stream_leader(&stream_a).await.is_none() {
-                assert!(
-                    electing.elapsed() < Duration::from_secs(30),
-                    "expected {stream_a} to have a leader again within 30 s of the pause's time"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            for stream in &watched {
+                while nats.stream_leader(stream).await.is_none() {
+                    assert!(
+                        electing.elapsed() < Duration::from_secs(30),
+                        "expected {stream} to have a leader again within 30 s of the pause's time"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
             let live: Vec<&Node> = nodes.iter().filter(|n| !n.dead).collect();
             let (paused, _) = wait_owner(&live, shard_a, 10).await;
