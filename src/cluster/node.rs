@@ -570,7 +570,11 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             if !served.is_empty() {
                 tracing::warn!("the lease ran out: no longer serving any shard");
             }
-            for (_, s) in std::mem::take(&mut served) {
+            let stopping = std::mem::take(&mut served);
+            // Said before the servers drain (a commit waiting for NATS can hold one for
+            // seconds): from now on `/healthz` and the edge name no shard of this node.
+            publish(&shared, false, &[], &[], &served, &standbys);
+            for (_, s) in stopping {
                 s.stop().await;
             }
         } else {
@@ -599,9 +603,6 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                 Some(Err(e)) => tracing::warn!(error = %e, "cannot read the directory"),
                 None => break,
             }
-        }
-        if !lease_ok {
-            publish(&shared, false, &[], &[], &served, &standbys);
         }
         tokio::select! {
             _ = tokio::time::sleep(tick.saturating_sub(started.elapsed())) => {}

@@ -271,6 +271,17 @@ impl NatsCluster {
             .collect()
     }
 
+    /// Stops server `i` (SIGSTOP): its clients' requests wait for their deadlines instead
+    /// of failing at once. Killing it later (`kill`, or the drop) ends it.
+    fn pause(&self, i: usize) {
+        let pid = self.servers[i]
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("a running nats-server");
+        send_signal(pid as libc::pid_t, libc::SIGSTOP, &format!("SIGSTOP s{}", i + 1));
+    }
+
     /// Kills server `i` (SIGKILL) and reaps it.
     async fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.servers[i].child.take() {
@@ -599,15 +610,7 @@ impl Node {
     }
 
     fn signal(&self, signal: libc::c_int, what: &str) {
-        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
-        let done = unsafe { libc::kill(self.pid, signal) };
-        assert_eq!(
-            done,
-            0,
-            "{what} node {}: kill(2) failed: {}",
-            self.name,
-            std::io::Error::last_os_error()
-        );
+        send_signal(self.pid, signal, &format!("{what} node {}", self.name));
     }
 
     /// `kill -9`, and reaps it.
@@ -624,6 +627,18 @@ impl Node {
     fn sigcont(&self) {
         self.signal(libc::SIGCONT, "SIGCONT");
     }
+}
+
+/// Sends `signal` to `pid`, a child this test spawned and has not reaped (`what` names it).
+fn send_signal(pid: libc::pid_t, signal: libc::c_int, what: &str) {
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    let done = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        done,
+        0,
+        "{what}: kill(2) failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// The shard numbers of a `/healthz` body's `owns`.
@@ -1472,6 +1487,76 @@ async fn an_edge_refuses_with_503_once_its_connect_timeout_passes_and_serves_aft
             assert_eq!(owner, "n2");
             let served = settled("the login after the takeover", login).await;
             assert_eq!(ok_data("login", &served)["id"], alice.id);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_lease_runs_out_names_no_shard_while_its_servers_drain() {
+    let scene = Scene::new();
+    within(
+        60,
+        "a_node_whose_lease_runs_out_names_no_shard_while_its_servers_drain",
+        async {
+            let nats = NatsCluster::start(1, scene.path()).await;
+            let urls = nats.urls();
+            let mut node = Node::start("n1", 0, &urls, scene.path(), SHARDS, 1, Vec::new()).await;
+            node.wait_ready().await;
+            wait_owned(&[&node], SHARDS).await;
+            let http = http_client(Duration::from_secs(30));
+            let alice = register(&http, &node.base(), "t0", "alice").await;
+            let _session = ws_connect(&node.addr(), &alice.token).await;
+            // NATS stops answering (a paused server, as while a stream elects its leader):
+            // a write waits for its log append and keeps the shard's server draining.
+            nats.pause(0);
+            let lost = Instant::now();
+            let base = node.base();
+            let writing = tokio::spawn(async move {
+                let asked = http.post(format!("{base}/api/regChat")).form(&[
+                    ("username", "bob"),
+                    ("password", PASSWORD),
+                    ("app_id", "t0"),
+                ]);
+                answer(asked).await
+            });
+            // The lease runs out within LEASE_MS of the last renewal, seen at the next tick; the
+            // rest is slack for a loaded host (the servers' drain is not waited for).
+            let bound = Duration::from_millis(LEASE_MS + 3000);
+            let mut last = None;
+            while lost.elapsed() < bound {
+                // A /healthz slow to answer on a loaded host is asked again.
+                if let Ok((status, health)) = node.healthz().await {
+                    let named = shards_in(&health);
+                    last = Some((status, health));
+                    if named.is_empty() {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            eprintln!(
+                "cluster_nodes: NATS stopped; /healthz after {:?}: {last:?}",
+                lost.elapsed()
+            );
+            let (status, health) = last.expect("/healthz answered at least once");
+            assert!(
+                shards_in(&health).is_empty(),
+                "expected no shard named within {bound:?} of NATS stopping (lease {LEASE_MS} ms): \
+                 {health}"
+            );
+            assert_eq!(status, 503, "{health}");
+            assert_eq!(health["status"], "unavailable", "{health}");
+            // The write is not acknowledged: it fails or is still waiting.
+            if writing.is_finished() {
+                let got = writing.await.expect("the writing task");
+                assert!(
+                    !matches!(&got, Ok((s, body)) if *s == StatusCode::OK && body["msg"] != "fail"),
+                    "a registration acknowledged with NATS stopped: {got:?}"
+                );
+            } else {
+                writing.abort();
+            }
         },
     )
     .await;
