@@ -116,6 +116,9 @@ async fn a_second_device_keeps_its_user_online_and_a_quick_reconnect_tells_nobod
     let (server, _dir) = start(with_presence(3000)).await;
     let (alice, bob) = friends(&server).await;
     let mut bob_ws = server.ws(&bob.token).await;
+    // Bob's own coming online is told (to nobody) before Alice connects; were she online by
+    // then, her phone would be told of him.
+    server.wait_metric("parlor_presence_changes_total", 1.0).await;
     let phone = server.ws(&alice.token).await;
     assert_eq!(presence_of(&mut bob_ws).await["online"], true);
     let laptop = server.ws(&alice.token).await;

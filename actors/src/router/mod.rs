@@ -90,7 +90,8 @@ pub struct RouterStats {
     pub groups_running: AtomicU64,
     /// Group actors started, first starts and restarts on demand alike.
     pub groups_started: AtomicU64,
-    /// Presence transitions (online, offline after the grace) told to an audience.
+    /// Presence transitions (online, offline after the grace) told to an audience, counted
+    /// once the audience was read and its frames (if the transition still held) pushed.
     pub presence_changes: AtomicU64,
     /// `presence` frames handed to sessions.
     pub presence_frames: AtomicU64,

@@ -150,7 +150,6 @@ impl Router {
         };
         let mut written = None;
         if let Some((event, last_seen)) = transition {
-            self.stats.presence_changes.fetch_add(1, Ordering::Relaxed);
             let endpoints = hooks::endpoints(&policy.webhooks, event);
             if last_seen.is_some() || !endpoints.is_empty() {
                 written = self.record(&user, last_seen, endpoints);
@@ -182,6 +181,11 @@ impl Router {
                 Ok(Err(e)) => return tracing::warn!(user = id, error = %e, "presence audience not read"),
                 Err(e) => return tracing::warn!(user = id, error = %e, "presence audience not read"),
             };
+            if transition.is_some() {
+                // Counted once its audience is known: a transition counted is one whose
+                // frames (if still true) are out.
+                act.stats.presence_changes.fetch_add(1, Ordering::Relaxed);
+            }
             let online = act.counts_online(&user);
             let frame = match change {
                 // A frame is pushed only while it is still true: a later transition
