@@ -30,9 +30,14 @@
 //! let it lapse.
 //!
 //! A node that cannot renew its lease for a whole lease stops serving its shards (another
-//! node takes them over; a write it would still try is fenced anyway). A node that stops
-//! (SIGTERM) closes its sessions, drains its shards and gives its lease up, so the others
-//! take its shards over at their next tick.
+//! node takes them over; a write it would still try is fenced anyway). Their servers drain
+//! off the node's loop: a drain waits for requests whose commits wait for NATS, which can
+//! take seconds while NATS elects leaders, and the loop must meanwhile take over the shards
+//! of a node whose lease runs out next. A shard is taken over (or followed) again only once
+//! its own drain has ended and released its copy; until then the loop passes it by.
+//!
+//! A node that stops (SIGTERM) closes its sessions, drains its shards and gives its lease
+//! up, so the others take its shards over at their next tick.
 //!
 //! NATS runs on a runtime of the node's own (two threads): the Writers' appends block on it.
 
@@ -540,6 +545,8 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     };
     let mut served: BTreeMap<u32, Served> = BTreeMap::new();
     let mut standbys: BTreeMap<u32, Standby> = BTreeMap::new();
+    // Servers of shards given up when the lease ran out, still draining.
+    let mut draining: Draining = BTreeMap::new();
     let mut streaks: HashMap<String, u32> = HashMap::new();
     // The lease is renewed by a task of its own: a takeover that waits on NATS (a replay, a
     // snapshot) holds this loop up, and must not let the node's lease lapse meanwhile.
@@ -574,8 +581,8 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             // Said before the servers drain (a commit waiting for NATS can hold one for
             // seconds): from now on `/healthz` and the edge name no shard of this node.
             publish(&shared, false, &[], &[], &served, &standbys);
-            for (_, s) in stopping {
-                s.stop().await;
+            for (shard, s) in stopping {
+                draining.insert(shard, actix_web::rt::spawn(s.stop()));
             }
         } else {
             let directory = shared.directory.clone();
@@ -596,8 +603,18 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                         *streaks.entry(node.clone()).or_default() += 1;
                     }
                     streaks.retain(|n, _| live.contains(n));
-                    step(&shared, &live, &claims, &streaks, &mut served, &mut standbys).await;
-                    follow(&shared, &live, &claims, &served, &mut standbys, tick);
+                    draining.retain(|_, drain| !drain.is_finished());
+                    step(
+                        &shared,
+                        &live,
+                        &claims,
+                        &streaks,
+                        &mut served,
+                        &mut standbys,
+                        &mut draining,
+                    )
+                    .await;
+                    follow(&shared, &live, &claims, &served, &draining, &mut standbys, tick);
                     publish(&shared, true, &live, &claims, &served, &standbys);
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "cannot read the directory"),
@@ -612,6 +629,9 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     for (_, s) in std::mem::take(&mut served) {
         s.stop().await;
     }
+    for (_, drain) in std::mem::take(&mut draining) {
+        let _ = drain.await;
+    }
     for (_, s) in std::mem::take(&mut standbys) {
         s.close().await;
     }
@@ -621,6 +641,9 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let _ = shared.nats(async move { directory.leave(&id).await }).await;
 }
 
+/// The drains of servers given up when the lease ran out, by shard.
+type Draining = BTreeMap<u32, tokio::task::JoinHandle<()>>;
+
 /// One tick's decisions, shard by shard (see the module doc).
 async fn step(
     shared: &Arc<Shared>,
@@ -629,6 +652,7 @@ async fn step(
     streaks: &HashMap<String, u32>,
     served: &mut BTreeMap<u32, Served>,
     standbys: &mut BTreeMap<u32, Standby>,
+    draining: &mut Draining,
 ) {
     let me = shared.id.as_str();
     let nodes: Vec<&str> = live.iter().map(String::as_str).collect();
@@ -674,6 +698,15 @@ async fn step(
             _ => !owner_live && preferred == Some(me),
         };
         if take {
+            // This node's own server of the shard may still be draining from a lapsed
+            // lease: its copy is free once the drain has ended. Until then the shard waits
+            // for a later tick, and the other shards are not held up by it.
+            if let Some(drain) = draining.get(&shard) {
+                if !drain.is_finished() {
+                    continue;
+                }
+                draining.remove(&shard);
+            }
             let started = Instant::now();
             let standby = match standbys.remove(&shard) {
                 Some(s) => s.finish().await,
@@ -706,13 +739,14 @@ fn follow(
     live: &[String],
     claims: &[Option<Seen>],
     served: &BTreeMap<u32, Served>,
+    draining: &Draining,
     standbys: &mut BTreeMap<u32, Standby>,
     tick: Duration,
 ) {
     let me = shared.id.as_str();
     let nodes: Vec<&str> = live.iter().map(String::as_str).collect();
     let wanted: Vec<u32> = (0..claims.len() as u32)
-        .filter(|shard| !served.contains_key(shard))
+        .filter(|shard| !served.contains_key(shard) && !draining.contains_key(shard))
         .filter(|&shard| {
             let owner = claims[shard as usize].as_ref().map(|s| s.claim.owner.as_str());
             let owned_elsewhere = owner.is_some_and(|o| o != me && nodes.contains(&o));
