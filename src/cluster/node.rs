@@ -7,7 +7,8 @@
 //!   the live nodes (rendezvous ranking): take it over;
 //! - the directory names this node but it does not serve the shard (a hand-over to it, or
 //!   its own claim from before a restart): take it over;
-//! - it serves the shard but was fenced, or the directory names another node: stop serving;
+//! - it serves the shard but was fenced, or the directory names another node: stop serving
+//!   (its server drains off the loop, as below);
 //! - it serves the shard but another live node ranks first for it (for three ticks in a
 //!   row): stop serving it, then hand it over in the directory (that node takes it over).
 //!
@@ -545,7 +546,7 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     };
     let mut served: BTreeMap<u32, Served> = BTreeMap::new();
     let mut standbys: BTreeMap<u32, Standby> = BTreeMap::new();
-    // Servers of shards given up when the lease ran out, still draining.
+    // Servers of shards given up without a hand-over, still draining.
     let mut draining: Draining = BTreeMap::new();
     let mut streaks: HashMap<String, u32> = HashMap::new();
     // The lease is renewed by a task of its own: a takeover that waits on NATS (a replay, a
@@ -641,7 +642,8 @@ async fn manage(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let _ = shared.nats(async move { directory.leave(&id).await }).await;
 }
 
-/// The drains of servers given up when the lease ran out, by shard.
+/// The drains of servers given up without a hand-over (the lease ran out, or another node
+/// owns the shard now), by shard.
 type Draining = BTreeMap<u32, tokio::task::JoinHandle<()>>;
 
 /// One tick's decisions, shard by shard (see the module doc).
@@ -666,8 +668,10 @@ async fn step(
             if fenced || owner != Some(me) {
                 tracing::warn!(shard, fenced, owner, "no longer the shard's owner: stopping it");
                 shared.metrics.lost.fetch_add(1, Relaxed);
+                // Another node serves it now: nothing waits for this drain but the shard's
+                // own next takeover here.
                 if let Some(s) = served.remove(&shard) {
-                    s.stop().await;
+                    draining.insert(shard, actix_web::rt::spawn(s.stop()));
                 }
                 continue;
             }
