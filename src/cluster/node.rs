@@ -702,14 +702,11 @@ async fn step(
             _ => !owner_live && preferred == Some(me),
         };
         if take {
-            // This node's own server of the shard may still be draining from a lapsed
-            // lease: its copy is free once the drain has ended. Until then the shard waits
-            // for a later tick, and the other shards are not held up by it.
-            if let Some(drain) = draining.get(&shard) {
-                if !drain.is_finished() {
-                    continue;
-                }
-                draining.remove(&shard);
+            // This node's own server of the shard may still be draining (ended drains left
+            // the map before this step): its copy is free once the drain has ended. Until
+            // then the shard waits for a later tick, and the other shards are not held up.
+            if draining.contains_key(&shard) {
+                continue;
             }
             let started = Instant::now();
             let standby = match standbys.remove(&shard) {
