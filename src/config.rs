@@ -168,6 +168,10 @@ pub struct StorageConfig {
     /// database again to resume writing, milliseconds; the wait doubles after each try that
     /// fails, up to 10 s. Default 250.
     pub reopen_after_ms: u64,
+    /// How long a sender's client id (`cid`) is remembered, seconds: a send that repeats a
+    /// `cid` within it gets the message the first one stored, and stores nothing. Each `cid`
+    /// in the window holds about 30 bytes of memory and a row of the database. Default 3600.
+    pub dedup_window_secs: u64,
     /// When the database is verified as it is opened (every page of the newest commit
     /// against its checksum): `always` (every start; reads the whole file), `unclean` (only
     /// after a crash or `kill -9`) or `never`. After an unclean shutdown redb verifies in any
@@ -198,6 +202,7 @@ impl Default for StorageConfig {
             files_dir: PathBuf::new(),
             init_empty: false,
             reopen_after_ms: 250,
+            dedup_window_secs: 3600,
             verify_on_start: VerifyOnStart::Always,
             serve_damaged: false,
         }
@@ -988,6 +993,9 @@ impl Config {
         if self.storage.max_batch == 0 {
             return invalid("storage.max_batch", "must be at least 1");
         }
+        if self.storage.dedup_window_secs == 0 {
+            return invalid("storage.dedup_window_secs", "must be at least 1");
+        }
         if self.storage.write_queue == 0 {
             return invalid("storage.write_queue", "must be at least 1");
         }
@@ -1199,6 +1207,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.bind"), "{err}");
+    }
+
+    #[test]
+    fn the_dedup_window_is_read_and_must_not_be_empty() {
+        let c = Config::from_toml("[storage]\ndedup_window_secs = 600\n").unwrap();
+        assert_eq!(c.storage.dedup_window_secs, 600);
+        assert_eq!(Config::default().storage.dedup_window_secs, 3600);
+        let err = Config::from_toml("[storage]\ndedup_window_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.dedup_window_secs"), "{err}");
     }
 
     #[test]

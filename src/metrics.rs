@@ -443,6 +443,13 @@ fn render_core(state: &AppState, out: &mut String) {
     );
     one(
         out,
+        "parlor_recent_cids",
+        "gauge",
+        "Client ids (cid) remembered within the dedup window (storage.dedup_window_secs).",
+        w.recent_cids.load(Relaxed),
+    );
+    one(
+        out,
         "parlor_writer_writes_total",
         "counter",
         "Writes the Writer applied.",

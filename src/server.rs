@@ -202,6 +202,7 @@ pub fn open_store(
         queue: storage.write_queue,
         reopen_after: Config::ms(storage.reopen_after_ms),
         effect_log,
+        dedup_window: std::time::Duration::from_secs(storage.dedup_window_secs),
     };
     let (store, opened) = match Store::open_checked(&storage.path, writer, check) {
         Ok(opened) => opened,

@@ -214,6 +214,7 @@ impl Snapshot {
                 MESSAGES,
                 MESSAGE_IDS,
                 DEDUP,
+                RECENT_CIDS,
                 CURSORS,
                 FRIENDS,
                 APPLIES,
@@ -578,7 +579,7 @@ impl Tx<'_> {
             )?,
             // A head is its timeline's last seq, restored with the messages.
             DumpRecord::Head { .. } => {}
-            DumpRecord::Message { tenant, message } => self.append_message(tenant, message)?,
+            DumpRecord::Message { tenant, message } => self.load_message(tenant, message)?,
             DumpRecord::UserSetting {
                 tenant,
                 user,

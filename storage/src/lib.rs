@@ -19,6 +19,7 @@ pub mod effects;
 mod error;
 mod handle;
 pub mod histogram;
+mod recent;
 pub mod records;
 mod snapshot;
 pub mod tables;
@@ -42,6 +43,13 @@ pub use records::{
 pub use snapshot::{HistoryPage, Snapshot, StartupState};
 pub use tx::Tx;
 pub use writer::{Writer, WriterConfig, WriterStats};
+
+/// Milliseconds since the Unix epoch, by the server's clock.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// The opened database: a cheap-to-clone handle for readers plus the one [`Writer`].
 #[derive(Clone)]

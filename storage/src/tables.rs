@@ -19,8 +19,16 @@ pub const DEVICES: TableDefinition<(&str, &str), u64> = TableDefinition::new("de
 pub const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
 /// `(tenant, message id)` → `(conversation, seq)`.
 pub const MESSAGE_IDS: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("message_ids");
-/// `(tenant, sender, client id)` → `(conversation, seq)`: the same `cid` stores one message.
+/// `(tenant, sender, client id)` → `(conversation, seq)`: the client ids of earlier versions,
+/// which kept every one forever. Still consulted when [`RECENT_CIDS`] has no row; no longer
+/// written, and a user's rows go with the user.
 pub const DEDUP: TableDefinition<(&str, u64, &str), (&str, u64)> = TableDefinition::new("dedup");
+/// `(stored at ms, tenant, sender, client id)` → `(conversation, seq)`: the client ids used
+/// within the dedup window (`storage.dedup_window_secs`), so the same `cid` stores one
+/// message. Led by the time, so the rows of a commit are neighbours at the table's end; rows
+/// past the window are removed as sends go on (see the `recent` module).
+pub const RECENT_CIDS: TableDefinition<(u64, &str, u64, &str), (&str, u64)> =
+    TableDefinition::new("recent_cids");
 /// `(tenant, user, conversation)` → `(delivered, read)`.
 pub const CURSORS: TableDefinition<(&str, u64, &str), (u64, u64)> = TableDefinition::new("cursors");
 /// `(tenant, user, friend)` → [`FriendRecord`](crate::FriendRecord): my side of a friendship.
@@ -152,6 +160,7 @@ pub(crate) fn create_all(db: &Database) -> Result<()> {
     txn.open_table(MESSAGES)?;
     txn.open_table(MESSAGE_IDS)?;
     txn.open_table(DEDUP)?;
+    txn.open_table(RECENT_CIDS)?;
     // Files of earlier versions kept each conversation's head in a table of its own; the
     // head is now the timeline's last seq.
     txn.delete_table(OLD_HEADS)?;

@@ -12,6 +12,7 @@ use redb::{AccessGuard, Key, ReadTransaction, ReadableTable, StorageError, Table
 
 use crate::codec::{decode, encode};
 use crate::effects::Effect;
+use crate::recent::{RecentCids, PRUNE_MAX};
 use crate::records::{
     ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord, JoinRequest,
     MemberRecord, MessageRecord, OutboxEvent, Presence, SettingRecord, UserRecord, WebhookRecord,
@@ -113,13 +114,16 @@ macro_rules! lazy_tables {
             txn: &'t WriteTransaction,
             /// The batch's effects, when the Writer records them.
             effects: Option<RefCell<Vec<Effect>>>,
+            /// The Writer's index of [`RECENT_CIDS`].
+            recent: &'t RefCell<RecentCids>,
             $($field: Lazy<'t, $k, $v>,)*
         }
 
         impl<'t> Tx<'t> {
-            /// A view of `txn`; `record`: keep the [`Effect`] of every change.
-            pub(crate) fn new(txn: &'t WriteTransaction, record: bool) -> Self {
-                Tx { txn, effects: record.then(RefCell::default), $($field: OnceCell::new(),)* }
+            /// A view of `txn`; `record`: keep the [`Effect`] of every change; `recent`: the
+            /// Writer's index of recent client ids.
+            pub(crate) fn new(txn: &'t WriteTransaction, record: bool, recent: &'t RefCell<RecentCids>) -> Self {
+                Tx { txn, effects: record.then(RefCell::default), recent, $($field: OnceCell::new(),)* }
             }
 
             /// Whether this transaction opened the webhook outbox (to write it, or read it).
@@ -177,6 +181,10 @@ macro_rules! lazy_tables {
             /// done (no rule, clock or counter is consulted).
             pub fn apply_effects(&self, effects: &[Effect]) -> Result<()> {
                 for effect in effects {
+                    if effect.table == RECENT_CIDS_ID {
+                        // Rows the index was not told of: build it again before its next use.
+                        self.recent.borrow_mut().invalidate();
+                    }
                     match effect.table {
                         $($id => self.$field()?.apply(effect)?,)*
                         other => return Err(Error::Codec(format!("effect of unknown table {other}"))),
@@ -254,7 +262,11 @@ lazy_tables! {
     outbox: WEBHOOK_OUTBOX = 35 => (&'static str, u64, u64), &'static [u8];
     dead_letters: WEBHOOK_DEAD = 36 => (&'static str, u64, u64), &'static [u8];
     presence_table: PRESENCE = 37 => (&'static str, u64), (u64, bool);
+    recent_cids: RECENT_CIDS = 38 => (u64, &'static str, u64, &'static str), (&'static str, u64);
 }
+
+/// The id of [`RECENT_CIDS`] in effects (see the list above).
+const RECENT_CIDS_ID: u16 = 38;
 
 /// Collects what `$owned` makes of each key of a range of a table (to remove rows after
 /// the range is dropped).
@@ -437,6 +449,12 @@ impl Tx<'_> {
             self.user_groups()?.remove((tenant, id, group))?;
         }
         let next = id.saturating_add(1);
+        for cid in keys_in!(self.dedup_table()?, (tenant, id, "")..(tenant, next, ""), |k| k
+            .2
+            .to_owned())
+        {
+            self.dedup_table()?.remove((tenant, id, cid.as_str()))?;
+        }
         for conv in keys_in!(self.cursors()?, (tenant, id, "")..(tenant, next, ""), |k| k
             .2
             .to_owned())
@@ -463,16 +481,90 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The message a sender already stored under this client id, if any.
+    /// The message a sender already stored under this client id within the dedup window
+    /// (or under the table of earlier versions), if any.
     pub fn dedup(&self, tenant: &str, sender: u64, cid: &str) -> Result<Option<MessageRecord>> {
-        let hit = self.dedup_table()?.get((tenant, sender, cid))?.map(|v| {
+        let at = {
+            let recent = self.recent_index()?;
+            let cutoff = recent.cutoff(crate::now_ms());
+            // A row past the window is forgotten even before it is pruned.
+            recent
+                .get(recent.key(tenant, sender, cid))
+                .filter(|at| *at >= cutoff)
+        };
+        let row = |v: AccessGuard<'_, (&'static str, u64)>| {
             let (conv, seq) = v.value();
             (conv.to_owned(), seq)
-        });
+        };
+        let mut hit = match at {
+            Some(at) => self.recent_cids()?.get((at, tenant, sender, cid))?.map(row),
+            None => None,
+        };
+        if hit.is_none() {
+            hit = self.dedup_table()?.get((tenant, sender, cid))?.map(row);
+        }
         match hit {
             Some((conv, seq)) => self.message(tenant, &conv, seq),
             None => Ok(None),
         }
+    }
+
+    /// The index of recent client ids, built from [`RECENT_CIDS`] first when it is not.
+    fn recent_index(&self) -> Result<RefMut<'_, RecentCids>> {
+        let mut recent = self.recent.borrow_mut();
+        if !recent.is_built() {
+            let mut rows = Vec::new();
+            for entry in self.recent_cids()?.iter()? {
+                let (key, _) = entry?;
+                let (at, tenant, sender, cid) = key.value();
+                rows.push((at, recent.key(tenant, sender, cid)));
+            }
+            recent.rebuild(rows);
+        }
+        Ok(recent)
+    }
+
+    /// Notes that `sender` used `cid` for the message at `(conv, seq)`, stored at `at` (ms),
+    /// and removes rows past the window when that is due.
+    fn note_cid(&self, tenant: &str, sender: u64, cid: &str, conv: &str, seq: u64, at: u64) -> Result<()> {
+        self.recent_cids()?
+            .insert((at, tenant, sender, cid), (conv, seq))?;
+        let now = crate::now_ms();
+        let cutoff = {
+            let mut recent = self.recent_index()?;
+            let key = recent.key(tenant, sender, cid);
+            recent.note(key, at);
+            if !recent.prune_due(now) {
+                return Ok(());
+            }
+            recent.cutoff(now)
+        };
+        let mut expired = Vec::new();
+        for entry in self
+            .recent_cids()?
+            .range((0, "", 0, "")..(cutoff, "", 0, ""))?
+            .take(PRUNE_MAX + 1)
+        {
+            let (key, _) = entry?;
+            let (at, tenant, sender, cid) = key.value();
+            expired.push((at, tenant.to_owned(), sender, cid.to_owned()));
+        }
+        for (at, tenant, sender, cid) in expired.iter().take(PRUNE_MAX) {
+            self.recent_cids()?
+                .remove((*at, tenant.as_str(), *sender, cid.as_str()))?;
+        }
+        let mut recent = self.recent.borrow_mut();
+        if expired.len() > PRUNE_MAX {
+            recent.prune_again_soon(now);
+        } else {
+            recent.forget_before(cutoff);
+        }
+        Ok(())
+    }
+
+    /// Entries of the index of recent client ids (0 before its first use).
+    pub(crate) fn recent_cids_held(&self) -> usize {
+        self.recent.borrow().len()
     }
 
     /// A message by its position.
@@ -506,6 +598,19 @@ impl Tx<'_> {
         self.store_message(tenant, msg)
     }
 
+    /// Appends a message of a copy (an export being loaded), as
+    /// [`append_message`](Self::append_message) does, except that its `cid` is kept only
+    /// when the message was created within the dedup window, as stored at its creation.
+    pub(crate) fn load_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
+        let key = (tenant, msg.conv.as_str(), msg.seq);
+        if self.messages()?.get(key)?.is_some() {
+            return Err(Error::Conflict(format!("{}#{} exists", msg.conv, msg.seq)));
+        }
+        let now = crate::now_ms();
+        let recent = msg.create_time >= self.recent.borrow().cutoff(now);
+        self.store_message_at(tenant, msg, recent.then(|| msg.create_time.min(now)))
+    }
+
     /// Appends `msg` as the next message of its conversation: stamps `msg.seq` with the
     /// head's successor and writes the message, its id and its `cid`. The send paths use it
     /// (the seq cannot be taken, being past the head of this very transaction);
@@ -515,16 +620,26 @@ impl Tx<'_> {
         self.store_message(tenant, msg)
     }
 
-    /// Writes a message with its seq set, its id and its `cid`.
+    /// Writes a message with its seq set, its id and its `cid` (stored now).
     fn store_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
+        self.store_message_at(tenant, msg, Some(crate::now_ms()))
+    }
+
+    /// Writes a message with its seq set, its id, and its `cid` as stored at `cid_at` (ms;
+    /// `None`: the `cid` is not kept).
+    pub(crate) fn store_message_at(
+        &self,
+        tenant: &str,
+        msg: &MessageRecord,
+        cid_at: Option<u64>,
+    ) -> Result<()> {
         let conv = msg.conv.as_str();
         self.messages()?
             .insert((tenant, conv, msg.seq), encode(msg).as_slice())?;
         self.message_ids()?
             .insert((tenant, msg.id.as_str()), (conv, msg.seq))?;
-        if let Some(cid) = &msg.cid {
-            self.dedup_table()?
-                .insert((tenant, msg.from_id, cid.as_str()), (conv, msg.seq))?;
+        if let (Some(cid), Some(at)) = (&msg.cid, cid_at) {
+            self.note_cid(tenant, msg.from_id, cid, conv, msg.seq, at)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! write survives a crash. The queue is bounded: a full queue is
 //! reported to the caller ([`Error::Unavailable`]) instead of growing without limit.
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::effects::EffectLog;
 use crate::handle::Handle;
 use crate::histogram::Histogram;
+use crate::recent::RecentCids;
 use crate::{Error, Result, Tx};
 
 /// Sizes of the Writer.
@@ -39,6 +41,10 @@ pub struct WriterConfig {
     /// Where each batch's row effects go before its commit (cluster mode's replicated
     /// log); `None` records nothing. See [`crate::effects`].
     pub effect_log: Option<EffectLog>,
+    /// How long a sender's client id (`cid`) is remembered: the same `cid` again within it
+    /// stores no second message. The Writer holds an index entry per `cid` in it (about
+    /// 30 bytes) and the table a row.
+    pub dedup_window: Duration,
 }
 
 impl Default for WriterConfig {
@@ -49,6 +55,7 @@ impl Default for WriterConfig {
             queue: 65_536,
             reopen_after: Duration::from_millis(250),
             effect_log: None,
+            dedup_window: Duration::from_secs(3600),
         }
     }
 }
@@ -89,6 +96,8 @@ pub struct WriterStats {
     pub lingers: AtomicU64,
     /// Batches the effect log refused: aborted, their writers answered with its error.
     pub refused_by_log: AtomicU64,
+    /// Client ids the dedup index held after the last commit.
+    pub recent_cids: AtomicU64,
 }
 
 impl Default for WriterStats {
@@ -105,6 +114,7 @@ impl Default for WriterStats {
             reopens: AtomicU64::new(0),
             lingers: AtomicU64::new(0),
             refused_by_log: AtomicU64::new(0),
+            recent_cids: AtomicU64::new(0),
         }
     }
 }
@@ -284,6 +294,7 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, share
     let max_batch = config.max_batch.max(1);
     let first = config.reopen_after.min(REOPEN_MAX);
     let mut batch: Vec<Apply> = Vec::with_capacity(max_batch);
+    let recent = RefCell::new(RecentCids::new(config.dedup_window));
     let mut stop = false;
     // Whether the last commit held more than one write: the Writer is under load.
     let mut busy = false;
@@ -335,7 +346,7 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, share
             continue;
         }
         busy = batch.len() > 1;
-        commit_batch(&db, &mut batch, config.effect_log.as_ref(), shared);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), &recent, shared);
     }
     rx.close();
     // Anything queued after Stop is answered with an error rather than dropped silently.
@@ -345,12 +356,18 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, share
         }
     }
     if !batch.is_empty() {
-        commit_batch(&db, &mut batch, config.effect_log.as_ref(), shared);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), &recent, shared);
     }
     tracing::debug!("writer stopped");
 }
 
-fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, shared: &Shared) {
+fn commit_batch(
+    db: &Handle,
+    batch: &mut Vec<Apply>,
+    log: Option<&EffectLog>,
+    recent: &RefCell<RecentCids>,
+    shared: &Shared,
+) {
     let stats = &shared.stats;
     let started = Instant::now();
     let size = batch.len() as u64;
@@ -365,7 +382,7 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, sh
         }
     };
     let applied = catch_unwind(AssertUnwindSafe(|| {
-        let tx = Tx::new(&txn, log.is_some());
+        let tx = Tx::new(&txn, log.is_some(), recent);
         let finishers = batch
             .drain(..)
             .map(|apply| apply(Some(&tx)))
@@ -374,6 +391,8 @@ fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, sh
             Some(log) => tx.log_effects(log),
             None => Ok(()),
         };
+        let held = tx.recent_cids_held() as u64;
+        stats.recent_cids.store(held, Ordering::Relaxed);
         (finishers, logged, tx.opened_outbox())
     }));
     let (finishers, outbox) = match applied {

@@ -12,10 +12,13 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod common;
+
+use common::message;
 use parlor_storage::effects::encode_batch;
 use parlor_storage::{
-    ApplyRecord, ApplyStatus, ChatType, Cursor, DumpRecord, EffectLog, Error, FriendRecord, JoinRequest,
-    MemberRecord, MessageRecord, Role, SettingRecord, Store, UserRecord, WriterConfig,
+    ApplyRecord, ApplyStatus, Cursor, DumpRecord, EffectLog, Error, FriendRecord, JoinRequest, MemberRecord,
+    Role, SettingRecord, Store, UserRecord, WriterConfig,
 };
 
 fn user(tenant: &str, username: &str) -> UserRecord {
@@ -46,32 +49,6 @@ fn user(tenant: &str, username: &str) -> UserRecord {
         created_ms: 1_700_000_000_000,
         updated_ms: 1_700_000_000_001,
         last_login_ms: Some(1_700_000_000_002),
-    }
-}
-
-fn message(conv: &str, seq: u64, from: u64, cid: Option<&str>) -> MessageRecord {
-    MessageRecord {
-        id: format!("{conv}/{seq}"),
-        seq,
-        conv: conv.to_owned(),
-        chat_type: if conv.starts_with("g:") {
-            ChatType::Group
-        } else {
-            ChatType::Single
-        },
-        from_id: from,
-        from_name: format!("user{from}"),
-        from_avatar: String::new(),
-        to_id: 2,
-        to_name: "user2".to_owned(),
-        to_avatar: String::new(),
-        kind: "text".to_owned(),
-        data: format!("{{\"text\":\"message {seq} of {conv}, padded to look like a real one\"}}"),
-        options: "{}".to_owned(),
-        cid: cid.map(str::to_owned),
-        create_time: 1_700_000_000_000 + seq,
-        revoked: false,
-        action: None,
     }
 }
 
