@@ -18,6 +18,7 @@ mod dump;
 pub mod effects;
 mod error;
 mod handle;
+mod heads;
 pub mod histogram;
 mod recent;
 pub mod records;

@@ -12,6 +12,7 @@ use redb::{AccessGuard, Key, ReadTransaction, ReadableTable, StorageError, Table
 
 use crate::codec::{decode, encode};
 use crate::effects::Effect;
+use crate::heads::{Heads, NewHeads};
 use crate::recent::{RecentCids, PRUNE_MAX};
 use crate::records::{
     ApplyRecord, ConvState, Cursor, FileRecord, FriendRecord, GateRecord, GroupRecord, JoinRequest,
@@ -116,14 +117,36 @@ macro_rules! lazy_tables {
             effects: Option<RefCell<Vec<Effect>>>,
             /// The Writer's index of [`RECENT_CIDS`].
             recent: &'t RefCell<RecentCids>,
+            /// The heads the Writer's earlier commits left.
+            heads: &'t RefCell<Heads>,
+            /// The heads this transaction read or moved, for the Writer to keep once it
+            /// committed.
+            new_heads: RefCell<NewHeads>,
             $($field: Lazy<'t, $k, $v>,)*
         }
 
         impl<'t> Tx<'t> {
             /// A view of `txn`; `record`: keep the [`Effect`] of every change; `recent`: the
-            /// Writer's index of recent client ids.
-            pub(crate) fn new(txn: &'t WriteTransaction, record: bool, recent: &'t RefCell<RecentCids>) -> Self {
-                Tx { txn, effects: record.then(RefCell::default), recent, $($field: OnceCell::new(),)* }
+            /// Writer's index of recent client ids; `heads`: its committed heads.
+            pub(crate) fn new(
+                txn: &'t WriteTransaction,
+                record: bool,
+                recent: &'t RefCell<RecentCids>,
+                heads: &'t RefCell<Heads>,
+            ) -> Self {
+                Tx {
+                    txn,
+                    effects: record.then(RefCell::default),
+                    recent,
+                    heads,
+                    new_heads: RefCell::default(),
+                    $($field: OnceCell::new(),)*
+                }
+            }
+
+            /// The heads this transaction read or moved (for the Writer, after the commit).
+            pub(crate) fn take_new_heads(&self) -> NewHeads {
+                self.new_heads.take()
             }
 
             /// Whether this transaction opened the webhook outbox (to write it, or read it).
@@ -184,6 +207,11 @@ macro_rules! lazy_tables {
                     if effect.table == RECENT_CIDS_ID {
                         // Rows the index was not told of: build it again before its next use.
                         self.recent.borrow_mut().invalidate();
+                    }
+                    if effect.table == MESSAGES_ID {
+                        // Timelines moved behind the heads' back: read them again.
+                        self.heads.borrow_mut().clear();
+                        self.new_heads.take();
                     }
                     match effect.table {
                         $($id => self.$field()?.apply(effect)?,)*
@@ -267,6 +295,8 @@ lazy_tables! {
 
 /// The id of [`RECENT_CIDS`] in effects (see the list above).
 const RECENT_CIDS_ID: u16 = 38;
+/// The id of [`MESSAGES`] in effects.
+const MESSAGES_ID: u16 = 6;
 
 /// Collects what `$owned` makes of each key of a range of a table (to remove rows after
 /// the range is dropped).
@@ -634,8 +664,10 @@ impl Tx<'_> {
         cid_at: Option<u64>,
     ) -> Result<()> {
         let conv = msg.conv.as_str();
+        let head = self.head(tenant, conv)?;
         self.messages()?
             .insert((tenant, conv, msg.seq), encode(msg).as_slice())?;
+        self.new_heads.borrow_mut().set(tenant, conv, head.max(msg.seq));
         self.message_ids()?
             .insert((tenant, msg.id.as_str()), (conv, msg.seq))?;
         if let (Some(cid), Some(at)) = (&msg.cid, cid_at) {
@@ -699,7 +731,15 @@ impl Tx<'_> {
 
     /// The head seq of a conversation: its timeline's last seq (0 when it has no message).
     pub fn head(&self, tenant: &str, conv: &str) -> Result<u64> {
-        last_seq(&*self.messages()?, tenant, conv)
+        if let Some(head) = self.new_heads.borrow().get(tenant, conv) {
+            return Ok(head);
+        }
+        let head = match self.heads.borrow().get(tenant, conv) {
+            Some(head) => head,
+            None => last_seq(&*self.messages()?, tenant, conv)?,
+        };
+        self.new_heads.borrow_mut().set(tenant, conv, head);
+        Ok(head)
     }
 
     /// Moves an existing cursor forward (never back) and returns it; `None` (writing

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::effects::EffectLog;
 use crate::handle::Handle;
+use crate::heads::Heads;
 use crate::histogram::Histogram;
 use crate::recent::RecentCids;
 use crate::{Error, Result, Tx};
@@ -294,7 +295,10 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, share
     let max_batch = config.max_batch.max(1);
     let first = config.reopen_after.min(REOPEN_MAX);
     let mut batch: Vec<Apply> = Vec::with_capacity(max_batch);
-    let recent = RefCell::new(RecentCids::new(config.dedup_window));
+    let kept = Kept {
+        recent: RefCell::new(RecentCids::new(config.dedup_window)),
+        heads: RefCell::default(),
+    };
     let mut stop = false;
     // Whether the last commit held more than one write: the Writer is under load.
     let mut busy = false;
@@ -346,7 +350,7 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, share
             continue;
         }
         busy = batch.len() > 1;
-        commit_batch(&db, &mut batch, config.effect_log.as_ref(), &recent, shared);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), &kept, shared);
     }
     rx.close();
     // Anything queued after Stop is answered with an error rather than dropped silently.
@@ -356,18 +360,20 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, share
         }
     }
     if !batch.is_empty() {
-        commit_batch(&db, &mut batch, config.effect_log.as_ref(), &recent, shared);
+        commit_batch(&db, &mut batch, config.effect_log.as_ref(), &kept, shared);
     }
     tracing::debug!("writer stopped");
 }
 
-fn commit_batch(
-    db: &Handle,
-    batch: &mut Vec<Apply>,
-    log: Option<&EffectLog>,
-    recent: &RefCell<RecentCids>,
-    shared: &Shared,
-) {
+/// What the Writer thread keeps in memory between its transactions.
+struct Kept {
+    /// The index of recent client ids.
+    recent: RefCell<RecentCids>,
+    /// The conversations' committed heads.
+    heads: RefCell<Heads>,
+}
+
+fn commit_batch(db: &Handle, batch: &mut Vec<Apply>, log: Option<&EffectLog>, kept: &Kept, shared: &Shared) {
     let stats = &shared.stats;
     let started = Instant::now();
     let size = batch.len() as u64;
@@ -382,7 +388,7 @@ fn commit_batch(
         }
     };
     let applied = catch_unwind(AssertUnwindSafe(|| {
-        let tx = Tx::new(&txn, log.is_some(), recent);
+        let tx = Tx::new(&txn, log.is_some(), &kept.recent, &kept.heads);
         let finishers = batch
             .drain(..)
             .map(|apply| apply(Some(&tx)))
@@ -393,10 +399,10 @@ fn commit_batch(
         };
         let held = tx.recent_cids_held() as u64;
         stats.recent_cids.store(held, Ordering::Relaxed);
-        (finishers, logged, tx.opened_outbox())
+        (finishers, logged, tx.opened_outbox(), tx.take_new_heads())
     }));
-    let (finishers, outbox) = match applied {
-        Ok((finishers, logged, outbox)) => match logged {
+    let (finishers, outbox, new_heads) = match applied {
+        Ok((finishers, logged, outbox, new_heads)) => match logged {
             Err(refused) => {
                 // Not in the log, so not committed: the transaction is dropped (aborted).
                 tracing::warn!(error = %refused, "the effect log refused a batch of {size}; it was aborted");
@@ -407,7 +413,7 @@ fn commit_batch(
                 }
                 return;
             }
-            Ok(()) => (finishers, outbox),
+            Ok(()) => (finishers, outbox, new_heads),
         },
         Err(_) => {
             // The batch is lost as a whole; its waiters were dropped with it and see
@@ -423,6 +429,10 @@ fn commit_batch(
         stats.failed_commits.fetch_add(1, Ordering::Relaxed);
     }
     stats.failing.store(outcome.is_err(), Ordering::Relaxed);
+    if outcome.is_ok() {
+        // Only a committed transaction's heads are true.
+        kept.heads.borrow_mut().merge(new_heads);
+    }
     let took = started.elapsed();
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(size, Ordering::Relaxed);

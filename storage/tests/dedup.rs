@@ -4,13 +4,12 @@
 //! rows of earlier versions are still honoured and go with their user.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
 
-use common::message;
-use parlor_storage::{Effect, EffectLog, Store, UserRecord, WriterConfig};
+use common::{apply_logged, logging_store, message};
+use parlor_storage::{Store, UserRecord, WriterConfig};
 
 /// The table id of `recent_cids` in effects and [`Snapshot::rows`](parlor_storage::Snapshot::rows).
 const RECENT_CIDS: u16 = 38;
@@ -143,31 +142,13 @@ fn a_backlog_of_expired_rows_is_removed_a_little_at_a_time() {
 #[test]
 fn a_copy_fed_by_the_log_knows_the_cids_of_its_original() {
     let dir = tempfile::tempdir().unwrap();
-    let logged: Arc<Mutex<Vec<Vec<Effect>>>> = Arc::default();
-    let l = logged.clone();
-    let config = WriterConfig {
-        effect_log: Some(EffectLog::new(move |effects| {
-            let mut l = l.lock().unwrap();
-            l.push(effects.to_vec());
-            Ok(l.len() as u64)
-        })),
-        ..WriterConfig::default()
-    };
-    let original = Store::open(dir.path().join("original.redb"), config).unwrap();
+    let (original, logged) = logging_store(&dir.path().join("original.redb"));
     assert_eq!(send(&original, 1, "c1"), 1);
 
     let copy = open(&dir.path().join("copy.redb"), Duration::from_secs(3600));
     // The copy's index is built before the rows arrive, as a standby's would be.
     assert_eq!(dedup(&copy, 1, "c1"), None);
-    let batches = logged.lock().unwrap().clone();
-    copy.writer()
-        .write_blocking(move |tx| {
-            for batch in &batches {
-                tx.apply_effects(batch)?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    apply_logged(&copy, &logged);
     assert_eq!(
         dedup(&copy, 1, "c1"),
         Some(1),
