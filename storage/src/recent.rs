@@ -5,7 +5,7 @@
 //! when the server stored it: `(at_ms, tenant, sender, cid)` → `(conversation, seq)`. The
 //! rows of one commit are neighbours at the end of the table, so a batch of sends dirties one
 //! leaf of it; a key led by the sender (the table of earlier versions) put each send on a
-//! leaf of its own and grew forever. Rows older than the window are removed as sends go on.
+//! leaf of its own and grew forever. Rows older than the window are removed as sends go on, with their entries.
 //!
 //! A lookup by `(tenant, sender, cid)` needs the time that leads the row's key. This index,
 //! kept by the Writer thread, maps a keyed hash of the three to it. It is a hint: every hit
@@ -118,14 +118,17 @@ impl RecentCids {
         true
     }
 
-    /// A prune found more expired rows than it removed: look again soon.
-    pub(crate) fn prune_again_soon(&mut self, now: u64) {
-        self.next_prune = now + 100;
+    /// A prune found more expired rows than it removed: look again at the next note, so
+    /// a backlog goes [`PRUNE_MAX`] rows a commit.
+    pub(crate) fn prune_again(&mut self) {
+        self.next_prune = 0;
     }
 
-    /// Forgets the entries of rows stored before `cutoff` (all of them were removed).
-    pub(crate) fn forget_before(&mut self, cutoff: u64) {
-        self.at.retain(|_, at| *at >= cutoff);
+    /// Forgets `key`'s entry if it is that of the row stored at `at` (which was removed).
+    pub(crate) fn forget(&mut self, key: u64, at: u64) {
+        if self.at.get(&key) == Some(&at) {
+            self.at.remove(&key);
+        }
     }
 
     /// Entries held.
@@ -139,7 +142,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_newest_time_of_a_key_wins_and_expired_entries_go() {
+    fn the_newest_time_of_a_key_wins_and_a_removed_row_takes_its_entry() {
         let mut r = RecentCids::new(Duration::from_secs(10));
         let (a, b) = (r.key("t", 1, "c1"), r.key("t", 2, "c1"));
         assert_ne!(a, b, "the sender is part of the key");
@@ -148,7 +151,13 @@ mod tests {
         r.note(a, 4_000);
         r.note(b, 20_000);
         assert_eq!(r.get(a), Some(5_000));
-        r.forget_before(r.cutoff(25_000));
+        r.forget(a, 4_000);
+        assert_eq!(
+            r.get(a),
+            Some(5_000),
+            "a row stored earlier than the entry's says nothing"
+        );
+        r.forget(a, 5_000);
         assert_eq!((r.get(a), r.get(b)), (None, Some(20_000)));
         assert_eq!(r.len(), 1);
     }
@@ -159,7 +168,7 @@ mod tests {
         assert!(r.prune_due(1_000_000));
         assert!(!r.prune_due(1_009_999));
         assert!(r.prune_due(1_010_000));
-        r.prune_again_soon(1_010_000);
-        assert!(r.prune_due(1_010_100));
+        r.prune_again();
+        assert!(r.prune_due(1_010_001));
     }
 }

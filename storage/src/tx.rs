@@ -582,12 +582,12 @@ impl Tx<'_> {
         for (at, tenant, sender, cid) in expired.iter().take(PRUNE_MAX) {
             self.recent_cids()?
                 .remove((*at, tenant.as_str(), *sender, cid.as_str()))?;
+            let mut recent = self.recent.borrow_mut();
+            let key = recent.key(tenant, *sender, cid);
+            recent.forget(key, *at);
         }
-        let mut recent = self.recent.borrow_mut();
         if expired.len() > PRUNE_MAX {
-            recent.prune_again_soon(now);
-        } else {
-            recent.forget_before(cutoff);
+            self.recent.borrow_mut().prune_again();
         }
         Ok(())
     }
