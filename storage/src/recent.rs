@@ -11,14 +11,23 @@
 //! kept by the Writer thread, maps a keyed hash of the three to it. It is a hint: every hit
 //! is confirmed by reading the row, so an entry whose row was never committed (an aborted
 //! batch) or was pruned finds nothing and costs one read. What must never be is a row
-//! without its entry: the index is built from the table before its first use and built
-//! again after its transaction applied rows it did not write (a cluster copy following the
-//! log). Two triples with the same 64-bit hash (keyed per process, so not chosen by a
+//! without its entry: the index is built from the table when the Writer starts (so the first
+//! send after a restart does not wait for it) and built again after its transaction applied
+//! rows it did not write (a cluster copy following the log). Two triples with the same 64-bit hash (keyed per process, so not chosen by a
 //! client) keep the newer's time: the older `cid` would be forgotten early.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::Duration;
+
+use redb::ReadableTable;
+
+use crate::Result;
+
+/// The key of a `RECENT_CIDS` row: `(stored at ms, tenant, sender, cid)`.
+type RowKey = (u64, &'static str, u64, &'static str);
+/// The value of a `RECENT_CIDS` row: `(conversation, seq)`.
+type RowValue = (&'static str, u64);
 
 /// How many expired rows one prune removes at most, so a backlog (after a long stop) costs
 /// many small steps instead of one long commit.
@@ -81,14 +90,18 @@ impl RecentCids {
         self.built
     }
 
-    /// Replaces the index with `rows` (`(at_ms, key)`, the whole table).
-    pub(crate) fn rebuild(&mut self, rows: impl IntoIterator<Item = (u64, u64)>) {
+    /// Replaces the index with the rows of `table` (the whole of `RECENT_CIDS`).
+    pub(crate) fn rebuild(&mut self, table: &impl ReadableTable<RowKey, RowValue>) -> Result<()> {
         self.at.clear();
-        for (at, key) in rows {
+        for entry in table.iter()? {
+            let (key, _) = entry?;
+            let (at, tenant, sender, cid) = key.value();
+            let key = self.key(tenant, sender, cid);
             self.note(key, at);
         }
         self.at.shrink_to_fit();
         self.built = true;
+        Ok(())
     }
 
     /// The table changed behind the index's back: build it again before the next lookup.

@@ -543,13 +543,7 @@ impl Tx<'_> {
     fn recent_index(&self) -> Result<RefMut<'_, RecentCids>> {
         let mut recent = self.recent.borrow_mut();
         if !recent.is_built() {
-            let mut rows = Vec::new();
-            for entry in self.recent_cids()?.iter()? {
-                let (key, _) = entry?;
-                let (at, tenant, sender, cid) = key.value();
-                rows.push((at, recent.key(tenant, sender, cid)));
-            }
-            recent.rebuild(rows);
+            recent.rebuild(&*self.recent_cids()?)?;
         }
         Ok(recent)
     }

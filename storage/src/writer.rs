@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use redb::ReadableDatabase;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::effects::EffectLog;
@@ -23,6 +24,7 @@ use crate::handle::Handle;
 use crate::heads::Heads;
 use crate::histogram::Histogram;
 use crate::recent::RecentCids;
+use crate::tables::RECENT_CIDS;
 use crate::{Error, Result, Tx};
 
 /// Sizes of the Writer.
@@ -299,6 +301,17 @@ fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, config: WriterConfig, share
         recent: RefCell::new(RecentCids::new(config.dedup_window)),
         heads: RefCell::default(),
     };
+    // The index of recent client ids, built before the first write rather than by it.
+    let built = db.get().and_then(|db| {
+        let txn = db.begin_read()?;
+        kept.recent.borrow_mut().rebuild(&txn.open_table(RECENT_CIDS)?)
+    });
+    match built {
+        Ok(()) => stats
+            .recent_cids
+            .store(kept.recent.borrow().len() as u64, Ordering::Relaxed),
+        Err(e) => tracing::warn!(error = %e, "the recent client ids are read at the first send instead"),
+    }
     let mut stop = false;
     // Whether the last commit held more than one write: the Writer is under load.
     let mut busy = false;

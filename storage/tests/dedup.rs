@@ -98,6 +98,19 @@ fn the_window_holds_across_a_restart() {
     store.shutdown();
     drop(store);
     let store = open(&path, Duration::from_secs(3600));
+    // The Writer builds its index as it starts, before any write asks for it.
+    let held = || {
+        store
+            .writer()
+            .stats()
+            .recent_cids
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(held(), 1, "the index was built at start");
     assert_eq!(
         send(&store, 2, "c1"),
         1,
