@@ -1919,7 +1919,9 @@ async fn a_flood_of_read_frames_is_limited_and_never_cuts_the_peer() {
     let server = TestServer::start_in(dir.path(), |c| {
         c.ws.mailbox = 16;
         c.server.socket_send_buffer = 4096;
-        c.ws.frames_per_sec = 500;
+        // A refill slow enough that 3,000 frames exceed the burst however slowly a loaded
+        // host sends them (at 500 a second, a send that took over 3 s never did).
+        c.ws.frames_per_sec = 50;
         c.ws.frames_burst = 1500;
         c.router.cursor_flush_ms = 60_000;
     })
@@ -1943,7 +1945,7 @@ async fn a_flood_of_read_frames_is_limited_and_never_cuts_the_peer() {
         if f["type"] == "error" {
             assert_eq!(f["code"], "rate_limited", "{f}");
             assert!(
-                f["msg"].as_str().unwrap().starts_with("over 500 frames a second"),
+                f["msg"].as_str().unwrap().starts_with("over 50 frames a second"),
                 "{f}"
             );
             break;
