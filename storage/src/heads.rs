@@ -57,17 +57,17 @@ impl Heads {
         self.held.get(tenant, conv)
     }
 
-    /// Takes in the heads of a transaction that committed.
+    /// Takes in the heads of a transaction that committed (their keys move in, no copy).
     pub(crate) fn merge(&mut self, new: NewHeads) {
         if self.len + new.len() > CAPACITY {
             self.clear();
         }
         for (tenant, convs) in new.0 {
+            let held = self.held.0.entry(tenant).or_default();
             for (conv, head) in convs {
-                if self.held.get(&tenant, &conv).is_none() {
+                if held.insert(conv, head).is_none() {
                     self.len += 1;
                 }
-                self.held.set(&tenant, &conv, head);
             }
         }
     }

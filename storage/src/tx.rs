@@ -203,16 +203,16 @@ macro_rules! lazy_tables {
             /// wrote are written, the rows they removed are removed, and nothing else is
             /// done (no rule, clock or counter is consulted).
             pub fn apply_effects(&self, effects: &[Effect]) -> Result<()> {
+                if effects.iter().any(|e| e.table == RECENT_CIDS_ID) {
+                    // Rows the index was not told of: build it again before its next use.
+                    self.recent.borrow_mut().invalidate();
+                }
+                if effects.iter().any(|e| e.table == MESSAGES_ID) {
+                    // Timelines moved behind the heads' back: read them again.
+                    self.heads.borrow_mut().clear();
+                    self.new_heads.take();
+                }
                 for effect in effects {
-                    if effect.table == RECENT_CIDS_ID {
-                        // Rows the index was not told of: build it again before its next use.
-                        self.recent.borrow_mut().invalidate();
-                    }
-                    if effect.table == MESSAGES_ID {
-                        // Timelines moved behind the heads' back: read them again.
-                        self.heads.borrow_mut().clear();
-                        self.new_heads.take();
-                    }
                     match effect.table {
                         $($id => self.$field()?.apply(effect)?,)*
                         other => return Err(Error::Codec(format!("effect of unknown table {other}"))),
@@ -615,24 +615,26 @@ impl Tx<'_> {
     /// client id (when given). Refuses a position already taken. The head is the timeline's
     /// last seq, so a message stored below it (an import) leaves the head where it is.
     pub fn append_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
-        let key = (tenant, msg.conv.as_str(), msg.seq);
-        if self.messages()?.get(key)?.is_some() {
-            return Err(Error::Conflict(format!("{}#{} exists", msg.conv, msg.seq)));
-        }
-        self.store_message(tenant, msg)
+        self.store_at_free(tenant, msg, Some(crate::now_ms()))
     }
 
     /// Appends a message of a copy (an export being loaded), as
     /// [`append_message`](Self::append_message) does, except that its `cid` is kept only
     /// when the message was created within the dedup window, as stored at its creation.
     pub(crate) fn load_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
+        let now = crate::now_ms();
+        let recent = msg.create_time >= self.recent.borrow().cutoff(now);
+        self.store_at_free(tenant, msg, recent.then(|| msg.create_time.min(now)))
+    }
+
+    /// [`store_message_at`](Self::store_message_at) at a position not yet taken; refuses
+    /// one that is.
+    fn store_at_free(&self, tenant: &str, msg: &MessageRecord, cid_at: Option<u64>) -> Result<()> {
         let key = (tenant, msg.conv.as_str(), msg.seq);
         if self.messages()?.get(key)?.is_some() {
             return Err(Error::Conflict(format!("{}#{} exists", msg.conv, msg.seq)));
         }
-        let now = crate::now_ms();
-        let recent = msg.create_time >= self.recent.borrow().cutoff(now);
-        self.store_message_at(tenant, msg, recent.then(|| msg.create_time.min(now)))
+        self.store_message_at(tenant, msg, cid_at)
     }
 
     /// Appends `msg` as the next message of its conversation: stamps `msg.seq` with the
@@ -641,22 +643,12 @@ impl Tx<'_> {
     /// [`append_message`](Self::append_message) stores a message whose seq is already set.
     pub fn append_next(&self, tenant: &str, msg: &mut MessageRecord) -> Result<()> {
         msg.seq = self.head(tenant, &msg.conv)? + 1;
-        self.store_message(tenant, msg)
-    }
-
-    /// Writes a message with its seq set, its id and its `cid` (stored now).
-    fn store_message(&self, tenant: &str, msg: &MessageRecord) -> Result<()> {
         self.store_message_at(tenant, msg, Some(crate::now_ms()))
     }
 
     /// Writes a message with its seq set, its id, and its `cid` as stored at `cid_at` (ms;
     /// `None`: the `cid` is not kept).
-    pub(crate) fn store_message_at(
-        &self,
-        tenant: &str,
-        msg: &MessageRecord,
-        cid_at: Option<u64>,
-    ) -> Result<()> {
+    fn store_message_at(&self, tenant: &str, msg: &MessageRecord, cid_at: Option<u64>) -> Result<()> {
         let conv = msg.conv.as_str();
         let head = self.head(tenant, conv)?;
         self.messages()?

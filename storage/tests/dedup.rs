@@ -46,6 +46,15 @@ fn dedup(store: &Store, sender: u64, cid: &str) -> Option<u64> {
         .unwrap()
 }
 
+/// The client ids the Writer's index held after its last commit (the gauge).
+fn held(store: &Store) -> u64 {
+    store
+        .writer()
+        .stats()
+        .recent_cids
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn recent_rows(store: &Store) -> usize {
     let rows = store.snapshot().unwrap().rows().unwrap();
     rows.iter().filter(|e| e.table == RECENT_CIDS).count()
@@ -75,15 +84,7 @@ fn a_cid_is_remembered_within_the_window_and_forgotten_after_it() {
     assert_eq!(send(&store, 2, "c2"), 2);
     assert_eq!(recent_rows(&store), 1);
     assert_eq!(dedup(&store, 1, "c2"), Some(2));
-    assert_eq!(
-        store
-            .writer()
-            .stats()
-            .recent_cids
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "the index forgot the expired cid too"
-    );
+    assert_eq!(held(&store), 1, "the index forgot the expired cid too");
     // A cid used again after its window stores a new message.
     assert_eq!(send(&store, 3, "c1"), 3);
     store.shutdown();
@@ -99,18 +100,11 @@ fn the_window_holds_across_a_restart() {
     drop(store);
     let store = open(&path, Duration::from_secs(3600));
     // The Writer builds its index as it starts, before any write asks for it.
-    let held = || {
-        store
-            .writer()
-            .stats()
-            .recent_cids
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while held() == 0 && std::time::Instant::now() < deadline {
+    while held(&store) == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(held(), 1, "the index was built at start");
+    assert_eq!(held(&store), 1, "the index was built at start");
     assert_eq!(
         send(&store, 2, "c1"),
         1,

@@ -58,6 +58,7 @@ async fn counters_follow_sessions_messages_and_requests() {
     let before = scrape(&server).await;
     assert_eq!(get(&before, "parlor_sessions_open"), 0.0);
     assert_eq!(get(&before, "parlor_messages_accepted_total"), 0.0);
+    assert_eq!(get(&before, "parlor_recent_cids"), 0.0);
 
     let alice = server.register_open("alice").await;
     let bob = server.register_open("bob_1").await;
@@ -95,6 +96,8 @@ async fn counters_follow_sessions_messages_and_requests() {
         get(&after, "parlor_writer_commit_seconds_bucket{le=\"+Inf\"}"),
         commits
     );
+    // The WebSocket send gave a cid ("m1"); the REST send none.
+    assert_eq!(get(&after, "parlor_recent_cids"), 1.0);
     assert!(get(&after, "parlor_db_file_bytes") > 0.0);
     assert!(get(&after, "process_resident_memory_bytes") > 1e6);
     assert!(get(&after, "process_open_fds") > 0.0);
